@@ -1,0 +1,329 @@
+//! The life of a query after authentication: parse, decide, plan, fan out, merge, suppress.
+//!
+//! The caller (the `Gateway` service) appends the audit entry this fills in before it answers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shuzhu_policy::dimension::Dimension;
+use shuzhu_policy::disclosure::{self, Cell, Partial, Status as CellStatus};
+use shuzhu_policy::grant::{AccessRequest, Decision};
+use shuzhu_policy::indicator::{self, Indicator};
+use shuzhu_policy::period::{Period, days_from_civil};
+use shuzhu_proto::v1 as pb;
+use tonic::{Code, Status};
+
+use crate::audit::{AuditRecord, NodeRecord, clip};
+use crate::auth::Principal;
+use crate::state::{GatewayState, NodeHandle};
+
+/// Largest node answer the gateway reads.
+const MAX_NODE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// A parsed, checked query.
+pub struct ParsedQuery {
+    /// Indicator.
+    pub indicator: &'static Indicator,
+    /// Group-by dimensions.
+    pub group_by: Vec<Dimension>,
+    /// Period.
+    pub period: Period,
+    /// Filters.
+    pub filters: Vec<(Dimension, Vec<String>)>,
+    /// Purpose.
+    pub purpose: String,
+}
+
+fn invalid(record: &mut AuditRecord, message: String) -> Status {
+    record.decision = "invalid".into();
+    record.reason = clip(&message);
+    Status::invalid_argument(clip(&message))
+}
+
+/// Parses the request, recording what was asked (masked) in `record`.
+pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQuery, Status> {
+    record.indicator = clip(&req.indicator);
+    record.group_by = req.group_by.iter().map(|d| clip(d)).collect();
+    record.filters = req.filters.iter().map(|f| clip(&format!("{}={}", f.dimension, f.values.join("|")))).collect();
+    record.purpose = clip(&req.purpose);
+    record.legal_basis = clip(&req.legal_basis);
+    if let Some(p) = &req.period {
+        record.period = format!("{}..{}", p.from_month, p.to_month);
+    }
+    let Some(ind) = indicator::indicator(&req.indicator) else {
+        return Err(invalid(
+            record,
+            format!("unknown indicator {:?}; ListIndicators shows the catalogue", req.indicator),
+        ));
+    };
+    let mut group_by = Vec::new();
+    for d in &req.group_by {
+        let Some(dim) = Dimension::parse(d) else {
+            return Err(invalid(record, format!("unknown dimension {d:?}")));
+        };
+        if !ind.allows(dim) {
+            return Err(invalid(record, format!("indicator {} cannot be grouped by {dim}", ind.id)));
+        }
+        if group_by.contains(&dim) {
+            return Err(invalid(record, format!("dimension {dim} is repeated")));
+        }
+        group_by.push(dim);
+    }
+    if group_by.len() > 4 {
+        return Err(invalid(record, "at most 4 group-by dimensions".into()));
+    }
+    let Some(p) = &req.period else {
+        return Err(invalid(record, "a period (from and to month) is required".into()));
+    };
+    let period = Period::from_wire(p.from_month, p.to_month).map_err(|e| invalid(record, format!("period: {e}")))?;
+    record.period = period.to_string();
+    if req.filters.len() > 8 {
+        return Err(invalid(record, "at most 8 filters".into()));
+    }
+    let mut filters: Vec<(Dimension, Vec<String>)> = Vec::new();
+    for f in &req.filters {
+        let Some(dim) = Dimension::parse(&f.dimension) else {
+            return Err(invalid(record, format!("unknown filter dimension {:?}", f.dimension)));
+        };
+        if dim.is_time() {
+            return Err(invalid(record, format!("{dim} cannot be a filter; choose the period with from and to")));
+        }
+        if !ind.allows(dim) {
+            return Err(invalid(record, format!("indicator {} cannot be filtered by {dim}", ind.id)));
+        }
+        if f.values.is_empty() || f.values.len() > 64 {
+            return Err(invalid(record, format!("filter {dim} needs 1 to 64 values")));
+        }
+        if let Some(bad) = f.values.iter().find(|v| !dim.accepts_value(v)) {
+            return Err(invalid(record, format!("{bad:?} is not a {dim} value")));
+        }
+        match filters.iter_mut().find(|(d, _)| *d == dim) {
+            Some((_, vals)) => vals.extend(f.values.iter().cloned()),
+            None => filters.push((dim, f.values.clone())),
+        }
+    }
+    let purpose = req.purpose.trim().to_string();
+    if purpose.is_empty() || purpose.chars().count() > 64 {
+        return Err(invalid(record, "a purpose (at most 64 characters) is required, e.g. 诉源治理".into()));
+    }
+    if req.legal_basis.chars().count() > 500 {
+        return Err(invalid(record, "legal_basis is longer than 500 characters".into()));
+    }
+    Ok(ParsedQuery { indicator: ind, group_by, period, filters, purpose })
+}
+
+/// Today as a day number (UTC).
+pub fn today() -> i32 {
+    let now = time::OffsetDateTime::now_utc();
+    days_from_civil(now.year(), u32::from(u8::from(now.month())), u32::from(now.day()))
+}
+
+/// Runs an allowed-or-denied query to its answer. Fills `record`; never appends it.
+pub async fn execute(
+    state: &GatewayState,
+    principal: &Principal,
+    req: pb::QueryRequest,
+    request_id: &str,
+    record: &mut AuditRecord,
+) -> Result<pb::QueryResponse, Status> {
+    let q = parse(&req, record)?;
+    let policy = state.current_policy();
+    record.policy_version = policy.version.clone();
+    let filter_dims: Vec<Dimension> = q.filters.iter().map(|(d, _)| *d).collect();
+    let decision = policy.policy.decide(&AccessRequest {
+        agency: &principal.agency,
+        indicator: q.indicator,
+        group_by: &q.group_by,
+        filters: &filter_dims,
+        purpose: &q.purpose,
+        today: today(),
+    });
+    let threshold = match decision {
+        Decision::Allow { threshold, .. } => threshold,
+        Decision::Deny { rule, reason } => {
+            record.decision = "deny".into();
+            record.reason = format!("{rule}: {}", clip(&reason));
+            return Err(Status::permission_denied(clip(&reason)));
+        }
+    };
+    record.decision = "allow".into();
+
+    // Plan: nodes serving the dataset and, where a region or court filter is given, serving it.
+    let chosen: Vec<&NodeHandle> = state
+        .nodes
+        .iter()
+        .filter(|n| n.entry.datasets.iter().any(|d| d == q.indicator.dataset))
+        .filter(|n| {
+            q.filters.iter().all(|(d, vals)| match d {
+                Dimension::Region if !n.entry.regions.is_empty() => vals.iter().any(|v| n.entry.regions.contains(v)),
+                Dimension::Court if !n.entry.courts.is_empty() => vals.iter().any(|v| n.entry.courts.contains(v)),
+                _ => true,
+            })
+        })
+        .collect();
+    let measures = q.indicator.measures();
+    let node_req = pb::AggregateRequest {
+        request_id: request_id.to_string(),
+        dataset: q.indicator.dataset.into(),
+        measures: measures.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
+        group_by: q.group_by.iter().map(|d| d.as_str().into()).collect(),
+        period: Some(pb::Period { from_month: q.period.from().yyyymm(), to_month: q.period.to().yyyymm() }),
+        filters: q
+            .filters
+            .iter()
+            .map(|(d, v)| pb::DimensionFilter { dimension: d.as_str().into(), values: v.clone() })
+            .collect(),
+        agency: principal.agency.clone(),
+        purpose: q.purpose.clone(),
+        policy_version: policy.version.clone(),
+    };
+    let node_req = Arc::new(node_req);
+    let calls = chosen.iter().map(|n| ask_node(n, Arc::clone(&node_req), state.node_timeout));
+    let answers = futures::future::join_all(calls).await;
+
+    // Merge exactly, by group key.
+    let mut merged: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
+    let mut missing: Vec<(&NodeHandle, String)> = Vec::new();
+    let mut data_until: Option<String> = None;
+    for (node, answer) in chosen.iter().zip(answers) {
+        let answer = answer.and_then(|a| check_answer(a, &q, &measures));
+        match answer {
+            Ok(a) => {
+                record.nodes.push(NodeRecord {
+                    node: node.entry.id.clone(),
+                    status: "answered",
+                    release_digest: a.release_digest.clone(),
+                    reason: String::new(),
+                });
+                if !a.data_until.is_empty() && data_until.as_ref().is_none_or(|d| a.data_until < *d) {
+                    data_until = Some(a.data_until.clone());
+                }
+                for g in a.groups {
+                    let slot = merged.entry(g.key).or_insert_with(|| vec![Partial::default(); measures.len()]);
+                    for (i, m) in measures.iter().enumerate() {
+                        if let Some(v) = g.measures.iter().find(|v| v.id == *m) {
+                            slot[i].merge(Partial {
+                                value: v.value,
+                                contributors: v.contributors,
+                                max_single: v.max_single,
+                            });
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(request_id, node = %node.entry.id, %reason, "node missing from answer");
+                record.nodes.push(NodeRecord {
+                    node: node.entry.id.clone(),
+                    status: "missing",
+                    release_digest: String::new(),
+                    reason: reason.clone(),
+                });
+                missing.push((node, reason));
+            }
+        }
+    }
+    if !chosen.is_empty() && missing.len() == chosen.len() {
+        record.decision = "error".into();
+        record.reason = "no node answered".into();
+        let why: Vec<String> = missing.iter().map(|(n, r)| format!("{}: {r}", n.entry.id)).collect();
+        return Err(Status::unavailable(format!("no node answered ({})", why.join("; "))));
+    }
+
+    // Evaluate and suppress each cell.
+    let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
+    let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
+    let mut rows = Vec::with_capacity(merged.len());
+    let mut suppressed = 0u32;
+    for (key, partials) in &merged {
+        let affected = missing.iter().any(|(n, _)| {
+            let by_region = region_pos.map(|i| n.entry.regions.is_empty() || n.entry.regions.contains(&key[i]));
+            let by_court = court_pos.map(|i| n.entry.courts.is_empty() || n.entry.courts.contains(&key[i]));
+            match (by_region, by_court) {
+                (None, None) => true,
+                (r, c) => r.unwrap_or(true) && c.unwrap_or(true),
+            }
+        });
+        let cell: Cell = if affected {
+            Cell::partial()
+        } else {
+            disclosure::evaluate(q.indicator, threshold, |m| {
+                measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
+            })
+        };
+        if cell.status == CellStatus::Suppressed {
+            suppressed += 1;
+        }
+        let group = q.group_by.iter().zip(key).map(|(d, v)| (d.as_str().to_string(), clip(v))).collect();
+        rows.push(pb::Row {
+            group,
+            value: cell.value,
+            status: cell.status.as_str().into(),
+            numerator: cell.numerator,
+            denominator: cell.denominator,
+        });
+    }
+    record.cells = rows.len() as u32;
+    record.cells_suppressed = suppressed;
+    record.answer_digest = answer_digest(&rows);
+    Ok(pb::QueryResponse {
+        indicator: q.indicator.id.into(),
+        rows,
+        coverage: Some(pb::Coverage {
+            asked: chosen.len() as u32,
+            answered: (chosen.len() - missing.len()) as u32,
+            missing: missing
+                .iter()
+                .map(|(n, r)| pb::MissingNode { node: n.entry.id.clone(), reason: r.clone() })
+                .collect(),
+        }),
+        policy_version: policy.version.clone(),
+        audit_seq: 0,
+        data_until: data_until.unwrap_or_default(),
+        threshold,
+    })
+}
+
+async fn ask_node(
+    node: &NodeHandle,
+    req: Arc<pb::AggregateRequest>,
+    deadline: std::time::Duration,
+) -> Result<pb::AggregateResponse, String> {
+    let mut client =
+        pb::node_client::NodeClient::new(node.channel.clone()).max_decoding_message_size(MAX_NODE_ANSWER_BYTES);
+    let mut request = tonic::Request::new((*req).clone());
+    request.set_timeout(deadline);
+    match tokio::time::timeout(deadline, client.aggregate(request)).await {
+        Err(_) => Err("timed out".into()),
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Err(status)) => Err(match status.code() {
+            Code::Unavailable => "unreachable".into(),
+            Code::DeadlineExceeded | Code::Cancelled => "timed out".into(),
+            Code::PermissionDenied | Code::FailedPrecondition | Code::Unimplemented => clip(status.message()),
+            other => format!("error {other:?}: {}", clip(status.message())),
+        }),
+    }
+}
+
+/// Refuses a node answer whose shape does not match the question (a node must never be trusted to be
+/// well-formed).
+fn check_answer(a: pb::AggregateResponse, q: &ParsedQuery, measures: &[&str]) -> Result<pb::AggregateResponse, String> {
+    for g in &a.groups {
+        if g.key.len() != q.group_by.len()
+            || g.measures.iter().any(|m| !measures.contains(&m.id.as_str()) || m.value < 0)
+        {
+            return Err("malformed answer".into());
+        }
+    }
+    Ok(a)
+}
+
+fn answer_digest(rows: &[pb::Row]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for r in rows {
+        let group: BTreeMap<&String, &String> = r.group.iter().collect();
+        let line = format!("{group:?}|{:?}|{}|{:?}|{:?}\n", r.value, r.status, r.numerator, r.denominator);
+        ctx.update(line.as_bytes());
+    }
+    hex::encode(ctx.finish())
+}

@@ -1,0 +1,161 @@
+//! Everything a running gateway holds: policy, authenticator, ledger, and a channel per node.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use shuzhu_net::Role;
+use shuzhu_policy::FederationPolicy;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::auth::{Authenticator, TrustedIssuer};
+use crate::config::{GatewayConfig, NodeEntry};
+use crate::ledger::AuditChain;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The policy file is invalid.
+    #[error("policy {path}: {source}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        source: shuzhu_policy::grant::PolicyError,
+    },
+    /// Issuer keys are unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
+    /// The ledger could not be opened (the gateway fails closed).
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// TLS material problem.
+    #[error(transparent)]
+    Tls(#[from] shuzhu_net::NetError),
+    /// A node address is unusable.
+    #[error("node {node}: {message}")]
+    Node {
+        /// Node id.
+        node: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A node as the gateway sees it.
+pub struct NodeHandle {
+    /// Configuration entry.
+    pub entry: NodeEntry,
+    /// Lazily connected mutual-TLS channel that expects the node's own certificate.
+    pub channel: Channel,
+}
+
+/// The loaded policy and its version.
+pub struct LoadedPolicy {
+    /// The policy.
+    pub policy: FederationPolicy,
+    /// Its version hash.
+    pub version: String,
+}
+
+/// The running gateway's state.
+pub struct GatewayState {
+    /// Gateway id.
+    pub id: String,
+    /// Current policy (swappable for reloads).
+    pub policy: RwLock<Arc<LoadedPolicy>>,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// Audit ledger.
+    pub ledger: Arc<AuditChain>,
+    /// Nodes.
+    pub nodes: Vec<NodeHandle>,
+    /// Deadline of one node call.
+    pub node_timeout: Duration,
+}
+
+fn read(path: &std::path::Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|source| StartError::Read { path: path.display().to_string(), source })
+}
+
+/// Loads and checks a policy file.
+pub fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, StartError> {
+    let policy = FederationPolicy::parse(&read(path)?)
+        .map_err(|source| StartError::Policy { path: path.display().to_string(), source })?;
+    let version = policy.version();
+    Ok(LoadedPolicy { policy, version })
+}
+
+impl GatewayState {
+    /// Builds the state from a loaded configuration. Must run inside a tokio runtime.
+    pub fn open(config: &GatewayConfig) -> Result<Self, StartError> {
+        crate::auth::install_jwt_crypto_provider();
+        shuzhu_net::install_crypto_provider();
+        let policy = load_policy(&config.policy)?;
+        let issuers = config
+            .issuers
+            .iter()
+            .map(|i| {
+                Ok(TrustedIssuer {
+                    issuer: i.issuer.clone(),
+                    audience: i.audience.clone(),
+                    algorithm: i.algorithm,
+                    public_key_pem: read(&i.public_key)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
+        let auth = Authenticator::new(issuers, config.auth.clone())?;
+        let ledger = Arc::new(AuditChain::open(&config.ledger_dir)?);
+        let ca = Certificate::from_pem(shuzhu_net::load_pem(&config.tls.ca)?);
+        let identity =
+            Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);
+        let node_timeout = Duration::from_millis(config.node_timeout_ms);
+        let mut nodes = Vec::new();
+        for entry in &config.nodes {
+            let err = |message: String| StartError::Node { node: entry.id.clone(), message };
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(ca.clone())
+                .identity(identity.clone())
+                .domain_name(shuzhu_net::party_dns_name(Role::Node, &entry.id));
+            let channel = Endpoint::from_shared(entry.address.clone())
+                .map_err(|e| err(format!("address: {e}")))?
+                .tls_config(tls)
+                .map_err(|e| err(format!("tls: {e}")))?
+                .connect_timeout(node_timeout.min(Duration::from_secs(3)))
+                .timeout(node_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            nodes.push(NodeHandle { entry: entry.clone(), channel });
+        }
+        Ok(GatewayState {
+            id: config.gateway_id.clone(),
+            policy: RwLock::new(Arc::new(policy)),
+            auth,
+            ledger,
+            nodes,
+            node_timeout,
+        })
+    }
+
+    /// The policy in force.
+    pub fn current_policy(&self) -> Arc<LoadedPolicy> {
+        // A poisoned lock only means a reload panicked; the last stored policy is still whole.
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Transport shared by the Shuzhu node and gateway: PEM loading, rustls server configurations (TLS 1.3
+//! only, ring provider), a TLS listener that feeds tonic, and the identity check on federation
+//! certificates.
+//!
+//! Identities: the federation CA issues every party a certificate whose SAN names it twice, as the URI
+//! `shuzhu://<role>/<id>` (for people reading the certificate) and as the DNS name
+//! `<id>.<role>.shuzhu` (which webpki can verify). A node checks that its caller's certificate is valid
+//! for `<gateway-id>.gateway.shuzhu`; the gateway connects to a node expecting `<node-id>.node.shuzhu`.
+//!
+//! Depends on no other Shuzhu crate.
+
+use std::{io, path::Path, sync::Arc, time::Duration};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Why TLS material could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// rustls refused the configuration (e.g. key does not match certificate).
+    #[error("tls configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("client verifier: {0}")]
+    Verifier(String),
+}
+
+/// The two kinds of party in a federation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A gateway.
+    Gateway,
+    /// A node.
+    Node,
+}
+
+impl Role {
+    /// `gateway` or `node`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Node => "node",
+        }
+    }
+}
+
+/// The DNS name a party's certificate carries: `<id>.<role>.shuzhu`.
+pub fn party_dns_name(role: Role, id: &str) -> String {
+    format!("{id}.{}.shuzhu", role.as_str())
+}
+
+/// The URI a party's certificate carries: `shuzhu://<role>/<id>`.
+pub fn party_uri(role: Role, id: &str) -> String {
+    format!("shuzhu://{}/{id}", role.as_str())
+}
+
+/// Whether `id` can name a party: 1–63 characters of `a-z`, `0-9` and `-`, not starting or ending with
+/// `-` (it becomes a DNS label in certificates).
+pub fn is_valid_party_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+}
+
+/// Whether the end-entity certificate `cert` (already verified against the federation CA by the TLS
+/// handshake) names party `id` of `role`.
+pub fn certificate_names(cert: &CertificateDer<'_>, role: Role, id: &str) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(name) = ServerName::try_from(party_dns_name(role, id)) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, NetError> {
+    std::fs::read(path).map_err(|source| NetError::Read { path: path.display().to_string(), source })
+}
+
+/// Every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
+    if certs.is_empty() {
+        return Err(NetError::Pem { path: path.display().to_string(), what: "no certificate found" });
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|_| NetError::Pem { path: path.display().to_string(), what: "no private key found" })
+}
+
+/// The raw PEM text of a file (for tonic's client configuration).
+pub fn load_pem(path: &Path) -> Result<Vec<u8>, NetError> {
+    let pem = read(path)?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN") {
+        return Err(NetError::Pem { path: path.display().to_string(), what: "not a PEM file" });
+    }
+    Ok(pem)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs ring as the process-wide rustls provider (idempotent). Call once at start-up.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A TLS 1.3 server configuration that demands a client certificate issued by the CA in `ca`.
+pub fn mutual_tls_server(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, NetError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| NetError::Verifier(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TLS 1.3 server configuration without client certificates (requesters authenticate with tokens).
+pub fn tls_server(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, NetError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts TCP connections on `listener` and yields those that complete a TLS handshake within
+/// `handshake_timeout`, for `tonic::transport::Server::serve_with_incoming_shutdown`. Failed handshakes
+/// are logged and dropped; they never stop the server. The accept loop ends when the server drops the
+/// stream.
+pub fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(error)) => tracing::info!(%peer, %error, "tls handshake refused"),
+                    Err(_) => tracing::info!(%peer, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The certificates the peer presented on this request's connection, if any.
+pub fn peer_certificates<T>(request: &tonic::Request<T>) -> Option<Arc<Vec<CertificateDer<'static>>>> {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()?
+        .peer_certs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn party_ids_are_dns_labels() {
+        assert!(is_valid_party_id("court-350203"));
+        assert!(!is_valid_party_id("Court"));
+        assert!(!is_valid_party_id("-a"));
+        assert!(!is_valid_party_id("闽0203"));
+        assert!(!is_valid_party_id(""));
+    }
+
+    #[test]
+    fn certificates_name_their_party_only() {
+        let mut params = rcgen::CertificateParams::new(vec![party_dns_name(Role::Gateway, "gw-1")]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der = cert.der();
+        assert!(certificate_names(der, Role::Gateway, "gw-1"));
+        assert!(!certificate_names(der, Role::Gateway, "gw-2"));
+        assert!(!certificate_names(der, Role::Node, "gw-1"));
+    }
+}

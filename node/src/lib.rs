@@ -1,0 +1,20 @@
+//! Shuzhu node (数助节点): keeps a court's or agency's data at home and answers only with partial
+//! aggregates.
+//!
+//! - [`import`] validates CSV against the dataset schema, quarantines bad rows with line, field and
+//!   reason, minimises personal fields at the edge (pseudonyms, derived attributes, scrubbing) and
+//!   acknowledges only once the store is durable;
+//! - [`store`] is the node's storage trait and its sled implementation (with real fsync);
+//! - [`engine`] holds the cases as columns in memory and computes partial measures with contributor
+//!   counts;
+//! - [`service`] is the `Node` gRPC service over mutual TLS, which checks that the caller is a
+//!   configured gateway and applies the node's own local policy on every call.
+//!
+//! Must not depend on `shuzhu-gateway`.
+
+pub mod config;
+pub mod engine;
+pub mod import;
+pub mod record;
+pub mod service;
+pub mod store;

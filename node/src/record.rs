@@ -1,0 +1,373 @@
+//! Typed, minimised records as a node stores them.
+//!
+//! A CSV row is validated field by field against the dataset's schema (shuzhu-policy) and becomes a
+//! [`Record`]: one [`Value`] per schema field. Personal fields never reach the store in clear: the
+//! schema says whether each is kept raw, replaced by a keyed pseudonym, reduced to coarse derived
+//! attributes, or dropped.
+
+use serde::{Deserialize, Serialize};
+use shuzhu_policy::period::parse_day;
+use shuzhu_policy::pseudonym::{self, PseudonymKey, Sex};
+use shuzhu_policy::schema::{Dataset, Field, FieldType, Storage};
+
+/// One stored value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Value {
+    /// Empty cell, or a field the node does not keep.
+    Absent,
+    /// Text (codes, causes, pseudonyms).
+    Text(String),
+    /// Integer (counts; money in fen).
+    Int(i64),
+    /// Date as days since 1970-01-01.
+    Day(i32),
+    /// Boolean.
+    Bool(bool),
+    /// Index into the field's enumeration.
+    Enum(u8),
+    /// What is kept of a resident ID number: birth year, sex (1 male, 2 female), city of issue; or, for
+    /// an organisation's credit code, zeros with `sex` 0.
+    IdDerived {
+        /// Year of birth (0 when not a person).
+        birth_year: u16,
+        /// 1 male, 2 female, 0 not a person.
+        sex: u8,
+        /// First four digits of the area code (0 when not a person).
+        city: u16,
+    },
+}
+
+/// A stored record: values in schema order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Values, one per schema field.
+    pub values: Vec<Value>,
+}
+
+/// Why a field was refused. Messages never carry a personal value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The field (column) name.
+    pub field: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+fn problem(field: &Field, reason: impl Into<String>) -> FieldProblem {
+    FieldProblem { field: field.name.to_string(), reason: reason.into() }
+}
+
+/// Shows a rejected value only for non-personal fields, truncated and masked.
+fn shown(field: &Field, raw: &str) -> String {
+    if field.personal == shuzhu_policy::schema::Personal::None {
+        let short: String = raw.chars().take(24).collect();
+        format!(" {:?}", shuzhu_policy::mask::mask_text(&short))
+    } else {
+        String::new()
+    }
+}
+
+/// Parses yuan with up to two decimals into fen.
+pub fn parse_fen(raw: &str) -> Option<i64> {
+    let (whole, frac) = raw.split_once('.').unwrap_or((raw, ""));
+    if whole.is_empty() || whole.len() > 13 || frac.len() > 2 || !raw.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    if !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || (raw.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    let w: i64 = whole.parse().ok()?;
+    let f: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<2}").parse().ok()? };
+    Some(w * 100 + f)
+}
+
+/// Validates one raw cell and converts it to its typed value (before minimisation).
+fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
+    if raw.is_empty() {
+        return if field.optional { Ok(Value::Absent) } else { Err(problem(field, "is required but empty")) };
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(problem(field, "contains control characters"));
+    }
+    match field.ty {
+        FieldType::Text => {
+            let limit = if field.name == "summary" { 4000 } else { 200 };
+            if raw.chars().count() > limit {
+                return Err(problem(field, format!("is longer than {limit} characters")));
+            }
+            if raw.trim() != raw {
+                return Err(problem(field, "has leading or trailing spaces"));
+            }
+            Ok(Value::Text(raw.to_string()))
+        }
+        FieldType::Region => {
+            if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(Value::Int(raw.parse().unwrap_or(0)))
+            } else {
+                Err(problem(field, format!("{} is not a 6-digit region code", shown(field, raw).trim())))
+            }
+        }
+        FieldType::Date => parse_day(raw)
+            .map(Value::Day)
+            .ok_or_else(|| problem(field, format!("{} is not a date YYYY-MM-DD", shown(field, raw).trim()))),
+        FieldType::Bool => match raw {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(problem(field, format!("{} is not true or false", shown(field, raw).trim()))),
+        },
+        FieldType::Amount => parse_fen(raw).map(Value::Int).ok_or_else(|| {
+            problem(field, format!("{} is not an amount in yuan with up to two decimals", shown(field, raw).trim()))
+        }),
+        FieldType::Integer => raw
+            .parse::<u32>()
+            .map(|n| Value::Int(i64::from(n)))
+            .map_err(|_| problem(field, format!("{} is not a non-negative integer", shown(field, raw).trim()))),
+        FieldType::Enum(labels) => {
+            labels.iter().position(|l| *l == raw).map(|i| Value::Enum(i as u8)).ok_or_else(|| {
+                problem(field, format!("{} is not one of {}", shown(field, raw).trim(), labels.join(" ")))
+            })
+        }
+    }
+}
+
+/// A validated row, still holding personal values in clear; it never leaves this module's caller
+/// before [`Validated::minimise`].
+pub struct Validated {
+    key: String,
+    values: Vec<Value>,
+}
+
+impl std::fmt::Debug for Validated {
+    // Never prints the values: they still hold personal data in clear.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Validated(<not shown>)")
+    }
+}
+
+impl Validated {
+    /// The primary key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Replaces personal fields as the schema says (pseudonym, derived attributes, dropped).
+    pub fn minimise(self, dataset: &Dataset, key: &PseudonymKey, keep_raw: &[String]) -> Record {
+        let mut values = self.values;
+        for (i, field) in dataset.fields.iter().enumerate() {
+            if keep_raw.iter().any(|k| k == field.name) {
+                continue;
+            }
+            let v = std::mem::replace(&mut values[i], Value::Absent);
+            values[i] = match (field.storage, v) {
+                (_, Value::Absent) => Value::Absent,
+                (Storage::Raw, v) => v,
+                (Storage::Dropped, _) => Value::Absent,
+                (Storage::Pseudonym, Value::Text(t)) => Value::Text(key.pseudonym(field.name, &t)),
+                (Storage::Derived, Value::Text(t)) => match pseudonym::derive_from_resident_id(&t) {
+                    Some(a) => Value::IdDerived {
+                        birth_year: a.birth_year,
+                        sex: if a.sex == Sex::Male { 1 } else { 2 },
+                        city: a.city,
+                    },
+                    None => Value::IdDerived { birth_year: 0, sex: 0, city: 0 },
+                },
+                (_, _) => Value::Absent,
+            };
+        }
+        Record { values }
+    }
+}
+
+/// Validates a row (cells in schema order) of `dataset`, reporting every problem found.
+pub fn validate(dataset: &Dataset, cells: &[&str]) -> Result<Validated, Vec<FieldProblem>> {
+    let mut values = Vec::with_capacity(dataset.fields.len());
+    let mut problems = Vec::new();
+    for (field, raw) in dataset.fields.iter().zip(cells) {
+        match parse_cell(field, raw) {
+            Ok(v) => values.push(v),
+            Err(p) => {
+                problems.push(p);
+                values.push(Value::Absent);
+            }
+        }
+    }
+    if problems.is_empty() {
+        cross_checks(dataset, cells, &values, &mut problems);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let key = match dataset.name {
+        "population" => format!("{}|{}", cells[0], cells[1]),
+        _ => cells[dataset.fields.iter().position(|f| f.name == dataset.key).unwrap_or(0)].to_string(),
+    };
+    Ok(Validated { key, values })
+}
+
+fn idx(dataset: &Dataset, name: &str) -> usize {
+    // Field names used here are constants of the schema; a missing one is a programming error caught
+    // by the tests of this module.
+    dataset.fields.iter().position(|f| f.name == name).unwrap_or(usize::MAX)
+}
+
+fn day(values: &[Value], i: usize) -> Option<i32> {
+    match values.get(i) {
+        Some(Value::Day(d)) => Some(*d),
+        _ => None,
+    }
+}
+
+fn cross_checks(dataset: &Dataset, cells: &[&str], values: &[Value], problems: &mut Vec<FieldProblem>) {
+    let mut add =
+        |field: &str, reason: &str| problems.push(FieldProblem { field: field.into(), reason: reason.into() });
+    match dataset.name {
+        "cases" => {
+            let filed = day(values, idx(dataset, "filed_on"));
+            let closed = day(values, idx(dataset, "closed_on"));
+            let deadline = day(values, idx(dataset, "deadline_on"));
+            if let (Some(f), Some(c)) = (filed, closed)
+                && c < f
+            {
+                add("closed_on", "is before filed_on");
+            }
+            if let (Some(f), Some(d)) = (filed, deadline)
+                && d < f
+            {
+                add("deadline_on", "is before filed_on");
+            }
+            let method = &values[idx(dataset, "closure_method")];
+            if closed.is_some() != (*method != Value::Absent) {
+                add("closure_method", "must be given exactly when closed_on is given");
+            }
+            for side in ["plaintiff", "defendant"] {
+                let kind = cells[idx(dataset, &format!("{side}_kind"))];
+                let id_field = format!("{side}_id_no");
+                let id = cells[idx(dataset, &id_field)];
+                if id.is_empty() {
+                    continue;
+                }
+                if kind == "自然人" && !pseudonym::is_valid_resident_id(id) {
+                    add(&id_field, "is not a valid resident ID number (GB 11643 checksum or birth date)");
+                } else if kind != "自然人" && !pseudonym::is_valid_uscc(id) {
+                    add(&id_field, "is not a valid unified social credit code (GB 32100 checksum)");
+                }
+            }
+        }
+        "mediations" => {
+            let accepted = day(values, idx(dataset, "accepted_on"));
+            let closed = day(values, idx(dataset, "closed_on"));
+            if let (Some(a), Some(c)) = (accepted, closed)
+                && c < a
+            {
+                add("closed_on", "is before accepted_on");
+            }
+            if closed.is_some() != (values[idx(dataset, "result")] != Value::Absent) {
+                add("result", "must be given exactly when closed_on is given");
+            }
+            let id = cells[idx(dataset, "party_id_no")];
+            if !id.is_empty() && !pseudonym::is_valid_resident_id(id) && !pseudonym::is_valid_uscc(id) {
+                add("party_id_no", "is neither a valid resident ID number nor a valid credit code");
+            }
+        }
+        "population" => {
+            if let Some(Value::Int(y)) = values.get(1)
+                && !(1990..=2100).contains(y)
+            {
+                add("year", "is outside 1990..=2100");
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shuzhu_policy::schema::CASES;
+
+    fn row() -> Vec<String> {
+        let mut cells = vec![String::new(); CASES.fields.len()];
+        let set = |cells: &mut Vec<String>, k: &str, v: &str| cells[idx(&CASES, k)] = v.to_string();
+        set(&mut cells, "case_no", "(2023)闽0213民初1号");
+        set(&mut cells, "court_code", "闽0213");
+        set(&mut cells, "region_code", "350213");
+        set(&mut cells, "type_code", "民初");
+        set(&mut cells, "cause", "民间借贷纠纷");
+        set(&mut cells, "filed_on", "2023-01-05");
+        set(&mut cells, "closed_on", "2023-03-01");
+        set(&mut cells, "deadline_on", "2023-07-05");
+        set(&mut cells, "closure_method", "调解");
+        set(&mut cells, "appealed", "false");
+        set(&mut cells, "claim_amount", "12345.6");
+        set(&mut cells, "online_filed", "true");
+        set(&mut cells, "pre_suit_mediated", "false");
+        set(&mut cells, "judge_id", "J0213001");
+        set(&mut cells, "plaintiff_kind", "自然人");
+        set(&mut cells, "defendant_kind", "法人");
+        set(&mut cells, "plaintiff_name", "张伟");
+        set(&mut cells, "defendant_name", "厦门某某贸易有限公司");
+        set(&mut cells, "plaintiff_id_no", "11010519491231002X");
+        set(&mut cells, "defendant_id_no", "91110000600037341L");
+        set(&mut cells, "plaintiff_phone", "13800138000");
+        set(&mut cells, "minor_involved", "false");
+        set(&mut cells, "summary", "原告张伟（身份证号11010519491231002X）诉被告");
+        cells
+    }
+
+    fn check(cells: &[String]) -> Result<Validated, Vec<FieldProblem>> {
+        let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+        validate(&CASES, &refs)
+    }
+
+    #[test]
+    fn a_good_row_is_minimised() {
+        let v = check(&row()).unwrap();
+        assert_eq!(v.key(), "(2023)闽0213民初1号");
+        let key = PseudonymKey::from_bytes(&[9u8; 32]).unwrap();
+        let rec = v.minimise(&CASES, &key, &[]);
+        let text = format!("{rec:?}");
+        for secret in ["张伟", "11010519491231002X", "13800138000", "91110000600037341L", "J0213001"] {
+            assert!(!text.contains(secret), "{secret} kept in {text}");
+        }
+        assert_eq!(rec.values[idx(&CASES, "claim_amount")], Value::Int(1_234_560));
+        assert_eq!(
+            rec.values[idx(&CASES, "plaintiff_id_no")],
+            Value::IdDerived { birth_year: 1949, sex: 2, city: 1101 }
+        );
+        assert_eq!(rec.values[idx(&CASES, "summary")], Value::Absent);
+    }
+
+    #[test]
+    fn bad_rows_name_field_and_reason_without_personal_values() {
+        let mut cells = row();
+        cells[idx(&CASES, "closed_on")] = "2022-12-31".into();
+        let p = check(&cells).unwrap_err();
+        assert_eq!((p[0].field.as_str(), p[0].reason.as_str()), ("closed_on", "is before filed_on"));
+
+        let mut cells = row();
+        cells[idx(&CASES, "plaintiff_id_no")] = "110105194912310021".into();
+        let p = check(&cells).unwrap_err();
+        assert_eq!(p[0].field, "plaintiff_id_no");
+        assert!(!p[0].reason.contains("110105194912310021"));
+
+        let mut cells = row();
+        cells[idx(&CASES, "filed_on")] = "2023-02-30".into();
+        cells[idx(&CASES, "type_code")] = "民特".into();
+        let p = check(&cells).unwrap_err();
+        assert_eq!(p.len(), 2);
+
+        let mut cells = row();
+        cells[idx(&CASES, "closure_method")] = String::new();
+        assert_eq!(check(&cells).unwrap_err()[0].field, "closure_method");
+    }
+
+    #[test]
+    fn amounts_are_exact_fen() {
+        assert_eq!(parse_fen("0"), Some(0));
+        assert_eq!(parse_fen("12.3"), Some(1230));
+        assert_eq!(parse_fen("12.34"), Some(1234));
+        for bad in ["12.345", "-1", "1e5", ".5", "5.", "1,000", " 5"] {
+            assert_eq!(parse_fen(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The `Node` gRPC service over mutual TLS: `Describe` and `Aggregate`.
+//!
+//! Every call must come over a TLS 1.3 connection whose client certificate, issued by the federation
+//! CA, names one of the gateways the local policy lists. The node then applies its own policy again,
+//! whatever the gateway decided: dataset served, agency answered, grade ceiling of every field read.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use shuzhu_net::Role;
+use shuzhu_policy::dimension::Dimension;
+use shuzhu_policy::indicator::measure;
+use shuzhu_policy::period::Period;
+use shuzhu_policy::schema;
+use shuzhu_proto::v1::{self as pb, node_server::NodeServer};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use crate::config::{LocalPolicy, NodeConfig};
+use crate::engine::{CaseTable, Filter};
+use crate::store::{SledStore, Store};
+
+/// Largest request a node accepts.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Store problem.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Engine problem while loading.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// TLS material problem.
+    #[error(transparent)]
+    Tls(#[from] shuzhu_net::NetError),
+    /// The server failed.
+    #[error("server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// What the node serves, loaded once at start.
+pub struct NodeState {
+    id: String,
+    policy: LocalPolicy,
+    cases: Arc<CaseTable>,
+    datasets: Vec<pb::DatasetInfo>,
+}
+
+impl NodeState {
+    /// Opens the store and loads the engine.
+    pub fn open(config: &NodeConfig) -> Result<Self, NodeError> {
+        let store = SledStore::open(&config.store)?;
+        let cases = CaseTable::load(&store)?;
+        let mut datasets = Vec::new();
+        for name in &config.policy.datasets {
+            let Some(ds) = schema::dataset(name) else { continue };
+            let rows = store.count(name)?;
+            let fields = ds
+                .fields
+                .iter()
+                .map(|f| pb::FieldInfo {
+                    name: f.name.into(),
+                    grade: f.grade.to_string(),
+                    personal: f.personal.tag().into(),
+                    stored_as: if config.policy.keep_raw.iter().any(|k| k == f.name) {
+                        "raw"
+                    } else {
+                        f.storage.as_str()
+                    }
+                    .into(),
+                })
+                .collect();
+            let (data_until, regions) = if name == "cases" {
+                (cases.data_until().unwrap_or_default(), cases.regions())
+            } else {
+                (String::new(), vec![])
+            };
+            datasets.push(pb::DatasetInfo {
+                name: name.clone(),
+                rows,
+                fields,
+                last_import: store.meta(&format!("last_import/{name}"))?.unwrap_or_default(),
+                data_until,
+                regions,
+            });
+        }
+        // The store is closed here; the engine holds what it needs in memory.
+        Ok(NodeState { id: config.node_id.clone(), policy: config.policy.clone(), cases: Arc::new(cases), datasets })
+    }
+
+    /// Number of cases loaded.
+    pub fn cases(&self) -> usize {
+        self.cases.len()
+    }
+
+    /// District codes the node's cases come from.
+    pub fn regions(&self) -> Vec<String> {
+        self.cases.regions()
+    }
+
+    /// Court codes the node's cases come from.
+    pub fn courts(&self) -> Vec<String> {
+        self.cases.courts()
+    }
+}
+
+struct NodeService {
+    state: Arc<NodeState>,
+}
+
+impl NodeService {
+    fn check_caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        let certs = shuzhu_net::peer_certificates(req)
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let leaf = certs.first().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        self.state
+            .policy
+            .gateways
+            .iter()
+            .find(|g| shuzhu_net::certificate_names(leaf, Role::Gateway, g))
+            .cloned()
+            .ok_or_else(|| Status::permission_denied("caller is not a gateway this node answers"))
+    }
+}
+
+fn local_refusal(node: &str, why: String) -> Status {
+    Status::permission_denied(format!("node {node} local policy: {why}"))
+}
+
+#[tonic::async_trait]
+impl pb::node_server::Node for NodeService {
+    async fn describe(&self, req: Request<pb::DescribeRequest>) -> Result<Response<pb::DescribeResponse>, Status> {
+        self.check_caller(&req)?;
+        Ok(Response::new(pb::DescribeResponse {
+            node_id: self.state.id.clone(),
+            datasets: self.state.datasets.clone(),
+            local_policy_version: String::new(),
+        }))
+    }
+
+    async fn aggregate(&self, req: Request<pb::AggregateRequest>) -> Result<Response<pb::AggregateResponse>, Status> {
+        let gateway = self.check_caller(&req)?;
+        let r = req.into_inner();
+        let st = &self.state;
+        let policy = &st.policy;
+        if !policy.datasets.contains(&r.dataset) {
+            return Err(local_refusal(&st.id, format!("dataset {} is not served here", mask(&r.dataset))));
+        }
+        if !policy.agencies.iter().any(|a| a == "*" || *a == r.agency) {
+            return Err(local_refusal(&st.id, "this node does not answer for the requesting agency".into()));
+        }
+        if r.dataset != "cases" {
+            return Err(Status::unimplemented(format!(
+                "dataset {} has no aggregation engine on this node yet",
+                r.dataset
+            )));
+        }
+        let dataset = schema::dataset(&r.dataset).ok_or_else(|| Status::invalid_argument("unknown dataset"))?;
+        let mut measures = Vec::with_capacity(r.measures.len());
+        for m in &r.measures {
+            let m = measure(&m.id)
+                .filter(|m| m.dataset == r.dataset)
+                .ok_or_else(|| Status::invalid_argument(format!("unknown measure {}", mask(&m.id))))?;
+            for f in m.reads {
+                let grade = dataset.field(f).map_or(schema::Grade::L4, |f| f.grade);
+                if grade > policy.max_grade {
+                    return Err(local_refusal(
+                        &st.id,
+                        format!("measure {} reads {f} ({grade}) above the ceiling {}", m.id, policy.max_grade),
+                    ));
+                }
+            }
+            measures.push(m);
+        }
+        if measures.is_empty() || measures.len() > 16 {
+            return Err(Status::invalid_argument("between 1 and 16 measures must be asked"));
+        }
+        let mut group_by = Vec::new();
+        for d in &r.group_by {
+            let d = Dimension::parse(d)
+                .ok_or_else(|| Status::invalid_argument(format!("unknown dimension {}", mask(d))))?;
+            if group_by.contains(&d) {
+                return Err(Status::invalid_argument(format!("dimension {d} is repeated")));
+            }
+            group_by.push(d);
+        }
+        if group_by.len() > 4 {
+            return Err(Status::invalid_argument("at most 4 group-by dimensions"));
+        }
+        let mut filters = Vec::new();
+        for f in &r.filters {
+            let d = Dimension::parse(&f.dimension)
+                .filter(|d| !d.is_time())
+                .ok_or_else(|| Status::invalid_argument(format!("cannot filter on {}", mask(&f.dimension))))?;
+            if f.values.is_empty() || f.values.len() > 64 || !f.values.iter().all(|v| d.accepts_value(v)) {
+                return Err(Status::invalid_argument(format!("filter {d} needs 1 to 64 valid {d} values")));
+            }
+            filters.push(Filter { dimension: d, values: f.values.clone() });
+        }
+        let period = r.period.ok_or_else(|| Status::invalid_argument("period is required"))?;
+        let period = Period::from_wire(period.from_month, period.to_month)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let table = Arc::clone(&st.cases);
+        let groups = tokio::task::spawn_blocking(move || table.aggregate(&measures, &group_by, period, &filters))
+            .await
+            .map_err(|_| Status::internal("aggregation task failed"))?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let groups: Vec<pb::GroupPartial> = groups
+            .into_iter()
+            .map(|g| pb::GroupPartial {
+                key: g.key,
+                measures: r
+                    .measures
+                    .iter()
+                    .zip(g.partials)
+                    .map(|(m, p)| pb::MeasureValue {
+                        id: m.id.clone(),
+                        value: p.value,
+                        contributors: p.contributors,
+                        max_single: p.max_single,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut encoded = Vec::new();
+        for g in &groups {
+            g.encode_length_delimited(&mut encoded).map_err(|_| Status::internal("encoding failed"))?;
+        }
+        let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &encoded));
+        tracing::info!(request_id = %mask(&r.request_id), %gateway, dataset = %r.dataset, groups = groups.len(), release = %&digest[..16], "released partial aggregates");
+        Ok(Response::new(pb::AggregateResponse {
+            node_id: st.id.clone(),
+            groups,
+            data_until: st.cases.data_until().unwrap_or_default(),
+            release_digest: digest,
+        }))
+    }
+}
+
+fn mask(text: &str) -> String {
+    shuzhu_policy::mask::mask_text(&text.chars().take(64).collect::<String>())
+}
+
+/// Serves the node on `listener` until `shutdown` resolves, with mutual TLS from `config.tls`.
+pub async fn serve(
+    config: &NodeConfig,
+    state: Arc<NodeState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    let tls = shuzhu_net::mutual_tls_server(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let incoming = shuzhu_net::tls_incoming(listener, tls, Duration::from_secs(10));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<NodeServer<NodeService>>().await;
+    let svc = NodeServer::new(NodeService { state }).max_decoding_message_size(MAX_REQUEST_BYTES);
+    tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(health)
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

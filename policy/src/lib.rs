@@ -1,0 +1,31 @@
+//! Pure rules of Shuzhu (数助): what the data is, who may ask what, and how answers are computed and
+//! protected. Everything here is synchronous and does no I/O beyond parsing text handed to it:
+//!
+//! - [`schema`]: the datasets, their fields, grades (L1–L4) and personal-information tags, and the
+//!   enumerations of DESIGN.md (case types with their division and instance, closure methods …);
+//! - [`period`]: whole-month periods, parsed once at the edge;
+//! - [`dimension`]: the dimensions an answer may be grouped or filtered by;
+//! - [`indicator`]: the indicator catalogue and the partial measures each one needs, and the exact
+//!   arithmetic that turns merged partials into values;
+//! - [`disclosure`]: threshold suppression of merged cells;
+//! - [`grant`]: the federation policy (agencies, grants), deny-by-default decisions and the policy version;
+//! - [`mask`] and [`pseudonym`]: detection and masking of personal identifiers, keyed pseudonyms and the
+//!   coarse attributes derived from resident ID numbers.
+//!
+//! This crate must not depend on `shuzhu-proto`, `shuzhu-node` or `shuzhu-gateway`, nor on tokio, tonic
+//! or sled: the node and the gateway both call into it, so a rule is written once.
+
+pub mod dimension;
+pub mod disclosure;
+pub mod grant;
+pub mod indicator;
+pub mod mask;
+pub mod period;
+pub mod pseudonym;
+pub mod schema;
+
+pub use dimension::Dimension;
+pub use grant::{Decision, FederationPolicy};
+pub use indicator::{Indicator, IndicatorKind, MeasureId};
+pub use period::{Month, Period};
+pub use schema::Grade;

@@ -1,0 +1,177 @@
+//! `shuzhu demo`: the one command a newcomer runs. Generates data (or takes `--data`), writes PKI,
+//! tokens, policy and configs under `--dir`, imports every node, starts nodes and the gateway on
+//! loopback with TLS, writes `demo.json`, prints example indicators through the real client path, then
+//! serves until interrupted (`--once`: exits).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use shuzhu_proto::v1 as pb;
+
+use crate::federation::{self, NodeSpec};
+
+/// Arguments of `shuzhu demo`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// Working folder for data, PKI, tokens, configs, stores and the ledger.
+    #[arg(long, default_value = "demo")]
+    dir: PathBuf,
+    /// Use this data instead of generating it: one subfolder per node (named by node id) with cases.csv,
+    /// mediations.csv or population.csv.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print the example indicators and exit.
+    #[arg(long)]
+    once: bool,
+    /// Courts to generate.
+    #[arg(long, default_value_t = 6)]
+    courts: usize,
+    /// Cases per generated court.
+    #[arg(long, default_value_t = 20_000)]
+    cases_per_court: usize,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 20240101)]
+    seed: u64,
+}
+
+pub(crate) fn run(a: Args) -> Result<ExitCode> {
+    let rt = super::runtime()?;
+    rt.block_on(run_async(a))
+}
+
+async fn run_async(a: Args) -> Result<ExitCode> {
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let dir = std::fs::canonicalize(&a.dir)?;
+    let specs: Vec<NodeSpec> = match &a.data {
+        Some(data) => federation::discover(data)?,
+        None => {
+            let out = dir.join("data");
+            if out.exists() {
+                std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
+            }
+            let cfg = shuzhu_gen::GenConfig {
+                courts: a.courts,
+                cases_per_court: a.cases_per_court,
+                seed: a.seed,
+                ..Default::default()
+            };
+            eprintln!("generating {} courts × {} cases (seed {}) …", a.courts, a.cases_per_court, a.seed);
+            shuzhu_gen::generate(&out, &cfg)?;
+            federation::discover(&out)?
+        }
+    };
+    for sub in ["nodes", "ledger"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
+        }
+    }
+    let prepared = tokio::task::block_in_place(|| federation::prepare(&dir, &specs, &mut |line| eprintln!("{line}")))?;
+    let running = federation::start(&prepared).await?;
+    let demo_json = serde_json::json!({
+        "gateway": running.gateway_url,
+        "ca": prepared.pki.ca_cert,
+        "issuer_key": prepared.issuer_key,
+        "tokens": prepared.tokens,
+        "nodes": specs.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        "policy": prepared.policy,
+        "gateway_config": running.gateway_config,
+        "ledger": dir.join("ledger"),
+    });
+    std::fs::write(dir.join("demo.json"), serde_json::to_string_pretty(&demo_json)?)?;
+    println!(
+        "\n数助 Shuzhu demo federation: gateway {} with {} nodes ({})\n",
+        running.gateway_url,
+        specs.len(),
+        specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+    );
+
+    let ca = prepared.pki.ca_cert.clone();
+    let analyst = crate::client::read_token(&prepared.tokens["requester"])?;
+    let manager = crate::client::read_token(&prepared.tokens["manager"])?;
+    // (token, indicator, group-by, from, to, purpose)
+    type Example<'a> = (&'a str, &'a str, &'a [&'a str], &'a str, &'a str, &'a str);
+    let examples: [Example<'_>; 5] = [
+        ("requester", "closure_rate", &["region", "year"], "2023-01", "2024-12", "诉源治理"),
+        ("requester", "on_time_rate", &["year"], "2019-01", "2024-12", "司法统计"),
+        ("requester", "avg_trial_days", &["division"], "2024-01", "2024-12", "司法统计"),
+        ("requester", "filed", &["cause"], "2024-01", "2024-12", "诉源治理"),
+        ("manager", "closed", &["court", "quarter"], "2024-01", "2024-06", "审判管理"),
+    ];
+    for (who, ind, dims, from, to, purpose) in examples {
+        let token = if who == "manager" { &manager } else { &analyst };
+        let from_m = shuzhu_policy::Month::parse(from)?;
+        let to_m = shuzhu_policy::Month::parse(to)?;
+        let req = pb::QueryRequest {
+            indicator: ind.into(),
+            group_by: dims.iter().map(|d| d.to_string()).collect(),
+            period: Some(pb::Period { from_month: from_m.yyyymm(), to_month: to_m.yyyymm() }),
+            filters: vec![],
+            purpose: purpose.into(),
+            legal_basis: String::new(),
+        };
+        let ch = crate::client::connect(&running.gateway_url, &ca).await?;
+        let ind_meta = shuzhu_policy::indicator::indicator(ind);
+        println!(
+            "{ind} {} — {} by {} ({})",
+            ind_meta.map_or("", |i| i.name),
+            if who == "manager" { "court manager" } else { "agency analyst" },
+            dims.join(" × "),
+            format_args!("{from}..{to}")
+        );
+        match crate::client::query(ch, token, req).await {
+            Ok(resp) => {
+                let g: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+                let mut text = crate::output::answer_table(&resp, &g, ind_meta.map_or("count", |i| i.kind.as_str()));
+                let lines: Vec<&str> = text.lines().collect();
+                if lines.len() > 18 {
+                    text = format!(
+                        "{}\n… {} more rows …\n{}\n",
+                        lines[..14].join("\n"),
+                        lines.len() - 15,
+                        lines[lines.len() - 1]
+                    );
+                }
+                println!("{text}");
+            }
+            Err(s) => println!("  {}\n", crate::client::explain(&s)),
+        }
+    }
+    // A refusal, to show deny-by-default: the analyst's agency may not compare courts.
+    let ch = crate::client::connect(&running.gateway_url, &ca).await?;
+    let refused = crate::client::query(
+        ch,
+        &analyst,
+        pb::QueryRequest {
+            indicator: "closure_rate".into(),
+            group_by: vec!["court".into()],
+            period: Some(pb::Period { from_month: 202401, to_month: 202412 }),
+            filters: vec![],
+            purpose: "诉源治理".into(),
+            legal_basis: String::new(),
+        },
+    )
+    .await;
+    if let Err(s) = refused {
+        println!("closure_rate by court, asked by the agency analyst → {}\n", crate::client::explain(&s));
+    }
+    let d = dir.display();
+    println!("Files: {d}/demo.json (gateway, CA, tokens), {d}/policy.toml, {d}/gateway.toml, {d}/nodes/*/node.toml");
+    println!("Ask more while this runs:");
+    println!("  shuzhu query --demo {d} --indicator closure_rate --group-by region,month --from 2024-01 --to 2024-12");
+    println!(
+        "  shuzhu query --demo {d} --as-role manager --indicator avg_trial_days --group-by court,year --from 2022-01 --to 2024-12 --purpose 审判管理"
+    );
+    println!("  shuzhu audit list --demo {d}");
+    println!("  shuzhu audit verify --ledger {d}/ledger");
+    if a.once {
+        running.shutdown().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nServing until Ctrl-C …");
+    super::stop_signal().await;
+    eprintln!("stopping: draining queries in flight");
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,36 @@
+//! `shuzhu gateway serve`: the gateway for requesters and auditors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use shuzhu_gateway::config::GatewayConfig;
+use shuzhu_gateway::state::GatewayState;
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Serve Gateway and Audit over TLS; ask nodes over mutual TLS.
+    #[command(after_help = "Example:\n  shuzhu gateway serve --config gateway.toml")]
+    Serve {
+        /// Gateway configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+pub(crate) fn run(c: Command) -> Result<ExitCode> {
+    let Command::Serve { config } = c;
+    let config = GatewayConfig::load(&config)?;
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let state = Arc::new(GatewayState::open(&config)?);
+        let tls = shuzhu_net::tls_server(&config.tls.cert, &config.tls.key)?;
+        let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        tracing::info!(gateway = %config.gateway_id, addr = %listener.local_addr()?, nodes = config.nodes.len(), ledger_entries = state.ledger.len(), "gateway serving");
+        shuzhu_gateway::service::serve(state, tls, listener, super::stop_signal()).await?;
+        tracing::info!("gateway stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,167 @@
+//! Command-line definitions (clap derive) and dispatch. Each subcommand lives in its own file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod audit;
+mod demo;
+mod gateway;
+mod generate;
+mod node;
+mod pki;
+mod query;
+mod token;
+
+/// 数助 Shuzhu: a federated data-exchange gateway between courts and partner agencies.
+///
+/// Nodes keep each court's and agency's data at home and answer only with partial aggregates; the
+/// gateway authenticates agencies, checks every query against the federation policy, fans it out over
+/// mutual TLS, merges, suppresses small cells and records every request in a tamper-evident ledger.
+#[derive(Parser, Debug)]
+#[command(
+    name = "shuzhu",
+    version,
+    after_help = "Start here:  shuzhu demo        (a whole federation on this machine)\nThen:        shuzhu query --demo ./demo --indicator closure_rate --group-by region,year --from 2023-01 --to 2024-12"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a whole federation on this machine: data, PKI, tokens, nodes and gateway.
+    #[command(
+        after_help = "Examples:\n  shuzhu demo                      # generate data, start, print indicators, keep serving\n  shuzhu demo --once               # print and exit\n  shuzhu demo --data ./mydata      # one subfolder per node with cases.csv …\n  shuzhu demo --dir /tmp/fed --courts 3 --cases-per-court 5000"
+    )]
+    Demo(demo::Args),
+    /// Generate deterministic synthetic data, one folder per node.
+    #[command(
+        after_help = "Examples:\n  shuzhu gen --out data\n  shuzhu gen --out data --courts 3 --cases-per-court 10000 --seed 7"
+    )]
+    Gen(generate::Args),
+    /// Development PKI: a federation CA and party certificates.
+    #[command(subcommand)]
+    Pki(pki::Command),
+    /// Development tokens signed with a local key.
+    #[command(subcommand)]
+    Token(token::Command),
+    /// Run or feed a node.
+    #[command(subcommand)]
+    Node(node::Command),
+    /// Run the gateway.
+    #[command(subcommand)]
+    Gateway(gateway::Command),
+    /// Ask the gateway for an indicator.
+    #[command(after_help = query::EXAMPLES)]
+    Query(query::Args),
+    /// Read and verify the audit ledger.
+    #[command(subcommand)]
+    Audit(audit::Command),
+}
+
+impl Cli {
+    /// Log level when `RUST_LOG` is not set: servers say what they do, tools stay quiet.
+    pub fn default_log_filter(&self) -> &'static str {
+        match &self.command {
+            Command::Node(node::Command::Serve { .. }) | Command::Gateway(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Gen(a) => generate::run(a),
+        Command::Pki(c) => pki::run(c),
+        Command::Token(c) => token::run(c),
+        Command::Node(c) => node::run(c),
+        Command::Gateway(c) => gateway::run(c),
+        Command::Query(a) => query::run(a),
+        Command::Audit(c) => audit::run(c),
+    }
+}
+
+/// An error chain as one line.
+pub fn one_line(error: &anyhow::Error) -> String {
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Where the client finds the gateway: flags, or a demo directory's `demo.json`.
+#[derive(clap::Args, Debug, Clone)]
+struct Connection {
+    /// Demo directory whose demo.json names gateway, CA and tokens.
+    #[arg(long)]
+    demo: Option<PathBuf>,
+    /// Gateway address, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Federation CA certificate (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// File holding the bearer token (JWT).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl Connection {
+    /// Gateway URL, CA path and token, with `role` picking the demo token.
+    fn resolve(&self, role: &str) -> anyhow::Result<(String, PathBuf, String)> {
+        let demo: Option<serde_json::Value> = match &self.demo {
+            Some(d) => {
+                let p = d.join("demo.json");
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e} (is the demo running?)", p.display()))?;
+                Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+            }
+            None => None,
+        };
+        let from_demo =
+            |ptr: &str| demo.as_ref().and_then(|d| d.pointer(ptr)).and_then(|v| v.as_str()).map(str::to_string);
+        let gateway = self
+            .gateway
+            .clone()
+            .or_else(|| from_demo("/gateway"))
+            .ok_or_else(|| anyhow::anyhow!("--gateway (or --demo DIR) is required"))?;
+        let ca = self
+            .ca
+            .clone()
+            .or_else(|| from_demo("/ca").map(PathBuf::from))
+            .ok_or_else(|| anyhow::anyhow!("--ca (or --demo DIR) is required"))?;
+        let token_file = self
+            .token_file
+            .clone()
+            .or_else(|| from_demo(&format!("/tokens/{role}")).map(PathBuf::from))
+            .ok_or_else(|| anyhow::anyhow!("--token-file (or --demo DIR) is required"))?;
+        Ok((gateway, ca, crate::client::read_token(&token_file)?))
+    }
+}

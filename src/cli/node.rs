@@ -1,0 +1,97 @@
+//! `shuzhu node`: import data into a node's store, or serve it to the gateway.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use shuzhu_node::config::NodeConfig;
+use shuzhu_node::import::{ImportOptions, import_file};
+use shuzhu_node::service::NodeState;
+use shuzhu_node::store::SledStore;
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Validate, minimise and durably store a CSV file.
+    #[command(
+        after_help = "Example:\n  shuzhu node import --config node.toml --dataset cases data/court-350203/cases.csv\n\nBad rows are listed in the quarantine report (line, field, reason) and never stop the good ones.\nRe-importing the same file changes nothing. Stop the node before importing: the store is locked while it serves."
+    )]
+    Import {
+        /// Node configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Dataset: cases, mediations or population.
+        #[arg(long)]
+        dataset: String,
+        /// Quarantine report (default: FILE.quarantine.csv).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Serve partial aggregates to the configured gateways over mutual TLS.
+    #[command(after_help = "Example:\n  shuzhu node serve --config node.toml")]
+    Serve {
+        /// Node configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+pub(crate) fn run(c: Command) -> Result<ExitCode> {
+    match c {
+        Command::Import { config, dataset, report, file } => {
+            let config = NodeConfig::load(&config)?;
+            let key = config.pseudonym_key()?;
+            let store = SledStore::open(&config.store)?;
+            let tty = std::io::stderr().is_terminal();
+            let mut progress = |n: u64| {
+                if tty {
+                    eprint!("\rread {n} rows");
+                }
+            };
+            let r = import_file(
+                &store,
+                &file,
+                ImportOptions {
+                    dataset: &dataset,
+                    key: &key,
+                    keep_raw: &config.policy.keep_raw,
+                    progress: &mut progress,
+                },
+            )?;
+            if tty {
+                eprintln!();
+            }
+            let rate = r.rows_read as f64 / r.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "{}: read {} rows, imported {}, refused {} ({:.0} rows/s); {} records stored, durable",
+                r.dataset, r.rows_read, r.imported, r.rejected_rows, rate, r.total_records
+            );
+            if !r.quarantine.is_empty() {
+                let path = report.unwrap_or_else(|| PathBuf::from(format!("{}.quarantine.csv", file.display())));
+                std::fs::write(&path, r.quarantine_csv()).with_context(|| format!("writing {}", path.display()))?;
+                println!("quarantine report: {} ({} problems)", path.display(), r.quarantine.len());
+                for q in r.quarantine.iter().take(5) {
+                    println!("  line {}: {} {}", q.line, q.field, q.reason);
+                }
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Serve { config } => {
+            let config = NodeConfig::load(&config)?;
+            shuzhu_net::install_crypto_provider();
+            let rt = super::runtime()?;
+            rt.block_on(async {
+                let state = Arc::new(tokio::task::block_in_place(|| NodeState::open(&config))?);
+                let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+                tracing::info!(node = %config.node_id, addr = %listener.local_addr()?, cases = state.cases(), "node serving over mutual TLS");
+                shuzhu_node::service::serve(&config, state, listener, super::stop_signal()).await?;
+                tracing::info!("node stopped");
+                anyhow::Ok(())
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! `shuzhu token`: development signing keys and tokens. Production tokens come from the identity
+//! provider the federation trusts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use shuzhu_gateway::auth::{JwtAlgorithm, SigningKey, TokenClaims, issue_token};
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create a signing key pair (PKCS#8 private key, SPKI public key for the gateway config).
+    #[command(after_help = "Example:\n  shuzhu token keygen --out issuer --alg EdDSA")]
+    Keygen {
+        /// Output folder (issuer.key, issuer.pub.pem).
+        #[arg(long)]
+        out: PathBuf,
+        /// EdDSA or ES256.
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
+    },
+    /// Sign a token.
+    #[command(
+        after_help = "Example:\n  shuzhu token issue --key issuer/issuer.key --issuer https://idp.shuzhu.test --audience shuzhu-gateway \\\n      --sub analyst-001 --agency xm-sfj --role requester --ttl 3600 --out analyst.jwt"
+    )]
+    Issue {
+        /// Signing key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// `iss` claim.
+        #[arg(long)]
+        issuer: String,
+        /// `aud` claim.
+        #[arg(long)]
+        audience: String,
+        /// `sub` claim.
+        #[arg(long)]
+        sub: String,
+        /// `agency` claim.
+        #[arg(long)]
+        agency: String,
+        /// Roles (repeatable): requester, auditor, admin.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Write the token here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn run(c: Command) -> Result<ExitCode> {
+    shuzhu_gateway::auth::install_jwt_crypto_provider();
+    match c {
+        Command::Keygen { out, alg } => {
+            let alg = match alg.as_str() {
+                "EdDSA" => JwtAlgorithm::EdDsa,
+                "ES256" => JwtAlgorithm::Es256,
+                other => anyhow::bail!("algorithm {other:?} must be EdDSA or ES256"),
+            };
+            let (_, private_pem, public_pem) = SigningKey::generate(alg)?;
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("issuer.key"), private_pem)?;
+            std::fs::write(out.join("issuer.pub.pem"), public_pem)?;
+            println!("{} {}", out.join("issuer.key").display(), out.join("issuer.pub.pem").display());
+        }
+        Command::Issue { key, issuer, audience, sub, agency, roles, ttl, out } => {
+            let pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+            let key = SigningKey::from_pkcs8_pem(&pem)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let claims = TokenClaims {
+                iss: issuer,
+                aud: audience,
+                sub,
+                agency,
+                roles,
+                iat: now,
+                exp: now + ttl,
+                nbf: None,
+                jti: None,
+            };
+            let token = issue_token(&key, &claims)?;
+            match out {
+                Some(p) => std::fs::write(&p, token).with_context(|| format!("writing {}", p.display()))?,
+                None => println!("{token}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

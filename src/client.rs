@@ -1,0 +1,61 @@
+//! The requester's side: a TLS channel to the gateway that trusts the federation CA, and calls that
+//! carry the bearer token.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use shuzhu_proto::v1 as pb;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Connects to the gateway at `url` (`https://host:port`), trusting only the CA in `ca`.
+pub async fn connect(url: &str, ca: &Path) -> Result<Channel> {
+    if !url.starts_with("https://") {
+        anyhow::bail!("gateway address {url:?} must start with https://");
+    }
+    let pem = std::fs::read(ca).with_context(|| format!("reading CA certificate {}", ca.display()))?;
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("gateway address {url:?}"))?
+        .tls_config(tls)
+        .context("tls configuration")?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30));
+    endpoint.connect().await.with_context(|| format!("cannot connect to gateway {url}"))
+}
+
+/// Wraps `msg` in a request carrying `token`.
+pub fn authorized<T>(msg: T, token: &str) -> Result<tonic::Request<T>> {
+    let mut req = tonic::Request::new(msg);
+    let value =
+        format!("Bearer {}", token.trim()).parse().context("the token holds characters not allowed in a header")?;
+    req.metadata_mut().insert("authorization", value);
+    Ok(req)
+}
+
+/// Reads a token file.
+pub fn read_token(path: &Path) -> Result<String> {
+    let t = std::fs::read_to_string(path).with_context(|| format!("reading token file {}", path.display()))?;
+    Ok(t.trim().to_string())
+}
+
+/// Runs a query.
+pub async fn query(channel: Channel, token: &str, req: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
+    let mut client = pb::gateway_client::GatewayClient::new(channel);
+    let request = authorized(req, token).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    client.query(request).await.map(tonic::Response::into_inner)
+}
+
+/// Turns a gRPC status into one line a person can act on.
+pub fn explain(status: &tonic::Status) -> String {
+    use tonic::Code;
+    let what = match status.code() {
+        Code::Unauthenticated => "not authenticated",
+        Code::PermissionDenied => "refused",
+        Code::InvalidArgument => "invalid request",
+        Code::Unavailable => "unavailable",
+        Code::DeadlineExceeded => "timed out",
+        Code::ResourceExhausted => "quota exhausted",
+        _ => "failed",
+    };
+    format!("{what}: {}", status.message())
+}

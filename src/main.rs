@@ -1,0 +1,20 @@
+//! Entry point: parse the command line, set up logging, run. Environment variables are read here only.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = shuzhu::cli::Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.default_log_filter().to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match shuzhu::cli::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", shuzhu::cli::one_line(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! How answers are shown: an aligned table for people (Chinese characters count double width), JSON
+//! for programs, CSV for spreadsheets.
+
+use serde_json::{Map, Value, json};
+use shuzhu_proto::v1 as pb;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned table.
+    Table,
+    /// JSON document.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// The JSON form of an answer (the contract `shuzhu query --format json` prints).
+pub fn answer_json(r: &pb::QueryResponse) -> Value {
+    let rows: Vec<Value> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let group: Map<String, Value> =
+                row.group.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            let mut o = Map::new();
+            o.insert("group".into(), Value::Object(group));
+            o.insert("value".into(), row.value.map_or(Value::Null, |v| json!(v)));
+            o.insert("status".into(), Value::String(row.status.clone()));
+            if let Some(n) = row.numerator {
+                o.insert("numerator".into(), json!(n));
+            }
+            if let Some(d) = row.denominator {
+                o.insert("denominator".into(), json!(d));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let cov = r.coverage.clone().unwrap_or_default();
+    json!({
+        "indicator": r.indicator,
+        "rows": rows,
+        "coverage": {
+            "asked": cov.asked,
+            "answered": cov.answered,
+            "missing": cov.missing.iter().map(|m| json!({"node": m.node, "reason": m.reason})).collect::<Vec<_>>(),
+        },
+        "policy_version": r.policy_version,
+        "audit_seq": r.audit_seq,
+        "data_until": r.data_until,
+        "threshold": r.threshold,
+    })
+}
+
+/// Display width of `s` in a terminal (CJK and full-width characters take two columns).
+pub fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// Renders rows of cells as an aligned table with a header and a rule.
+pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(width(c));
+        }
+    }
+    let line = |cells: &[String]| {
+        cells.iter().zip(&widths).map(|(c, w)| pad(c, *w)).collect::<Vec<_>>().join("  ").trim_end().to_string()
+    };
+    let mut out = line(header);
+    out.push('\n');
+    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out
+}
+
+/// The value of a row as a person reads it.
+pub fn show_value(kind: &str, row: &pb::Row, threshold: u32) -> String {
+    match row.status.as_str() {
+        "suppressed" => format!("<{threshold} (suppressed)"),
+        "partial" => "partial (node missing)".into(),
+        _ => match (row.value, kind) {
+            (None, _) => "n/a (0 of 0)".into(),
+            (Some(v), "ratio") => format!("{:.2}%", v * 100.0),
+            (Some(v), "mean") => format!("{v:.1}"),
+            (Some(v), _) => format!("{v:.0}"),
+        },
+    }
+}
+
+/// Renders an answer as a table, with coverage and provenance underneath.
+pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> String {
+    let mut header: Vec<String> = group_by.to_vec();
+    header.extend(["value".to_string(), "numerator".into(), "denominator".into()]);
+    let rows: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let mut cells: Vec<String> =
+                group_by.iter().map(|d| row.group.get(d).cloned().unwrap_or_default()).collect();
+            cells.push(show_value(kind, row, r.threshold));
+            cells.push(row.numerator.map(|n| n.to_string()).unwrap_or_default());
+            cells.push(row.denominator.map(|n| n.to_string()).unwrap_or_default());
+            cells
+        })
+        .collect();
+    let mut out = table(&header, &rows);
+    let cov = r.coverage.clone().unwrap_or_default();
+    out.push_str(&format!(
+        "nodes answered {}/{}; data until {}; policy {}; audit #{}; cells under {} contributors suppressed\n",
+        cov.answered,
+        cov.asked,
+        if r.data_until.is_empty() { "-" } else { &r.data_until },
+        r.policy_version,
+        r.audit_seq,
+        r.threshold
+    ));
+    for m in &cov.missing {
+        out.push_str(&format!("missing node {}: {}\n", m.node, m.reason));
+    }
+    out
+}
+
+/// Renders an answer as CSV.
+pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = group_by.to_vec();
+    header.extend(["value".into(), "status".into(), "numerator".into(), "denominator".into()]);
+    let _ = w.write_record(&header);
+    for row in &r.rows {
+        let mut cells: Vec<String> = group_by.iter().map(|d| row.group.get(d).cloned().unwrap_or_default()).collect();
+        cells.push(row.value.map(|v| v.to_string()).unwrap_or_default());
+        cells.push(row.status.clone());
+        cells.push(row.numerator.map(|n| n.to_string()).unwrap_or_default());
+        cells.push(row.denominator.map(|n| n.to_string()).unwrap_or_default());
+        let _ = w.write_record(&cells);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_counts_double() {
+        assert_eq!(width("结案率"), 6);
+        assert_eq!(width("ab"), 2);
+        let t = table(&["案由".into(), "n".into()], &[vec!["盗窃罪".into(), "12".into()]]);
+        assert!(t.contains("盗窃罪  12"), "{t}");
+    }
+}
