@@ -194,15 +194,17 @@ pub fn generate_with_progress(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(nodes.len());
+    // The justice bureau's file is the largest single file (half as many rows as all courts
+    // together), so it starts first rather than trailing behind the courts.
+    let order: Vec<usize> = (regions.len()..nodes.len()).chain(0..regions.len()).collect();
     let (tx, rx) = mpsc::channel::<(usize, usize)>();
     std::thread::scope(|scope| {
-        let (nodes, regions, results, next, failed) = (&nodes, &regions, &results, &next, &failed);
+        let (nodes, regions, results, next, failed, order) = (&nodes, &regions, &results, &next, &failed, &order);
         for _ in 0..workers {
             let tx = tx.clone();
             scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= nodes.len() || failed.load(Ordering::Relaxed) {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if failed.load(Ordering::Relaxed) {
                         break;
                     }
                     // The receiver lives until every worker is done, so a send cannot fail.

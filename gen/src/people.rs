@@ -459,6 +459,7 @@ impl People {
                 self.push_shop(rng, name, home);
                 (PartyKind::Unincorporated, "92", &home.code)
             }
+            // `Person` is dispatched to `fill_person` and never gets here.
             Role::Company | Role::Person => match uniform(rng, 0, 99) {
                 0..=5 => {
                     self.push_shop(rng, name, home);

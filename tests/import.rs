@@ -1,0 +1,100 @@
+//! Import: malformed rows are quarantined with line, field and reason while the good rows are
+//! stored; importing the same file twice changes nothing.
+
+use shuzhu_node::import::{ImportOptions, import_file};
+use shuzhu_node::store::{SledStore, Store};
+use shuzhu_policy::pseudonym::PseudonymKey;
+
+use crate::util::fx;
+
+fn snapshot(store: &SledStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    store.scan("cases", &mut |k, v| out.push((k.to_vec(), v.to_vec()))).unwrap();
+    out
+}
+
+#[test]
+fn bad_rows_are_quarantined_good_rows_kept_and_reimport_changes_nothing() {
+    let src = &fx().cases_csvs()[0];
+    let text = std::fs::read_to_string(src).unwrap();
+    let mut lines: Vec<String> = text.lines().take(41).map(String::from).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    // Corrupt copies of good rows (each with a new case number so only its own fault counts).
+    let corrupt = |line: &str, n: usize, field: &str, value: &str| -> String {
+        let mut rec: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(String::from)
+            .collect();
+        rec[col("case_no")] = format!("(2099)闽9999民初{n}号");
+        if !field.is_empty() {
+            rec[col(field)] = value.into();
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&rec).unwrap();
+        String::from_utf8(w.into_inner().unwrap()).unwrap().trim_end().to_string()
+    };
+    let base = lines[1].clone();
+    let bad = vec![
+        (corrupt(&base, 1, "filed_on", "2023-02-30"), "filed_on"),
+        (corrupt(&base, 2, "type_code", "民特"), "type_code"),
+        (corrupt(&base, 3, "appealed", "yes"), "appealed"),
+        (corrupt(&base, 4, "claim_amount", "12.345"), "claim_amount"),
+        (corrupt(&base, 5, "region_code", "35020"), "region_code"),
+        ("too,few,fields".to_string(), "row"),
+        (corrupt(&base, 6, "closed_on", "1999-01-01"), "closed_on"),
+        (lines[2].clone(), "case_no"),
+    ];
+    let first_bad_line = lines.len() as u64 + 1;
+    for (l, _) in &bad {
+        lines.push(l.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.csv");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let store = SledStore::open(&dir.path().join("store")).unwrap();
+    let key = PseudonymKey::from_bytes(&[42u8; 32]).unwrap();
+    let run = |store: &SledStore| {
+        import_file(store, &file, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })
+            .unwrap()
+    };
+    let r = run(&store);
+    assert_eq!(r.rows_read, 40 + bad.len() as u64);
+    assert_eq!(r.imported, 40);
+    assert_eq!(r.rejected_rows, bad.len() as u64);
+    assert_eq!(r.total_records, 40);
+    for (i, (_, field)) in bad.iter().enumerate() {
+        let line = first_bad_line + i as u64;
+        let q = r.quarantine.iter().find(|q| q.line == line).unwrap_or_else(|| panic!("line {line} not reported"));
+        assert_eq!(q.field, *field, "line {line}: {q:?}");
+        assert!(!q.reason.is_empty());
+    }
+    let report = r.quarantine_csv();
+    assert!(report.starts_with("line,field,reason\n"));
+    let before = snapshot(&store);
+    let again = run(&store);
+    assert_eq!((again.imported, again.total_records), (40, 40));
+    assert_eq!(snapshot(&store), before, "re-importing the same file must change nothing");
+}
+
+#[test]
+fn a_file_with_unknown_or_missing_columns_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store")).unwrap();
+    let key = PseudonymKey::from_bytes(&[1u8; 32]).unwrap();
+    let file = dir.path().join("x.csv");
+    std::fs::write(&file, "case_no,court_code,secret_column\n1,2,3\n").unwrap();
+    let err =
+        import_file(&store, &file, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("missing columns") && err.contains("secret_column"), "{err}");
+    assert_eq!(store.count("cases").unwrap(), 0);
+}

@@ -1,0 +1,282 @@
+//! Every indicator of the skeleton, grouped two ways over several periods, equals a brute-force
+//! computation straight from the generated CSV files, and the suppressed cells are exactly those the
+//! disclosure rules name.
+
+use std::collections::BTreeMap;
+
+use time::{Date, Month as TMonth, macros::format_description};
+
+use crate::util::{fx, request};
+
+struct Case {
+    court: String,
+    region: String,
+    filed: Date,
+    closed: Option<Date>,
+    deadline: Date,
+}
+
+fn load_cases() -> Vec<Case> {
+    let fmt = format_description!("[year]-[month]-[day]");
+    let mut out = Vec::new();
+    for path in fx().cases_csvs() {
+        let mut r = csv::Reader::from_path(path).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |name: &str| h.iter().position(|x| x == name).unwrap();
+        let (c_court, c_region, c_filed, c_closed, c_deadline) =
+            (col("court_code"), col("region_code"), col("filed_on"), col("closed_on"), col("deadline_on"));
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            out.push(Case {
+                court: rec[c_court].to_string(),
+                region: rec[c_region].to_string(),
+                filed: Date::parse(&rec[c_filed], fmt).unwrap(),
+                closed: (!rec[c_closed].is_empty()).then(|| Date::parse(&rec[c_closed], fmt).unwrap()),
+                deadline: Date::parse(&rec[c_deadline], fmt).unwrap(),
+            });
+        }
+    }
+    out
+}
+
+/// A sub-period: label and first and last day.
+struct Sub {
+    label: String,
+    first: Date,
+    last: Date,
+}
+
+fn month_first(y: i32, m: u8) -> Date {
+    Date::from_calendar_date(y, TMonth::try_from(m).unwrap(), 1).unwrap()
+}
+
+fn month_last(y: i32, m: u8) -> Date {
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    month_first(ny, nm).previous_day().unwrap()
+}
+
+/// Sub-periods of `from..=to` (YYYYMM) for a time dimension (or the whole period).
+fn subs(from: u32, to: u32, time_dim: Option<&str>) -> Vec<Sub> {
+    let mut months = Vec::new();
+    let (mut y, mut m) = ((from / 100) as i32, (from % 100) as u8);
+    while (y as u32) * 100 + m as u32 <= to {
+        months.push((y, m));
+        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    }
+    let mut out: Vec<Sub> = Vec::new();
+    for (y, m) in months {
+        let label = match time_dim {
+            None => "all".to_string(),
+            Some("year") => y.to_string(),
+            Some("month") => format!("{y:04}-{m:02}"),
+            Some(other) => panic!("{other}"),
+        };
+        match out.last_mut() {
+            Some(s) if s.label == label => s.last = month_last(y, m),
+            _ => out.push(Sub { label, first: month_first(y, m), last: month_last(y, m) }),
+        }
+    }
+    out
+}
+
+#[derive(Default, Clone, Copy)]
+struct Measures {
+    filed: i64,
+    closed: i64,
+    active: i64,
+    on_time: i64,
+    days: i64,
+}
+
+fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTreeMap<(String, String), Measures> {
+    let mut out: BTreeMap<(String, String), Measures> = BTreeMap::new();
+    for s in subs(from, to, Some(time_dim)) {
+        for c in cases {
+            let key = (if dim == "region" { c.region.clone() } else { c.court.clone() }, s.label.clone());
+            let within = |d: Date| s.first <= d && d <= s.last;
+            let mut m = Measures::default();
+            if within(c.filed) {
+                m.filed = 1;
+            }
+            if let Some(cl) = c.closed
+                && within(cl)
+            {
+                m.closed = 1;
+                m.days = (cl - c.filed).whole_days();
+                if cl <= c.deadline {
+                    m.on_time = 1;
+                }
+            }
+            if c.filed <= s.last && c.closed.is_none_or(|cl| cl >= s.first) {
+                m.active = 1;
+            }
+            if m.filed + m.closed + m.active > 0 {
+                let e = out.entry(key).or_default();
+                e.filed += m.filed;
+                e.closed += m.closed;
+                e.active += m.active;
+                e.on_time += m.on_time;
+                e.days += m.days;
+            }
+        }
+    }
+    out
+}
+
+fn small(n: i64) -> bool {
+    (1..10).contains(&n)
+}
+
+/// (status, value, numerator, denominator) the rules demand, or None when the engine would not emit
+/// the group at all (no measure of this indicator has a contributor).
+fn expected(ind: &str, m: &Measures) -> Option<(&'static str, Option<f64>, Option<i64>, Option<i64>)> {
+    let ratio = |n: i64, d: i64, subset: bool| {
+        if small(d) || small(n) || (subset && small(d - n)) {
+            ("suppressed", None, None, None)
+        } else {
+            ("ok", (d != 0).then(|| n as f64 / d as f64), Some(n), Some(d))
+        }
+    };
+    Some(match ind {
+        "filed" | "closed" => {
+            let n = if ind == "filed" { m.filed } else { m.closed };
+            if n == 0 {
+                return None;
+            }
+            if small(n) { ("suppressed", None, None, None) } else { ("ok", Some(n as f64), None, None) }
+        }
+        "closure_rate" => {
+            if m.closed + m.active == 0 {
+                return None;
+            }
+            ratio(m.closed, m.active, true)
+        }
+        "on_time_rate" => {
+            if m.closed == 0 {
+                return None;
+            }
+            ratio(m.on_time, m.closed, true)
+        }
+        "avg_trial_days" => {
+            if m.closed == 0 {
+                return None;
+            }
+            if small(m.closed) {
+                ("suppressed", None, None, None)
+            } else {
+                ("ok", Some(m.days as f64 / m.closed as f64), Some(m.days), Some(m.closed))
+            }
+        }
+        other => panic!("{other}"),
+    })
+}
+
+fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case]) -> (usize, usize) {
+    let (token, purpose) = if dim == "court" { ("manager", "审判管理") } else { ("requester", "诉源治理") };
+    let resp = fx().query(&fx().token(token), request(ind, &[dim, time_dim], from, to, purpose)).unwrap();
+    let coverage = resp.coverage.clone().unwrap();
+    assert_eq!((coverage.asked, coverage.answered), (3, 3), "{ind}: every court node answers");
+    let want: BTreeMap<(String, String), _> = brute(cases, dim, time_dim, from, to)
+        .iter()
+        .filter_map(|(k, m)| expected(ind, m).map(|e| (k.clone(), e)))
+        .collect();
+    let got: BTreeMap<(String, String), _> = resp
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                (r.group[dim].clone(), r.group[time_dim].clone()),
+                (r.status.as_str(), r.value, r.numerator, r.denominator),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), want.len(), "{ind} by {dim},{time_dim} {from}..{to}: groups differ");
+    for (k, w) in &want {
+        let g = got.get(k).unwrap_or_else(|| panic!("{ind} {k:?} missing from the answer"));
+        assert_eq!((g.0, g.2, g.3), (w.0, w.2, w.3), "{ind} {k:?}");
+        match (g.1, w.1) {
+            (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{ind} {k:?}: {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "{ind} {k:?}"),
+        }
+    }
+    let suppressed = want.values().filter(|w| w.0 == "suppressed").count();
+    (want.len(), suppressed)
+}
+
+#[test]
+fn every_indicator_equals_brute_force_by_region_year_and_court_month() {
+    let cases = load_cases();
+    let mut cells = 0;
+    let mut suppressed = 0;
+    for ind in ["filed", "closed", "closure_rate", "on_time_rate", "avg_trial_days"] {
+        for (from, to) in [(202301, 202412), (201901, 202012), (202402, 202403)] {
+            let (c, s) = check(ind, "region", "year", from, to, &cases);
+            cells += c;
+            suppressed += s;
+            let (c, s) = check(ind, "court", "month", from, to, &cases);
+            cells += c;
+            suppressed += s;
+        }
+    }
+    // The data must exercise both sides of the threshold for the comparison to mean something.
+    assert!(cells > 500, "only {cells} cells compared");
+    assert!(suppressed > 0, "no suppressed cell was exercised");
+    assert!(suppressed < cells, "every cell was suppressed");
+}
+
+#[test]
+fn a_period_without_data_answers_no_rows() {
+    let resp =
+        fx().query(&fx().token("requester"), request("closure_rate", &["region"], 200001, 200012, "诉源治理")).unwrap();
+    assert!(resp.rows.is_empty(), "{:?}", resp.rows);
+    let resp = fx().query(&fx().token("requester"), request("filed", &["region"], 203001, 203012, "诉源治理")).unwrap();
+    assert!(resp.rows.is_empty());
+}
+
+#[test]
+fn small_cells_are_suppressed_and_zero_is_not() {
+    // One month by cause: many causes have a handful of cases.
+    let resp = fx()
+        .query(&fx().token("requester"), request("filed", &["cause", "month"], 202403, 202403, "诉源治理"))
+        .unwrap();
+    assert!(resp.rows.iter().any(|r| r.status == "suppressed"));
+    for r in &resp.rows {
+        match r.status.as_str() {
+            "suppressed" => assert!(r.value.is_none() && r.numerator.is_none()),
+            "ok" => assert!(r.value.unwrap() >= 10.0 || r.value.unwrap() == 0.0, "{r:?}"),
+            other => panic!("{other}"),
+        }
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let t = fx().token("requester");
+    let cases = [
+        (request("closure_rat", &[], 202401, 202412, "诉源治理"), "unknown indicator"),
+        (request("filed", &["plaintiff_name"], 202401, 202412, "诉源治理"), "unknown dimension"),
+        (request("filed", &[], 202412, 202401, "诉源治理"), "ends"),
+        (request("filed", &[], 190001, 999912, "诉源治理"), "year"),
+        (request("filed", &[], 202401, 202413, "诉源治理"), "month"),
+        (request("filed", &[], 202401, 202412, ""), "purpose"),
+        (request("filed", &["region", "region"], 202401, 202412, "诉源治理"), "repeated"),
+    ];
+    for (req, needle) in cases {
+        let err = fx().query(&t, req).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{needle}: {err:?}");
+        assert!(err.message().contains(needle), "{needle}: {}", err.message());
+    }
+}
+
+#[test]
+fn grants_decide_courts_and_purposes() {
+    let analyst = fx().token("requester");
+    let err = fx().query(&analyst, request("closure_rate", &["court"], 202401, 202412, "诉源治理")).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(err.message().contains("court"), "{}", err.message());
+    let err = fx().query(&analyst, request("filed", &["region"], 202401, 202412, "营商环境评估")).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(err.message().contains("purpose"), "{}", err.message());
+    let ok = fx().query(&fx().token("manager"), request("filed", &["court"], 202401, 202412, "审判管理")).unwrap();
+    assert_eq!(ok.rows.len(), 3);
+}

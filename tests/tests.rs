@@ -1,0 +1,12 @@
+//! Integration tests: real federations (nodes and a gateway in this process, over real TCP with
+//! TLS and mutual TLS, real sled stores in temporary folders, real JWTs). One binary, several modules,
+//! one shared fixture (see `util`).
+
+mod util;
+
+mod audit;
+mod auth;
+mod import;
+mod indicators;
+mod mtls;
+mod privacy;

@@ -1,0 +1,175 @@
+//! The shared fixture: three court nodes (plus the justice and statistics nodes `gen` makes) and a
+//! gateway, started once for the whole test binary on its own runtime. Logs of every test go to a
+//! buffer that the privacy tests scan.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use shuzhu::federation::{self, Prepared, Running};
+use shuzhu_proto::v1 as pb;
+
+pub struct Fixture {
+    pub rt: tokio::runtime::Runtime,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub prepared: Prepared,
+    pub running: Running,
+    pub logs: Arc<Mutex<Vec<u8>>>,
+}
+
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LogSink;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+pub const COURTS: usize = 3;
+pub const CASES_PER_COURT: usize = 4000;
+
+pub fn fx() -> &'static Fixture {
+    static FX: OnceLock<Fixture> = OnceLock::new();
+    FX.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info,tower=info,rustls=info"))
+            .with_writer(LogSink(Arc::clone(&logs)))
+            .with_ansi(false)
+            .try_init();
+        let dir = tempfile::Builder::new().prefix("shuzhu-it-").tempdir().unwrap().keep();
+        let data = dir.join("data");
+        let cfg =
+            shuzhu_gen::GenConfig { courts: COURTS, cases_per_court: CASES_PER_COURT, seed: 7, ..Default::default() };
+        shuzhu_gen::generate(&data, &cfg).unwrap();
+        let specs = federation::discover(&data).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let prepared = federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap();
+        let running = rt.block_on(federation::start(&prepared)).unwrap();
+        Fixture { rt, dir, data, prepared, running, logs }
+    })
+}
+
+impl Fixture {
+    pub fn token(&self, name: &str) -> String {
+        shuzhu::client::read_token(&self.prepared.tokens[name]).unwrap()
+    }
+
+    pub fn query(&self, token: &str, req: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
+        self.rt.block_on(async {
+            let ch = shuzhu::client::connect(&self.running.gateway_url, &self.prepared.pki.ca_cert).await.unwrap();
+            shuzhu::client::query(ch, token, req).await
+        })
+    }
+
+    pub fn list_entries(
+        &self,
+        token: &str,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<pb::ListEntriesResponse, tonic::Status> {
+        self.rt.block_on(async {
+            let ch = shuzhu::client::connect(&self.running.gateway_url, &self.prepared.pki.ca_cert).await.unwrap();
+            let mut c = pb::audit_client::AuditClient::new(ch);
+            let req = shuzhu::client::authorized(pb::ListEntriesRequest { from_seq, limit }, token).unwrap();
+            c.list_entries(req).await.map(tonic::Response::into_inner)
+        })
+    }
+
+    pub fn ledger_file(&self) -> PathBuf {
+        self.prepared.dir.join("ledger").join(shuzhu_gateway::ledger::CHAIN_FILE_NAME)
+    }
+
+    pub fn court_ids(&self) -> Vec<String> {
+        self.prepared.nodes.iter().map(|(id, _)| id.clone()).filter(|id| id.starts_with("court-")).collect()
+    }
+
+    pub fn cases_csvs(&self) -> Vec<PathBuf> {
+        self.court_ids().iter().map(|id| self.data.join(id).join("cases.csv")).collect()
+    }
+}
+
+pub fn request(indicator: &str, group_by: &[&str], from: u32, to: u32, purpose: &str) -> pb::QueryRequest {
+    pb::QueryRequest {
+        indicator: indicator.into(),
+        group_by: group_by.iter().map(|s| s.to_string()).collect(),
+        period: Some(pb::Period { from_month: from, to_month: to }),
+        filters: vec![],
+        purpose: purpose.into(),
+        legal_basis: String::new(),
+    }
+}
+
+/// Every value of the personal columns of every CSV under `data`.
+pub fn personal_values(data: &Path) -> Vec<String> {
+    let personal = [
+        "plaintiff_name",
+        "defendant_name",
+        "plaintiff_id_no",
+        "defendant_id_no",
+        "plaintiff_phone",
+        "defendant_phone",
+        "defendant_address",
+        "party_name",
+        "party_id_no",
+        "party_phone",
+    ];
+    let mut out = Vec::new();
+    for entry in walk(data) {
+        if entry.extension().is_some_and(|e| e == "csv") {
+            let mut r = csv::Reader::from_path(&entry).unwrap();
+            let headers = r.headers().unwrap().clone();
+            let idx: Vec<usize> =
+                headers.iter().enumerate().filter(|(_, h)| personal.contains(h)).map(|(i, _)| i).collect();
+            for rec in r.records() {
+                let rec = rec.unwrap();
+                for &i in &idx {
+                    let v = rec[i].trim();
+                    // Names of two characters are short enough to occur inside ordinary words; they
+                    // are still checked, but only where they cannot be a common word.
+                    if v.chars().count() >= 2 {
+                        out.push(v.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Finds which of `needles` occur in `haystack`.
+pub fn leaks<'a>(haystack: &str, needles: &'a [String]) -> Vec<&'a str> {
+    needles.iter().filter(|n| haystack.contains(n.as_str())).map(String::as_str).collect()
+}
