@@ -129,7 +129,10 @@ fn small(n: i64) -> bool {
 
 /// (status, value, numerator, denominator) the rules demand, or None when the engine would not emit
 /// the group at all (no measure of this indicator has a contributor).
-fn expected(ind: &str, m: &Measures) -> Option<(&'static str, Option<f64>, Option<i64>, Option<i64>)> {
+/// (status, value, numerator, denominator) of one cell.
+type Expected = (&'static str, Option<f64>, Option<i64>, Option<i64>);
+
+fn expected(ind: &str, m: &Measures) -> Option<Expected> {
     let ratio = |n: i64, d: i64, subset: bool| {
         if small(d) || small(n) || (subset && small(d - n)) {
             ("suppressed", None, None, None)

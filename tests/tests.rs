@@ -5,6 +5,7 @@
 mod util;
 
 mod audit;
+mod coverage;
 mod auth;
 mod import;
 mod indicators;

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use shuzhu::federation::{self, Prepared, Running};
 use shuzhu_proto::v1 as pb;
 
-pub struct Fixture {
-    pub rt: tokio::runtime::Runtime,
-    pub dir: PathBuf,
-    pub data: PathBuf,
-    pub prepared: Prepared,
-    pub running: Running,
-    pub logs: Arc<Mutex<Vec<u8>>>,
+pub(crate) struct Fixture {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) data: PathBuf,
+    pub(crate) prepared: Prepared,
+    pub(crate) running: Running,
+    pub(crate) logs: Arc<Mutex<Vec<u8>>>,
 }
 
 #[derive(Clone)]
@@ -38,10 +37,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
     }
 }
 
-pub const COURTS: usize = 3;
-pub const CASES_PER_COURT: usize = 4000;
+pub(crate) const COURTS: usize = 3;
+pub(crate) const CASES_PER_COURT: usize = 4000;
 
-pub fn fx() -> &'static Fixture {
+pub(crate) fn fx() -> &'static Fixture {
     static FX: OnceLock<Fixture> = OnceLock::new();
     FX.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -59,23 +58,23 @@ pub fn fx() -> &'static Fixture {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let prepared = federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap();
         let running = rt.block_on(federation::start(&prepared)).unwrap();
-        Fixture { rt, dir, data, prepared, running, logs }
+        Fixture { rt, data, prepared, running, logs }
     })
 }
 
 impl Fixture {
-    pub fn token(&self, name: &str) -> String {
+    pub(crate) fn token(&self, name: &str) -> String {
         shuzhu::client::read_token(&self.prepared.tokens[name]).unwrap()
     }
 
-    pub fn query(&self, token: &str, req: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
+    pub(crate) fn query(&self, token: &str, req: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
         self.rt.block_on(async {
             let ch = shuzhu::client::connect(&self.running.gateway_url, &self.prepared.pki.ca_cert).await.unwrap();
             shuzhu::client::query(ch, token, req).await
         })
     }
 
-    pub fn list_entries(
+    pub(crate) fn list_entries(
         &self,
         token: &str,
         from_seq: u64,
@@ -89,20 +88,20 @@ impl Fixture {
         })
     }
 
-    pub fn ledger_file(&self) -> PathBuf {
+    pub(crate) fn ledger_file(&self) -> PathBuf {
         self.prepared.dir.join("ledger").join(shuzhu_gateway::ledger::CHAIN_FILE_NAME)
     }
 
-    pub fn court_ids(&self) -> Vec<String> {
+    pub(crate) fn court_ids(&self) -> Vec<String> {
         self.prepared.nodes.iter().map(|(id, _)| id.clone()).filter(|id| id.starts_with("court-")).collect()
     }
 
-    pub fn cases_csvs(&self) -> Vec<PathBuf> {
+    pub(crate) fn cases_csvs(&self) -> Vec<PathBuf> {
         self.court_ids().iter().map(|id| self.data.join(id).join("cases.csv")).collect()
     }
 }
 
-pub fn request(indicator: &str, group_by: &[&str], from: u32, to: u32, purpose: &str) -> pb::QueryRequest {
+pub(crate) fn request(indicator: &str, group_by: &[&str], from: u32, to: u32, purpose: &str) -> pb::QueryRequest {
     pb::QueryRequest {
         indicator: indicator.into(),
         group_by: group_by.iter().map(|s| s.to_string()).collect(),
@@ -114,7 +113,7 @@ pub fn request(indicator: &str, group_by: &[&str], from: u32, to: u32, purpose: 
 }
 
 /// Every value of the personal columns of every CSV under `data`.
-pub fn personal_values(data: &Path) -> Vec<String> {
+pub(crate) fn personal_values(data: &Path) -> Vec<String> {
     let personal = [
         "plaintiff_name",
         "defendant_name",
@@ -152,7 +151,7 @@ pub fn personal_values(data: &Path) -> Vec<String> {
     out
 }
 
-pub fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -167,9 +166,4 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// Finds which of `needles` occur in `haystack`.
-pub fn leaks<'a>(haystack: &str, needles: &'a [String]) -> Vec<&'a str> {
-    needles.iter().filter(|n| haystack.contains(n.as_str())).map(String::as_str).collect()
 }

@@ -1,0 +1,52 @@
+//! A node that is down makes the answer partial: coverage names it, and the rows it could have
+//! contributed to carry no number.
+
+use shuzhu::federation;
+
+use crate::util::request;
+
+#[test]
+fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 800, seed: 11, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let specs: Vec<_> = federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
+    let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    rt.block_on(async {
+        let mut running = federation::start(&prepared).await.unwrap();
+        let ask = |url: String| {
+            let ca = prepared.pki.ca_cert.clone();
+            let token = token.clone();
+            async move {
+                let ch = shuzhu::client::connect(&url, &ca).await.unwrap();
+                shuzhu::client::query(ch, &token, request("filed", &["region", "year"], 202301, 202412, "诉源治理")).await
+            }
+        };
+        let full = ask(running.gateway_url.clone()).await.unwrap();
+        assert!(full.rows.iter().all(|r| r.status != "partial"));
+        let stopped = running.nodes[1].id.clone();
+        let stopped_regions = running.nodes[1].regions.clone();
+        running.stop_node(&stopped).await;
+        let part = ask(running.gateway_url.clone()).await.unwrap();
+        let cov = part.coverage.clone().unwrap();
+        assert_eq!((cov.asked, cov.answered), (2, 1));
+        assert_eq!(cov.missing[0].node, stopped);
+        assert!(!cov.missing[0].reason.is_empty());
+        // The stopped node's own region has no rows left (nobody else serves it); the other region's
+        // rows are still whole and equal to the full answer.
+        for r in &part.rows {
+            assert!(!stopped_regions.contains(&r.group["region"]), "{r:?}");
+            let same = full.rows.iter().find(|f| f.group == r.group).unwrap();
+            assert_eq!(r, same);
+        }
+        // Grouped by year only, every row could hold the missing node's cases: all partial, no number.
+        let ch = shuzhu::client::connect(&running.gateway_url, &prepared.pki.ca_cert).await.unwrap();
+        let by_year = shuzhu::client::query(ch, &token, request("filed", &["year"], 202301, 202412, "诉源治理")).await.unwrap();
+        assert!(!by_year.rows.is_empty());
+        assert!(by_year.rows.iter().all(|r| r.status == "partial" && r.value.is_none()), "{:?}", by_year.rows);
+        running.shutdown().await;
+    });
+}
