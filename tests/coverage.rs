@@ -11,7 +11,8 @@ fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
     let data = dir.path().join("data");
     let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 800, seed: 11, ..Default::default() };
     shuzhu_gen::generate(&data, &cfg).unwrap();
-    let specs: Vec<_> = federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
+    let specs: Vec<_> =
+        federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
     let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
@@ -22,7 +23,8 @@ fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
             let token = token.clone();
             async move {
                 let ch = shuzhu::client::connect(&url, &ca).await.unwrap();
-                shuzhu::client::query(ch, &token, request("filed", &["region", "year"], 202301, 202412, "诉源治理")).await
+                shuzhu::client::query(ch, &token, request("filed", &["region", "year"], 202301, 202412, "诉源治理"))
+                    .await
             }
         };
         let full = ask(running.gateway_url.clone()).await.unwrap();
@@ -44,7 +46,8 @@ fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
         }
         // Grouped by year only, every row could hold the missing node's cases: all partial, no number.
         let ch = shuzhu::client::connect(&running.gateway_url, &prepared.pki.ca_cert).await.unwrap();
-        let by_year = shuzhu::client::query(ch, &token, request("filed", &["year"], 202301, 202412, "诉源治理")).await.unwrap();
+        let by_year =
+            shuzhu::client::query(ch, &token, request("filed", &["year"], 202301, 202412, "诉源治理")).await.unwrap();
         assert!(!by_year.rows.is_empty());
         assert!(by_year.rows.iter().all(|r| r.status == "partial" && r.value.is_none()), "{:?}", by_year.rows);
         running.shutdown().await;

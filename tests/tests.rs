@@ -5,8 +5,9 @@
 mod util;
 
 mod audit;
-mod coverage;
 mod auth;
+mod cli;
+mod coverage;
 mod import;
 mod indicators;
 mod mtls;

@@ -1,0 +1,110 @@
+//! The binary as people use it: `--help`, `query` in every format with clear errors, `demo --once`.
+
+use std::process::Command;
+
+use crate::util::fx;
+
+fn shuzhu(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shuzhu")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn help_lists_every_command() {
+    let (code, out, _) = shuzhu(&["--help"]);
+    assert_eq!(code, 0);
+    for c in ["demo", "gen", "pki", "token", "node", "gateway", "query", "audit"] {
+        assert!(out.contains(c), "--help lacks {c}: {out}");
+    }
+    let (_, out, _) = shuzhu(&["query", "--help"]);
+    assert!(out.contains("Examples:"), "{out}");
+}
+
+#[test]
+fn query_prints_json_table_and_csv_and_fails_with_one_line() {
+    let f = fx();
+    let gw = f.running.gateway_url.clone();
+    let ca = f.prepared.pki.ca_cert.display().to_string();
+    let tok = f.prepared.tokens["requester"].display().to_string();
+    let base = [
+        "query",
+        "--gateway",
+        &gw,
+        "--ca",
+        &ca,
+        "--token-file",
+        &tok,
+        "--indicator",
+        "closure_rate",
+        "--group-by",
+        "region,year",
+        "--from",
+        "2023-01",
+        "--to",
+        "2024-12",
+        "--purpose",
+        "诉源治理",
+    ];
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["--format", "json"]);
+    let (code, out, err) = shuzhu(&args);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in ["indicator", "rows", "coverage", "policy_version", "audit_seq"] {
+        assert!(v.get(key).is_some(), "json lacks {key}");
+    }
+    let row = &v["rows"][0];
+    assert!(row["group"]["region"].is_string() && row["group"]["year"].is_string());
+    assert!(
+        row["value"].is_number() && row["status"] == "ok" && row["numerator"].is_i64() && row["denominator"].is_i64()
+    );
+    assert_eq!(v["coverage"]["asked"], 3);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 6, "3 regions × 2 years");
+
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend(["--format", "csv"]);
+    let (code, out, _) = shuzhu(&args);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("region,year,value,status,numerator,denominator\n"), "{out}");
+    assert_eq!(out.lines().count(), 7);
+
+    let (code, out, _) = shuzhu(&base);
+    assert_eq!(code, 0);
+    assert!(out.contains("结案率") && out.contains("nodes answered 3/3"), "{out}");
+
+    let mut args: Vec<&str> = base.to_vec();
+    args[8] = "no_such_indicator";
+    let (code, out, err) = shuzhu(&args);
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown indicator"), "{err}");
+
+    let (code, _, err) =
+        shuzhu(&["query", "--gateway", &gw, "--ca", &ca, "--token-file", "/nonexistent/token", "--indicator", "filed"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("token"), "{err}");
+}
+
+#[test]
+fn demo_once_runs_a_federation_and_writes_demo_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("w");
+    let ds = d.display().to_string();
+    let (code, out, err) = shuzhu(&["demo", "--once", "--dir", &ds, "--courts", "2", "--cases-per-court", "600"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("结案率") && out.contains("refused"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("demo.json")).unwrap()).unwrap();
+    assert!(v["gateway"].as_str().unwrap().starts_with("https://127.0.0.1:"));
+    for p in [&v["ca"], &v["issuer_key"], &v["tokens"]["requester"], &v["tokens"]["auditor"]] {
+        assert!(std::path::Path::new(p.as_str().unwrap()).exists(), "{p}");
+    }
+    let nodes: Vec<&str> = v["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(nodes, ["court-350203", "court-350205", "justice-3502", "stats-3502"]);
+    let (code, out, _) = shuzhu(&["audit", "verify", "--ledger", &d.join("ledger").display().to_string()]);
+    assert_eq!(code, 0, "{out}");
+}
