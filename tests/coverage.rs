@@ -53,3 +53,45 @@ fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
         running.shutdown().await;
     });
 }
+
+#[test]
+fn the_gateway_refuses_a_node_that_presents_another_nodes_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 300, seed: 5, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let specs: Vec<_> =
+        federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
+    let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    rt.block_on(async {
+        let running = federation::start(&prepared).await.unwrap();
+        // A second gateway whose configuration sends node A's traffic to node B's address: B's
+        // certificate does not name A, so A must come back missing, never with B's numbers.
+        let (a, b) = (&running.nodes[0], &running.nodes[1]);
+        let text = std::fs::read_to_string(&running.gateway_config).unwrap();
+        let swapped = text.replace(&format!("127.0.0.1:{}", a.addr.port()), &format!("127.0.0.1:{}", b.addr.port()));
+        let path = prepared.dir.join("gateway-swapped.toml");
+        std::fs::write(&path, swapped.replace("ledger_dir = \"ledger\"", "ledger_dir = \"ledger-swapped\"")).unwrap();
+        let config = shuzhu_gateway::config::GatewayConfig::load(&path).unwrap();
+        let state = std::sync::Arc::new(shuzhu_gateway::state::GatewayState::open(&config).unwrap());
+        let tls = shuzhu_net::tls_server(&config.tls.cert, &config.tls.key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(shuzhu_gateway::service::serve(state, tls, listener, async {
+            let _ = rx.await;
+        }));
+        let ch = shuzhu::client::connect(&url, &prepared.pki.ca_cert).await.unwrap();
+        let resp =
+            shuzhu::client::query(ch, &token, request("filed", &["region"], 202301, 202412, "诉源治理")).await.unwrap();
+        let cov = resp.coverage.unwrap();
+        assert_eq!((cov.asked, cov.answered), (2, 1));
+        assert_eq!(cov.missing[0].node, a.id);
+        assert!(resp.rows.iter().all(|r| b.regions.contains(&r.group["region"])), "only B's own region is answered");
+        let _ = stop.send(());
+        let _ = server.await;
+        running.shutdown().await;
+    });
+}
