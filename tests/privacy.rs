@@ -41,9 +41,20 @@ fn find(text: &str, needles: &HashSet<String>, long: &[String]) -> Vec<String> {
             }
         }
     }
+    // Long values by their first six characters, so the scan stays linear in the text.
+    let mut by_prefix: std::collections::HashMap<String, Vec<&String>> = std::collections::HashMap::new();
     for l in long {
-        if text.contains(l.as_str()) {
-            hits.insert(l.clone());
+        by_prefix.entry(l.chars().take(6).collect()).or_default().push(l);
+    }
+    let rest: String = chars.iter().collect();
+    for (byte_at, _) in rest.char_indices() {
+        let prefix: String = rest[byte_at..].chars().take(6).collect();
+        if let Some(candidates) = by_prefix.get(&prefix) {
+            for l in candidates {
+                if rest[byte_at..].starts_with(l.as_str()) {
+                    hits.insert((*l).clone());
+                }
+            }
         }
     }
     hits.into_iter().collect()
@@ -64,6 +75,11 @@ fn no_personal_value_leaves_or_is_stored() {
     let id = values.iter().find(|v| v.len() == 18 && v[..17].bytes().all(|b| b.is_ascii_digit())).unwrap().clone();
     let phone = values.iter().find(|v| v.len() == 11 && v.starts_with('1')).unwrap().clone();
     let hostile = format!("原告{name}，身份证{id}，电话{phone}");
+    // The scanner itself must find what it looks for, or the checks below prove nothing.
+    let address = long.iter().find(|v| v.contains('号')).unwrap().clone();
+    for probe in [&name, &id, &phone, &address] {
+        assert_eq!(find(&format!("前{probe}后"), &needles, &long).len(), 1, "scanner misses {probe}");
+    }
     let analyst = fx().token("requester");
     let mut outputs = Vec::new();
     let mut hostile_req = request("closure_rate", &["region", "cause"], 202301, 202312, "诉源治理");
