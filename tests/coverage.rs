@@ -5,15 +5,20 @@ use shuzhu::federation;
 
 use crate::util::request;
 
-#[test]
-fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 800, seed: 11, ..Default::default() };
+/// A small federation of court nodes only, prepared under `dir`.
+fn small_federation(dir: &std::path::Path, cases: usize, seed: u64) -> federation::Prepared {
+    let data = dir.join("data");
+    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: cases, seed, ..Default::default() };
     shuzhu_gen::generate(&data, &cfg).unwrap();
     let specs: Vec<_> =
         federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
-    let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap()
+}
+
+#[test]
+fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = small_federation(dir.path(), 800, 11);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
     rt.block_on(async {
@@ -57,12 +62,7 @@ fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
 #[test]
 fn the_gateway_refuses_a_node_that_presents_another_nodes_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 300, seed: 5, ..Default::default() };
-    shuzhu_gen::generate(&data, &cfg).unwrap();
-    let specs: Vec<_> =
-        federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
-    let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    let prepared = small_federation(dir.path(), 300, 5);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
     rt.block_on(async {

@@ -3,20 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+pub use shuzhu_net::config::ConfigError;
+use shuzhu_net::config::ConfigFile;
+pub use shuzhu_net::config::TlsFiles;
 
 use crate::auth::{AuthPolicy, JwtAlgorithm};
-
-/// Paths of the gateway's TLS material.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// The federation CA certificate (PEM): nodes' certificates must chain to it.
-    pub ca: PathBuf,
-    /// The gateway's certificate (PEM), presented to requesters and, as client certificate, to nodes.
-    pub cert: PathBuf,
-    /// The gateway's private key (PEM).
-    pub key: PathBuf,
-}
 
 /// A trusted token issuer as configured.
 #[derive(Clone, Debug, Deserialize)]
@@ -82,57 +73,23 @@ fn default_node_timeout() -> u64 {
     5_000
 }
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or has unknown or mistyped keys (the message names line and key).
-    #[error("config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What toml said.
-        message: String,
-    },
-    /// A value breaks a rule.
-    #[error("config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
 impl GatewayConfig {
     /// Reads a config file; relative paths inside are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        let mut c: GatewayConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        shuzhu_net::config::load(path)
+    }
+}
+
+impl ConfigFile for GatewayConfig {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths: Vec<&mut PathBuf> =
-            vec![&mut c.policy, &mut c.ledger_dir, &mut c.tls.ca, &mut c.tls.cert, &mut c.tls.key];
-        paths.extend(c.issuers.iter_mut().map(|i| &mut i.public_key));
-        for f in paths {
-            if f.is_relative() {
-                *f = base.join(&*f);
-            }
-        }
-        c.check().map_err(|message| ConfigError::Invalid { path: p, message })?;
-        Ok(c)
+            vec![&mut self.policy, &mut self.ledger_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key];
+        paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
+        paths
     }
 
     /// Checks values the types cannot.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if !shuzhu_net::is_valid_party_id(&self.gateway_id) {
             return Err(format!("gateway_id {:?} must be 1-63 characters of a-z, 0-9 and -", self.gateway_id));
         }

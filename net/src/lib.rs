@@ -9,6 +9,8 @@
 //!
 //! Depends on no other Shuzhu crate.
 
+pub mod config;
+
 use std::{io, path::Path, sync::Arc, time::Duration};
 
 use rustls::server::WebPkiClientVerifier;

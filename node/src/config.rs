@@ -4,20 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+pub use shuzhu_net::config::ConfigError;
+use shuzhu_net::config::ConfigFile;
+pub use shuzhu_net::config::TlsFiles;
+
 use serde::Deserialize;
 use shuzhu_policy::schema::Grade;
-
-/// Paths of the node's TLS material.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// The federation CA certificate (PEM).
-    pub ca: PathBuf,
-    /// This party's certificate (PEM).
-    pub cert: PathBuf,
-    /// This party's private key (PEM).
-    pub key: PathBuf,
-}
 
 /// The node's own say over what it releases.
 #[derive(Clone, Debug, Deserialize)]
@@ -59,54 +51,29 @@ pub struct NodeConfig {
     pub policy: LocalPolicy,
 }
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or has unknown or mistyped keys (the message names line and key).
-    #[error("config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What toml said.
-        message: String,
-    },
-    /// A value breaks a rule.
-    #[error("config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
 impl NodeConfig {
     /// Reads a config file; relative paths inside are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        let mut c: NodeConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for f in [&mut c.store, &mut c.pseudonym_key_file, &mut c.tls.ca, &mut c.tls.cert, &mut c.tls.key] {
-            if f.is_relative() {
-                *f = base.join(&*f);
-            }
-        }
-        c.check().map_err(|message| ConfigError::Invalid { path: p, message })?;
-        Ok(c)
+        shuzhu_net::config::load(path)
+    }
+
+    /// Reads the pseudonymisation key.
+    pub fn pseudonym_key(&self) -> Result<shuzhu_policy::pseudonym::PseudonymKey, ConfigError> {
+        let p = self.pseudonym_key_file.display().to_string();
+        let text = std::fs::read_to_string(&self.pseudonym_key_file)
+            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        shuzhu_policy::pseudonym::PseudonymKey::from_hex(&text)
+            .map_err(|e| ConfigError::Invalid { path: p, message: e.to_string() })
+    }
+}
+
+impl ConfigFile for NodeConfig {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.store, &mut self.pseudonym_key_file, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key]
     }
 
     /// Checks values the types cannot.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if !shuzhu_net::is_valid_party_id(&self.node_id) {
             return Err(format!("node_id {:?} must be 1-63 characters of a-z, 0-9 and -", self.node_id));
         }
@@ -123,13 +90,50 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
 
-    /// Reads the pseudonymisation key.
-    pub fn pseudonym_key(&self) -> Result<shuzhu_policy::pseudonym::PseudonymKey, ConfigError> {
-        let p = self.pseudonym_key_file.display().to_string();
-        let text = std::fs::read_to_string(&self.pseudonym_key_file)
-            .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-        shuzhu_policy::pseudonym::PseudonymKey::from_hex(&text)
-            .map_err(|e| ConfigError::Invalid { path: p, message: e.to_string() })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = "court-350203"
+listen = "127.0.0.1:7443"
+store = "store"
+pseudonym_key_file = "k"
+[tls]
+ca = "ca.pem"
+cert = "c.pem"
+key = "c.key"
+[policy]
+gateways = ["gw-1"]
+agencies = ["*"]
+datasets = ["cases"]
+"#;
+
+    fn load_text(text: &str) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, text).unwrap();
+        NodeConfig::load(&p)
+    }
+
+    #[test]
+    fn a_good_config_loads_with_paths_resolved() {
+        let c = load_text(GOOD).unwrap();
+        assert!(c.store.is_absolute());
+        assert_eq!(c.policy.max_grade, Grade::L2);
+    }
+
+    #[test]
+    fn bad_configs_name_the_key() {
+        let unknown = GOOD.replace("[policy]", "[policy]\nallow_everything = true");
+        assert!(load_text(&unknown).unwrap_err().to_string().contains("allow_everything"));
+        let no_gateways = GOOD.replace(r#"gateways = ["gw-1"]"#, "gateways = []");
+        assert!(load_text(&no_gateways).unwrap_err().to_string().contains("policy.gateways"));
+        let bad_id = GOOD.replace("court-350203", "Court 1");
+        assert!(load_text(&bad_id).unwrap_err().to_string().contains("node_id"));
+        let bad_grade = GOOD.replace("[policy]", "[policy]\nmax_grade = \"L9\"");
+        assert!(load_text(&bad_grade).unwrap_err().to_string().contains("max_grade"));
     }
 }

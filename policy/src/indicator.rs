@@ -162,17 +162,7 @@ pub struct Indicator {
     pub dimensions: &'static [Dimension],
 }
 
-const CASE_DIMENSIONS: &[Dimension] = &[
-    Dimension::Region,
-    Dimension::Court,
-    Dimension::Division,
-    Dimension::Instance,
-    Dimension::TypeCode,
-    Dimension::Cause,
-    Dimension::Year,
-    Dimension::Quarter,
-    Dimension::Month,
-];
+const CASE_DIMENSIONS: &[Dimension] = crate::dimension::ALL;
 
 /// The indicator catalogue.
 pub const INDICATORS: &[Indicator] = &[

@@ -24,15 +24,8 @@ pub(crate) struct Args {
     /// Print the example indicators and exit.
     #[arg(long)]
     once: bool,
-    /// Courts to generate.
-    #[arg(long, default_value_t = 6)]
-    courts: usize,
-    /// Cases per generated court.
-    #[arg(long, default_value_t = 20_000)]
-    cases_per_court: usize,
-    /// Seed of the generated data.
-    #[arg(long, default_value_t = 20240101)]
-    seed: u64,
+    #[command(flatten)]
+    gen_args: super::generate::DataArgs,
 }
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
@@ -50,13 +43,8 @@ async fn run_async(a: Args) -> Result<ExitCode> {
             if out.exists() {
                 std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
             }
-            let cfg = shuzhu_gen::GenConfig {
-                courts: a.courts,
-                cases_per_court: a.cases_per_court,
-                seed: a.seed,
-                ..Default::default()
-            };
-            eprintln!("generating {} courts × {} cases (seed {}) …", a.courts, a.cases_per_court, a.seed);
+            let cfg = a.gen_args.config();
+            eprintln!("generating {} courts × {} cases (seed {}) …", cfg.courts, cfg.cases_per_court, cfg.seed);
             shuzhu_gen::generate(&out, &cfg)?;
             federation::discover(&out)?
         }
