@@ -125,6 +125,9 @@ pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> S
         })
         .collect();
     let mut out = table(&header, &rows);
+    if rows.is_empty() {
+        out.push_str("(no rows: no case falls in this period)\n");
+    }
     let cov = r.coverage.clone().unwrap_or_default();
     out.push_str(&format!(
         "nodes answered {}/{}; data until {}; policy {}; audit #{}; cells under {} contributors suppressed\n",

@@ -55,6 +55,33 @@ fn the_configured_gateway_gets_an_answer() {
     let r = call(Some((&cert, &key)), &p.ca_cert).expect("the gateway's own certificate must work (positive control)");
     assert!(!r.groups.is_empty());
     assert_eq!(r.release_digest.len(), 64);
+    // Describe: datasets, fields with grades and how they are stored, row counts, freshness.
+    let node = fx().running.nodes.iter().find(|n| n.id.starts_with("court-")).unwrap();
+    let d = fx().rt.block_on(async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(&p.ca_cert).unwrap()))
+            .identity(Identity::from_pem(std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()))
+            .domain_name(shuzhu_net::party_dns_name(Role::Node, &node.id));
+        let ch = Endpoint::from_shared(format!("https://{}", node.addr))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        pb::node_client::NodeClient::new(ch).describe(pb::DescribeRequest {}).await.unwrap().into_inner()
+    });
+    assert_eq!(d.node_id, node.id);
+    let cases = &d.datasets[0];
+    assert_eq!((cases.name.as_str(), cases.rows), ("cases", crate::util::CASES_PER_COURT as u64));
+    assert!(cases.data_until.starts_with("2024-"));
+    let field = |n: &str| cases.fields.iter().find(|f| f.name == n).unwrap();
+    assert_eq!(
+        (field("plaintiff_name").grade.as_str(), field("plaintiff_name").stored_as.as_str()),
+        ("L4", "pseudonym")
+    );
+    assert_eq!(field("summary").stored_as, "dropped");
+    assert_eq!(field("region_code").grade, "L1");
 }
 
 #[test]
