@@ -283,3 +283,25 @@ fn grants_decide_courts_and_purposes() {
     let ok = fx().query(&fx().token("manager"), request("filed", &["court"], 202401, 202412, "审判管理")).unwrap();
     assert_eq!(ok.rows.len(), 3);
 }
+
+#[test]
+fn the_catalogue_and_health_are_served() {
+    let f = fx();
+    let (list, health) = f.rt.block_on(async {
+        let ch = shuzhu::client::connect(&f.running.gateway_url, &f.prepared.pki.ca_cert).await.unwrap();
+        let mut g = shuzhu_proto::v1::gateway_client::GatewayClient::new(ch.clone());
+        let req =
+            shuzhu::client::authorized(shuzhu_proto::v1::ListIndicatorsRequest {}, &f.token("requester")).unwrap();
+        let list = g.list_indicators(req).await.unwrap().into_inner();
+        let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+        let health = h
+            .check(tonic_health::pb::HealthCheckRequest { service: "shuzhu.v1.Gateway".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        (list, health)
+    });
+    let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 5, "{names:?}");
+    assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
