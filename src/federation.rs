@@ -291,6 +291,7 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
     let mut entries = String::new();
     for (id, config_path) in &prepared.nodes {
         let config = NodeConfig::load(config_path)?;
+        let datasets = config.policy.datasets.clone();
         let state = tokio::task::block_in_place(|| NodeState::open(&config))?;
         let regions = state.regions();
         let courts = state.courts();
@@ -303,7 +304,6 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
                 tracing::error!(node = %node_id, %error, "node stopped");
             }
         });
-        let datasets = NodeConfig::load(config_path)?.policy.datasets;
         entries.push_str(&format!(
             "\n[[node]]\nid = \"{id}\"\naddress = \"https://127.0.0.1:{}\"\ndatasets = {datasets:?}\nregions = {regions:?}\ncourts = {courts:?}\n",
             addr.port()
