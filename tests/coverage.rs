@@ -5,22 +5,28 @@ use shuzhu::federation;
 
 use crate::util::request;
 
-/// A small federation of court nodes only, prepared under `dir`.
-fn small_federation(dir: &std::path::Path, cases: usize, seed: u64) -> federation::Prepared {
+/// A small federation of two court nodes prepared under `dir`, a runtime to start it on, and the
+/// analyst's token.
+fn small_federation(
+    dir: &std::path::Path,
+    cases: usize,
+    seed: u64,
+) -> (federation::Prepared, tokio::runtime::Runtime, String) {
     let data = dir.join("data");
     let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: cases, seed, ..Default::default() };
     shuzhu_gen::generate(&data, &cfg).unwrap();
     let specs: Vec<_> =
         federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
-    federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap()
+    let prepared = federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    (prepared, rt, token)
 }
 
 #[test]
 fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let prepared = small_federation(dir.path(), 800, 11);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    let (prepared, rt, token) = small_federation(dir.path(), 800, 11);
     rt.block_on(async {
         let mut running = federation::start(&prepared).await.unwrap();
         let ask = |url: String| {
@@ -62,9 +68,7 @@ fn a_missing_node_marks_its_rows_partial_and_coverage_names_it() {
 #[test]
 fn the_gateway_refuses_a_node_that_presents_another_nodes_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let prepared = small_federation(dir.path(), 300, 5);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    let (prepared, rt, token) = small_federation(dir.path(), 300, 5);
     rt.block_on(async {
         let running = federation::start(&prepared).await.unwrap();
         // A second gateway whose configuration sends node A's traffic to node B's address: B's

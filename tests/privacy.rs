@@ -46,12 +46,11 @@ fn find(text: &str, needles: &HashSet<String>, long: &[String]) -> Vec<String> {
     for l in long {
         by_prefix.entry(l.chars().take(6).collect()).or_default().push(l);
     }
-    let rest: String = chars.iter().collect();
-    for (byte_at, _) in rest.char_indices() {
-        let prefix: String = rest[byte_at..].chars().take(6).collect();
+    for (byte_at, _) in text.char_indices() {
+        let prefix: String = text[byte_at..].chars().take(6).collect();
         if let Some(candidates) = by_prefix.get(&prefix) {
             for l in candidates {
-                if rest[byte_at..].starts_with(l.as_str()) {
+                if text[byte_at..].starts_with(l.as_str()) {
                     hits.insert((*l).clone());
                 }
             }
