@@ -130,16 +130,19 @@ pub async fn execute(
     let policy = state.current_policy();
     record.policy_version = policy.version.clone();
     let filter_dims: Vec<Dimension> = q.filters.iter().map(|(d, _)| *d).collect();
+    let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
     let decision = policy.policy.decide(&AccessRequest {
         agency: &principal.agency,
+        roles: &roles,
         indicator: q.indicator,
         group_by: &q.group_by,
         filters: &filter_dims,
         purpose: &q.purpose,
+        legal_basis: &req.legal_basis,
         today: today(),
     });
-    let threshold = match decision {
-        Decision::Allow { threshold, .. } => threshold,
+    let (threshold, accept_partial) = match decision {
+        Decision::Allow { threshold, accept_partial, .. } => (threshold, accept_partial),
         Decision::Deny { rule, reason } => {
             record.decision = "deny".into();
             record.reason = format!("{rule}: {}", clip(&reason));
@@ -228,6 +231,15 @@ pub async fn execute(
         record.reason = "no node answered".into();
         let why: Vec<String> = missing.iter().map(|(n, r)| format!("{}: {r}", n.entry.id)).collect();
         return Err(Status::unavailable(format!("no node answered ({})", why.join("; "))));
+    }
+    if !missing.is_empty() && !accept_partial {
+        record.decision = "error".into();
+        record.reason = "partial answer refused by the grant".into();
+        let why: Vec<String> = missing.iter().map(|(n, r)| format!("{}: {r}", n.entry.id)).collect();
+        return Err(Status::unavailable(format!(
+            "the grant accepts only complete answers and some nodes did not answer ({})",
+            why.join("; ")
+        )));
     }
 
     // Evaluate and suppress each cell.
