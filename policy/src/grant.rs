@@ -306,6 +306,7 @@ impl FederationPolicy {
         for p in &mut problems {
             p.line = locate(root.get_ref(), &p.key).map(|s| line_of(text, s.start));
         }
+        problems.sort_by_key(|p| p.line);
         Err(problems)
     }
 
