@@ -149,6 +149,13 @@ pub async fn execute(
             return Err(Status::permission_denied(clip(&reason)));
         }
     };
+    if let Err(over) =
+        state.quotas.take(&principal.agency, policy.policy.quota(&principal.agency), std::time::Instant::now(), today())
+    {
+        record.decision = "deny".into();
+        record.reason = format!("quota: {over}");
+        return Err(Status::resource_exhausted(over.to_string()));
+    }
     record.decision = "allow".into();
 
     // Plan: nodes serving the dataset and, where a region or court filter is given, serving it.
@@ -179,6 +186,7 @@ pub async fn execute(
         agency: principal.agency.clone(),
         purpose: q.purpose.clone(),
         policy_version: policy.version.clone(),
+        threshold,
     };
     let node_req = Arc::new(node_req);
     let calls = chosen.iter().map(|n| ask_node(n, Arc::clone(&node_req), state.node_timeout));
