@@ -142,6 +142,18 @@ fn a_node_local_policy_refuses_what_the_gateway_allows_and_the_answer_says_why()
     let refused: Vec<String> = [regions_of(&no_cases), regions_of(&strict)].concat();
     assert!(answer.rows.iter().all(|r| !refused.contains(&r.group["region"])), "{:?}", answer.rows);
 
+    // A grant that accepts only complete answers turns the same query into UNAVAILABLE.
+    let policy_text = std::fs::read_to_string(&fed.prepared.policy).unwrap();
+    let complete_only =
+        policy_text.replacen("valid_from = \"2024-01-01\"", "valid_from = \"2024-01-01\"\naccept_partial = false", 1);
+    rewrite(&fed.prepared.policy, &complete_only);
+    fed.running().gateway.reload_policy().unwrap();
+    let err = fed.query(&token, ask()).unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("only complete answers") && err.message().contains(&no_cases), "{}", err.message());
+    rewrite(&fed.prepared.policy, &policy_text);
+    fed.running().gateway.reload_policy().unwrap();
+
     // A broken local policy is refused and the node keeps its last one.
     rewrite(&path1, &forbidding.replace("threshold = 10", "threshold = 2"));
     std::thread::sleep(Duration::from_millis(2500));
@@ -232,6 +244,7 @@ fn quotas_refuse_with_resource_exhausted_and_are_audited() {
     }
     let err = fed.query(&token, ask()).unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(err.metadata().get("x-shuzhu-policy-version").unwrap().to_str().unwrap(), fed.version());
     assert!(err.message().contains("rate limit of 3 queries per minute"), "{}", err.message());
     assert!(err.message().contains("try again in"), "{}", err.message());
     // Another agency is not affected.

@@ -146,7 +146,7 @@ pub async fn execute(
         Decision::Deny { rule, reason } => {
             record.decision = "deny".into();
             record.reason = format!("{rule}: {}", clip(&reason));
-            return Err(Status::permission_denied(clip(&reason)));
+            return Err(with_version(Status::permission_denied(clip(&reason)), &policy.version));
         }
     };
     if let Err(over) =
@@ -154,7 +154,7 @@ pub async fn execute(
     {
         record.decision = "deny".into();
         record.reason = format!("quota: {over}");
-        return Err(Status::resource_exhausted(over.to_string()));
+        return Err(with_version(Status::resource_exhausted(over.to_string()), &policy.version));
     }
     record.decision = "allow".into();
 
@@ -302,6 +302,18 @@ pub async fn execute(
         data_until: data_until.unwrap_or_default(),
         threshold,
     })
+}
+
+/// Metadata key naming the policy version that refused a request (answers carry it in the body).
+pub const POLICY_VERSION_HEADER: &str = "x-shuzhu-policy-version";
+
+/// Adds the deciding policy version to a refusal.
+fn with_version(mut status: Status, version: &str) -> Status {
+    // The version is 16 hex digits, always a valid header value; a failure would only drop the header.
+    if let Ok(v) = version.parse() {
+        status.metadata_mut().insert(POLICY_VERSION_HEADER, v);
+    }
+    status
 }
 
 async fn ask_node(
