@@ -146,7 +146,8 @@ pub async fn execute(
         Decision::Deny { rule, reason } => {
             record.decision = "deny".into();
             record.reason = format!("{rule}: {}", clip(&reason));
-            return Err(with_version(Status::permission_denied(clip(&reason)), &policy.version));
+            let message = format!("{} (rule {rule}, policy {})", clip(&reason), policy.version);
+            return Err(with_version(Status::permission_denied(message), &policy.version));
         }
     };
     if let Err(over) =

@@ -288,15 +288,22 @@ impl FederationPolicy {
                 return Err(vec![Problem { line, key: String::new(), message: e.message().trim().to_string() }]);
             }
         };
-        let unknown = unknown_keys(text, root.get_ref());
+        let mut unknown = unknown_keys(text, root.get_ref());
         if !unknown.is_empty() {
+            unknown.sort_by_key(|p| p.line);
             return Err(unknown);
         }
         let policy: FederationPolicy = match toml::from_str(text) {
             Ok(p) => p,
             Err(e) => {
-                let line = e.span().map(|s| line_of(text, s.start));
-                return Err(vec![Problem { line, key: String::new(), message: e.message().trim().to_string() }]);
+                // Serde stops at the first type error; try each entry on its own to report them all.
+                let mut problems = entry_type_errors(text, root.get_ref());
+                if problems.is_empty() {
+                    let line = e.span().map(|s| line_of(text, s.start));
+                    problems.push(Problem { line, key: String::new(), message: e.message().trim().to_string() });
+                }
+                problems.sort_by_key(|p| p.line);
+                return Err(problems);
             }
         };
         let mut problems = policy.problems();
@@ -652,6 +659,69 @@ fn locate(root: &toml::de::DeTable<'_>, key: &str) -> Option<Range<usize>> {
     }
 }
 
+/// The type errors of every key of the file. Serde stops at the first error, so each key is tried on
+/// its own: its value put into a minimal well-typed entry of its section (or an empty policy for a
+/// top-level key) and deserialised.
+fn entry_type_errors(text: &str, root: &toml::de::DeTable<'_>) -> Vec<Problem> {
+    fn probe<T: serde::de::DeserializeOwned>(value: toml::Table) -> Option<String> {
+        T::deserialize(toml::Value::Table(value)).err().map(|e| e.message().trim().to_string())
+    }
+    let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+    let template = |pairs: &[(&str, toml::Value)]| -> toml::Table {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    };
+    let s = |v: &str| toml::Value::String(v.into());
+    let empty = || toml::Value::Array(vec![]);
+    let mut out = Vec::new();
+    let mut report = |key: String, message: String| {
+        let line = locate(root, &key).map(|s| line_of(text, s.start));
+        out.push(Problem { line, key, message });
+    };
+    for (key, value) in &table {
+        let (base, check): (toml::Table, fn(toml::Table) -> Option<String>) = match key.as_str() {
+            "agency" => (template(&[("id", s("x")), ("name", s("x"))]), probe::<Agency>),
+            "grant" => (
+                template(&[("agency", s("x")), ("clearance", s("L1")), ("indicators", empty()), ("purposes", empty())]),
+                probe::<Grant>,
+            ),
+            "deny" => (toml::Table::new(), probe::<DenyRule>),
+            "constraint" => (
+                template(&[("agency", s("x")), ("field", s("x")), ("threshold", toml::Value::Integer(5))]),
+                probe::<FieldConstraint>,
+            ),
+            _ => {
+                let mut alone = toml::Table::new();
+                alone.insert(key.clone(), value.clone());
+                if let Some(message) = probe::<FederationPolicy>(alone) {
+                    report(key.clone(), message);
+                }
+                continue;
+            }
+        };
+        let Some(entries) = value.as_array() else {
+            report(key.clone(), format!("`{key}` must be an array of tables ([[{key}]])"));
+            continue;
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(entry) = entry.as_table() else {
+                report(format!("{key}[{i}]"), "expected a table".into());
+                continue;
+            };
+            for (k, v) in entry {
+                let mut one = base.clone();
+                one.insert(k.clone(), v.clone());
+                if let Some(message) = check(one) {
+                    report(format!("{key}[{i}].{k}"), message);
+                }
+            }
+            if let Some(missing) = base.keys().find(|k| !entry.contains_key(*k)) {
+                report(format!("{key}[{i}]"), format!("missing field `{missing}`"));
+            }
+        }
+    }
+    out
+}
+
 /// Every key the policy's shape does not know, with its line.
 fn unknown_keys(text: &str, root: &toml::de::DeTable<'_>) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -793,6 +863,22 @@ threshold = 12
             FederationPolicy::check_text(&POLICY.replace("default_threshold = 10", "default_threshold = \"ten\""))
                 .unwrap_err();
         assert_eq!(typed[0].line, Some(2), "{typed:?}");
+        let two_types = POLICY.replace("threshold = 12", "threshold = \"twelve\"").replace(
+            "clearance = \"L2\"\nindicators = [\"filed\", \"closure_rate\"]",
+            "clearance = \"L7\"\nindicators = [\"filed\", \"closure_rate\"]",
+        );
+        let typed = FederationPolicy::check_text(&two_types).unwrap_err();
+        assert_eq!(typed.len(), 2, "{typed:?}");
+        assert_eq!(typed[0].key, "grant[0].clearance");
+        assert!(typed[0].message.contains("L7"), "{typed:?}");
+        assert_eq!(typed[0].line, Some(line_of_key_in(&two_types, "L7")));
+        assert_eq!(typed[1].key, "grant[1].threshold");
+        assert_eq!(typed[1].line, Some(line_of_key_in(&two_types, "twelve")));
+        let missing = POLICY.replacen("clearance = \"L2\"\n", "", 1);
+        let problems = FederationPolicy::check_text(&missing).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "grant[0]");
+        assert!(problems[0].message.contains("clearance"));
         let dates = POLICY.replace("2030-12-31", "2030-13-45");
         assert!(FederationPolicy::check_text(&dates).unwrap_err()[0].message.contains("2030-13-45"));
     }
