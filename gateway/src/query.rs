@@ -137,6 +137,7 @@ pub async fn execute(
         indicator: q.indicator,
         group_by: &q.group_by,
         filters: &filter_dims,
+        filter_values: &q.filters,
         purpose: &q.purpose,
         legal_basis: &req.legal_basis,
         today: today(),

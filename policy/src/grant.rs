@@ -107,7 +107,8 @@ pub struct DenyRule {
     pub reason: Option<String>,
 }
 
-/// A constraint on one field for one agency (`*`: every agency): applies whenever a request reads it.
+/// A constraint on one field for one agency (`*`: every agency). Several may apply to one field; the
+/// strictest wins: the highest threshold, the intersection of the allowed values.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FieldConstraint {
@@ -115,8 +116,26 @@ pub struct FieldConstraint {
     pub agency: String,
     /// `dataset.field`, e.g. `cases.cause`.
     pub field: String,
-    /// Threshold k whenever the field is read (the highest applicable threshold wins).
-    pub threshold: u32,
+    /// Threshold k whenever a request reads the field (the highest applicable threshold wins).
+    #[serde(default)]
+    pub threshold: Option<u32>,
+    /// The only values of the field the agency may see: every request on the dataset must filter the
+    /// field's dimension to a subset of them (the intersection of every applicable constraint).
+    /// Only for `region_code`, `court_code`, `type_code` and `cause`.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+}
+
+/// The dimension whose filter restricts `field` to values (the inverse of `dimension_field` for the
+/// fields a value constraint may name).
+fn value_dimension(field: &str) -> Option<Dimension> {
+    match field {
+        "region_code" => Some(Dimension::Region),
+        "court_code" => Some(Dimension::Court),
+        "type_code" => Some(Dimension::TypeCode),
+        "cause" => Some(Dimension::Cause),
+        _ => None,
+    }
 }
 
 /// The federation policy file.
@@ -182,7 +201,7 @@ const GRANT_KEYS: &[&str] = &[
     "threshold",
 ];
 const DENY_KEYS: &[&str] = &["agency", "indicator", "dimension", "purpose", "reason"];
-const CONSTRAINT_KEYS: &[&str] = &["agency", "field", "threshold"];
+const CONSTRAINT_KEYS: &[&str] = &["agency", "field", "threshold", "values"];
 
 /// One problem of a policy file: where (line, key) and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,6 +283,8 @@ pub struct AccessRequest<'a> {
     pub group_by: &'a [Dimension],
     /// Filter dimensions.
     pub filters: &'a [Dimension],
+    /// Filter values by dimension (for value constraints); a dimension absent here is unfiltered.
+    pub filter_values: &'a [(Dimension, Vec<String>)],
     /// Stated purpose.
     pub purpose: &'a str,
     /// Stated legal basis (may be empty).
@@ -387,11 +408,33 @@ impl FederationPolicy {
                     format!("{:?} is not a catalogued field (dataset.field)", c.field),
                 ));
             }
-            if c.threshold < MIN_THRESHOLD {
+            if let Some(t) = c.threshold
+                && t < MIN_THRESHOLD
+            {
                 out.push(Problem::new(
                     format!("constraint[{i}].threshold"),
-                    format!("{} is below the minimum {MIN_THRESHOLD}", c.threshold),
+                    format!("{t} is below the minimum {MIN_THRESHOLD}"),
                 ));
+            }
+            if c.threshold.is_none() && c.values.is_none() {
+                out.push(Problem::new(format!("constraint[{i}]"), "a constraint must set threshold or values"));
+            }
+            if let Some(values) = &c.values {
+                let field = c.field.split_once('.').map_or("", |(_, f)| f);
+                match value_dimension(field) {
+                    None => out.push(Problem::new(
+                        format!("constraint[{i}].values"),
+                        "values can constrain only region_code, court_code, type_code or cause",
+                    )),
+                    Some(dim) => {
+                        if let Some(bad) = values.iter().find(|v| !dim.accepts_value(v)) {
+                            out.push(Problem::new(
+                                format!("constraint[{i}].values"),
+                                format!("{bad:?} is not a {dim} value"),
+                            ));
+                        }
+                    }
+                }
             }
         }
         out
@@ -558,13 +601,36 @@ impl FederationPolicy {
             let (_, rule, reason) = best.unwrap_or((0, "no_grant", "no grant applies".into()));
             return deny(rule, reason);
         };
+        let applicable = || self.constraints.iter().filter(|c| c.agency == "*" || c.agency == req.agency);
+        // Value constraints: the request must filter each constrained field to allowed values only.
+        for dim in crate::dimension::ALL.iter().copied() {
+            let Some(field) = dimension_field(dim).filter(|f| value_dimension(f) == Some(dim)) else { continue };
+            let key = format!("{}.{field}", ind.dataset);
+            let mut sets = applicable().filter(|c| c.field == key).filter_map(|c| c.values.as_ref());
+            let Some(first_set) = sets.next() else { continue };
+            let allowed: Vec<&String> = first_set.iter().filter(|v| sets.clone().all(|s| s.contains(v))).collect();
+            let asked = req.filter_values.iter().find(|(d, _)| *d == dim).map(|(_, v)| v);
+            let shown = || allowed.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ");
+            match asked {
+                None => {
+                    return deny(
+                        "constraint",
+                        format!("agency {} may only see {dim} {}; filter by {dim}", req.agency, shown()),
+                    );
+                }
+                Some(values) => {
+                    if let Some(v) = values.iter().find(|v| !allowed.contains(v)) {
+                        return deny(
+                            "constraint",
+                            format!("{dim} {v} is outside what agency {} may see ({})", req.agency, shown()),
+                        );
+                    }
+                }
+            }
+        }
         let fields: Vec<String> =
             self.catalogue.fields_read(ind.id, &dims).into_iter().map(|f| format!("{}.{f}", ind.dataset)).collect();
-        let by_constraint = self
-            .constraints
-            .iter()
-            .filter(|c| (c.agency == "*" || c.agency == req.agency) && fields.contains(&c.field))
-            .map(|c| c.threshold);
+        let by_constraint = applicable().filter(|c| fields.contains(&c.field)).filter_map(|c| c.threshold);
         let threshold = allowed
             .iter()
             .filter_map(|(_, g)| g.threshold)
@@ -685,10 +751,7 @@ fn entry_type_errors(text: &str, root: &toml::de::DeTable<'_>) -> Vec<Problem> {
                 probe::<Grant>,
             ),
             "deny" => (toml::Table::new(), probe::<DenyRule>),
-            "constraint" => (
-                template(&[("agency", s("x")), ("field", s("x")), ("threshold", toml::Value::Integer(5))]),
-                probe::<FieldConstraint>,
-            ),
+            "constraint" => (template(&[("agency", s("x")), ("field", s("x"))]), probe::<FieldConstraint>),
             _ => {
                 let mut alone = toml::Table::new();
                 alone.insert(key.clone(), value.clone());
@@ -803,6 +866,7 @@ threshold = 12
             indicator: indicator(ind).unwrap(),
             group_by: dims,
             filters: &[],
+            filter_values: &[],
             purpose,
             legal_basis: "",
             today: days_from_civil(2025, 1, 1),
@@ -957,6 +1021,7 @@ agency = "tjj"
 clearance = "L2"
 indicators = ["filed", "avg_trial_days"]
 dimensions = ["region", "year"]
+filters = ["region"]
 purposes = ["司法统计"]
 legal_basis_required = true
 threshold = 20
@@ -966,6 +1031,7 @@ agency = "tjj"
 clearance = "L2"
 indicators = ["filed"]
 dimensions = ["region", "year"]
+filters = ["region"]
 purposes = ["司法统计"]
 legal_basis_required = true
 threshold = 15
@@ -1022,6 +1088,16 @@ threshold = 25
 agency = "mgmt"
 field = "cases.court_code"
 threshold = 11
+
+[[constraint]]
+agency = "tjj"
+field = "cases.region_code"
+values = ["350203", "350205"]
+
+[[constraint]]
+agency = "tjj"
+field = "cases.region_code"
+values = ["350205", "350206"]
 "#;
 
     /// A named case: agency, indicator, group-by, filters, purpose, date, legal basis, roles → the rule
@@ -1036,6 +1112,8 @@ threshold = 11
         date: &'static str,
         legal_basis: &'static str,
         roles: &'static [&'static str],
+        /// Filter values, one per filtered dimension.
+        values: &'static [(&'static str, &'static str)],
         expect: &'static str,
     }
 
@@ -1057,6 +1135,7 @@ threshold = 11
             date: "2026-06-01",
             legal_basis: "",
             roles: &["requester"],
+            values: &[],
             expect,
         }
     }
@@ -1109,6 +1188,11 @@ threshold = 11
             indicator: indicator(c.indicator).unwrap(),
             group_by: &dims,
             filters: &filters,
+            filter_values: &c
+                .values
+                .iter()
+                .map(|(d, v)| (Dimension::parse(d).unwrap(), vec![v.to_string()]))
+                .collect::<Vec<_>>(),
             purpose: c.purpose,
             legal_basis: c.legal_basis,
             today: parse_day(c.date).unwrap(),
@@ -1135,9 +1219,27 @@ threshold = 11
             (
                 Case {
                     legal_basis: "《统计法》第七条",
+                    filters: &["region"],
+                    values: &[("region", "350205")],
                     ..case("legal basis given", "tjj", "filed", &["region"], "司法统计", "")
                 },
                 "allow:20",
+            ),
+            (
+                Case {
+                    legal_basis: "《统计法》第七条",
+                    ..case("value constraint needs a filter", "tjj", "filed", &["region"], "司法统计", "")
+                },
+                "constraint",
+            ),
+            (
+                Case {
+                    legal_basis: "《统计法》第七条",
+                    filters: &["region"],
+                    values: &[("region", "350203")],
+                    ..case("value outside the intersection", "tjj", "filed", &["year"], "司法统计", "")
+                },
+                "constraint",
             ),
             (
                 Case { legal_basis: "   ", ..case("blank legal basis", "tjj", "filed", &["year"], "司法统计", "") },
@@ -1200,6 +1302,9 @@ threshold = 11
         assert!(n >= 30, "{n} cases");
         // Strictest wins over two covering grants: the 20 of the first tjj grant beats the 15 of the second.
         let Decision::Allow { grant, threshold, accept_partial } = run_case(&p, &extra[0].0) else { panic!() };
+        // Two value constraints intersect: only 350205 is in both, and the refusal says so.
+        let Decision::Deny { reason, .. } = run_case(&p, &extra[2].0) else { panic!() };
+        assert!(reason.contains("350203 is outside") && reason.contains("(350205)"), "{reason}");
         assert_eq!((grant, threshold, accept_partial), (2, 20, true));
         // A grant refusing partial answers says so in the decision.
         assert!(matches!(run_case(&p, &CASES[16]), Decision::Allow { accept_partial: false, .. }));
@@ -1316,6 +1421,7 @@ threshold = 11
             indicator: &INDICATORS[r.indicator],
             group_by: &r.group_by,
             filters: &r.filters,
+            filter_values: &[],
             purpose: r.purpose,
             legal_basis: if r.legal_basis { "《数据安全法》" } else { "" },
             today: days_from_civil(r.year, 6, 1),

@@ -50,7 +50,7 @@ pub(crate) struct ExplainArgs {
     /// Group-by dimensions, comma separated.
     #[arg(long, value_delimiter = ',')]
     group_by: Vec<String>,
-    /// Filter dimension (dim or dim=value; repeatable).
+    /// Filter dimension (dim, dim=value or dim=a|b; repeatable).
     #[arg(long = "filter")]
     filters: Vec<String>,
     /// Purpose.
@@ -127,6 +127,14 @@ fn explain(a: ExplainArgs) -> Result<ExitCode> {
     };
     let group_by = parse_dims(&a.group_by)?;
     let filters = parse_dims(&a.filters)?;
+    let filter_values: Vec<(Dimension, Vec<String>)> = filters
+        .iter()
+        .zip(&a.filters)
+        .filter_map(|(d, text)| {
+            let (_, values) = text.split_once('=')?;
+            Some((*d, values.split('|').map(|v| v.trim().to_string()).collect()))
+        })
+        .collect();
     let today = match &a.date {
         Some(d) => parse_day(d).ok_or_else(|| anyhow::anyhow!("--date {d:?} is not YYYY-MM-DD"))?,
         None => shuzhu_gateway::query::today(),
@@ -138,6 +146,7 @@ fn explain(a: ExplainArgs) -> Result<ExitCode> {
         indicator: ind,
         group_by: &group_by,
         filters: &filters,
+        filter_values: &filter_values,
         purpose: &a.purpose,
         legal_basis: &a.legal_basis,
         today,
