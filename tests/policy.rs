@@ -261,7 +261,10 @@ fn quotas_refuse_with_resource_exhausted_and_are_audited() {
         c.list_entries(req).await.unwrap().into_inner().entries
     });
     let bodies: Vec<String> = entries.iter().map(|e| e.body.clone()).collect();
-    assert!(bodies.iter().any(|b| b.contains("quota: rate limit of 3")), "no audited refusal in {bodies:?}");
+    let refusal = bodies.iter().find(|b| b.contains("quota: rate limit of 3")).expect("no audited refusal");
+    // The entry carries the version that decided it.
+    let entry: serde_json::Value = serde_json::from_str(refusal).unwrap();
+    assert_eq!(entry["policy_version"].as_str(), Some(fed.version().as_str()), "{refusal}");
 }
 
 fn shuzhu(args: &[&str]) -> (i32, String) {

@@ -1485,6 +1485,23 @@ values = ["350205", "350206"]
         }
 
         #[test]
+        fn constraints_never_turn_deny_into_allow(
+            p in policy(), r in req(), region in 0..3usize, threshold in 5..40u32
+        ) {
+            prop_assume!(matches!(decide(&p, &r), Decision::Deny { .. }));
+            let regions = ["350203", "350205", "350206"];
+            let mut constrained = p.clone();
+            constrained.constraints.push(FieldConstraint {
+                agency: r.agency.into(),
+                field: "cases.region_code".into(),
+                threshold: Some(threshold),
+                values: Some(vec![regions[region].into()]),
+            });
+            let still_denied = matches!(decide(&constrained, &r), Decision::Deny { .. });
+            prop_assert!(still_denied);
+        }
+
+        #[test]
         fn a_deny_rule_beats_an_allow(p in policy(), r in req(), key in 0..4usize) {
             let mut rule = DenyRule::default();
             match key {
