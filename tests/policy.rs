@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shuzhu::federation::{self, Prepared, Running};
+use shuzhu_net::Role;
 use shuzhu_policy::FederationPolicy;
 use shuzhu_proto::v1 as pb;
 use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::util::request;
 
@@ -62,6 +64,26 @@ impl SmallFederation {
 
     fn court_config(&self, n: usize) -> (String, PathBuf) {
         self.prepared.nodes.iter().filter(|(id, _)| id.starts_with("court-")).nth(n).cloned().unwrap()
+    }
+
+    /// Calls a node's `Describe` as the gateway (its certificate, over mutual TLS).
+    fn describe(&self, node: &str) -> pb::DescribeResponse {
+        let addr = self.running().nodes.iter().find(|n| n.id == node).unwrap().addr;
+        let (cert, key) = self.prepared.pki.party(Role::Gateway, federation::DEMO_GATEWAY);
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(&self.prepared.pki.ca_cert).unwrap()))
+            .identity(Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap()))
+            .domain_name(shuzhu_net::party_dns_name(Role::Node, node));
+        self.rt.block_on(async move {
+            let ch = Endpoint::from_shared(format!("https://{addr}"))
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            pb::node_client::NodeClient::new(ch).describe(pb::DescribeRequest {}).await.unwrap().into_inner()
+        })
     }
 
     /// Waits (up to 20 s) until `done` holds, polling every 100 ms; false if it never did.
@@ -141,6 +163,12 @@ fn a_node_local_policy_refuses_what_the_gateway_allows_and_the_answer_says_why()
     let regions_of = |id: &str| fed.running().nodes.iter().find(|n| n.id == id).unwrap().regions.clone();
     let refused: Vec<String> = [regions_of(&no_cases), regions_of(&strict)].concat();
     assert!(answer.rows.iter().all(|r| !refused.contains(&r.group["region"])), "{:?}", answer.rows);
+
+    // The node reports its own threshold and the version of its local policy.
+    let described = fed.describe(&strict);
+    assert_eq!(described.threshold, 50);
+    assert_eq!(described.local_policy_version.len(), 16);
+    assert_ne!(described.local_policy_version, fed.describe(&fed.court_config(2).0).local_policy_version);
 
     // A grant that accepts only complete answers turns the same query into UNAVAILABLE.
     let policy_text = std::fs::read_to_string(&fed.prepared.policy).unwrap();
