@@ -49,18 +49,20 @@ impl Trigger {
 /// Spawns the watcher of `path`. On every change (and on SIGHUP) `apply` gets the file's text and
 /// returns `Ok(version)` when it swapped the new content in, `Err(reason)` when it refused it (the old
 /// content keeps deciding). `what` names the file in logs (`policy`, `node local policy`). Reasons
-/// must not carry personal data or secrets: they are logged. Abort the returned handle to stop.
+/// must not carry personal data or secrets: they are logged. Abort the returned handle to stop. Must be
+/// called inside a tokio runtime.
 pub fn spawn_watcher<F>(what: &'static str, path: PathBuf, every: Duration, mut apply: F) -> tokio::task::JoinHandle<()>
 where
     F: FnMut(&str) -> Result<String, String> + Send + 'static,
 {
     // What is on disk now is what the caller loaded: look before returning, so no change is missed.
     let mut last = look(&path).map(|(seen, _)| seen);
+    // Registered before returning, so a SIGHUP sent once this returns is never the default (fatal) one.
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             #[cfg(unix)]
             let trigger = tokio::select! {
@@ -132,10 +134,38 @@ mod tests {
             let _ = tx.send(text.to_string());
             if text.starts_with("good") { Ok(text.into()) } else { Err("bad".into()) }
         });
+        // Another test of this binary sends SIGHUP, which reapplies the current text: skip repeats.
+        async fn next_new(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, old: &str) -> String {
+            loop {
+                let t = rx.recv().await.unwrap();
+                if t != old {
+                    return t;
+                }
+            }
+        }
         std::fs::write(&p, "broken").unwrap();
-        assert_eq!(rx.recv().await.unwrap(), "broken");
+        assert_eq!(next_new(&mut rx, "good 1").await, "broken");
         std::fs::write(&p, "good 2").unwrap();
-        assert_eq!(rx.recv().await.unwrap(), "good 2");
+        assert_eq!(next_new(&mut rx, "broken").await, "good 2");
+        h.abort();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sighup_reapplies_the_unchanged_file() {
+        let dir = tempfile_dir("hup");
+        let p = dir.join("policy.toml");
+        std::fs::write(&p, "good 1").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let h = spawn_watcher("test", p.clone(), Duration::from_secs(3600), move |text| {
+            let _ = tx.send(text.to_string());
+            Ok(text.into())
+        });
+        let status =
+            std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap();
+        assert!(status.success());
+        assert_eq!(rx.recv().await.unwrap(), "good 1");
         h.abort();
         std::fs::remove_dir_all(dir).unwrap();
     }
