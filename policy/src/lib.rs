@@ -11,7 +11,8 @@
 //! - [`catalogue`]: every dataset's fields with category, grade, personal-information kind and masking
 //!   rule, the important/core flags, and the fields each indicator reads (embedded `catalogue.toml`);
 //! - [`grant`]: the federation policy (agencies, grants, deny rules, field constraints), deny-by-default
-//!   decisions, quotas, the policy version and the checker that reports every problem by line and key;
+//!   decisions, quotas and the policy version;
+//! - [`check`]: where each problem of a policy file is (line and key), for `shuzhu policy check`;
 //! - [`mask`] and [`pseudonym`]: detection and masking of personal identifiers, keyed pseudonyms and the
 //!   coarse attributes derived from resident ID numbers.
 //!
@@ -19,6 +20,7 @@
 //! or sled: the node and the gateway both call into it, so a rule is written once.
 
 pub mod catalogue;
+pub mod check;
 pub mod dimension;
 pub mod disclosure;
 pub mod grant;
