@@ -217,6 +217,7 @@ gateways = ["{gw}"]
 agencies = ["*"]
 datasets = [{datasets}]
 max_grade = "L2"
+threshold = 10
 "#,
             id = spec.id,
             ca = pki.ca_cert.display().to_string(),

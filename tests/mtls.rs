@@ -21,6 +21,7 @@ fn aggregate_request() -> pb::AggregateRequest {
         agency: "xm-sfj".into(),
         purpose: "诉源治理".into(),
         policy_version: String::new(),
+        threshold: 10,
     }
 }
 

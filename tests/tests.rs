@@ -11,4 +11,5 @@ mod coverage;
 mod import;
 mod indicators;
 mod mtls;
+mod policy;
 mod privacy;

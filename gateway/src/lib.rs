@@ -8,5 +8,6 @@ pub mod auth;
 pub mod config;
 pub mod ledger;
 pub mod query;
+pub mod quota;
 pub mod service;
 pub mod state;

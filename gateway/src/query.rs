@@ -130,22 +130,34 @@ pub async fn execute(
     let policy = state.current_policy();
     record.policy_version = policy.version.clone();
     let filter_dims: Vec<Dimension> = q.filters.iter().map(|(d, _)| *d).collect();
+    let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
     let decision = policy.policy.decide(&AccessRequest {
         agency: &principal.agency,
+        roles: &roles,
         indicator: q.indicator,
         group_by: &q.group_by,
         filters: &filter_dims,
+        filter_values: &q.filters,
         purpose: &q.purpose,
+        legal_basis: &req.legal_basis,
         today: today(),
     });
-    let threshold = match decision {
-        Decision::Allow { threshold, .. } => threshold,
+    let (threshold, accept_partial) = match decision {
+        Decision::Allow { threshold, accept_partial, .. } => (threshold, accept_partial),
         Decision::Deny { rule, reason } => {
             record.decision = "deny".into();
             record.reason = format!("{rule}: {}", clip(&reason));
-            return Err(Status::permission_denied(clip(&reason)));
+            let message = format!("{} (rule {rule}, policy {})", clip(&reason), policy.version);
+            return Err(with_version(Status::permission_denied(message), &policy.version));
         }
     };
+    if let Err(over) =
+        state.quotas.take(&principal.agency, policy.policy.quota(&principal.agency), std::time::Instant::now(), today())
+    {
+        record.decision = "deny".into();
+        record.reason = format!("quota: {over}");
+        return Err(with_version(Status::resource_exhausted(over.to_string()), &policy.version));
+    }
     record.decision = "allow".into();
 
     // Plan: nodes serving the dataset and, where a region or court filter is given, serving it.
@@ -176,6 +188,7 @@ pub async fn execute(
         agency: principal.agency.clone(),
         purpose: q.purpose.clone(),
         policy_version: policy.version.clone(),
+        threshold,
     };
     let node_req = Arc::new(node_req);
     let calls = chosen.iter().map(|n| ask_node(n, Arc::clone(&node_req), state.node_timeout));
@@ -228,6 +241,15 @@ pub async fn execute(
         record.reason = "no node answered".into();
         let why: Vec<String> = missing.iter().map(|(n, r)| format!("{}: {r}", n.entry.id)).collect();
         return Err(Status::unavailable(format!("no node answered ({})", why.join("; "))));
+    }
+    if !missing.is_empty() && !accept_partial {
+        record.decision = "error".into();
+        record.reason = "partial answer refused by the grant".into();
+        let why: Vec<String> = missing.iter().map(|(n, r)| format!("{}: {r}", n.entry.id)).collect();
+        return Err(Status::unavailable(format!(
+            "the grant accepts only complete answers and some nodes did not answer ({})",
+            why.join("; ")
+        )));
     }
 
     // Evaluate and suppress each cell.
@@ -282,6 +304,18 @@ pub async fn execute(
         data_until: data_until.unwrap_or_default(),
         threshold,
     })
+}
+
+/// Metadata key naming the policy version that refused a request (answers carry it in the body).
+pub const POLICY_VERSION_HEADER: &str = "x-shuzhu-policy-version";
+
+/// Adds the deciding policy version to a refusal.
+fn with_version(mut status: Status, version: &str) -> Status {
+    // The version is 16 hex digits, always a valid header value; a failure would only drop the header.
+    if let Ok(v) = version.parse() {
+        status.metadata_mut().insert(POLICY_VERSION_HEADER, v);
+    }
+    status
 }
 
 async fn ask_node(

@@ -197,14 +197,23 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(shuzhu_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| StartError::Node { node: "reflection".into(), message: e.to_string() })?;
+    let watched = Arc::clone(&state);
+    let watcher = shuzhu_net::reload::spawn_watcher(
+        "policy",
+        state.policy_path.clone(),
+        shuzhu_net::reload::POLL_EVERY,
+        move |_| watched.reload_policy().map_err(|e| e.to_string()),
+    );
     let services = Services { state };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .add_service(health)
         .add_service(reflection)
         .add_service(GatewayServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AuditServer::new(services).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    watcher.abort();
+    served?;
     Ok(())
 }

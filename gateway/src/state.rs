@@ -1,4 +1,8 @@
-//! Everything a running gateway holds: policy, authenticator, ledger, and a channel per node.
+//! Everything a running gateway holds: policy, authenticator, ledger, quotas, and a channel per node.
+//!
+//! The policy sits behind a lock holding an `Arc`: a query takes the `Arc` once and decides, plans and
+//! answers under that version even if a reload swaps in another meanwhile. A reload that fails the
+//! check changes nothing.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -85,6 +89,10 @@ pub struct GatewayState {
     pub nodes: Vec<NodeHandle>,
     /// Deadline of one node call.
     pub node_timeout: Duration,
+    /// The policy file (watched for reloads).
+    pub policy_path: std::path::PathBuf,
+    /// What each agency has used of its quotas.
+    pub quotas: crate::quota::QuotaBook,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -147,7 +155,22 @@ impl GatewayState {
             ledger,
             nodes,
             node_timeout,
+            policy_path: config.policy.clone(),
+            quotas: crate::quota::QuotaBook::default(),
         })
+    }
+
+    /// Re-reads and checks the policy file; when it passes, it decides every query that starts from
+    /// now on. Returns the new version, or why it was refused (the old policy keeps deciding).
+    pub fn reload_policy(&self) -> Result<String, StartError> {
+        let loaded = load_policy(&self.policy_path)?;
+        let version = loaded.version.clone();
+        let mut slot = match self.policy.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(loaded);
+        Ok(version)
     }
 
     /// The policy in force.

@@ -10,6 +10,7 @@
 //! Depends on no other Shuzhu crate.
 
 pub mod config;
+pub mod reload;
 
 use std::{io, path::Path, sync::Arc, time::Duration};
 

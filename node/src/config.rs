@@ -1,29 +1,40 @@
 //! Node configuration (TOML, unknown keys refused) and the node's local policy: the datasets it serves,
-//! the highest grade it will compute over, and which gateways and agencies it answers. An empty list
-//! answers nobody: a node never allows everything by default.
+//! the highest grade it will compute over, its own threshold, and which gateways it answers and for
+//! which agencies (per gateway where it says so). An empty list answers nobody: a node never allows
+//! everything by default. The local policy has its own version (a hash of its canonical form) and is
+//! reloaded without downtime when the config file changes or the node gets SIGHUP.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use shuzhu_net::config::ConfigError;
 use shuzhu_net::config::ConfigFile;
 pub use shuzhu_net::config::TlsFiles;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use shuzhu_policy::disclosure::MIN_THRESHOLD;
 use shuzhu_policy::schema::Grade;
 
 /// The node's own say over what it releases.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalPolicy {
     /// Gateway ids whose certificates this node answers.
     pub gateways: Vec<String>,
     /// Agencies the node answers for (`*` for every agency a listed gateway vouches for).
     pub agencies: Vec<String>,
+    /// Per gateway, the agencies the node answers for when that gateway asks (replaces `agencies`
+    /// for that gateway).
+    #[serde(default)]
+    pub agencies_by_gateway: BTreeMap<String, Vec<String>>,
     /// Datasets the node serves.
     pub datasets: Vec<String>,
     /// Highest grade of field the node computes over.
     #[serde(default = "default_grade")]
     pub max_grade: Grade,
+    /// The node's own threshold k (never below 5): it refuses any request whose threshold is lower.
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
     /// Personal fields kept raw at import (normally none; never served).
     #[serde(default)]
     pub keep_raw: Vec<String>,
@@ -31,6 +42,51 @@ pub struct LocalPolicy {
 
 fn default_grade() -> Grade {
     Grade::L2
+}
+
+fn default_threshold() -> u32 {
+    MIN_THRESHOLD
+}
+
+impl LocalPolicy {
+    /// Every rule the local policy breaks.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.gateways.is_empty() {
+            out.push("policy.gateways is empty: the node would answer nobody".into());
+        }
+        for d in &self.datasets {
+            if shuzhu_policy::schema::dataset(d).is_none() {
+                out.push(format!("policy.datasets names unknown dataset {d:?}"));
+            }
+        }
+        if self.threshold < MIN_THRESHOLD {
+            out.push(format!("policy.threshold {} is below the minimum {MIN_THRESHOLD}", self.threshold));
+        }
+        for g in self.agencies_by_gateway.keys() {
+            if !self.gateways.contains(g) {
+                out.push(format!("policy.agencies_by_gateway names {g:?}, which is not in policy.gateways"));
+            }
+        }
+        out
+    }
+
+    /// The agencies the node answers for when `gateway` asks.
+    pub fn agencies_for(&self, gateway: &str) -> &[String] {
+        self.agencies_by_gateway.get(gateway).unwrap_or(&self.agencies)
+    }
+
+    /// Whether the node answers `gateway` asking for `agency`.
+    pub fn answers(&self, gateway: &str, agency: &str) -> bool {
+        self.gateways.iter().any(|g| g == gateway) && self.agencies_for(gateway).iter().any(|a| a == "*" || a == agency)
+    }
+
+    /// The local policy version: the first 16 hex digits of SHA-256 over the canonical (JSON) form.
+    pub fn version(&self) -> String {
+        // Serialising plain structs of strings, vectors and maps cannot fail.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(&ring::digest::digest(&ring::digest::SHA256, &canonical).as_ref()[..8])
+    }
 }
 
 /// A node's configuration file.
@@ -49,12 +105,17 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Local policy.
     pub policy: LocalPolicy,
+    /// The file this configuration was read from (watched for local-policy reloads).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl NodeConfig {
     /// Reads a config file; relative paths inside are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        shuzhu_net::config::load(path)
+        let mut config: NodeConfig = shuzhu_net::config::load(path)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Reads the pseudonymisation key.
@@ -80,15 +141,8 @@ impl ConfigFile for NodeConfig {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen {:?} is not an address like 127.0.0.1:7443", self.listen));
         }
-        if self.policy.gateways.is_empty() {
-            return Err("policy.gateways is empty: the node would answer nobody".into());
-        }
-        for d in &self.policy.datasets {
-            if shuzhu_policy::schema::dataset(d).is_none() {
-                return Err(format!("policy.datasets names unknown dataset {d:?}"));
-            }
-        }
-        Ok(())
+        let problems = self.policy.problems();
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }
 }
 
@@ -123,6 +177,29 @@ datasets = ["cases"]
         let c = load_text(GOOD).unwrap();
         assert!(c.store.is_absolute());
         assert_eq!(c.policy.max_grade, Grade::L2);
+        assert_eq!(c.policy.threshold, MIN_THRESHOLD);
+        assert!(c.source.is_some());
+    }
+
+    #[test]
+    fn agencies_can_be_narrowed_per_gateway() {
+        let text = GOOD.replace(
+            r#"gateways = ["gw-1"]"#,
+            "gateways = [\"gw-1\", \"gw-2\"]\nagencies_by_gateway = { gw-2 = [\"xm-sfj\"] }",
+        );
+        let p = load_text(&text).unwrap().policy;
+        assert!(p.answers("gw-1", "anyone"));
+        assert!(p.answers("gw-2", "xm-sfj"));
+        assert!(!p.answers("gw-2", "xm-tjj"));
+        assert!(!p.answers("gw-3", "xm-sfj"));
+        let before = p.version();
+        let mut other = p.clone();
+        other.threshold = 12;
+        assert_ne!(other.version(), before);
+        let stray = GOOD.replace("[policy]", "[policy]\nagencies_by_gateway = { gw-9 = [\"*\"] }");
+        assert!(load_text(&stray).unwrap_err().to_string().contains("gw-9"));
+        let low = GOOD.replace("[policy]", "[policy]\nthreshold = 4");
+        assert!(load_text(&low).unwrap_err().to_string().contains("policy.threshold"));
     }
 
     #[test]

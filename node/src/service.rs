@@ -2,10 +2,14 @@
 //!
 //! Every call must come over a TLS 1.3 connection whose client certificate, issued by the federation
 //! CA, names one of the gateways the local policy lists. The node then applies its own policy again,
-//! whatever the gateway decided: dataset served, agency answered, grade ceiling of every field read.
+//! whatever the gateway decided: dataset served, agency answered (for that gateway), grade ceiling of
+//! every field read, and its own threshold. A refusal is `PERMISSION_DENIED` whose message starts
+//! `node <id> local policy:` and states the reason (never a personal value), which the gateway shows
+//! in its coverage. The local policy is swapped without downtime when the config file changes or on
+//! SIGHUP; a call in flight finishes under the policy it started with.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prost::Message;
@@ -45,11 +49,12 @@ pub enum NodeError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// What the node serves, loaded once at start.
+/// What the node serves, loaded once at start; the local policy is swappable.
 pub struct NodeState {
     id: String,
-    policy: LocalPolicy,
+    policy: RwLock<Arc<LocalPolicy>>,
     cases: Arc<CaseTable>,
+    /// Every dataset the store knows; `Describe` shows those the policy in force serves.
     datasets: Vec<pb::DatasetInfo>,
 }
 
@@ -59,8 +64,8 @@ impl NodeState {
         let store = SledStore::open(&config.store)?;
         let cases = CaseTable::load(&store)?;
         let mut datasets = Vec::new();
-        for name in &config.policy.datasets {
-            let Some(ds) = schema::dataset(name) else { continue };
+        for ds in schema::DATASETS {
+            let name = &ds.name.to_string();
             let rows = store.count(name)?;
             let fields = ds
                 .fields
@@ -92,7 +97,37 @@ impl NodeState {
             });
         }
         // The store is closed here; the engine holds what it needs in memory.
-        Ok(NodeState { id: config.node_id.clone(), policy: config.policy.clone(), cases: Arc::new(cases), datasets })
+        Ok(NodeState {
+            id: config.node_id.clone(),
+            policy: RwLock::new(Arc::new(config.policy.clone())),
+            cases: Arc::new(cases),
+            datasets,
+        })
+    }
+
+    /// The local policy in force.
+    pub fn local_policy(&self) -> Arc<LocalPolicy> {
+        // A poisoned lock only means a reload panicked; the last stored policy is still whole.
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Checks a config file's text and, when its local policy passes, puts that policy in force.
+    /// Returns the new local policy version, or why it was refused (the old policy stays).
+    pub fn reload_from(&self, path: &std::path::Path) -> Result<String, String> {
+        let config = NodeConfig::load(path).map_err(|e| e.to_string())?;
+        if config.node_id != self.id {
+            return Err("node_id changed; restart the node to change its identity".into());
+        }
+        let version = config.policy.version();
+        let mut slot = match self.policy.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(config.policy);
+        Ok(version)
     }
 
     /// Number of cases loaded.
@@ -116,12 +151,11 @@ struct NodeService {
 }
 
 impl NodeService {
-    fn check_caller<T>(&self, req: &Request<T>) -> Result<String, Status> {
+    fn check_caller<T>(&self, req: &Request<T>, policy: &LocalPolicy) -> Result<String, Status> {
         let certs = shuzhu_net::peer_certificates(req)
             .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
         let leaf = certs.first().ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-        self.state
-            .policy
+        policy
             .gateways
             .iter()
             .find(|g| shuzhu_net::certificate_names(leaf, Role::Gateway, g))
@@ -137,24 +171,33 @@ fn local_refusal(node: &str, why: String) -> Status {
 #[tonic::async_trait]
 impl pb::node_server::Node for NodeService {
     async fn describe(&self, req: Request<pb::DescribeRequest>) -> Result<Response<pb::DescribeResponse>, Status> {
-        self.check_caller(&req)?;
+        let policy = self.state.local_policy();
+        self.check_caller(&req, &policy)?;
         Ok(Response::new(pb::DescribeResponse {
             node_id: self.state.id.clone(),
-            datasets: self.state.datasets.clone(),
-            local_policy_version: String::new(),
+            datasets: self.state.datasets.iter().filter(|d| policy.datasets.contains(&d.name)).cloned().collect(),
+            local_policy_version: policy.version(),
+            threshold: policy.threshold,
         }))
     }
 
     async fn aggregate(&self, req: Request<pb::AggregateRequest>) -> Result<Response<pb::AggregateResponse>, Status> {
-        let gateway = self.check_caller(&req)?;
+        // The policy in force when the call arrived decides the whole call, even if a reload lands.
+        let policy = self.state.local_policy();
+        let gateway = self.check_caller(&req, &policy)?;
         let r = req.into_inner();
         let st = &self.state;
-        let policy = &st.policy;
         if !policy.datasets.contains(&r.dataset) {
             return Err(local_refusal(&st.id, format!("dataset {} is not served here", mask(&r.dataset))));
         }
-        if !policy.agencies.iter().any(|a| a == "*" || *a == r.agency) {
+        if !policy.answers(&gateway, &r.agency) {
             return Err(local_refusal(&st.id, "this node does not answer for the requesting agency".into()));
+        }
+        if r.threshold < policy.threshold {
+            return Err(local_refusal(
+                &st.id,
+                format!("threshold {} is below this node's own threshold {}", r.threshold, policy.threshold),
+            ));
         }
         if r.dataset != "cases" {
             return Err(Status::unimplemented(format!(
@@ -240,6 +283,8 @@ impl pb::node_server::Node for NodeService {
             groups,
             data_until: st.cases.data_until().unwrap_or_default(),
             release_digest: digest,
+            threshold: policy.threshold,
+            local_policy_version: policy.version(),
         }))
     }
 }
@@ -259,12 +304,23 @@ pub async fn serve(
     let incoming = shuzhu_net::tls_incoming(listener, tls, Duration::from_secs(10));
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<NodeServer<NodeService>>().await;
+    let watcher = config.source.clone().map(|path| {
+        let st = Arc::clone(&state);
+        let file = path.clone();
+        shuzhu_net::reload::spawn_watcher("node local policy", path, shuzhu_net::reload::POLL_EVERY, move |_| {
+            st.reload_from(&file)
+        })
+    });
     let svc = NodeServer::new(NodeService { state }).max_decoding_message_size(MAX_REQUEST_BYTES);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .add_service(health)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    served?;
     Ok(())
 }

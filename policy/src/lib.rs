@@ -8,13 +8,19 @@
 //! - [`indicator`]: the indicator catalogue and the partial measures each one needs, and the exact
 //!   arithmetic that turns merged partials into values;
 //! - [`disclosure`]: threshold suppression of merged cells;
-//! - [`grant`]: the federation policy (agencies, grants), deny-by-default decisions and the policy version;
+//! - [`catalogue`]: every dataset's fields with category, grade, personal-information kind and masking
+//!   rule, the important/core flags, and the fields each indicator reads (embedded `catalogue.toml`);
+//! - [`grant`]: the federation policy (agencies, grants, deny rules, field constraints), deny-by-default
+//!   decisions, quotas and the policy version;
+//! - [`check`]: where each problem of a policy file is (line and key), for `shuzhu policy check`;
 //! - [`mask`] and [`pseudonym`]: detection and masking of personal identifiers, keyed pseudonyms and the
 //!   coarse attributes derived from resident ID numbers.
 //!
 //! This crate must not depend on `shuzhu-proto`, `shuzhu-node` or `shuzhu-gateway`, nor on tokio, tonic
 //! or sled: the node and the gateway both call into it, so a rule is written once.
 
+pub mod catalogue;
+pub mod check;
 pub mod dimension;
 pub mod disclosure;
 pub mod grant;
@@ -24,6 +30,7 @@ pub mod period;
 pub mod pseudonym;
 pub mod schema;
 
+pub use catalogue::Catalogue;
 pub use dimension::Dimension;
 pub use grant::{Decision, FederationPolicy};
 pub use indicator::{Indicator, IndicatorKind, MeasureId};

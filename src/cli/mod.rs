@@ -11,6 +11,7 @@ mod gateway;
 mod generate;
 mod node;
 mod pki;
+mod policy;
 mod query;
 mod token;
 
@@ -60,6 +61,9 @@ enum Command {
     /// Read and verify the audit ledger.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Check a federation policy file, or explain the decision it gives a request.
+    #[command(subcommand)]
+    Policy(policy::Command),
 }
 
 impl Cli {
@@ -83,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(c) => gateway::run(c),
         Command::Query(a) => query::run(a),
         Command::Audit(c) => audit::run(c),
+        Command::Policy(c) => policy::run(c),
     }
 }
 
