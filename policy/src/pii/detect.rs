@@ -389,20 +389,27 @@ fn name_at(c: &[char], i: usize) -> Option<usize> {
     (given > 0).then_some(s + given)
 }
 
-/// A transliterated name written with a middle dot (`买买提·艾力`) starting exactly at `c[i]`.
+/// A transliterated name written with a middle dot (`买买提·艾力`) starting exactly at `c[i]`: two
+/// runs of two to six Chinese characters around the dot.
 fn dotted_name_at(c: &[char], i: usize) -> Option<usize> {
-    let mut j = i;
-    while j < c.len() && j - i < 6 && is_han(c[j]) && !names::NAME_STOPS.contains(c[j]) {
-        j += 1;
-    }
-    if j == i || !c.get(j).is_some_and(|&d| is_dot(d)) {
+    let part = |from: usize| {
+        let mut k = from;
+        while k < c.len()
+            && k - from < 6
+            && is_han(c[k])
+            && !names::NAME_STOPS.contains(c[k])
+            && (k == from || names::party_word_at(c, k).is_none())
+        {
+            k += 1;
+        }
+        k
+    };
+    let j = part(i);
+    if j < i + 2 || !c.get(j).is_some_and(|&d| is_dot(d)) || names::party_word_at(c, j + 1).is_some() {
         return None;
     }
-    let mut k = j + 1;
-    while k < c.len() && k - j <= 6 && is_han(c[k]) && !names::NAME_STOPS.contains(c[k]) {
-        k += 1;
-    }
-    (k > j + 1).then_some(k - i)
+    let k = part(j + 1);
+    (k >= j + 3).then_some(k - i)
 }
 
 fn is_dot(c: char) -> bool {
