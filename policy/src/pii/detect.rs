@@ -278,6 +278,9 @@ fn alnum_tokens(c: &[char], out: &mut Vec<Span>) {
         while i < c.len() && c[i].is_ascii_alphanumeric() {
             i += 1;
         }
+        if !matches!(i - s, 9 | 11 | 18) {
+            continue;
+        }
         let tok: String = c[s..i].iter().collect::<String>().to_ascii_uppercase();
         if let Some((kind, conf)) = classify_token(&tok) {
             push(out, s, i, kind, conf);
@@ -318,7 +321,7 @@ const PLATE_PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣�
 /// `闽D12345`, `闽D·12345`, new-energy `闽DD12345`.
 fn plates(c: &[char], out: &mut Vec<Span>) {
     for i in 0..c.len() {
-        if !PLATE_PROVINCES.contains(c[i]) || !c.get(i + 1).is_some_and(char::is_ascii_uppercase) {
+        if !c.get(i + 1).is_some_and(char::is_ascii_uppercase) || !PLATE_PROVINCES.contains(c[i]) {
             continue;
         }
         let mut j = i + 2;
@@ -370,7 +373,8 @@ fn emails(c: &[char], out: &mut Vec<Span>) {
 /// The length of a name (surname + one or two given characters) at `c[i..]`, if one is there and is
 /// not already masked.
 fn name_at(c: &[char], i: usize) -> Option<usize> {
-    if let Some(len) = dotted_name_at(c, i) {
+    let dot_near = c.iter().skip(i).take(8).any(|&d| is_dot(d));
+    if dot_near && let Some(len) = dotted_name_at(c, i) {
         return Some(len);
     }
     let s = names::surname_at(c, i)?;

@@ -17,9 +17,13 @@ pub use operators::{Masked, MaskingRule, REDACTED, apply_rule, partial_mask};
 
 /// Replaces every detection in `text` by what `op` makes of it; the rest of the text is untouched.
 pub fn replace_found(text: &str, mut op: impl FnMut(&Found) -> String) -> String {
+    let found = detect(text);
+    if found.is_empty() {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    for f in detect(text) {
+    for f in found {
         out.push_str(&text[at..f.range.start]);
         out.push_str(&op(&f));
         at = f.range.end;
@@ -47,6 +51,9 @@ pub fn scrub_text(text: &str) -> String {
 /// is a guard, and the text after it has still had every pass applied.
 pub(crate) fn to_fixpoint(text: &str, pass: impl Fn(&str) -> String) -> String {
     let mut current = pass(text);
+    if current == text {
+        return current;
+    }
     for _ in 0..8 {
         let next = pass(&current);
         if next == current {

@@ -1,6 +1,8 @@
 //! Chinese personal names: the surname lists, the party words that announce a name in legal prose,
 //! and the characters that end one.
 
+use std::sync::LazyLock;
+
 /// Two-character (compound) surnames; checked before single ones.
 pub const COMPOUND_SURNAMES: &[&str] = &[
     "欧阳", "司马", "诸葛", "上官", "司徒", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "长孙", "宇文", "夏侯",
@@ -77,12 +79,29 @@ pub fn is_han(c: char) -> bool {
     ('\u{4E00}'..='\u{9FFF}').contains(&c) || ('\u{3400}'..='\u{4DBF}').contains(&c)
 }
 
+/// [`SURNAMES`] as a sorted list, for binary search.
+static SURNAME_SET: LazyLock<Vec<char>> = LazyLock::new(|| {
+    let mut v: Vec<char> = SURNAMES.chars().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+});
+
+/// The first characters of [`COMPOUND_SURNAMES`], a quick filter.
+static COMPOUND_FIRST: LazyLock<Vec<char>> = LazyLock::new(|| {
+    let mut v: Vec<char> = COMPOUND_SURNAMES.iter().filter_map(|s| s.chars().next()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+});
+
 /// The surname at `chars[i..]`, as a length, if one starts there.
 pub fn surname_at(chars: &[char], i: usize) -> Option<usize> {
-    if COMPOUND_SURNAMES.iter().any(|s| starts_with(&chars[i..], s)) {
+    let c = *chars.get(i)?;
+    if COMPOUND_FIRST.binary_search(&c).is_ok() && COMPOUND_SURNAMES.iter().any(|s| starts_with(&chars[i..], s)) {
         return Some(2);
     }
-    chars.get(i).filter(|c| SURNAMES.contains(**c)).map(|_| 1)
+    SURNAME_SET.binary_search(&c).is_ok().then_some(1)
 }
 
 /// Whether `chars` starts with `word`.
@@ -91,8 +110,19 @@ pub fn starts_with(chars: &[char], word: &str) -> bool {
     word.chars().all(|w| it.next() == Some(&w))
 }
 
+/// The first characters of [`PARTY_WORDS`], a quick filter.
+const PARTY_FIRST: &str = "委原犯申再被法当上第负代辩担借出债调证罪";
+static PARTY_FIRST_SET: LazyLock<Vec<char>> = LazyLock::new(|| {
+    let mut v: Vec<char> = PARTY_FIRST.chars().collect();
+    v.sort_unstable();
+    v
+});
+
 /// The party word at `chars[i..]`, if any.
 pub fn party_word_at(chars: &[char], i: usize) -> Option<&'static str> {
+    if chars.get(i).is_none_or(|c| PARTY_FIRST_SET.binary_search(c).is_err()) {
+        return None;
+    }
     PARTY_WORDS.iter().copied().find(|w| starts_with(&chars[i..], w))
 }
 
@@ -113,6 +143,13 @@ mod tests {
         assert_eq!(surname_len("张伟"), 1);
         assert_eq!(surname_at(&"司马光".chars().collect::<Vec<_>>(), 0), Some(2));
         assert_eq!(surname_at(&"厦门".chars().collect::<Vec<_>>(), 0), None);
+    }
+
+    #[test]
+    fn party_first_covers_every_party_word() {
+        for w in PARTY_WORDS {
+            assert!(PARTY_FIRST.contains(w.chars().next().unwrap()), "{w}");
+        }
     }
 
     #[test]

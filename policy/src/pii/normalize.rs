@@ -6,7 +6,7 @@
 //! original characters (a base letter and a combining mark) stays two characters here. Identifiers are
 //! ASCII once folded, so nothing the detectors look for is lost by this.
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 /// Text after NFKC, as characters, with the original byte range each one came from.
 #[derive(Clone, Debug)]
@@ -24,7 +24,11 @@ impl Normalized {
         let mut origin = Vec::with_capacity(text.len());
         for (at, c) in text.char_indices() {
             let end = at + c.len_utf8();
-            if c.is_ascii() {
+            // Fast path: ASCII, Chinese characters and anything NFKC leaves alone on its own.
+            if c.is_ascii()
+                || ('\u{4E00}'..='\u{9FFF}').contains(&c)
+                || is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+            {
                 chars.push(c);
                 origin.push((at, end));
                 continue;
