@@ -92,6 +92,7 @@ pub fn detect_normalized(n: &Normalized) -> Vec<Span> {
     plates(c, &mut all);
     emails(c, &mut all);
     names_after_party_words(c, &mut all);
+    names_around_yu(c, &mut all);
     dotted_names(c, &mut all);
     addresses(c, &mut all);
     resolve(all)
@@ -378,19 +379,45 @@ fn name_at(c: &[char], i: usize) -> Option<usize> {
         return Some(len);
     }
     let s = names::surname_at(c, i)?;
-    if names::NOT_NAMES.iter().any(|w| names::starts_with(&c[i..], w)) {
+    if names::party_word_at(c, i).is_some() || names::NOT_NAMES.iter().any(|w| names::starts_with(&c[i..], w)) {
         return None;
     }
     let mut given = 0;
     while given < 2 {
         let k = i + s + given;
         let Some(&ch) = c.get(k) else { break };
-        if !is_han(ch) || names::NAME_STOPS.contains(ch) || names::party_word_at(c, k).is_some() {
+        if !is_han(ch)
+            || names::NAME_STOPS.contains(ch)
+            || names::party_word_at(c, k).is_some()
+            || names::NOT_NAMES.iter().any(|w| names::starts_with(&c[k..], w))
+            || (given == 1 && names::cause_head_at(c, k))
+        {
             break;
         }
         given += 1;
     }
-    (given > 0).then_some(s + given)
+    (given > 0 && !names::organisation_follows(c, i + s)).then_some(s + given)
+}
+
+/// Names in `<name>与<name><cause>一案`: a name opening a sentence and followed by `与`/`诉`, and a
+/// name right after `与` (the other party; an organisation there is recognised by its suffix).
+fn names_around_yu(c: &[char], out: &mut Vec<Span>) {
+    for i in 0..c.len() {
+        let sentence_start = i == 0 || matches!(c[i - 1], '。' | '；' | ';' | '\n' | ':');
+        if sentence_start
+            && let Some(len) = name_at(c, i)
+            && c.get(i + len).is_some_and(|&n| matches!(n, '与' | '诉'))
+        {
+            push(out, i, i + len, Kind::PersonName, 0.7);
+        }
+        if c[i] == '与'
+            && i > 0
+            && c[i - 1] != '参'
+            && let Some(len) = name_at(c, i + 1)
+        {
+            push(out, i + 1, i + 1 + len, Kind::PersonName, 0.65);
+        }
+    }
 }
 
 /// A transliterated name written with a middle dot (`买买提·艾力`) starting exactly at `c[i]`: two
@@ -401,8 +428,9 @@ fn dotted_name_at(c: &[char], i: usize) -> Option<usize> {
         while k < c.len()
             && k - from < 6
             && is_han(c[k])
-            && !names::NAME_STOPS.contains(c[k])
+            && !names::DOT_NAME_STOPS.contains(c[k])
             && (k == from || names::party_word_at(c, k).is_none())
+            && (k < from + 2 || !names::cause_head_at(c, k))
         {
             k += 1;
         }
@@ -448,7 +476,7 @@ fn dotted_names(c: &[char], out: &mut Vec<Span>) {
             continue;
         }
         let mut s = d;
-        while s > 0 && d - s < 6 && is_han(c[s - 1]) && !names::NAME_STOPS.contains(c[s - 1]) {
+        while s > 0 && d - s < 6 && is_han(c[s - 1]) && !names::DOT_NAME_STOPS.contains(c[s - 1]) {
             s -= 1;
         }
         // Do not swallow a party word in front of the name (`被告人买买提·艾力`).
@@ -639,7 +667,36 @@ mod tests {
         one("法定代表人李娜，", Kind::PersonName, "李娜");
         one("被告人买买提·艾力犯盗窃罪", Kind::PersonName, "买买提·艾力");
         one("证人阿依古丽·依明，", Kind::PersonName, "阿依古丽·依明");
+        one("申请执行人艾合买提·阿不都，", Kind::PersonName, "艾合买提·阿不都");
+        one("被告古丽娜尔·依明生命权纠纷", Kind::PersonName, "古丽娜尔·依明");
+        one("申请人杨梅申请对被申请人", Kind::PersonName, "杨梅");
         one("上诉人林芳因与被上诉人", Kind::PersonName, "林芳");
+        one("原审被告人陈泽（身份证号码", Kind::PersonName, "陈泽");
+        one("异议人魏梅婷（", Kind::PersonName, "魏梅婷");
+    }
+
+    #[test]
+    fn names_around_yu() {
+        assert_eq!(
+            kinds("林霞霞与方志雅民间借贷纠纷一案。"),
+            vec![(Kind::PersonName, "林霞霞".into()), (Kind::PersonName, "方志雅".into())]
+        );
+        one("交通银行股份有限公司太平洋信用卡中心与王敏萍信用卡纠纷一案", Kind::PersonName, "王敏萍");
+        one("中信银行股份有限公司与李霞民间借贷纠纷一案", Kind::PersonName, "李霞");
+        one("诉被告汪敏薇公司解散纠纷一案", Kind::PersonName, "汪敏薇");
+        one("陈华与厦门恒润房地产开发有限公司生命权纠纷一案", Kind::PersonName, "陈华");
+        // Organisations after 与 stay.
+        for t in [
+            "陈某与华夏银行股份有限公司金融借款合同纠纷",
+            "甲与平安银行信用卡中心",
+            "参与马拉松",
+            "原告诉称",
+            "被告公民身份号码",
+            "被告阳光财产保险股份有限公司",
+            "原告马上消费金融股份有限公司",
+        ] {
+            assert!(detect(t).is_empty(), "{t}: {:?}", kinds(t));
+        }
     }
 
     #[test]
