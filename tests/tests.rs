@@ -12,3 +12,4 @@ mod import;
 mod indicators;
 mod mtls;
 mod privacy;
+mod scrub;
