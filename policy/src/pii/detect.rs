@@ -169,6 +169,18 @@ pub fn is_old_resident_id(id: &str) -> bool {
         && valid_ymd(1900 + num(&id[6..8]), num(&id[8..10]), num(&id[10..12]))
 }
 
+/// The 18-character form of a 15-digit resident ID number: `19` inserted before the year and the
+/// check character computed (GB 11643).
+pub fn upgrade_old_resident_id(old: &str) -> Option<String> {
+    let old = Normalized::new(old).text();
+    if !is_old_resident_id(&old) {
+        return None;
+    }
+    let first17 = format!("{}19{}", &old[..6], &old[6..]);
+    let check = crate::pseudonym::resident_id_check(&first17)?;
+    Some(format!("{first17}{check}"))
+}
+
 fn is_mobile(d: &str) -> bool {
     d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9')
 }
@@ -580,6 +592,14 @@ mod tests {
         one("证号110105 19491231 002X，", Kind::ResidentId, "110105 19491231 002X");
         one("证号110105-19491231-002X", Kind::ResidentId, "110105-19491231-002X");
         one("旧证110105491231002号", Kind::OldResidentId, "110105491231002");
+    }
+
+    #[test]
+    fn old_ids_upgrade_as_the_standard_says() {
+        assert_eq!(upgrade_old_resident_id("110105491231002").as_deref(), Some("11010519491231002X"));
+        assert!(is_valid_resident_id("11010519491231002X"));
+        assert_eq!(upgrade_old_resident_id("110105491331002"), None);
+        assert_eq!(upgrade_old_resident_id("11010549123100"), None);
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub enum MaskingRule {
     GeneraliseYear,
     /// An address becomes the 6-digit code of its county, or is dropped if no county is recognised.
     GeneraliseCounty,
-    /// A resident ID number becomes birth year, sex and region of issue.
+    /// A resident ID number (18 characters, or 15 digits of the first generation) becomes birth year,
+    /// sex and region of issue (the city, first four digits of the area code).
     GeneraliseResidentId,
     /// Free text is scrubbed as judgments are for publication (see [`super::scrub_text`]).
     Scrub,
@@ -82,7 +83,8 @@ pub fn apply_rule(
         MaskingRule::GeneraliseYear => text(parse_date(value).map(|(y, _, _)| format!("{y:04}"))),
         MaskingRule::GeneraliseCounty => text(county_code(&Normalized::new(value).text()).map(str::to_string)),
         MaskingRule::GeneraliseResidentId => {
-            derive_from_resident_id(value).map_or(Masked::Dropped, Masked::IdAttributes)
+            let upgraded = super::detect::upgrade_old_resident_id(value);
+            derive_from_resident_id(upgraded.as_deref().unwrap_or(value)).map_or(Masked::Dropped, Masked::IdAttributes)
         }
         MaskingRule::Scrub => Masked::Text(super::scrub_text(value)),
     })
@@ -208,6 +210,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(g(MaskingRule::GeneraliseResidentId, "110105194912310021"), Masked::Dropped);
+        assert_eq!(
+            g(MaskingRule::GeneraliseResidentId, "110105491231002"),
+            g(MaskingRule::GeneraliseResidentId, "11010519491231002X")
+        );
         assert_eq!(g(MaskingRule::Drop, "张伟"), Masked::Dropped);
         assert_eq!(g(MaskingRule::Redact, "张伟"), Masked::Text(REDACTED.into()));
         assert_eq!(apply_rule(MaskingRule::Pseudonym, "party", "张伟", None), Err(MaskError::NoKey));
