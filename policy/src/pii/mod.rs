@@ -181,6 +181,9 @@ mod tests {
         .prop_map(|v| v.concat())
     }
 
+    /// Characters of given names (those of the generator and more).
+    const GIVEN: &str = "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健俊芳娜敏静丽艳娟霞秀玲桂英燕萍红婷雪琳晶慧颖倩洁梅丹莉欣悦佳怡琪晓小一子雨春秋玉永立少";
+
     fn digits_only(s: &str) -> String {
         normalize::Normalized::new(s).text().chars().filter(char::is_ascii_digit).collect()
     }
@@ -209,6 +212,26 @@ mod tests {
             for out in [scrub_text(&text), crate::mask::mask_text(&text)] {
                 prop_assert!(!digits_only(&out).contains(&value[..value.len() - 1]), "{} -> {}", text, out);
             }
+        }
+
+        #[test]
+        fn names_after_party_words_lose_their_given_name(
+            word in 0..names::PARTY_WORDS.len(),
+            surname in prop_oneof![
+                (0..names::COMPOUND_SURNAMES.len()).prop_map(|i| names::COMPOUND_SURNAMES[i].to_string()),
+                (0..names::SURNAMES.chars().count()).prop_map(|i| names::SURNAMES.chars().nth(i).unwrap_or('张').to_string()),
+            ],
+            given in proptest::collection::vec(0..GIVEN.chars().count(), 1..3),
+            colon in any::<bool>(),
+            tail in chinese(),
+        ) {
+            let given: String = given.iter().filter_map(|&i| GIVEN.chars().nth(i)).collect();
+            let name = format!("{surname}{given}");
+            let text = format!("{}{}{name}，{tail}", names::PARTY_WORDS[word], if colon { "：" } else { "" });
+            let once = scrub_text(&text);
+            prop_assert!(!once.contains(&name), "{} -> {}", text, once);
+            prop_assert!(once.contains(&format!("{surname}某")), "{} -> {}", text, once);
+            prop_assert_eq!(scrub_text(&once), once.clone());
         }
 
         #[test]
