@@ -99,6 +99,13 @@ mod tests {
             "被告住福建省厦门市思明区[已遮蔽]。"
         );
         assert_eq!(scrub_text("号码１１０１０５１９４９１２３１００２Ｘ。"), "号码[已遮蔽]。");
+        // A wrong check digit does not make an ID number less personal; a 20-digit run is no ID.
+        assert_eq!(scrub_text("身份证110105194912310021。"), "身份证[已遮蔽]。");
+        assert_eq!(scrub_text("流水号12345678901234567890"), "流水号12345678901234567890");
+        assert_eq!(
+            scrub_text("车牌闽D41230，邮箱a.b@example.cn，护照E12345678"),
+            "车牌[已遮蔽]，邮箱[已遮蔽]，护照[已遮蔽]"
+        );
         let plain = "（2023）闽0213民初1234号，标的额12345.00元，2023-05-01立案，原告张某诉被告欧阳某";
         assert_eq!(scrub_text(plain), plain);
     }
