@@ -16,8 +16,11 @@ pub use detect::{Found, Kind, detect};
 pub use operators::{Masked, MaskingRule, REDACTED, apply_rule, partial_mask};
 
 /// Replaces every detection in `text` by what `op` makes of it; the rest of the text is untouched.
-pub fn replace_found(text: &str, mut op: impl FnMut(&Found) -> String) -> String {
-    let found = detect(text);
+pub fn replace_found(text: &str, op: impl Fn(&Found) -> String) -> String {
+    splice(text, &detect(text), &op)
+}
+
+fn splice(text: &str, found: &[Found], op: &impl Fn(&Found) -> String) -> String {
     if found.is_empty() {
         return text.to_string();
     }
@@ -25,7 +28,7 @@ pub fn replace_found(text: &str, mut op: impl FnMut(&Found) -> String) -> String
     let mut at = 0;
     for f in found {
         out.push_str(&text[at..f.range.start]);
-        out.push_str(&op(&f));
+        out.push_str(&op(f));
         at = f.range.end;
     }
     out.push_str(&text[at..]);
@@ -38,28 +41,35 @@ pub fn replace_found(text: &str, mut op: impl FnMut(&Found) -> String) -> String
 /// repeat until nothing more is found (overlapping candidates, such as a name after a party word and
 /// a dotted name sharing a character, can leave a second detection once the first is masked).
 pub fn scrub_text(text: &str) -> String {
-    to_fixpoint(text, |t| {
-        replace_found(t, |f| match f.kind {
-            Kind::PersonName => operators::mask_name(&f.normalized, "某"),
-            _ => REDACTED.to_string(),
-        })
+    to_fixpoint(text, |f| match f.kind {
+        Kind::PersonName => operators::mask_name(&f.normalized, "某"),
+        _ => REDACTED.to_string(),
     })
 }
 
-/// Applies `pass` until the text stops changing. Every pass replaces detections by text that no
-/// detector matches and never lengthens a name, so a fixpoint comes within a few passes; the bound
-/// is a guard, and the text after it has still had every pass applied.
-pub(crate) fn to_fixpoint(text: &str, pass: impl Fn(&str) -> String) -> String {
-    let mut current = pass(text);
-    if current == text {
-        return current;
-    }
+/// Replaces detections with `op` until nothing changes. Only names and addresses depend on their
+/// context (a party word, a road name), so only a pass that replaced one of them can leave a new
+/// detection behind (overlapping candidates, such as a name after a party word and a dotted name
+/// sharing a character); after any other pass the text is final. Every pass replaces detections by
+/// text no detector matches and never lengthens a name, so a fixpoint comes within a few passes; the
+/// bound is a guard.
+pub(crate) fn to_fixpoint(text: &str, op: impl Fn(&Found) -> String) -> String {
+    let pass = |t: &str| {
+        let found = detect(t);
+        let context = found.iter().any(|f| matches!(f.kind, Kind::PersonName | Kind::Address));
+        (splice(t, &found, &op), context)
+    };
+    let (mut current, mut again) = pass(text);
     for _ in 0..8 {
-        let next = pass(&current);
+        if !again {
+            break;
+        }
+        let (next, context) = pass(&current);
         if next == current {
             break;
         }
         current = next;
+        again = context;
     }
     current
 }

@@ -167,7 +167,7 @@ pub fn partial_mask(value: &str) -> String {
     if looks_like_name(value) && !names::is_masked_name(value) {
         return mask_name(value, "*");
     }
-    super::to_fixpoint(value, |v| super::replace_found(v, |f| partial_mask_one(f.kind, &f.normalized)))
+    super::to_fixpoint(value, |f| partial_mask_one(f.kind, &f.normalized))
 }
 
 #[cfg(test)]
