@@ -6,6 +6,13 @@
 //!
 //! An identifier whose checksum fails is still reported, with a lower confidence: a typo does not make
 //! a resident ID number any less personal.
+//!
+//! Names are found three ways: after a party word (原告, 被告人, 申请执行人 …, see [`names`]), around
+//! 与 in `<name>与<name><cause>一案`, and wherever a transliterated name is written with a middle dot
+//! (`买买提·艾力`). A surname starts the name (compound surnames first); a candidate followed, within
+//! its phrase, by an organisation suffix (公司, 银行 …) is an organisation's and stays, and so does a
+//! name already masked (`张某`, `欧阳某`). Of an address, the part below the county (road, number,
+//! building, room) is found; the county and above are not personal.
 
 use super::names::{self, is_han};
 use super::normalize::Normalized;
