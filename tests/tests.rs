@@ -13,3 +13,4 @@ mod indicators;
 mod mtls;
 mod policy;
 mod privacy;
+mod scrub;

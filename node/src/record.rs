@@ -3,12 +3,15 @@
 //! A CSV row is validated field by field against the dataset's schema (shuzhu-policy) and becomes a
 //! [`Record`]: one [`Value`] per schema field. Personal fields never reach the store in clear: the
 //! schema says whether each is kept raw, replaced by a keyed pseudonym, reduced to coarse derived
-//! attributes, or dropped.
+//! attributes, or dropped. Two fields the schema drops are kept in a safe form by default: the free-text
+//! `summary`, scrubbed as judgments are for publication, and `defendant_address`, generalised to the
+//! code of its county ([`MinimiseOptions`]).
 
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::period::parse_day;
+use shuzhu_policy::pii::{self, Masked, MaskingRule};
 use shuzhu_policy::pseudonym::{self, PseudonymKey, Sex};
-use shuzhu_policy::schema::{Dataset, Field, FieldType, Storage};
+use shuzhu_policy::schema::{Dataset, Field, FieldType, Personal, Storage};
 
 /// One stored value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +62,7 @@ fn problem(field: &Field, reason: impl Into<String>) -> FieldProblem {
 
 /// Shows a rejected value only for non-personal fields, truncated and masked.
 fn shown(field: &Field, raw: &str) -> String {
-    if field.personal == shuzhu_policy::schema::Personal::None {
+    if field.personal == Personal::None {
         let short: String = raw.chars().take(24).collect();
         format!(" {:?}", shuzhu_policy::mask::mask_text(&short))
     } else {
@@ -150,9 +153,34 @@ impl Validated {
         &self.key
     }
 
-    /// Replaces personal fields as the schema says (pseudonym, derived attributes, dropped).
+    /// Replaces personal fields as the schema says (pseudonym, derived attributes, dropped), with the
+    /// default [`MinimiseOptions`]: `summary` is scrubbed and kept, `defendant_address` becomes the code
+    /// of its county.
     pub fn minimise(self, dataset: &Dataset, key: &PseudonymKey, keep_raw: &[String]) -> Record {
+        self.minimise_with(dataset, key, keep_raw, MinimiseOptions::default())
+    }
+
+    /// Replaces personal fields as the schema says and as `options` refine it. A field named in
+    /// `keep_raw` (the node's local policy) is kept as it is.
+    pub fn minimise_with(
+        self,
+        dataset: &Dataset,
+        key: &PseudonymKey,
+        keep_raw: &[String],
+        options: MinimiseOptions,
+    ) -> Record {
         let mut values = self.values;
+        // The row's own personal values: whatever of them the free text repeats is masked first.
+        let known: Vec<String> = dataset
+            .fields
+            .iter()
+            .zip(&values)
+            .filter(|(f, _)| f.personal != Personal::None && f.name != SUMMARY)
+            .filter_map(|(_, v)| match v {
+                Value::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
         for (i, field) in dataset.fields.iter().enumerate() {
             if keep_raw.iter().any(|k| k == field.name) {
                 continue;
@@ -161,6 +189,16 @@ impl Validated {
             values[i] = match (field.storage, v) {
                 (_, Value::Absent) => Value::Absent,
                 (Storage::Raw, v) => v,
+                (Storage::Scrubbed, Value::Text(t)) if options.scrub_summary => {
+                    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                    Value::Text(pii::scrub_text_known(&t, &known))
+                }
+                (Storage::County, Value::Text(t)) if options.address_to_county => {
+                    match pii::apply_rule(MaskingRule::GeneraliseCounty, field.name, &t, None) {
+                        Ok(Masked::Text(code)) => code.parse().map_or(Value::Absent, Value::Int),
+                        _ => Value::Absent,
+                    }
+                }
                 (Storage::Dropped, _) => Value::Absent,
                 (Storage::Pseudonym, Value::Text(t)) => Value::Text(key.pseudonym(field.name, &t)),
                 (Storage::Derived, Value::Text(t)) => match pseudonym::derive_from_resident_id(&t) {
@@ -175,6 +213,26 @@ impl Validated {
             };
         }
         Record { values }
+    }
+}
+
+/// The free-text field scrubbed at import.
+const SUMMARY: &str = "summary";
+
+/// What minimisation keeps beyond the schema's storage rule (the node's local policy may turn each off;
+/// then the field is dropped as the schema says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinimiseOptions {
+    /// Keep `summary` scrubbed as judgments are for publication (names → 某, identifiers and
+    /// addresses below county level removed), instead of dropping it.
+    pub scrub_summary: bool,
+    /// Keep `defendant_address` as the 6-digit code of its county (an integer), instead of dropping it.
+    pub address_to_county: bool,
+}
+
+impl Default for MinimiseOptions {
+    fn default() -> Self {
+        MinimiseOptions { scrub_summary: true, address_to_county: true }
     }
 }
 
@@ -310,7 +368,12 @@ mod tests {
         set(&mut cells, "defendant_id_no", "91110000600037341L");
         set(&mut cells, "plaintiff_phone", "13800138000");
         set(&mut cells, "minor_involved", "false");
-        set(&mut cells, "summary", "原告张伟（身份证号11010519491231002X）诉被告");
+        set(&mut cells, "defendant_address", "福建省厦门市思明区湖滨南路123号5栋1201室");
+        set(
+            &mut cells,
+            "summary",
+            "原告张伟（身份证号11010519491231002X，电话+86 138 0013 8000）诉被告厦门某某贸易有限公司，被告住所地福建省厦门市思明区湖滨南路123号5栋1201室",
+        );
         cells
     }
 
@@ -326,7 +389,16 @@ mod tests {
         let key = PseudonymKey::from_bytes(&[9u8; 32]).unwrap();
         let rec = v.minimise(&CASES, &key, &[]);
         let text = format!("{rec:?}");
-        for secret in ["张伟", "11010519491231002X", "13800138000", "91110000600037341L", "J0213001"] {
+        for secret in [
+            "张伟",
+            "11010519491231002X",
+            "13800138000",
+            "138 0013 8000",
+            "91110000600037341L",
+            "J0213001",
+            "厦门某某贸易有限公司",
+            "湖滨南路",
+        ] {
             assert!(!text.contains(secret), "{secret} kept in {text}");
         }
         assert_eq!(rec.values[idx(&CASES, "claim_amount")], Value::Int(1_234_560));
@@ -334,7 +406,25 @@ mod tests {
             rec.values[idx(&CASES, "plaintiff_id_no")],
             Value::IdDerived { birth_year: 1949, sex: 2, city: 1101 }
         );
+        assert_eq!(
+            rec.values[idx(&CASES, "summary")],
+            Value::Text("原告张某（身份证号[已遮蔽]，电话[已遮蔽]）诉被告[已遮蔽]，被告住所地[已遮蔽]".into())
+        );
+        assert_eq!(rec.values[idx(&CASES, "defendant_address")], Value::Int(350203));
+    }
+
+    #[test]
+    fn local_policy_can_drop_summary_and_address() {
+        let key = PseudonymKey::from_bytes(&[9u8; 32]).unwrap();
+        let off = MinimiseOptions { scrub_summary: false, address_to_county: false };
+        let rec = check(&row()).unwrap().minimise_with(&CASES, &key, &[], off);
         assert_eq!(rec.values[idx(&CASES, "summary")], Value::Absent);
+        assert_eq!(rec.values[idx(&CASES, "defendant_address")], Value::Absent);
+        // An address in no county the table knows is dropped, not guessed.
+        let mut cells = row();
+        cells[idx(&CASES, "defendant_address")] = "某地某路1号".into();
+        let rec = check(&cells).unwrap().minimise(&CASES, &key, &[]);
+        assert_eq!(rec.values[idx(&CASES, "defendant_address")], Value::Absent);
     }
 
     #[test]

@@ -47,8 +47,11 @@ pub enum Masking {
     Partial,
     /// Replaced by a keyed pseudonym.
     Pseudonym,
-    /// Coarsened (a date to its month, an amount to a band, an ID to birth year and sex).
+    /// Coarsened (a date to its month, an amount to a band, an ID to birth year and sex, an address to
+    /// its county).
     Generalise,
+    /// Free text scrubbed as judgments are for publication (names → 某, identifiers removed).
+    Scrub,
     /// Shown as is (public or internal workflow data).
     None,
 }

@@ -13,8 +13,9 @@
 //! - [`grant`]: the federation policy (agencies, grants, deny rules, field constraints), deny-by-default
 //!   decisions, quotas and the policy version;
 //! - [`check`]: where each problem of a policy file is (line and key), for `shuzhu policy check`;
-//! - [`mask`] and [`pseudonym`]: detection and masking of personal identifiers, keyed pseudonyms and the
-//!   coarse attributes derived from resident ID numbers.
+//! - [`pii`]: detectors of personal identifiers (NFKC first), masking operators and rules, free-text
+//!   scrubbing; [`mask`]: the gateway's over-eager masking, built on [`pii`]; [`pseudonym`]: keyed
+//!   pseudonyms and the coarse attributes derived from resident ID numbers.
 //!
 //! This crate must not depend on `shuzhu-proto`, `shuzhu-node` or `shuzhu-gateway`, nor on tokio, tonic
 //! or sled: the node and the gateway both call into it, so a rule is written once.
@@ -27,6 +28,7 @@ pub mod grant;
 pub mod indicator;
 pub mod mask;
 pub mod period;
+pub mod pii;
 pub mod pseudonym;
 pub mod schema;
 

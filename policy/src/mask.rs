@@ -1,29 +1,13 @@
 //! Masking of personal identifiers in free text, applied by the gateway to everything it emits (labels,
 //! error messages, audit plaintext) and by nodes to anything they echo.
 //!
-//! This is the first line of defence, deliberately over-eager: any run of seven or more digits
-//! (resident ID numbers with or without the check `X`, mobile numbers with `+86`, bank cards, written
-//! with spaces or dashes or in full-width digits) is redacted, and the given name after a party word
-//! (原告, 被告, 当事人 …) becomes 某. Dates (`YYYY-MM-DD`) and six-digit region codes stay.
+//! This is the first line of defence, deliberately over-eager: the detectors of [`crate::pii`] (resident
+//! IDs, phones, credit codes, bank cards, plates, passports, e-mail, names after party words, addresses
+//! below county level) run over the NFKC-normalised text, and then any remaining run of seven or more
+//! digits is redacted as well. Dates (`YYYY-MM-DD`) and six-digit region codes stay. The output is the
+//! normalised text (full-width forms folded).
 
-/// What replaces a redacted number.
-pub const REDACTED: &str = "[已遮蔽]";
-
-const PARTY_WORDS: &[&str] = &[
-    "申请执行人",
-    "被申请人",
-    "被执行人",
-    "被上诉人",
-    "犯罪嫌疑人",
-    "被害人",
-    "被告人",
-    "当事人",
-    "申请人",
-    "上诉人",
-    "第三人",
-    "原告",
-    "被告",
-];
+pub use crate::pii::REDACTED;
 
 /// Maps full-width ASCII forms and the ideographic space to ASCII (a subset of NFKC that covers how
 /// identifiers are typed in Chinese text).
@@ -37,14 +21,11 @@ pub fn fold_width(text: &str) -> String {
         .collect()
 }
 
-fn is_han(c: char) -> bool {
-    ('\u{4E00}'..='\u{9FFF}').contains(&c) || ('\u{3400}'..='\u{4DBF}').contains(&c)
-}
-
-/// Redacts identifier-like numbers and party names in `text`.
+/// Redacts identifiers and party names in `text` (see the module documentation). Idempotent.
 pub fn mask_text(text: &str) -> String {
-    let chars: Vec<char> = fold_width(text).chars().collect();
-    let mut out = String::with_capacity(text.len());
+    let scrubbed = crate::pii::scrub_text(&crate::pii::normalize::Normalized::new(text).text());
+    let chars: Vec<char> = scrubbed.chars().collect();
+    let mut out = String::with_capacity(scrubbed.len());
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -64,38 +45,18 @@ pub fn mask_text(text: &str) -> String {
             i = end;
             continue;
         }
-        if let Some(word) = PARTY_WORDS.iter().find(|w| starts_with(&chars[i..], w)) {
-            out.push_str(word);
-            i += word.chars().count();
-            while i < chars.len() && matches!(chars[i], ':' | '：' | ' ') {
-                out.push(chars[i]);
-                i += 1;
-            }
-            let mut name_len = 0;
-            while name_len < 3
-                && chars.get(i + name_len).is_some_and(|c| is_han(*c) || *c == '·')
-                && !(name_len > 0 && NAME_STOPS.contains(chars[i + name_len]))
-                && !PARTY_WORDS.iter().any(|w| starts_with(&chars[i + name_len..], w))
-            {
-                name_len += 1;
-            }
-            if name_len >= 2 {
-                // Keep the surname (one character; two for a compound surname is not detected here),
-                // replace the given name, as judgments are published.
-                out.push(chars[i]);
-                out.push('某');
-                i += name_len;
-            }
-            continue;
-        }
         out.push(c);
         i += 1;
     }
     out
 }
 
-/// Whether `text` still holds an identifier-like number after width folding.
+/// Whether `text` still holds a personal identifier other than a name ([`crate::pii::detect`]) or an
+/// identifier-like number (seven or more digits, not a date) after width folding.
 pub fn contains_identifier(text: &str) -> bool {
+    if crate::pii::detect(text).iter().any(|f| f.kind != crate::pii::Kind::PersonName) {
+        return true;
+    }
     let chars: Vec<char> = fold_width(text).chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -113,11 +74,6 @@ pub fn contains_identifier(text: &str) -> bool {
         }
     }
     false
-}
-
-fn starts_with(chars: &[char], word: &str) -> bool {
-    let mut it = chars.iter();
-    word.chars().all(|w| it.next() == Some(&w))
 }
 
 /// The end of the number starting at `start` and how many digits it holds. Single spaces or dashes
@@ -148,9 +104,6 @@ fn number_span(chars: &[char], start: usize) -> (usize, usize) {
     }
     (i, digits)
 }
-
-/// Characters that end a name: verbs and particles that follow a party's name in legal prose.
-const NAME_STOPS: &str = "诉与和及等的因于称在向对是为、，。";
 
 fn is_date_at(chars: &[char], i: usize) -> bool {
     if i + 10 > chars.len() || (i > 0 && chars[i - 1].is_ascii_digit()) {
@@ -195,6 +148,19 @@ mod tests {
     fn party_names_become_mou() {
         assert_eq!(mask_text("原告张伟诉被告李娜"), "原告张某诉被告李某");
         assert_eq!(mask_text("被执行人：王小明。"), "被执行人:王某。");
+        assert_eq!(mask_text("被告欧阳娜娜与法定代表人买买提·艾力"), "被告欧阳某与法定代表人买某");
+    }
+
+    #[test]
+    fn new_detectors_reach_every_caller() {
+        for text in
+            ["车牌闽D12345", "邮箱zhang@example.com", "护照E12345678", "代码92350203MA2Y0000XX", "住湖滨南路12号"]
+        {
+            let masked = mask_text(text);
+            assert!(masked.contains(REDACTED) && !contains_identifier(&masked), "{text} -> {masked}");
+        }
+        // Over-eager on purpose: a long number that is no identifier is still redacted here.
+        assert_eq!(mask_text("流水号12345678901234567890"), format!("流水号{REDACTED}"));
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub enum Storage {
     Pseudonym,
     /// Replaced by coarse derived attributes (birth year, sex, region of issue).
     Derived,
+    /// Free text stored only after scrubbing (names → 某, identifiers, phones and addresses below county
+    /// level removed), as judgments are for publication.
+    Scrubbed,
+    /// An address stored only as the code of its county (区/县); dropped when no county is recognised.
+    County,
     /// Not stored at all.
     Dropped,
 }
@@ -112,6 +117,8 @@ impl Storage {
             Storage::Raw => "raw",
             Storage::Pseudonym => "pseudonym",
             Storage::Derived => "derived",
+            Storage::Scrubbed => "scrubbed",
+            Storage::County => "county",
             Storage::Dropped => "dropped",
         }
     }
@@ -251,9 +258,9 @@ pub const CASES: Dataset = Dataset {
         f("defendant_id_no", T::Text, true, Grade::L4, Pi::Sensitive, St::Derived),
         f("plaintiff_phone", T::Text, true, Grade::L4, Pi::Personal, St::Dropped),
         f("defendant_phone", T::Text, true, Grade::L4, Pi::Personal, St::Dropped),
-        f("defendant_address", T::Text, true, Grade::L4, Pi::Personal, St::Dropped),
+        f("defendant_address", T::Text, true, Grade::L4, Pi::Personal, St::County),
         f("minor_involved", T::Bool, false, Grade::L4, Pi::Sensitive, St::Raw),
-        f("summary", T::Text, true, Grade::L4, Pi::Personal, St::Dropped),
+        f("summary", T::Text, true, Grade::L4, Pi::Personal, St::Scrubbed),
     ],
 };
 

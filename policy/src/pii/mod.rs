@@ -1,0 +1,263 @@
+//! Personal information in values and free text: detection, masking operators and the scrubbing of
+//! free text as judgments are scrubbed for publication.
+//!
+//! The pipeline follows Presidio's (recognizer → checksum → context → operator): the text is
+//! normalised with NFKC ([`normalize`]), detectors find spans with a kind and a confidence
+//! ([`detect`]), and an operator chosen per field ([`operators::MaskingRule`]) or per kind
+//! ([`scrub_text`]) replaces each span in the ORIGINAL text. Everything here is pure.
+
+pub mod counties;
+pub mod detect;
+pub mod names;
+pub mod normalize;
+pub mod operators;
+
+pub use detect::{Found, Kind, detect};
+pub use operators::{Masked, MaskingRule, REDACTED, apply_rule, partial_mask};
+
+/// Replaces every detection in `text` by what `op` makes of it; the rest of the text is untouched.
+pub fn replace_found(text: &str, op: impl Fn(&Found) -> String) -> String {
+    splice(text, &detect(text), &op)
+}
+
+fn splice(text: &str, found: &[Found], op: &impl Fn(&Found) -> String) -> String {
+    if found.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in found {
+        out.push_str(&text[at..f.range.start]);
+        out.push_str(&op(f));
+        at = f.range.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Scrubs free text as judgments are for publication: a name keeps its surname and becomes `某`
+/// (`张某`, `欧阳某`), every identifier (resident ID, phone, credit code, bank card, plate, passport,
+/// permit, e-mail) and the part of an address below county level are redacted. Idempotent: passes
+/// repeat until nothing more is found (overlapping candidates, such as a name after a party word and
+/// a dotted name sharing a character, can leave a second detection once the first is masked).
+pub fn scrub_text(text: &str) -> String {
+    to_fixpoint(text, |f| match f.kind {
+        Kind::PersonName => operators::mask_name(&f.normalized, "某"),
+        _ => REDACTED.to_string(),
+    })
+}
+
+/// Replaces detections with `op` until nothing changes. Only names and addresses depend on their
+/// context (a party word, a road name), so only a pass that replaced one of them can leave a new
+/// detection behind (overlapping candidates, such as a name after a party word and a dotted name
+/// sharing a character); after any other pass the text is final. Every pass replaces detections by
+/// text no detector matches and never lengthens a name, so a fixpoint comes within a few passes; the
+/// bound is a guard.
+pub(crate) fn to_fixpoint(text: &str, op: impl Fn(&Found) -> String) -> String {
+    let pass = |t: &str| {
+        let found = detect(t);
+        let context = found.iter().any(|f| matches!(f.kind, Kind::PersonName | Kind::Address));
+        (splice(t, &found, &op), context)
+    };
+    let (mut current, mut again) = pass(text);
+    for _ in 0..8 {
+        if !again {
+            break;
+        }
+        let (next, context) = pass(&current);
+        if next == current {
+            break;
+        }
+        current = next;
+        again = context;
+    }
+    current
+}
+
+/// Scrubs `text` knowing values that must not survive in it (the parties of the same record): each
+/// occurrence of a known value of two or more characters is replaced first (a name by its surname and
+/// `某`, anything else redacted), longest first, then [`scrub_text`] runs over the result.
+pub fn scrub_text_known(text: &str, known: &[&str]) -> String {
+    let mut known: Vec<&str> = known.iter().map(|k| k.trim()).filter(|k| k.chars().count() >= 2).collect();
+    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    known.dedup();
+    let mut out = text.to_string();
+    for k in known {
+        if out.contains(k) {
+            let with =
+                if operators::looks_like_name(k) { operators::mask_name(k, "某") } else { REDACTED.to_string() };
+            out = out.replace(k, &with);
+        }
+    }
+    scrub_text(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn scrubbing_known_answers() {
+        assert_eq!(
+            scrub_text("原告张伟（身份证号11010519491231002X，电话+86 138 0013 8000）诉被告欧阳娜娜"),
+            "原告张某（身份证号[已遮蔽]，电话[已遮蔽]）诉被告欧阳某"
+        );
+        assert_eq!(scrub_text("被告人买买提·艾力犯盗窃罪"), "被告人买某犯盗窃罪");
+        assert_eq!(
+            scrub_text("被告住福建省厦门市思明区湖滨南路123号5栋1201室。"),
+            "被告住福建省厦门市思明区[已遮蔽]。"
+        );
+        assert_eq!(scrub_text("号码１１０１０５１９４９１２３１００２Ｘ。"), "号码[已遮蔽]。");
+        // A wrong check digit does not make an ID number less personal; a 20-digit run is no ID.
+        assert_eq!(scrub_text("身份证110105194912310021。"), "身份证[已遮蔽]。");
+        assert_eq!(scrub_text("流水号12345678901234567890"), "流水号12345678901234567890");
+        assert_eq!(
+            scrub_text("车牌闽D41230，邮箱a.b@example.cn，护照E12345678"),
+            "车牌[已遮蔽]，邮箱[已遮蔽]，护照[已遮蔽]"
+        );
+        let plain = "（2023）闽0213民初1234号，标的额12345.00元，2023-05-01立案，原告张某诉被告欧阳某";
+        assert_eq!(scrub_text(plain), plain);
+    }
+
+    #[test]
+    fn known_values_go_first() {
+        let text = "陈伟与厦门鑫盛贸易有限公司民间借贷纠纷一案，被告住所地福建省厦门市湖里区枋湖路5号";
+        let out = scrub_text_known(text, &["陈伟", "厦门鑫盛贸易有限公司", "福建省厦门市湖里区枋湖路5号"]);
+        assert_eq!(out, "陈某与[已遮蔽]民间借贷纠纷一案，被告住所地[已遮蔽]");
+        assert_eq!(scrub_text_known(&out, &["陈伟"]), out);
+    }
+
+    // ---- property tests -------------------------------------------------------------------------
+
+    const ID_AREAS: &[&str] = &["110105", "350203", "350582", "440524", "650102"];
+
+    fn resident_id() -> impl Strategy<Value = String> {
+        (0..ID_AREAS.len(), 1950u32..2005, 1u32..13, 1u32..29, 0u32..1000).prop_map(|(a, y, m, d, s)| {
+            let first17 = format!("{}{y:04}{m:02}{d:02}{s:03}", ID_AREAS[a]);
+            let check = crate::pseudonym::resident_id_check(&first17).unwrap_or('0');
+            format!("{first17}{check}")
+        })
+    }
+
+    fn mobile() -> impl Strategy<Value = String> {
+        (3u32..10, 0u64..1_000_000_000).prop_map(|(p, rest)| format!("1{p}{rest:09}"))
+    }
+
+    fn card() -> impl Strategy<Value = String> {
+        (0u64..10_000_000_000_000).prop_map(|body| {
+            let first15 = format!("62{body:013}");
+            (0..10).map(|c| format!("{first15}{c}")).find(|s| detect::luhn_ok(s)).unwrap_or_default()
+        })
+    }
+
+    /// Writes `value` as people type it: separators inside, full-width digits, lowercase `x`.
+    fn written(value: String, form: u8) -> String {
+        match form % 5 {
+            0 => value,
+            1 => value.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap_or(c)).collect(),
+            2 => value.to_lowercase(),
+            3 => {
+                let (a, b) = value.split_at(3);
+                let (b, c) = b.split_at(4);
+                format!("{a} {b} {c}")
+            }
+            _ => {
+                let (a, b) = value.split_at(6);
+                format!("{a}-{b}")
+            }
+        }
+    }
+
+    fn chinese() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("原告"),
+                Just("被告"),
+                Just("的"),
+                Just("一案"),
+                Just("，"),
+                Just("。"),
+                Just("张伟"),
+                Just("欧阳娜娜"),
+                Just("民间借贷纠纷"),
+                Just("身份证号"),
+                Just("电话"),
+                Just(" "),
+                Just("2023年"),
+                Just("12345.00元"),
+                Just("号"),
+                Just("路"),
+                Just("区"),
+                Just("某"),
+                Just("·"),
+                Just("艾力"),
+            ],
+            0..8,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    /// Characters of given names (those of the generator and more).
+    const GIVEN: &str = "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健俊芳娜敏静丽艳娟霞秀玲桂英燕萍红婷雪琳晶慧颖倩洁梅丹莉欣悦佳怡琪晓小一子雨春秋玉永立少";
+
+    fn digits_only(s: &str) -> String {
+        normalize::Normalized::new(s).text().chars().filter(char::is_ascii_digit).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn scrubbing_is_idempotent_and_leaves_nothing_detectable(
+            head in chinese(), tail in chinese(), id in resident_id(), phone in mobile(), form in 0u8..5,
+        ) {
+            let text = format!("{head}{}{tail}{}{head}", written(id, form), written(phone, form));
+            let once = scrub_text(&text);
+            prop_assert_eq!(scrub_text(&once), once.clone());
+            prop_assert!(detect(&once).is_empty(), "{} -> {}: {:?}", text, once, detect(&once));
+            let masked = crate::mask::mask_text(&text);
+            prop_assert_eq!(crate::mask::mask_text(&masked), masked.clone());
+            prop_assert!(!crate::mask::contains_identifier(&masked), "{} -> {}", text, masked);
+        }
+
+        #[test]
+        fn embedded_identifiers_never_survive(
+            head in chinese(), tail in chinese(), id in resident_id(), phone in mobile(), card in card(),
+            form in 0u8..5, which in 0u8..3,
+        ) {
+            let value = match which { 0 => id, 1 => phone, _ => card };
+            let text = format!("{head}为{}。{tail}", written(value.clone(), form));
+            for out in [scrub_text(&text), crate::mask::mask_text(&text)] {
+                prop_assert!(!digits_only(&out).contains(&value[..value.len() - 1]), "{} -> {}", text, out);
+            }
+        }
+
+        #[test]
+        fn names_after_party_words_lose_their_given_name(
+            word in 0..names::PARTY_WORDS.len(),
+            surname in prop_oneof![
+                (0..names::COMPOUND_SURNAMES.len()).prop_map(|i| names::COMPOUND_SURNAMES[i].to_string()),
+                (0..names::SURNAMES.chars().count()).prop_map(|i| names::SURNAMES.chars().nth(i).unwrap_or('张').to_string()),
+            ],
+            given in proptest::collection::vec(0..GIVEN.chars().count(), 1..3),
+            colon in any::<bool>(),
+            tail in chinese(),
+        ) {
+            let given: String = given.iter().filter_map(|&i| GIVEN.chars().nth(i)).collect();
+            let name = format!("{surname}{given}");
+            let text = format!("{}{}{name}，{tail}", names::PARTY_WORDS[word], if colon { "：" } else { "" });
+            let once = scrub_text(&text);
+            prop_assert!(!once.contains(&name), "{} -> {}", text, once);
+            prop_assert!(once.contains(&format!("{surname}某")), "{} -> {}", text, once);
+            prop_assert_eq!(scrub_text(&once), once.clone());
+        }
+
+        #[test]
+        fn partial_masking_is_idempotent(head in chinese(), id in resident_id(), phone in mobile(), form in 0u8..5) {
+            let text = format!("{head}{}{head}{}", written(id, form), written(phone, form));
+            let once = partial_mask(&text);
+            prop_assert_eq!(partial_mask(&once), once.clone());
+            let left: Vec<Kind> = detect(&once).into_iter().map(|f| f.kind).collect();
+            prop_assert!(!left.iter().any(|k| matches!(k, Kind::ResidentId | Kind::Mobile)), "{} -> {}", text, once);
+        }
+    }
+}
