@@ -108,7 +108,7 @@ fn split_point(n: u64) -> u64 {
 /// MTH of leaves `[begin, end)`, `begin < end`, reading stored perfect subtrees.
 fn range_hash<S: NodeStore + ?Sized>(store: &S, begin: u64, end: u64) -> Result<Hash, MerkleError> {
     let n = end - begin;
-    if n.is_power_of_two() && begin % n == 0 {
+    if n.is_power_of_two() && begin.is_multiple_of(n) {
         let level = n.trailing_zeros();
         return store.node(level, begin >> level).map_err(MerkleError::Store);
     }
