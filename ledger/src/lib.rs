@@ -6,3 +6,4 @@
 //! It must not depend on tokio, tonic or any other shuzhu crate: the gateway wraps it.
 
 pub mod merkle;
+pub mod segment;
