@@ -194,7 +194,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, SegmentError> {
 
 /// Parses frames in `buf` starting at `start`; calls `visit(offset, payload)` for each whole one.
 /// Returns the end of the last whole frame and whether anything after it remained.
-fn scan_frames(
+pub(crate) fn scan_frames(
     buf: &[u8],
     start: u64,
     mut visit: impl FnMut(u64, &[u8]) -> Result<(), SegmentError>,
@@ -528,8 +528,10 @@ impl<T> SegmentLog<T> {
         w.file.write_all(&buf).map_err(io_err("write", &path))?;
         w.file.sync_data().map_err(io_err("sync", &path))?;
         w.active_len += buf.len() as u64;
-        drop(w);
+        // The hook runs with the writer still locked, so maintenance never sees a record whose
+        // hook has not run.
         (self.hook)(&committed).map_err(SegmentError::Hook)?;
+        drop(w);
         Ok(end)
     }
 
