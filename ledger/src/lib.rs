@@ -19,6 +19,7 @@ mod ledger;
 pub mod merkle;
 pub mod segment;
 pub mod tree;
+pub mod verify;
 
 pub use entry::{EntryFields, StoredEntry, StoredField};
 pub use ledger::{Appended, Filter, Ledger, LedgerError, LedgerOptions, Listed, OpenReport, PurgeReport};
