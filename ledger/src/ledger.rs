@@ -151,6 +151,8 @@ pub struct OpenReport {
     pub torn_tail: Option<TornTail>,
     /// Seq the index was brought up to date from (`Some(0)`: rebuilt whole), if it was behind.
     pub index_caught_up_from: Option<u64>,
+    /// The sled index was unreadable (a crash can leave it so) and was discarded and rebuilt.
+    pub index_discarded: bool,
 }
 
 /// Which entries [`Ledger::list`] returns. All given conditions must hold.
@@ -422,8 +424,26 @@ impl Ledger {
         fs::create_dir_all(&segments_dir).map_err(io_err("create", &segments_dir))?;
         segment::sync_dir(dir).map_err(io_err("sync", dir))?;
         // sled locks its directory, so a second process cannot open the same ledger.
-        let db = sled::Config::new().path(dir.join("index")).open()?;
-        let index = db.open_tree("audit")?;
+        let index_dir = dir.join("index");
+        let mut index_discarded = false;
+        let db = match sled::Config::new().path(&index_dir).open() {
+            Err(sled::Error::Corruption { .. }) => {
+                // The index is derived from the segments: a crash that left sled unreadable
+                // costs a rebuild, never an entry.
+                fs::remove_dir_all(&index_dir).map_err(io_err("remove", &index_dir))?;
+                index_discarded = true;
+                sled::Config::new().path(&index_dir).open()?
+            }
+            other => other?,
+        };
+        let index = match db.open_tree("audit") {
+            Err(sled::Error::Corruption { .. }) => {
+                db.drop_tree("audit")?;
+                index_discarded = true;
+                db.open_tree("audit")?
+            }
+            other => other?,
+        };
         let verifier = options.signer.verifier();
         let cp_path = dir.join("checkpoints.log");
         let checkpoints = load_checkpoints(&cp_path, &verifier)?;
@@ -435,7 +455,7 @@ impl Ledger {
             Ok(t) => t,
             Err(_) => NodeFiles::open(&tree_dir, 0).map_err(io_err("open", &tree_dir))?,
         };
-        let mut report = OpenReport::default();
+        let mut report = OpenReport { index_discarded, ..OpenReport::default() };
         let dirty = index.get(META_DIRTY)?.is_some();
         let mut indexed = match index.get(META_INDEXED)? {
             Some(v) if !dirty => {
