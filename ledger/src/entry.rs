@@ -157,10 +157,12 @@ impl Prepared {
         if fields.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(EntryError::DuplicateName);
         }
+        // One draw for every salt: a system call per field would dominate an append's cost.
+        let mut salts = vec![0u8; 32 * fields.len()];
+        rng.fill(&mut salts).map_err(|_| EntryError::Random)?;
         let mut out = Vec::with_capacity(fields.len());
-        for (name, value) in fields {
-            let mut salt = [0u8; 32];
-            rng.fill(&mut salt).map_err(|_| EntryError::Random)?;
+        for ((name, value), salt) in fields.into_iter().zip(salts.chunks_exact(32)) {
+            let salt: [u8; 32] = salt.try_into().expect("chunks of 32");
             let digest = field_digest(&salt, &name, &value);
             out.push((name, salt, value, digest));
         }
