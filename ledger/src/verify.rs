@@ -130,7 +130,7 @@ pub struct ExportField {
 
 /// One line of an export.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExportLine {
     /// First line.
     Header {
@@ -387,6 +387,10 @@ mod tests {
         bad.remove(10);
         bad[0] = bad[0].replace("\"size\":10", "\"size\":9");
         assert!(matches!(verify(&bad, &v), Err(VerifyError::BeyondExport { .. })));
+        // Hiding an entry's fields so it passes for purged.
+        let mut bad = lines.clone();
+        bad[3] = bad[3].replace("\"fields\":", "\"fieldr\":");
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::BadLine { line: 4 })));
         // Another key.
         let other = NoteSigner::from_pkcs8("shuzhu.test/audit", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
         assert!(matches!(verify(&lines, &other.verifier()), Err(VerifyError::Note { .. })));
