@@ -555,7 +555,7 @@ impl Ledger {
         let mut ops = sled::Batch::default();
         let mut ops_len = 0;
         let mut failure: Option<LedgerError> = None;
-        let rec = segment::recover(segments_dir, |seq, loc, payload| {
+        let rec = segment::recover_from(segments_dir, tree_from.min(indexed), |seq, loc, payload| {
             if seq < tree_from && seq < indexed {
                 return Ok(());
             }

@@ -226,6 +226,17 @@ pub(crate) fn scan_frames(
 /// and truncates a torn tail of the last segment. An empty directory recovers as zero records.
 pub fn recover(
     dir: &Path,
+    visit: impl FnMut(u64, Location, &[u8]) -> Result<(), SegmentError>,
+) -> Result<Recovery, SegmentError> {
+    recover_from(dir, 0, visit)
+}
+
+/// [`recover`], but segments that lie wholly before `skip_before` (every one but the last, whose
+/// successor starts at or before it) are not read: they were synced whole before the next one
+/// was started, and their records were already applied. Keeps opening a large ledger fast.
+pub fn recover_from(
+    dir: &Path,
+    skip_before: u64,
     mut visit: impl FnMut(u64, Location, &[u8]) -> Result<(), SegmentError>,
 ) -> Result<Recovery, SegmentError> {
     let mut segments = list_segments(dir)?;
@@ -238,6 +249,11 @@ pub fn recover(
         let first = segments[i];
         let path = segment_path(dir, first);
         let is_last = i + 1 == count;
+        if !is_last && segments[i + 1] <= skip_before && first == next_seq {
+            next_seq = segments[i + 1];
+            i += 1;
+            continue;
+        }
         let buf = fs::read(&path).map_err(io_err("read", &path))?;
         if buf.len() < HEADER_LEN as usize || buf[..8] != MAGIC[..] {
             if is_last && (buf.len() < HEADER_LEN as usize) && MAGIC.starts_with(&buf[..buf.len().min(8)]) {
@@ -569,6 +585,15 @@ mod tests {
         assert!(rec.segments.len() > 3, "segments should roll at 100 bytes: {:?}", rec.segments);
         assert!(rec.torn.is_none());
         assert_eq!(seen, (0..20).map(|i| (i, format!("record {i}"))).collect::<Vec<_>>());
+        let mut visited = Vec::new();
+        let skipped = recover_from(dir.path(), 12, |seq, _, _| {
+            visited.push(seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(skipped.records, 20);
+        assert!(visited[0] > 0 && visited[0] <= 12, "whole segments before 12 are skipped: {visited:?}");
+        assert_eq!(visited, (visited[0]..20).collect::<Vec<_>>());
     }
 
     #[test]
