@@ -2,7 +2,7 @@
 //! writers against raw sled `insert` + `flush` per entry on the same disk in the same run, then
 //! inclusion-proof time at 1 M and 10 M entries.
 //!
-//! `cargo run --release -p shuzhu-ledger --example ledger_bench [-- SECONDS_PER_RUN [MAX_PROOF_SIZE]]`
+//! `cargo run --release -p shuzhu-ledger --example ledger_bench [-- SECONDS_PER_RUN [MAX_PROOF_SIZE [WRITERS,…]]]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,12 +105,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4.0);
     let max_proof: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let writer_counts: Vec<usize> =
+        args.get(3).map(|s| s.split(',').filter_map(|w| w.parse().ok()).collect()).unwrap_or_else(|| vec![1, 8, 64]);
     let base = tempfile::Builder::new().prefix("ledger-bench").tempdir_in("/work").or_else(|_| tempfile::tempdir());
     let base = base.expect("temp dir");
     println!("data in {} ({} s per run)", base.path().display(), secs);
 
     let key = NoteSigner::generate_pkcs8().expect("key");
-    for writers in [1usize, 8, 64] {
+    for writers in writer_counts {
         let dir = base.path().join(format!("ledger-{writers}"));
         let mut o = LedgerOptions::new(NoteSigner::from_pkcs8("bench/audit", &key).expect("signer"));
         o.checkpoint_every = 10_000;

@@ -426,13 +426,14 @@ impl Ledger {
         // sled locks its directory, so a second process cannot open the same ledger.
         let index_dir = dir.join("index");
         let mut index_discarded = false;
-        let db = match sled::Config::new().path(&index_dir).open() {
+        let sled_config = || sled::Config::new().path(&index_dir);
+        let db = match sled_config().open() {
             Err(sled::Error::Corruption { .. }) => {
                 // The index is derived from the segments: a crash that left sled unreadable
                 // costs a rebuild, never an entry.
                 fs::remove_dir_all(&index_dir).map_err(io_err("remove", &index_dir))?;
                 index_discarded = true;
-                sled::Config::new().path(&index_dir).open()?
+                sled_config().open()?
             }
             other => other?,
         };
