@@ -135,6 +135,13 @@ impl AuditChain {
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let signer = signer(dir)?;
         let ledger = Ledger::open(dir, LedgerOptions::new(signer))?;
+        let report = ledger.open_report();
+        if let Some(torn) = &report.torn_tail {
+            tracing::warn!(segment = %torn.segment.display(), dropped_bytes = torn.dropped_bytes, "audit ledger: truncated a torn tail left by a crash (nothing acknowledged is lost)");
+        }
+        if report.index_discarded || report.index_caught_up_from.is_some() {
+            tracing::info!(from = ?report.index_caught_up_from, discarded = report.index_discarded, "audit ledger: index rebuilt from the segments");
+        }
         Ok(Self { dir: dir.to_owned(), ledger })
     }
 

@@ -683,7 +683,7 @@ impl Ledger {
             _ => start,
         };
         let mut out = Listed::default();
-        if limit == 0 {
+        if limit == 0 || start >= end {
             return Ok(out);
         }
         let size = self.size();
@@ -897,6 +897,8 @@ mod tests {
         assert_eq!(got, [10, 11, 12]);
         let all = ledger.list(&Filter::default(), None, 100).unwrap();
         assert_eq!(all.entries.len(), 30);
+        let inverted = Filter { from_ms: Some(1_020), to_ms: Some(1_010), ..Filter::default() };
+        assert!(ledger.list(&inverted, None, 100).unwrap().entries.is_empty());
     }
 
     #[test]
