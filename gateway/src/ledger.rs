@@ -134,7 +134,10 @@ impl AuditChain {
     /// checkpoint.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         let signer = signer(dir)?;
-        let ledger = Ledger::open(dir, LedgerOptions::new(signer))?;
+        let mut options = LedgerOptions::new(signer);
+        // Like the hash chain before it, refuse to start on a ledger altered on disk.
+        options.verify_on_open = true;
+        let ledger = Ledger::open(dir, options)?;
         let report = ledger.open_report();
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(segment = %torn.segment.display(), dropped_bytes = torn.dropped_bytes, "audit ledger: truncated a torn tail left by a crash (nothing acknowledged is lost)");

@@ -118,6 +118,10 @@ pub struct LedgerOptions {
     pub checkpoint_every: u64,
     /// Sign a checkpoint this often when entries were appended (None: never by time).
     pub checkpoint_interval: Option<Duration>,
+    /// Rehash every entry on open and check the result against the last signed checkpoint, so a
+    /// ledger altered on disk is refused at start (O(n)); otherwise only the entries after the
+    /// last checkpoint are rehashed and old ones are checked by `verify`.
+    pub verify_on_open: bool,
 }
 
 impl LedgerOptions {
@@ -129,6 +133,7 @@ impl LedgerOptions {
             segment_bytes: 64 << 20,
             checkpoint_every: 1000,
             checkpoint_interval: Some(Duration::from_secs(10)),
+            verify_on_open: false,
         }
     }
 }
@@ -452,7 +457,8 @@ impl Ledger {
         let cp_size = last.as_ref().map_or(0, |(c, _)| c.size);
 
         let tree_dir = dir.join("tree");
-        let mut tree = match NodeFiles::open(&tree_dir, cp_size) {
+        let tree_start = if options.verify_on_open { 0 } else { cp_size };
+        let mut tree = match NodeFiles::open(&tree_dir, tree_start) {
             Ok(t) => t,
             Err(_) => NodeFiles::open(&tree_dir, 0).map_err(io_err("open", &tree_dir))?,
         };
@@ -971,6 +977,33 @@ mod tests {
         drop(f);
         assert!(matches!(ledger.checkpoint(), Err(LedgerError::Inconsistent { last: 4, now: 5 })));
         assert_eq!(ledger.last_checkpoint().unwrap().0.size, 4, "nothing new was signed");
+    }
+
+    #[test]
+    fn verify_on_open_refuses_an_entry_altered_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..6 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.close().unwrap();
+        // Replace entry 2 with a well-formed entry of the same seq, checksum and all.
+        let seg_dir = dir.path().join("segments");
+        let first = segment::list_segments(&seg_dir).unwrap()[0];
+        let records = segment::read_segment(&seg_dir, first).unwrap();
+        let (loc, payload) = records.iter().find(|(_, p)| entry::decode_record(p).unwrap().seq == 2).unwrap();
+        let forged = Prepared::new(entry(2).with("note", "forged"), &SystemRandom::new()).unwrap().encode(2).1;
+        let mut bytes = fs::read(segment::segment_path(&seg_dir, first)).unwrap();
+        let mut frame = Vec::new();
+        segment::encode_frame(&forged, &mut frame);
+        let old_end = (loc.offset + segment::FRAME_HEADER_LEN) as usize + payload.len();
+        bytes.splice(loc.offset as usize..old_end, frame);
+        fs::write(segment::segment_path(&seg_dir, first), bytes).unwrap();
+        fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let mut o = options(&key);
+        o.verify_on_open = true;
+        assert!(matches!(Ledger::open(dir.path(), o), Err(LedgerError::CheckpointMismatch { size: 6 })));
     }
 
     #[test]
