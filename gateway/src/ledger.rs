@@ -38,6 +38,8 @@ pub const KEY_FILE_NAME: &str = "checkpoint-key.pk8";
 pub const PUBLIC_KEY_FILE_NAME: &str = "checkpoint-key.pub";
 /// Key name (and checkpoint origin) of the gateway's ledger.
 pub const KEY_NAME: &str = "shuzhu-gateway/audit";
+/// File of the hash chain that preceded this ledger.
+pub const LEGACY_CHAIN_FILE_NAME: &str = "audit-chain.jsonl";
 /// Largest entry body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -77,6 +79,11 @@ pub enum LedgerError {
     /// The export does not verify.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The directory holds a ledger in the old hash-chain format, which this version does not read.
+    #[error(
+        "audit ledger directory {0} holds an old hash-chain ledger (audit-chain.jsonl); move it aside to start a new ledger"
+    )]
+    LegacyChain(PathBuf),
     /// The entry body is not valid JSON text.
     #[error("audit entry body is not valid json")]
     InvalidBody,
@@ -133,6 +140,10 @@ impl AuditChain {
     /// Opens (creating) the ledger in `dir`, recovering and checking it against its last signed
     /// checkpoint.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        // Never start a new ledger beside an old one: its records would silently stop being served.
+        if dir.join(LEGACY_CHAIN_FILE_NAME).exists() {
+            return Err(LedgerError::LegacyChain(dir.to_owned()));
+        }
         let signer = signer(dir)?;
         let mut options = LedgerOptions::new(signer);
         // Like the hash chain before it, refuse to start on a ledger altered on disk.
@@ -267,5 +278,12 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!(summary.entries, 2);
+    }
+
+    #[test]
+    fn refuses_a_directory_with_an_old_hash_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LEGACY_CHAIN_FILE_NAME), "{}\n").unwrap();
+        assert!(matches!(AuditChain::open(dir.path()), Err(LedgerError::LegacyChain(_))));
     }
 }
