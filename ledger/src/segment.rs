@@ -394,12 +394,16 @@ struct Queue<T> {
     leader: bool,
     poisoned: bool,
     pending: Vec<Pending<T>>,
+    /// Generation of the batch `pending` will become.
+    open_gen: u64,
 }
 
 /// The append side of the log: group commit over the active segment.
 pub struct SegmentLog<T> {
     queue: Mutex<Queue<T>>,
-    cv: Condvar,
+    /// Waiters of even and odd batch generations. Completing a batch wakes only its own waiters
+    /// (and one waiter of the next batch to lead it), not every appender.
+    cvs: [Condvar; 2],
     writer: Mutex<Writer>,
     hook: CommitHook<T>,
 }
@@ -463,8 +467,9 @@ impl<T> SegmentLog<T> {
                 leader: false,
                 poisoned: false,
                 pending: Vec::new(),
+                open_gen: 0,
             }),
-            cv: Condvar::new(),
+            cvs: [Condvar::new(), Condvar::new()],
             writer: Mutex::new(writer),
             hook,
         })
@@ -490,6 +495,10 @@ impl<T> SegmentLog<T> {
         }
         q.next_seq += 1;
         q.pending.push(Pending { seq, payload, item });
+        // Every record in `pending` is committed as one batch of generation `open_gen`; only one
+        // leader commits at a time, so generations complete in order.
+        let my_gen = q.open_gen;
+        let cv = |g: u64| &self.cvs[(g & 1) as usize];
         loop {
             if q.durable > seq {
                 return Ok(seq);
@@ -499,6 +508,8 @@ impl<T> SegmentLog<T> {
             }
             if !q.leader {
                 q.leader = true;
+                let batch_gen = q.open_gen;
+                q.open_gen += 1;
                 let batch = std::mem::take(&mut q.pending);
                 drop(q);
                 let result = self.commit(batch);
@@ -508,7 +519,7 @@ impl<T> SegmentLog<T> {
                     Ok(end) => q.durable = end,
                     Err(e) => {
                         q.poisoned = true;
-                        self.cv.notify_all();
+                        self.cvs.iter().for_each(Condvar::notify_all);
                         // Our own record was in this batch or an earlier one that succeeded.
                         if q.durable > seq {
                             return Ok(seq);
@@ -516,10 +527,15 @@ impl<T> SegmentLog<T> {
                         return Err(e);
                     }
                 }
-                self.cv.notify_all();
+                cv(batch_gen).notify_all();
+                if !q.pending.is_empty() {
+                    // Everyone with a record in the next batch waits on the other condvar; one
+                    // of them leads it (unless a new appender gets there first).
+                    cv(batch_gen + 1).notify_one();
+                }
                 continue;
             }
-            q = self.cv.wait(q).unwrap_or_else(PoisonError::into_inner);
+            q = cv(my_gen).wait(q).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
