@@ -879,6 +879,32 @@ mod tests {
     }
 
     #[test]
+    fn ledger_acknowledges_only_after_the_segment_sync() {
+        use crate::segment::recording::{RecIo, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::default();
+        let o = options(&NoteSigner::generate_pkcs8().unwrap());
+        let ledger = Arc::new(Ledger::open_with_io(dir.path(), o, Box::new(RecIo(recorder.clone()))).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (ledger, recorder) = (ledger.clone(), recorder.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let name = format!("rec-{t}-{i}");
+                        ledger.append(entry(i).with("marker", format!("{name}."))).unwrap();
+                        recorder.push(format!("ack {name}"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (acks, _) = recorder.assert_synced_before_ack();
+        assert_eq!(acks, 100);
+    }
+
+    #[test]
     fn list_filters_and_pages() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path(), options(&NoteSigner::generate_pkcs8().unwrap())).unwrap();

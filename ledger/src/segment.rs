@@ -573,8 +573,94 @@ impl<T> SegmentLog<T> {
     }
 }
 
+/// A recording storage seam for tests: every write (named by the `rec-…` markers in it), sync and
+/// directory sync, plus whatever the test pushes (acknowledgements), in one ordered list.
+#[cfg(test)]
+pub(crate) mod recording {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The shared, ordered list of events.
+    #[derive(Clone, Default)]
+    pub(crate) struct Recorder(pub(crate) Arc<Mutex<Vec<String>>>);
+
+    impl Recorder {
+        pub(crate) fn push(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+
+        pub(crate) fn events(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+
+        /// Asserts that every `ack NAME` comes after a `write NAME` and a `sync` after that write;
+        /// returns the number of acknowledgements and of syncs.
+        pub(crate) fn assert_synced_before_ack(&self) -> (usize, usize) {
+            let events = self.events();
+            let (mut acks, mut syncs) = (0, 0);
+            for (i, e) in events.iter().enumerate() {
+                if e == "sync" {
+                    syncs += 1;
+                }
+                let Some(name) = e.strip_prefix("ack ") else { continue };
+                acks += 1;
+                let w =
+                    events.iter().position(|x| x == &format!("write {name}")).expect("every acked record was written");
+                assert!(w < i, "{name} acknowledged before it was written");
+                assert!(events[w..i].iter().any(|x| x == "sync"), "{name} acknowledged with no sync after its write");
+            }
+            (acks, syncs)
+        }
+    }
+
+    struct RecFile(FsFile, Recorder);
+
+    impl SegmentFile for RecFile {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            // Name what is written by the `rec-<digits and dashes>` markers in it; tests end each
+            // marker with a '.' so that no byte after it can extend it.
+            let mut i = 0;
+            while let Some(p) = buf[i..].windows(4).position(|w| w == b"rec-") {
+                let start = i + p;
+                let mut end = start + 4;
+                while end < buf.len() && (buf[end].is_ascii_digit() || buf[end] == b'-') {
+                    end += 1;
+                }
+                self.1.push(format!("write {}", String::from_utf8_lossy(&buf[start..end])));
+                i = end;
+            }
+            self.0.write_all(buf)
+        }
+        fn sync_data(&mut self) -> io::Result<()> {
+            let r = self.0.sync_data();
+            self.1.push("sync".into());
+            r
+        }
+    }
+
+    /// The seam itself: real files, recorded.
+    pub(crate) struct RecIo(pub(crate) Recorder);
+
+    impl SegmentIo for RecIo {
+        fn create(&mut self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+            let f = OpenOptions::new().append(true).create_new(true).open(path)?;
+            Ok(Box::new(RecFile(FsFile(f), self.0.clone())))
+        }
+        fn open_append(&mut self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+            let f = OpenOptions::new().append(true).open(path)?;
+            Ok(Box::new(RecFile(FsFile(f), self.0.clone())))
+        }
+        fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+            sync_dir(dir)?;
+            self.0.push("sync-dir".into());
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::recording::{RecIo, Recorder};
     use super::*;
     use std::sync::Arc;
 
@@ -664,60 +750,6 @@ mod tests {
         assert!(matches!(recover(dir.path(), |_, _, _| Ok(())), Err(SegmentError::Corrupt { .. })));
     }
 
-    /// Records every write, sync and acknowledgement in one shared list.
-    #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<String>>>);
-
-    impl Recorder {
-        fn push(&self, s: String) {
-            self.0.lock().unwrap().push(s);
-        }
-    }
-
-    struct RecFile(FsFile, Recorder);
-
-    impl SegmentFile for RecFile {
-        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-            // Name each frame written by its payload, so the test knows which records went out.
-            let mut off = 0;
-            let mut names = Vec::new();
-            while off + 8 <= buf.len() {
-                let len = u32::from_le_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-                if buf.len() >= off + 8 + len && buf[off + 8..].starts_with(b"rec") {
-                    names.push(String::from_utf8_lossy(&buf[off + 8..off + 8 + len]).into_owned());
-                }
-                off += 8 + len;
-            }
-            for n in names {
-                self.1.push(format!("write {n}"));
-            }
-            self.0.write_all(buf)
-        }
-        fn sync_data(&mut self) -> io::Result<()> {
-            let r = self.0.sync_data();
-            self.1.push("sync".into());
-            r
-        }
-    }
-
-    struct RecIo(Recorder);
-
-    impl SegmentIo for RecIo {
-        fn create(&mut self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-            let f = OpenOptions::new().append(true).create_new(true).open(path)?;
-            Ok(Box::new(RecFile(FsFile(f), self.0.clone())))
-        }
-        fn open_append(&mut self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-            let f = OpenOptions::new().append(true).open(path)?;
-            Ok(Box::new(RecFile(FsFile(f), self.0.clone())))
-        }
-        fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
-            sync_dir(dir)?;
-            self.0.push("sync-dir".into());
-            Ok(())
-        }
-    }
-
     #[test]
     fn every_acknowledgement_follows_the_sync_of_its_write_and_syncs_are_shared() {
         let dir = tempfile::tempdir().unwrap();
@@ -726,7 +758,7 @@ mod tests {
         let log = Arc::new(
             SegmentLog::<()>::open(dir.path(), Box::new(RecIo(recorder.clone())), &rec, 1 << 20, no_hook()).unwrap(),
         );
-        assert_eq!(recorder.0.lock().unwrap().as_slice(), ["sync", "sync-dir"], "header synced, then the directory");
+        assert_eq!(recorder.events(), ["sync", "sync-dir"], "header synced, then the directory");
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let log = log.clone();
@@ -734,7 +766,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..50 {
                         let name = format!("rec-{t}-{i}");
-                        log.append(|_| (name.clone().into_bytes(), ())).unwrap();
+                        log.append(|_| (format!("{name}.").into_bytes(), ())).unwrap();
                         recorder.push(format!("ack {name}"));
                     }
                 })
@@ -743,19 +775,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let events = recorder.0.lock().unwrap().clone();
-        let mut acks = 0;
-        let mut syncs = 0;
-        for (i, e) in events.iter().enumerate() {
-            if e == "sync" {
-                syncs += 1;
-            }
-            let Some(name) = e.strip_prefix("ack ") else { continue };
-            acks += 1;
-            let w = events.iter().position(|x| x == &format!("write {name}")).expect("every acked record was written");
-            assert!(w < i, "{name} acknowledged before it was written");
-            assert!(events[w..i].iter().any(|x| x == "sync"), "{name} acknowledged with no sync after its write");
-        }
+        let (acks, syncs) = recorder.assert_synced_before_ack();
         assert_eq!(acks, 400);
         assert!(syncs <= 401, "at most one sync per batch");
     }
