@@ -81,7 +81,9 @@ fn the_configured_gateway_gets_an_answer() {
         (field("plaintiff_name").grade.as_str(), field("plaintiff_name").stored_as.as_str()),
         ("L4", "pseudonym")
     );
-    assert_eq!(field("summary").stored_as, "dropped");
+    assert_eq!(field("summary").stored_as, "scrubbed");
+    assert_eq!(field("defendant_address").stored_as, "county");
+    assert_eq!(field("plaintiff_phone").stored_as, "dropped");
     assert_eq!(field("region_code").grade, "L1");
 }
 

@@ -106,7 +106,7 @@ fn no_personal_value_leaves_or_is_stored() {
         assert!(leaked.is_empty(), "answer or error leaked {leaked:?}: {o}");
         assert!(!o.contains(&id) && !o.contains(&phone), "{o}");
     }
-    let ledger = std::fs::read_to_string(fx().ledger_file()).unwrap();
+    let ledger = fx().ledger_text();
     let leaked = find(&ledger, &needles, &long);
     assert!(leaked.is_empty(), "ledger leaked {leaked:?}");
     assert!(ledger.contains("原告") && !ledger.contains(&name), "the legal basis is recorded, masked");

@@ -88,8 +88,16 @@ impl Fixture {
         })
     }
 
-    pub(crate) fn ledger_file(&self) -> PathBuf {
-        self.prepared.dir.join("ledger").join(shuzhu_gateway::ledger::CHAIN_FILE_NAME)
+    pub(crate) fn ledger_dir(&self) -> PathBuf {
+        self.prepared.dir.join("ledger")
+    }
+
+    /// Every byte the ledger stores durably (its segment files), as text where it is text.
+    pub(crate) fn ledger_text(&self) -> String {
+        let segments = self.ledger_dir().join("segments");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&segments).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files.iter().map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned()).collect()
     }
 
     pub(crate) fn court_ids(&self) -> Vec<String> {

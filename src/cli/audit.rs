@@ -1,4 +1,4 @@
-//! `shuzhu audit`: list ledger entries through the gateway (auditor role), verify a ledger file.
+//! `shuzhu audit`: list ledger entries through the gateway (auditor role), verify a ledger or an export.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,28 +27,54 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Recompute the hash chain of a ledger and report the first broken entry.
+    /// Recompute the Merkle tree of a ledger (or of an export) and check it against every signed checkpoint.
     #[command(
-        after_help = "Examples:\n  shuzhu audit verify --ledger ./demo/ledger\n  shuzhu audit verify --ledger ./demo/ledger/audit-chain.jsonl"
+        after_help = "Examples:\n  shuzhu audit verify --ledger ./demo/ledger\n  shuzhu audit verify --export audit.jsonl --key ./demo/ledger/checkpoint-key.pub"
     )]
     Verify {
-        /// Ledger directory or chain file.
+        /// Ledger directory, verified offline (no running gateway may hold it).
+        #[arg(long, required_unless_present = "export", conflicts_with = "export")]
+        ledger: Option<PathBuf>,
+        /// Export file (JSON lines) to verify instead.
+        #[arg(long, requires = "key")]
+        export: Option<PathBuf>,
+        /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`).
         #[arg(long)]
-        ledger: PathBuf,
+        key: Option<PathBuf>,
     },
 }
 
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
     match c {
-        Command::Verify { ledger } => {
-            let file = if ledger.is_dir() { ledger.join(shuzhu_gateway::ledger::CHAIN_FILE_NAME) } else { ledger };
-            match shuzhu_gateway::ledger::verify_chain_file(&file) {
+        Command::Verify { ledger, export, key } => {
+            let (what, result) = match (ledger, export) {
+                (Some(dir), _) => (dir.clone(), shuzhu_gateway::ledger::verify_ledger_dir(&dir)),
+                (None, Some(file)) => {
+                    let result = key
+                        .ok_or_else(|| anyhow::anyhow!("--export needs --key"))
+                        .and_then(|k| Ok(shuzhu_gateway::ledger::load_verifier(&k)?))
+                        .and_then(|v| {
+                            let f = std::fs::File::open(&file)?;
+                            Ok(shuzhu_gateway::ledger::verify_export(std::io::BufReader::new(f), &v)
+                                .map_err(shuzhu_gateway::ledger::LedgerError::from))
+                        })?;
+                    (file, result)
+                }
+                (None, None) => anyhow::bail!("give --ledger or --export"),
+            };
+            match result {
                 Ok(s) => {
-                    println!("ok: {} entries, chain intact, head {}", s.entries, s.head_hash);
+                    println!(
+                        "ok: {} entries ({} purged), {} signed checkpoints verified, root {}",
+                        s.entries,
+                        s.purged,
+                        s.checkpoints,
+                        hex::encode(s.root)
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(b) => {
-                    eprintln!("error: ledger {} is broken at entry {}: {}", file.display(), b.seq, b.what);
+                Err(e) => {
+                    eprintln!("error: ledger {} does not verify: {e}", what.display());
                     Ok(ExitCode::from(2))
                 }
             }

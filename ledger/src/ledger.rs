@@ -1,0 +1,1056 @@
+//! [`Ledger`]: the audit log itself, tying segments, the node-hash store, the sled indexes and
+//! signed checkpoints together.
+//!
+//! Layout of the ledger directory: `segments/` (the durable truth), `tree/` (node hashes, derived),
+//! `index/` (sled, derived), `checkpoints.log` (framed signed notes, fsynced). On open the segments
+//! are scanned (a torn tail is truncated and reported in [`OpenReport`]), the node store is cut
+//! back to the last checkpoint and the rest re-appended, the indexes are brought up to date (or
+//! rebuilt when missing, behind, or left mid-purge), and the recovered tree must contain the last
+//! signed checkpoint: the ledger refuses to open on anything else.
+//!
+//! An append is acknowledged only after its segment frame is synced and the tree and indexes
+//! include it. A checkpoint is signed every N entries, every T seconds (a background thread) and
+//! on [`Ledger::close`], never when it is not consistent with the last one signed.
+//!
+//! ```
+//! use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, checkpoint::NoteSigner};
+//! let dir = tempfile::tempdir().unwrap();
+//! let signer = NoteSigner::from_pkcs8("gw.test/audit", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
+//! let verifier = signer.verifier();
+//! let ledger = Ledger::open(dir.path(), LedgerOptions::new(signer)).unwrap();
+//! let a = ledger.append(EntryFields::new(1).with("decision", "allow")).unwrap();
+//! let (size, root) = ledger.head().unwrap();
+//! let proof = ledger.inclusion_proof(a.seq, size).unwrap();
+//! shuzhu_ledger::merkle::verify_inclusion(a.seq, size, &a.leaf_hash, &proof, &root).unwrap();
+//! let note = ledger.close().unwrap().unwrap();
+//! assert_eq!(verifier.verify(&note).unwrap().size, 1);
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+
+use crate::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
+use crate::entry::{self, EntryError, EntryFields, Prepared, StoredEntry};
+use crate::merkle::{self, Hash, MerkleError};
+use crate::segment::{self, Committed, FsIo, Location, SegmentError, SegmentIo, SegmentLog, TornTail};
+use crate::tree::NodeFiles;
+
+/// Why a ledger operation failed. Messages never contain entry values.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A file or directory could not be created, read, written or synced.
+    #[error("audit ledger: cannot {op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The segment log failed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The sled index failed.
+    #[error("audit index: {0}")]
+    Index(#[from] sled::Error),
+    /// A proof could not be produced.
+    #[error(transparent)]
+    Merkle(#[from] MerkleError),
+    /// The entry was refused or a stored one is malformed.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// A checkpoint note is malformed or not signed by this ledger's key.
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// No entry has that seq.
+    #[error("no audit entry {0}")]
+    NotFound(u64),
+    /// Stored data contradicts itself.
+    #[error("audit ledger is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// The segments hold fewer entries than the last signed checkpoint: entries were lost.
+    #[error("audit ledger holds {recovered} entries but checkpoint {checkpoint} was signed")]
+    Truncated {
+        /// Size of the last signed checkpoint.
+        checkpoint: u64,
+        /// Entries recovered.
+        recovered: u64,
+    },
+    /// The recovered tree does not have the root the last signed checkpoint has.
+    #[error("audit ledger does not match its last signed checkpoint (size {size})")]
+    CheckpointMismatch {
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// The current tree is not consistent with the last signed checkpoint; nothing was signed.
+    #[error("refusing to sign checkpoint {now}: not consistent with signed checkpoint {last}")]
+    Inconsistent {
+        /// Size of the last signed checkpoint.
+        last: u64,
+        /// Size of the tree now.
+        now: u64,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LedgerError + use<'a> {
+    move |source| LedgerError::Io { op, path: path.to_owned(), source }
+}
+
+/// How to open a ledger.
+#[derive(Debug)]
+pub struct LedgerOptions {
+    /// Signs checkpoints.
+    pub signer: NoteSigner,
+    /// Checkpoint origin line; defaults to the signer's key name.
+    pub origin: String,
+    /// A segment is rolled once it reaches this many bytes.
+    pub segment_bytes: u64,
+    /// Sign a checkpoint once this many entries were appended since the last (0: never by count).
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint this often when entries were appended (None: never by time).
+    pub checkpoint_interval: Option<Duration>,
+    /// Rehash every entry on open and check the result against the last signed checkpoint, so a
+    /// ledger altered on disk is refused at start (O(n)); otherwise only the entries after the
+    /// last checkpoint are rehashed and old ones are checked by `verify`.
+    pub verify_on_open: bool,
+}
+
+impl LedgerOptions {
+    /// Defaults: 64 MiB segments, a checkpoint every 1 000 entries or 10 s.
+    pub fn new(signer: NoteSigner) -> Self {
+        Self {
+            origin: signer.name().to_owned(),
+            signer,
+            segment_bytes: 64 << 20,
+            checkpoint_every: 1000,
+            checkpoint_interval: Some(Duration::from_secs(10)),
+            verify_on_open: false,
+        }
+    }
+}
+
+/// What an append returns once the entry is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's seq, which is also its leaf index.
+    pub seq: u64,
+    /// Its RFC 9162 leaf hash.
+    pub leaf_hash: Hash,
+}
+
+/// What opening found and repaired.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// Entries recovered.
+    pub entries: u64,
+    /// A torn tail that was truncated (a crash mid-append; nothing acknowledged is lost).
+    pub torn_tail: Option<TornTail>,
+    /// Seq the index was brought up to date from (`Some(0)`: rebuilt whole), if it was behind.
+    pub index_caught_up_from: Option<u64>,
+    /// The sled index was unreadable (a crash can leave it so) and was discarded and rebuilt.
+    pub index_discarded: bool,
+}
+
+/// Which entries [`Ledger::list`] returns. All given conditions must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Earliest time, inclusive (ms since the epoch).
+    pub from_ms: Option<u64>,
+    /// Latest time, exclusive.
+    pub to_ms: Option<u64>,
+    /// Agency.
+    pub agency: Option<String>,
+    /// Principal.
+    pub principal: Option<String>,
+    /// Indicator.
+    pub indicator: Option<String>,
+    /// Decision.
+    pub decision: Option<String>,
+}
+
+/// One page of [`Ledger::list`].
+#[derive(Clone, Debug, Default)]
+pub struct Listed {
+    /// The entries.
+    pub entries: Vec<StoredEntry>,
+    /// Cursor for the next page, if there may be more.
+    pub next: Option<Vec<u8>>,
+}
+
+/// What [`Ledger::purge_before`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Entries whose plaintext and salts were deleted.
+    pub entries: u64,
+    /// Segment files rewritten.
+    pub segments: u64,
+}
+
+/// Value carried from an append to the commit hook.
+struct Item {
+    leaf_hash: Hash,
+    time_ms: u64,
+    index_values: Vec<(u8, String)>,
+}
+
+struct CpState {
+    last: Option<(Checkpoint, String)>,
+    file: File,
+    path: PathBuf,
+}
+
+struct Shared {
+    segments_dir: PathBuf,
+    tree: RwLock<NodeFiles>,
+    index: sled::Tree,
+    db: sled::Db,
+    cp: Mutex<CpState>,
+    signer: NoteSigner,
+    verifier: NoteVerifier,
+    origin: String,
+    checkpoint_every: u64,
+    /// Write-locked while purge swaps segment files, read-locked by readers of records.
+    files: RwLock<()>,
+}
+
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    // Every update under these locks is a single step; a panicking holder leaves them whole.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+fn read<X>(m: &RwLock<X>) -> RwLockReadGuard<'_, X> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+fn write<X>(m: &RwLock<X>) -> RwLockWriteGuard<'_, X> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+const META_INDEXED: &[u8] = b"M:indexed";
+const META_DIRTY: &[u8] = b"M:dirty";
+
+fn seq_key(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'S');
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn time_key(time_ms: u64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'T');
+    k.extend_from_slice(&time_ms.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn field_prefix(kind: u8, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + value.len() + 8);
+    k.push(b'F');
+    k.push(kind);
+    k.extend_from_slice(&(value.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    k.extend_from_slice(value.as_bytes());
+    k
+}
+
+fn field_key(kind: u8, value: &str, seq: u64) -> Vec<u8> {
+    let mut k = field_prefix(kind, value);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn location_value(loc: Location, time_ms: u64) -> [u8; 24] {
+    let mut v = [0u8; 24];
+    v[..8].copy_from_slice(&loc.segment.to_be_bytes());
+    v[8..16].copy_from_slice(&loc.offset.to_be_bytes());
+    v[16..].copy_from_slice(&time_ms.to_be_bytes());
+    v
+}
+
+fn parse_location(v: &[u8]) -> Option<Location> {
+    Some(Location {
+        segment: u64::from_be_bytes(v.get(..8)?.try_into().ok()?),
+        offset: u64::from_be_bytes(v.get(8..16)?.try_into().ok()?),
+    })
+}
+
+fn index_ops(batch: &mut sled::Batch, seq: u64, loc: Location, time_ms: u64, values: &[(u8, String)]) {
+    batch.insert(seq_key(seq), &location_value(loc, time_ms)[..]);
+    batch.insert(time_key(time_ms, seq), &[][..]);
+    for (kind, value) in values {
+        batch.insert(field_key(*kind, value, seq), &[][..]);
+    }
+}
+
+fn stored_index_values(e: &StoredEntry) -> Vec<(u8, String)> {
+    e.fields.iter().filter_map(|f| Some((entry::index_kind(&f.name)?, f.plaintext.as_ref()?.1.clone()))).collect()
+}
+
+impl Shared {
+    fn size(&self) -> u64 {
+        read(&self.tree).size()
+    }
+
+    fn sign_checkpoint(&self) -> Result<Option<(Checkpoint, String)>, LedgerError> {
+        let tree = read(&self.tree);
+        let size = tree.size();
+        if size == 0 {
+            return Ok(None);
+        }
+        let root = merkle::root(&*tree, size)?;
+        let mut cp = lock(&self.cp);
+        if let Some((last, note)) = &cp.last {
+            if last.size == size && last.root == root {
+                return Ok(Some((last.clone(), note.clone())));
+            }
+            let inconsistent = LedgerError::Inconsistent { last: last.size, now: size };
+            if size < last.size {
+                return Err(inconsistent);
+            }
+            let proof = merkle::consistency_proof(&*tree, last.size, size)?;
+            if merkle::verify_consistency(last.size, size, &last.root, &root, &proof).is_err() {
+                return Err(inconsistent);
+            }
+        }
+        // Node files become durable up to `size` before a checkpoint claims it.
+        tree.sync().map_err(io_err("sync", Path::new("tree")))?;
+        let checkpoint = Checkpoint { origin: self.origin.clone(), size, root };
+        let note = self.signer.sign(&checkpoint);
+        let mut frame = Vec::with_capacity(note.len() + 8);
+        segment::encode_frame(note.as_bytes(), &mut frame);
+        let path = cp.path.clone();
+        cp.file.write_all(&frame).map_err(io_err("write", &path))?;
+        cp.file.sync_data().map_err(io_err("sync", &path))?;
+        cp.last = Some((checkpoint.clone(), note.clone()));
+        Ok(Some((checkpoint, note)))
+    }
+
+    fn commit(&self, batch: &[Committed<Item>]) -> Result<(), LedgerError> {
+        let leaves: Vec<Hash> = batch.iter().map(|c| c.item.leaf_hash).collect();
+        write(&self.tree).append(&leaves).map_err(io_err("append to", Path::new("tree")))?;
+        let mut ops = sled::Batch::default();
+        for c in batch {
+            index_ops(&mut ops, c.seq, c.location, c.item.time_ms, &c.item.index_values);
+        }
+        if let Some(last) = batch.last() {
+            ops.insert(META_INDEXED, &(last.seq + 1).to_be_bytes()[..]);
+        }
+        self.index.apply_batch(ops)?;
+        if self.checkpoint_every > 0 {
+            let size = self.size();
+            let last = lock(&self.cp).last.as_ref().map_or(0, |(c, _)| c.size);
+            if size - last >= self.checkpoint_every {
+                self.sign_checkpoint()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_entry(&self, seq: u64) -> Result<StoredEntry, LedgerError> {
+        let _files = read(&self.files);
+        let loc = self.index.get(seq_key(seq))?.ok_or(LedgerError::NotFound(seq))?;
+        let loc = parse_location(&loc).ok_or(LedgerError::Corrupt("bad index location"))?;
+        let e = entry::decode_record(&segment::read_record(&self.segments_dir, loc)?)?;
+        if e.seq != seq {
+            return Err(LedgerError::Corrupt("index points at the wrong entry"));
+        }
+        Ok(e)
+    }
+}
+
+struct Timer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The audit ledger. `Send + Sync`; share it with an `Arc`.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    log: SegmentLog<Item>,
+    rng: SystemRandom,
+    timer: Mutex<Option<Timer>>,
+    report: OpenReport,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("dir", &self.shared.segments_dir).finish_non_exhaustive()
+    }
+}
+
+/// Reads the signed notes in `checkpoints.log`, truncating a torn tail; every note must verify.
+fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Vec<(Checkpoint, String)>, LedgerError> {
+    let buf = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let mut out = Vec::new();
+    let mut bad = None;
+    let (end, rest) = segment::scan_frames(&buf, 0, |_, payload| {
+        let parsed = std::str::from_utf8(payload)
+            .map_err(|_| NoteError::Malformed("not utf-8"))
+            .and_then(|note| Ok((verifier.verify(note)?, note.to_owned())));
+        match parsed {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = bad {
+        return Err(e.into());
+    }
+    if rest {
+        let f = OpenOptions::new().write(true).open(path).map_err(io_err("open", path))?;
+        f.set_len(end).map_err(io_err("truncate", path))?;
+        f.sync_all().map_err(io_err("sync", path))?;
+    }
+    Ok(out)
+}
+
+impl Ledger {
+    /// Opens (creating) the ledger in `dir`, recovering as described in the module docs.
+    pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, LedgerError> {
+        Self::open_with_io(dir, options, Box::new(FsIo))
+    }
+
+    /// [`Ledger::open`] with a storage seam for segment writes and syncs.
+    pub fn open_with_io(dir: &Path, options: LedgerOptions, io: Box<dyn SegmentIo>) -> Result<Self, LedgerError> {
+        let segments_dir = dir.join("segments");
+        fs::create_dir_all(&segments_dir).map_err(io_err("create", &segments_dir))?;
+        segment::sync_dir(dir).map_err(io_err("sync", dir))?;
+        // sled locks its directory, so a second process cannot open the same ledger.
+        let index_dir = dir.join("index");
+        let mut index_discarded = false;
+        let sled_config = || sled::Config::new().path(&index_dir);
+        let db = match sled_config().open() {
+            Err(sled::Error::Corruption { .. }) => {
+                // The index is derived from the segments: a crash that left sled unreadable
+                // costs a rebuild, never an entry.
+                fs::remove_dir_all(&index_dir).map_err(io_err("remove", &index_dir))?;
+                index_discarded = true;
+                sled_config().open()?
+            }
+            other => other?,
+        };
+        let index = match db.open_tree("audit") {
+            Err(sled::Error::Corruption { .. }) => {
+                db.drop_tree("audit")?;
+                index_discarded = true;
+                db.open_tree("audit")?
+            }
+            other => other?,
+        };
+        let verifier = options.signer.verifier();
+        let cp_path = dir.join("checkpoints.log");
+        let checkpoints = load_checkpoints(&cp_path, &verifier)?;
+        let last = checkpoints.last().cloned();
+        let cp_size = last.as_ref().map_or(0, |(c, _)| c.size);
+
+        let tree_dir = dir.join("tree");
+        let tree_start = if options.verify_on_open { 0 } else { cp_size };
+        let mut tree = match NodeFiles::open(&tree_dir, tree_start) {
+            Ok(t) => t,
+            Err(_) => NodeFiles::open(&tree_dir, 0).map_err(io_err("open", &tree_dir))?,
+        };
+        let mut report = OpenReport { index_discarded, ..OpenReport::default() };
+        let dirty = index.get(META_DIRTY)?.is_some();
+        let mut indexed = match index.get(META_INDEXED)? {
+            Some(v) if !dirty => {
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| LedgerError::Corrupt("index meta"))?)
+            }
+            _ => 0,
+        };
+        let mut recovery = None;
+        for attempt in 0..2 {
+            if indexed == 0 {
+                index.clear()?;
+            }
+            let rec = Self::replay(&segments_dir, &mut tree, &index, indexed)?;
+            if indexed > rec.records {
+                // The index is ahead of the segments: rebuild it whole.
+                indexed = 0;
+                continue;
+            }
+            if rec.records < cp_size {
+                return Err(LedgerError::Truncated { checkpoint: cp_size, recovered: rec.records });
+            }
+            if tree.size() != rec.records {
+                return Err(LedgerError::Corrupt("node store and segments disagree on the size"));
+            }
+            if let Some((c, _)) = &last
+                && merkle::root(&tree, c.size)? != c.root
+            {
+                if attempt == 0 && tree.size() > 0 {
+                    // The node files may be damaged: rebuild them from the segments and look again.
+                    tree.truncate(0).map_err(io_err("truncate", &tree_dir))?;
+                    continue;
+                }
+                return Err(LedgerError::CheckpointMismatch { size: c.size });
+            }
+            if indexed < rec.records {
+                report.index_caught_up_from = Some(indexed);
+            }
+            recovery = Some(rec);
+            break;
+        }
+        let recovery = recovery.ok_or(LedgerError::Corrupt("cannot reconcile index and segments"))?;
+        index.remove(META_DIRTY)?;
+        index.insert(META_INDEXED, &recovery.records.to_be_bytes()[..])?;
+        report.entries = recovery.records;
+        report.torn_tail = recovery.torn.clone();
+
+        let cp_file = OpenOptions::new().create(true).append(true).open(&cp_path).map_err(io_err("open", &cp_path))?;
+        segment::sync_dir(dir).map_err(io_err("sync", dir))?;
+        let shared = Arc::new(Shared {
+            segments_dir: segments_dir.clone(),
+            tree: RwLock::new(tree),
+            index,
+            db,
+            cp: Mutex::new(CpState { last, file: cp_file, path: cp_path }),
+            signer: options.signer,
+            verifier,
+            origin: options.origin,
+            checkpoint_every: options.checkpoint_every,
+            files: RwLock::new(()),
+        });
+        let hook_shared = shared.clone();
+        let log = SegmentLog::open(
+            &segments_dir,
+            io,
+            &recovery,
+            options.segment_bytes,
+            Box::new(move |batch: &[Committed<Item>]| hook_shared.commit(batch).map_err(|e| e.to_string())),
+        )?;
+        let timer = options.checkpoint_interval.map(|every| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (stop2, shared2) = (stop.clone(), shared.clone());
+            let thread = std::thread::spawn(move || {
+                loop {
+                    std::thread::park_timeout(every);
+                    if stop2.load(Ordering::Acquire) {
+                        return;
+                    }
+                    // A failure here is seen again, and reported, by the next append or close.
+                    let _ = shared2.sign_checkpoint();
+                }
+            });
+            Timer { stop, thread }
+        });
+        Ok(Self { shared, log, rng: SystemRandom::new(), timer: Mutex::new(timer), report })
+    }
+
+    /// Scans the segments: re-appends leaf hashes past the node store's size and indexes entries
+    /// from `indexed` on.
+    fn replay(
+        segments_dir: &Path,
+        tree: &mut NodeFiles,
+        index: &sled::Tree,
+        indexed: u64,
+    ) -> Result<segment::Recovery, LedgerError> {
+        let tree_from = tree.size();
+        let mut leaves = Vec::new();
+        let mut ops = sled::Batch::default();
+        let mut ops_len = 0;
+        let mut failure: Option<LedgerError> = None;
+        let rec = segment::recover_from(segments_dir, tree_from.min(indexed), |seq, loc, payload| {
+            if seq < tree_from && seq < indexed {
+                return Ok(());
+            }
+            let e = match entry::decode_record(payload) {
+                Ok(e) if e.seq == seq => e,
+                Ok(_) => {
+                    failure = failure.take().or(Some(LedgerError::Corrupt("entry seq does not match its position")));
+                    return Ok(());
+                }
+                Err(err) => {
+                    failure = failure.take().or(Some(err.into()));
+                    return Ok(());
+                }
+            };
+            if seq >= tree_from {
+                leaves.push(e.leaf_hash());
+                if leaves.len() >= 4096
+                    && let Err(err) = tree.append(&std::mem::take(&mut leaves))
+                {
+                    failure = failure.take().or(Some(io_err("append to", Path::new("tree"))(err)));
+                }
+            }
+            if seq >= indexed {
+                index_ops(&mut ops, seq, loc, e.time_ms, &stored_index_values(&e));
+                ops_len += 1;
+                if ops_len >= 4096 {
+                    if let Err(err) = index.apply_batch(std::mem::take(&mut ops)) {
+                        failure = failure.take().or(Some(err.into()));
+                    }
+                    ops_len = 0;
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        tree.append(&leaves).map_err(io_err("append to", Path::new("tree")))?;
+        index.apply_batch(ops)?;
+        Ok(rec)
+    }
+
+    /// What opening found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// Appends an entry and returns once it is durable and in the tree.
+    pub fn append(&self, entry: EntryFields) -> Result<Appended, LedgerError> {
+        let prepared = Prepared::new(entry, &self.rng)?;
+        let index_values = prepared.index_values();
+        let time_ms = prepared.time_ms();
+        let mut leaf_hash = [0u8; 32];
+        let seq = self.log.append(|seq| {
+            let (leaf, record) = prepared.encode(seq);
+            leaf_hash = merkle::leaf_hash(&leaf);
+            (record, Item { leaf_hash, time_ms, index_values })
+        })?;
+        Ok(Appended { seq, leaf_hash })
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.shared.size()
+    }
+
+    /// Size and root, read together.
+    pub fn head(&self) -> Result<(u64, Hash), LedgerError> {
+        let tree = read(&self.shared.tree);
+        let size = tree.size();
+        Ok((size, merkle::root(&*tree, size)?))
+    }
+
+    /// Root of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        Ok(merkle::root(&*read(&self.shared.tree), size)?)
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of the first `tree_size` entries.
+    pub fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        Ok(merkle::inclusion_proof(&*read(&self.shared.tree), seq, tree_size)?)
+    }
+
+    /// Consistency proof between the trees of the first `old` and `new` entries.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        Ok(merkle::consistency_proof(&*read(&self.shared.tree), old, new)?)
+    }
+
+    /// The entry at `seq`.
+    pub fn get(&self, seq: u64) -> Result<StoredEntry, LedgerError> {
+        if seq >= self.size() {
+            return Err(LedgerError::NotFound(seq));
+        }
+        self.shared.read_entry(seq)
+    }
+
+    /// Entries matching `filter`, at most `limit`, after the cursor of a previous page. Results
+    /// come in the order of the index used: seq order, time order for a time-only filter.
+    pub fn list(&self, filter: &Filter, after: Option<&[u8]>, limit: usize) -> Result<Listed, LedgerError> {
+        let field =
+            [(b'a', &filter.agency), (b'p', &filter.principal), (b'i', &filter.indicator), (b'd', &filter.decision)]
+                .into_iter()
+                .find_map(|(k, v)| v.as_ref().map(|v| (k, v)));
+        let (prefix, start, end): (Vec<u8>, Vec<u8>, Vec<u8>) = match field {
+            Some((kind, value)) => {
+                let p = field_prefix(kind, value);
+                let mut end = p.clone();
+                end.extend_from_slice(&[0xff; 8]);
+                (p.clone(), p, end)
+            }
+            None if filter.from_ms.is_some() || filter.to_ms.is_some() => {
+                let from = time_key(filter.from_ms.unwrap_or(0), 0);
+                let to = time_key(filter.to_ms.unwrap_or(u64::MAX), 0);
+                (vec![b'T'], from, to)
+            }
+            None => (vec![b'S'], seq_key(0), seq_key(u64::MAX)),
+        };
+        let start = match after {
+            Some(c) if c.starts_with(&prefix) && c >= start.as_slice() => {
+                let mut s = c.to_vec();
+                s.push(0);
+                s
+            }
+            _ => start,
+        };
+        let mut out = Listed::default();
+        if limit == 0 || start >= end {
+            return Ok(out);
+        }
+        let size = self.size();
+        for kv in self.shared.index.range(start..end) {
+            let (key, _) = kv?;
+            let seq = match key.get(key.len().saturating_sub(8)..).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                Some(b) if key.len() >= 9 => u64::from_be_bytes(b),
+                _ => return Err(LedgerError::Corrupt("bad index key")),
+            };
+            if seq >= size {
+                continue;
+            }
+            let e = self.shared.read_entry(seq)?;
+            let in_time = filter.from_ms.is_none_or(|f| e.time_ms >= f) && filter.to_ms.is_none_or(|t| e.time_ms < t);
+            let fields_match = [
+                (entry::keys::AGENCY, &filter.agency),
+                (entry::keys::PRINCIPAL, &filter.principal),
+                (entry::keys::INDICATOR, &filter.indicator),
+                (entry::keys::DECISION, &filter.decision),
+            ]
+            .iter()
+            .all(|(name, want)| want.as_ref().is_none_or(|w| e.value(name) == Some(w.as_str())));
+            if in_time && fields_match {
+                out.entries.push(e);
+            }
+            if out.entries.len() == limit {
+                out.next = Some(key.to_vec());
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last signed checkpoint and its note.
+    pub fn last_checkpoint(&self) -> Option<(Checkpoint, String)> {
+        lock(&self.shared.cp).last.clone()
+    }
+
+    /// Every signed checkpoint note, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
+        let cp = lock(&self.shared.cp);
+        Ok(load_checkpoints(&cp.path, &self.shared.verifier)?.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Signs a checkpoint of the current tree now (returns the last one when nothing changed).
+    pub fn checkpoint(&self) -> Result<Option<(Checkpoint, String)>, LedgerError> {
+        self.shared.sign_checkpoint()
+    }
+
+    /// The key that verifies this ledger's checkpoints.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.shared.verifier
+    }
+
+    /// Deletes the plaintext and salts of every entry older than `before_ms`; leaves, and so all
+    /// proofs and checkpoints, are unchanged. Segment files are rewritten to a temporary file,
+    /// synced and renamed over the old one.
+    pub fn purge_before(&self, before_ms: u64) -> Result<PurgeReport, LedgerError> {
+        let shared = &self.shared;
+        let _files = write(&shared.files);
+        self.log.maintenance(|w| {
+            let mut report = PurgeReport::default();
+            let dir = shared.segments_dir.clone();
+            for seg in w.segments.clone() {
+                let records = segment::read_segment(&dir, seg)?;
+                let mut entries = Vec::with_capacity(records.len());
+                for (_, payload) in &records {
+                    entries.push(entry::decode_record(payload)?);
+                }
+                let purge: Vec<bool> = entries.iter().map(|e| e.time_ms < before_ms && !e.purged()).collect();
+                if !purge.contains(&true) {
+                    continue;
+                }
+                shared.index.insert(META_DIRTY, &[1u8][..])?;
+                shared.index.flush()?;
+                let mut bytes = segment::header(seg).to_vec();
+                let mut ops = sled::Batch::default();
+                for (((_, payload), e), purge) in records.iter().zip(&entries).zip(&purge) {
+                    let offset = bytes.len() as u64;
+                    if *purge {
+                        for (kind, value) in stored_index_values(e) {
+                            ops.remove(field_key(kind, &value, e.seq));
+                        }
+                        segment::encode_frame(&entry::purged_record(e), &mut bytes);
+                        report.entries += 1;
+                    } else {
+                        segment::encode_frame(payload, &mut bytes);
+                    }
+                    ops.insert(seq_key(e.seq), &location_value(Location { segment: seg, offset }, e.time_ms)[..]);
+                }
+                let path = segment::segment_path(&dir, seg);
+                let tmp = dir.join("purge.tmp");
+                let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+                f.write_all(&bytes).map_err(io_err("write", &tmp))?;
+                f.sync_all().map_err(io_err("sync", &tmp))?;
+                fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+                segment::sync_dir(&dir).map_err(io_err("sync", &dir))?;
+                if seg == w.active() {
+                    w.reopen_active(bytes.len() as u64)?;
+                }
+                shared.index.apply_batch(ops)?;
+                report.segments += 1;
+            }
+            shared.index.remove(META_DIRTY)?;
+            shared.index.flush()?;
+            Ok(report)
+        })
+    }
+
+    /// Signs a final checkpoint, stops the checkpoint timer and flushes the index. Returns the
+    /// final checkpoint note (None for an empty ledger).
+    pub fn close(self) -> Result<Option<String>, LedgerError> {
+        self.stop_timer();
+        let cp = self.shared.sign_checkpoint()?;
+        self.shared.db.flush()?;
+        Ok(cp.map(|(_, note)| note))
+    }
+
+    fn stop_timer(&self) {
+        if let Some(t) = lock(&self.timer).take() {
+            t.stop.store(true, Ordering::Release);
+            t.thread.thread().unpark();
+            // The thread only signs checkpoints; a panic there has nothing to hand back.
+            let _ = t.thread.join();
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.stop_timer();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::MemTree;
+
+    fn options(key: &[u8]) -> LedgerOptions {
+        let mut o = LedgerOptions::new(NoteSigner::from_pkcs8("shuzhu.test/audit", key).unwrap());
+        o.checkpoint_every = 5;
+        o.checkpoint_interval = None;
+        o.segment_bytes = 2048;
+        o
+    }
+
+    fn entry(i: u64) -> EntryFields {
+        EntryFields::new(1_000 + i)
+            .with("agency", format!("agency-{}", i % 3))
+            .with("principal", format!("user-{}", i % 2))
+            .with("decision", if i.is_multiple_of(4) { "deny" } else { "allow" })
+            .with("indicator", "closure_rate")
+    }
+
+    #[test]
+    fn append_prove_reopen_and_checkpoints_stay_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        let mut mem = MemTree::default();
+        for i in 0..23 {
+            let a = ledger.append(entry(i)).unwrap();
+            assert_eq!(a.seq, i);
+            mem.push(a.leaf_hash);
+        }
+        let (size, root) = ledger.head().unwrap();
+        assert_eq!((size, root), (23, merkle::root(&mem, 23).unwrap()));
+        for i in [0, 7, 22] {
+            let p = ledger.inclusion_proof(i, size).unwrap();
+            merkle::verify_inclusion(i, size, &ledger.get(i).unwrap().leaf_hash(), &p, &root).unwrap();
+        }
+        let (cp, _) = ledger.last_checkpoint().unwrap();
+        assert_eq!(cp.size, 20, "signed every 5 entries");
+        let notes = ledger.checkpoints().unwrap();
+        assert_eq!(notes.len(), 4);
+        let final_note = ledger.close().unwrap().unwrap();
+        let verifier = NoteSigner::from_pkcs8("shuzhu.test/audit", &key).unwrap().verifier();
+        assert_eq!(verifier.verify(&final_note).unwrap().size, 23);
+
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        assert_eq!(ledger.head().unwrap(), (23, root));
+        assert_eq!(ledger.get(3).unwrap().value("agency"), Some("agency-0"));
+        let p = ledger.consistency_proof(20, 23).unwrap();
+        merkle::verify_consistency(20, 23, &cp.root, &root, &p).unwrap();
+        assert_eq!(ledger.append(entry(23)).unwrap().seq, 23);
+    }
+
+    #[test]
+    fn ledger_acknowledges_only_after_the_segment_sync() {
+        use crate::segment::recording::{RecIo, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::default();
+        let o = options(&NoteSigner::generate_pkcs8().unwrap());
+        let ledger = Arc::new(Ledger::open_with_io(dir.path(), o, Box::new(RecIo(recorder.clone()))).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (ledger, recorder) = (ledger.clone(), recorder.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let name = format!("rec-{t}-{i}");
+                        ledger.append(entry(i).with("marker", format!("{name}."))).unwrap();
+                        recorder.push(format!("ack {name}"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (acks, _) = recorder.assert_synced_before_ack();
+        assert_eq!(acks, 100);
+    }
+
+    #[test]
+    fn list_filters_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&NoteSigner::generate_pkcs8().unwrap())).unwrap();
+        for i in 0..30 {
+            ledger.append(entry(i)).unwrap();
+        }
+        let f = Filter { agency: Some("agency-1".into()), decision: Some("allow".into()), ..Filter::default() };
+        let mut seen = Vec::new();
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = ledger.list(&f, cursor.as_deref(), 3).unwrap();
+            seen.extend(page.entries.iter().map(|e| e.seq));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let want: Vec<u64> = (0..30u64).filter(|i| i % 3 == 1 && !i.is_multiple_of(4)).collect();
+        assert_eq!(seen, want);
+        let t = Filter { from_ms: Some(1_010), to_ms: Some(1_013), ..Filter::default() };
+        let got: Vec<u64> = ledger.list(&t, None, 100).unwrap().entries.iter().map(|e| e.seq).collect();
+        assert_eq!(got, [10, 11, 12]);
+        let all = ledger.list(&Filter::default(), None, 100).unwrap();
+        assert_eq!(all.entries.len(), 30);
+        let inverted = Filter { from_ms: Some(1_020), to_ms: Some(1_010), ..Filter::default() };
+        assert!(ledger.list(&inverted, None, 100).unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn index_is_rebuilt_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..12 {
+            ledger.append(entry(i)).unwrap();
+        }
+        let head = ledger.head().unwrap();
+        ledger.close().unwrap();
+        fs::remove_dir_all(dir.path().join("index")).unwrap();
+        fs::remove_dir_all(dir.path().join("tree")).unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        assert_eq!(ledger.open_report().index_caught_up_from, Some(0));
+        assert_eq!(ledger.head().unwrap(), head);
+        let f = Filter { principal: Some("user-1".into()), ..Filter::default() };
+        assert_eq!(ledger.list(&f, None, 100).unwrap().entries.len(), 6);
+    }
+
+    #[test]
+    fn purge_removes_plaintext_but_keeps_proofs() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..20 {
+            ledger.append(entry(i)).unwrap();
+        }
+        let before = ledger.checkpoint().unwrap().unwrap().0;
+        let report = ledger.purge_before(1_010).unwrap();
+        assert_eq!(report.entries, 10);
+        assert!(report.segments >= 1);
+        let old = ledger.get(4).unwrap();
+        assert!(old.purged());
+        assert_eq!(old.value("agency"), None);
+        assert!(!ledger.get(10).unwrap().purged());
+        assert_eq!(ledger.get(10).unwrap().value("agency"), Some("agency-1"));
+        let f = Filter { agency: Some("agency-1".into()), ..Filter::default() };
+        let seqs: Vec<u64> = ledger.list(&f, None, 100).unwrap().entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [10, 13, 16, 19], "purged entries leave the field indexes");
+        // Appends keep working on the rewritten active segment, and the tree is unchanged.
+        ledger.append(entry(20)).unwrap();
+        let (size, root) = ledger.head().unwrap();
+        let p = ledger.consistency_proof(before.size, size).unwrap();
+        merkle::verify_consistency(before.size, size, &before.root, &root, &p).unwrap();
+        ledger.close().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        assert!(ledger.get(4).unwrap().purged());
+        assert_eq!(ledger.get(20).unwrap().value("decision"), Some("deny"));
+    }
+
+    #[test]
+    fn refuses_to_sign_a_checkpoint_inconsistent_with_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let mut o = options(&key);
+        o.checkpoint_every = 0;
+        let ledger = Ledger::open(dir.path(), o).unwrap();
+        for i in 0..4 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.checkpoint().unwrap();
+        ledger.append(entry(4)).unwrap();
+        // Rewrite history under the running ledger: the stored root of leaves 0..4 changes, which
+        // is the node both the new root and the consistency proof read.
+        let level2 = dir.path().join("tree/level-02.hash");
+        let f = OpenOptions::new().write(true).open(&level2).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0xAB; 32], 0).unwrap();
+        drop(f);
+        assert!(matches!(ledger.checkpoint(), Err(LedgerError::Inconsistent { last: 4, now: 5 })));
+        assert_eq!(ledger.last_checkpoint().unwrap().0.size, 4, "nothing new was signed");
+    }
+
+    #[test]
+    fn verify_on_open_refuses_an_entry_altered_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..6 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.close().unwrap();
+        // Replace entry 2 with a well-formed entry of the same seq, checksum and all.
+        let seg_dir = dir.path().join("segments");
+        let first = segment::list_segments(&seg_dir).unwrap()[0];
+        let records = segment::read_segment(&seg_dir, first).unwrap();
+        let (loc, payload) = records.iter().find(|(_, p)| entry::decode_record(p).unwrap().seq == 2).unwrap();
+        let forged = Prepared::new(entry(2).with("note", "forged"), &SystemRandom::new()).unwrap().encode(2).1;
+        let mut bytes = fs::read(segment::segment_path(&seg_dir, first)).unwrap();
+        let mut frame = Vec::new();
+        segment::encode_frame(&forged, &mut frame);
+        let old_end = (loc.offset + segment::FRAME_HEADER_LEN) as usize + payload.len();
+        bytes.splice(loc.offset as usize..old_end, frame);
+        fs::write(segment::segment_path(&seg_dir, first), bytes).unwrap();
+        fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let mut o = options(&key);
+        o.verify_on_open = true;
+        assert!(matches!(Ledger::open(dir.path(), o), Err(LedgerError::CheckpointMismatch { size: 6 })));
+    }
+
+    #[test]
+    fn opening_refuses_segments_that_lost_signed_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let mut o = options(&key);
+        o.segment_bytes = 1 << 20;
+        let ledger = Ledger::open(dir.path(), o).unwrap();
+        for i in 0..6 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.close().unwrap();
+        // Cut the last two whole frames: what a tail-truncating attacker would do.
+        let seg = segment::segment_path(&dir.path().join("segments"), 0);
+        let records = segment::read_segment(&dir.path().join("segments"), 0).unwrap();
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(records[4].0.offset).unwrap();
+        drop(f);
+        let mut o = options(&key);
+        o.segment_bytes = 1 << 20;
+        assert!(matches!(Ledger::open(dir.path(), o), Err(LedgerError::Truncated { checkpoint: 6, recovered: 4 })));
+    }
+}
