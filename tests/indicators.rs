@@ -302,6 +302,6 @@ fn the_catalogue_and_health_are_served() {
         (list, health)
     });
     let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
-    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 5, "{names:?}");
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 6, "{names:?}");
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
