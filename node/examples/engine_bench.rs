@@ -45,10 +45,15 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn vm_rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// A `kB` line of /proc/self/status, in bytes.
+fn status_bytes(name: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
@@ -155,6 +160,12 @@ fn query(csv: &std::path::Path, dir: &std::path::Path, runs: usize, side: &str) 
     };
     let load_secs = started.elapsed().as_secs_f64();
     let after = vm_rss_bytes();
+    println!(
+        "after load: RssAnon {} MB, RssFile {} MB, VmHWM {} MB",
+        status_bytes("RssAnon:") / 1_000_000,
+        status_bytes("RssFile:") / 1_000_000,
+        status_bytes("VmHWM:") / 1_000_000
+    );
     let n = table.len().max(1) as f64;
     println!(
         "engine: {} cases loaded from sled in {:.2} s; RSS {} MB before, {} MB after (store closed): {:.1} resident bytes per case added ({:.1} per case for the whole process); columns + dictionaries {:.1} bytes per case",
