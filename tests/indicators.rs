@@ -14,6 +14,10 @@ struct Case {
     filed: Date,
     closed: Option<Date>,
     deadline: Date,
+    /// 民初.
+    civil_first: bool,
+    /// Closed by 调解, 准予撤诉 or 按撤诉处理.
+    mediated_or_withdrawn: bool,
 }
 
 fn load_cases() -> Vec<Case> {
@@ -33,6 +37,8 @@ fn load_cases() -> Vec<Case> {
                 filed: Date::parse(&rec[c_filed], fmt).unwrap(),
                 closed: (!rec[c_closed].is_empty()).then(|| Date::parse(&rec[c_closed], fmt).unwrap()),
                 deadline: Date::parse(&rec[c_deadline], fmt).unwrap(),
+                civil_first: &rec[col("type_code")] == "民初",
+                mediated_or_withdrawn: ["调解", "准予撤诉", "按撤诉处理"].contains(&&rec[col("closure_method")]),
             });
         }
     }
@@ -86,6 +92,8 @@ struct Measures {
     active: i64,
     on_time: i64,
     days: i64,
+    civil_first_closed: i64,
+    civil_first_mediated_withdrawn: i64,
 }
 
 fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTreeMap<(String, String), Measures> {
@@ -106,6 +114,10 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
                 if cl <= c.deadline {
                     m.on_time = 1;
                 }
+                if c.civil_first {
+                    m.civil_first_closed = 1;
+                    m.civil_first_mediated_withdrawn = i64::from(c.mediated_or_withdrawn);
+                }
             }
             if c.filed <= s.last && c.closed.is_none_or(|cl| cl >= s.first) {
                 m.active = 1;
@@ -117,6 +129,8 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
                 e.active += m.active;
                 e.on_time += m.on_time;
                 e.days += m.days;
+                e.civil_first_closed += m.civil_first_closed;
+                e.civil_first_mediated_withdrawn += m.civil_first_mediated_withdrawn;
             }
         }
     }
@@ -170,6 +184,12 @@ fn expected(ind: &str, m: &Measures) -> Option<Expected> {
                 ("ok", Some(m.days as f64 / m.closed as f64), Some(m.days), Some(m.closed))
             }
         }
+        "mediation_withdrawal_rate" => {
+            if m.civil_first_closed == 0 {
+                return None;
+            }
+            ratio(m.civil_first_mediated_withdrawn, m.civil_first_closed, true)
+        }
         other => panic!("{other}"),
     })
 }
@@ -211,7 +231,7 @@ fn every_indicator_equals_brute_force_by_region_year_and_court_month() {
     let cases = load_cases();
     let mut cells = 0;
     let mut suppressed = 0;
-    for ind in ["filed", "closed", "closure_rate", "on_time_rate", "avg_trial_days"] {
+    for ind in ["filed", "closed", "closure_rate", "on_time_rate", "avg_trial_days", "mediation_withdrawal_rate"] {
         for (from, to) in [(202301, 202412), (201901, 202012), (202402, 202403)] {
             let (c, s) = check(ind, "region", "year", from, to, &cases);
             cells += c;
@@ -302,6 +322,6 @@ fn the_catalogue_and_health_are_served() {
         (list, health)
     });
     let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
-    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 5, "{names:?}");
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 6, "{names:?}");
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }

@@ -1,39 +1,54 @@
-//! The node's aggregation engine: the `cases` dataset held in memory as columns (dictionary-encoded
-//! codes, day numbers and month indices) built from the durable store, and a single-pass aggregation
-//! that produces partial measures with contributor counts per group and sub-period.
+//! The node's aggregation engine: the `cases` dataset held in memory as narrow columns (dictionary-encoded
+//! u16/u8 codes and i32 day numbers, about 17 bytes per case) built from the durable store, and a
+//! column-wise aggregation into dense arrays indexed by packed group codes that produces partial measures
+//! with contributor counts per group and sub-period.
 //!
 //! Time dimensions split the period into sub-periods (years, quarters or months); each measure's anchor
 //! decides which sub-periods a case falls in: the month of `filed_on`, of `closed_on`, or — for
-//! "active" (pending at the start + filed in) — every sub-period the case was open in.
+//! "active" (pending at the start + filed in) — every sub-period the case was open in. A day-number →
+//! sub-period table built per query replaces any per-case date arithmetic; "active" counts go through a
+//! difference array, so a case open for years costs two additions, not one per month.
 
 use std::collections::HashMap;
 
 use shuzhu_policy::dimension::{Dimension, TimeGrain, time_grain};
 use shuzhu_policy::disclosure::Partial;
 use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, Measure};
-use shuzhu_policy::period::{Month, Period, format_day, month_of_day};
-use shuzhu_policy::schema::{self, CASES, TYPE_CODES};
+use shuzhu_policy::period::{Month, Period, days_from_civil, format_day};
+use shuzhu_policy::schema::{self, CASES, CLOSURE_METHODS, TYPE_CODES};
 
 use crate::record::{Record, Value};
 use crate::store::{Store, StoreError};
 
 const OPEN: i32 = i32::MAX;
+/// `method` of a case without a closure method.
+const NO_METHOD: u8 = u8::MAX;
+/// Bit of `flags`: closed, and on or before the deadline.
+const ON_TIME: u8 = 1;
+/// Rows handled per block: group codes of a block are computed once and shared by every measure.
+const BLOCK: usize = 2048;
+/// Group code of a row that a filter rejects (any code at or above it).
+const REJECTED: u64 = 1 << 62;
+/// Largest number of (group, sub-period) cells held as dense arrays; beyond it groups are numbered
+/// through a hash map as they appear.
+const DENSE_CELLS: u64 = 1 << 20;
+/// Fewest rows worth a second thread.
+const PARALLEL_ROWS: usize = 200_000;
 
 /// The `cases` dataset as columns.
 #[derive(Default)]
 pub struct CaseTable {
     courts: Vec<String>,
     causes: Vec<String>,
+    regions: Vec<u32>,
     court: Vec<u16>,
-    region: Vec<u32>,
+    region: Vec<u16>,
+    cause: Vec<u16>,
     type_code: Vec<u8>,
-    cause: Vec<u32>,
+    method: Vec<u8>,
+    flags: Vec<u8>,
     filed: Vec<i32>,
     closed: Vec<i32>,
-    deadline: Vec<i32>,
-    filed_month: Vec<i32>,
-    closed_month: Vec<i32>,
-    regions: Vec<u32>,
     max_day: Option<i32>,
 }
 
@@ -49,6 +64,9 @@ pub enum EngineError {
     /// A dimension or filter the dataset does not have.
     #[error("dimension {0} is not available for dataset cases")]
     Dimension(String),
+    /// A dimension has more distinct values than its column can encode.
+    #[error("dimension {0} has more than 65 535 distinct values")]
+    Cardinality(&'static str),
 }
 
 /// One filter, already parsed.
@@ -73,68 +91,249 @@ fn field_index(name: &str) -> usize {
     CASES.fields.iter().position(|f| f.name == name).unwrap_or(usize::MAX)
 }
 
-impl CaseTable {
-    /// Loads every stored case.
-    pub fn load(store: &dyn Store) -> Result<Self, EngineError> {
-        let mut t = CaseTable::default();
-        let mut court_ids: HashMap<String, u16> = HashMap::new();
-        let mut cause_ids: HashMap<String, u32> = HashMap::new();
-        let (i_court, i_region, i_type, i_cause) =
-            (field_index("court_code"), field_index("region_code"), field_index("type_code"), field_index("cause"));
-        let (i_filed, i_closed, i_deadline) =
-            (field_index("filed_on"), field_index("closed_on"), field_index("deadline_on"));
-        let mut bad: Option<String> = None;
-        store.scan("cases", &mut |k, v| {
-            let Ok(rec) = postcard::from_bytes::<Record>(v) else {
-                bad.get_or_insert_with(|| String::from_utf8_lossy(k).chars().count().to_string());
-                return;
-            };
-            let text = |i: usize| match rec.values.get(i) {
-                Some(Value::Text(s)) => s.as_str(),
-                _ => "",
-            };
-            let int = |i: usize| match rec.values.get(i) {
-                Some(Value::Int(n)) => *n,
-                _ => 0,
-            };
-            let day = |i: usize| match rec.values.get(i) {
-                Some(Value::Day(d)) => *d,
-                _ => OPEN,
-            };
-            let next = court_ids.len() as u16;
-            let court = *court_ids.entry(text(i_court).to_string()).or_insert(next);
-            if court == next {
-                t.courts.push(text(i_court).to_string());
-            }
-            let next = cause_ids.len() as u32;
-            let cause = *cause_ids.entry(text(i_cause).to_string()).or_insert(next);
-            if cause == next {
-                t.causes.push(text(i_cause).to_string());
-            }
-            let type_code = match rec.values.get(i_type) {
-                Some(Value::Enum(e)) => *e,
-                _ => 0,
-            };
-            let (filed, closed, deadline) = (day(i_filed), day(i_closed), day(i_deadline));
-            t.court.push(court);
-            t.region.push(int(i_region) as u32);
-            t.type_code.push(type_code);
-            t.cause.push(cause);
-            t.filed.push(filed);
-            t.closed.push(closed);
-            t.deadline.push(deadline);
-            t.filed_month.push(month_of_day(filed).index());
-            t.closed_month.push(if closed == OPEN { OPEN } else { month_of_day(closed).index() });
-            let latest = if closed == OPEN { filed } else { closed.max(filed) };
-            t.max_day = Some(t.max_day.map_or(latest, |m: i32| m.max(latest)));
-        })?;
-        if let Some(key) = bad {
-            return Err(EngineError::Corrupt(format!("(key of {key} characters)")));
+/// The fields the engine reads, borrowed from one stored record.
+#[derive(Default)]
+struct Fields<'a> {
+    court: &'a str,
+    cause: &'a str,
+    region: u32,
+    type_code: u8,
+    method: u8,
+    filed: i32,
+    closed: i32,
+    deadline: i32,
+}
+
+/// Positions of the engine's fields in the schema.
+struct FieldIdx {
+    court: usize,
+    region: usize,
+    type_code: usize,
+    cause: usize,
+    filed: usize,
+    closed: usize,
+    deadline: usize,
+    method: usize,
+    last: usize,
+}
+
+impl FieldIdx {
+    fn new() -> Self {
+        let f = FieldIdx {
+            court: field_index("court_code"),
+            region: field_index("region_code"),
+            type_code: field_index("type_code"),
+            cause: field_index("cause"),
+            filed: field_index("filed_on"),
+            closed: field_index("closed_on"),
+            deadline: field_index("deadline_on"),
+            method: field_index("closure_method"),
+            last: 0,
+        };
+        let last = [f.court, f.region, f.type_code, f.cause, f.filed, f.closed, f.deadline, f.method]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        FieldIdx { last, ..f }
+    }
+
+    fn set<'a>(&self, out: &mut Fields<'a>, i: usize, v: Val<'a>) {
+        match v {
+            Val::Text(t) if i == self.court => out.court = t,
+            Val::Text(t) if i == self.cause => out.cause = t,
+            Val::Int(n) if i == self.region => out.region = u32::try_from(n).unwrap_or(0),
+            Val::Enum(e) if i == self.type_code => out.type_code = e,
+            Val::Enum(e) if i == self.method => out.method = e,
+            Val::Day(d) if i == self.filed => out.filed = d,
+            Val::Day(d) if i == self.closed => out.closed = d,
+            Val::Day(d) if i == self.deadline => out.deadline = d,
+            _ => {}
         }
-        t.regions = t.region.clone();
-        t.regions.sort_unstable();
-        t.regions.dedup();
-        Ok(t)
+    }
+}
+
+/// A value as the walker sees it.
+enum Val<'a> {
+    Other,
+    Text(&'a str),
+    Int(i64),
+    Day(i32),
+    Enum(u8),
+}
+
+fn fields_default<'a>() -> Fields<'a> {
+    Fields { method: NO_METHOD, filed: OPEN, closed: OPEN, deadline: OPEN, ..Default::default() }
+}
+
+/// Reads the engine's fields straight from postcard bytes of a [`Record`] without allocating. Returns
+/// `None` on anything unexpected; the caller then decodes the record in full.
+fn walk<'a>(bytes: &'a [u8], idx: &FieldIdx) -> Option<Fields<'a>> {
+    let mut pos = 0usize;
+    let varint = |pos: &mut usize| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = *bytes.get(*pos)?;
+            *pos += 1;
+            v |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    let zigzag = |v: u64| ((v >> 1) as i64) ^ -((v & 1) as i64);
+    let n = usize::try_from(varint(&mut pos)?).ok()?;
+    let mut out = fields_default();
+    for i in 0..n.min(idx.last + 1) {
+        // Variant order of `Value`: Absent, Text, Int, Day, Bool, Enum, IdDerived.
+        let v = match varint(&mut pos)? {
+            0 => Val::Other,
+            1 => {
+                let len = usize::try_from(varint(&mut pos)?).ok()?;
+                let text = std::str::from_utf8(bytes.get(pos..pos.checked_add(len)?)?).ok()?;
+                pos += len;
+                Val::Text(text)
+            }
+            2 => Val::Int(zigzag(varint(&mut pos)?)),
+            3 => Val::Day(i32::try_from(zigzag(varint(&mut pos)?)).ok()?),
+            4 => {
+                pos += 1;
+                Val::Other
+            }
+            5 => {
+                let e = *bytes.get(pos)?;
+                pos += 1;
+                Val::Enum(e)
+            }
+            6 => {
+                varint(&mut pos)?;
+                pos += 1;
+                varint(&mut pos)?;
+                Val::Other
+            }
+            _ => return None,
+        };
+        idx.set(&mut out, i, v);
+    }
+    Some(out)
+}
+
+/// The engine's fields of a fully decoded record.
+fn from_record<'a>(rec: &'a Record, idx: &FieldIdx) -> Fields<'a> {
+    let mut out = fields_default();
+    for (i, v) in rec.values.iter().enumerate() {
+        let v = match v {
+            Value::Text(t) => Val::Text(t),
+            Value::Int(n) => Val::Int(*n),
+            Value::Day(d) => Val::Day(*d),
+            Value::Enum(e) => Val::Enum(*e),
+            _ => Val::Other,
+        };
+        idx.set(&mut out, i, v);
+    }
+    out
+}
+
+/// A dictionary of distinct values, coded as u16 in order of appearance.
+struct Dict<K> {
+    codes: HashMap<K, u16>,
+    name: &'static str,
+}
+
+impl<K: std::hash::Hash + Eq> Dict<K> {
+    fn new(name: &'static str) -> Self {
+        Dict { codes: HashMap::new(), name }
+    }
+
+    fn code<Q>(&mut self, key: &Q, values: &mut Vec<Q::Owned>) -> Result<u16, EngineError>
+    where
+        Q: std::hash::Hash + Eq + ToOwned + ?Sized,
+        K: std::borrow::Borrow<Q> + From<Q::Owned>,
+        Q::Owned: Clone,
+    {
+        if let Some(c) = self.codes.get(key) {
+            return Ok(*c);
+        }
+        let c = u16::try_from(values.len()).map_err(|_| EngineError::Cardinality(self.name))?;
+        values.push(key.to_owned());
+        self.codes.insert(K::from(key.to_owned()), c);
+        Ok(c)
+    }
+}
+
+impl CaseTable {
+    /// Loads every stored case, one record at a time (no decoded copy of the dataset is ever held).
+    pub fn load(store: &dyn Store) -> Result<Self, EngineError> {
+        let n = usize::try_from(store.count("cases")?).unwrap_or(0);
+        let mut t = CaseTable::with_capacity(n);
+        let idx = FieldIdx::new();
+        let mut courts: Dict<String> = Dict::new("court");
+        let mut causes: Dict<String> = Dict::new("cause");
+        let mut regions: Dict<u32> = Dict::new("region");
+        let mut failure: Option<EngineError> = None;
+        store.scan("cases", &mut |k, v| {
+            if failure.is_some() {
+                return;
+            }
+            let full;
+            let f = match walk(v, &idx) {
+                Some(f) => f,
+                None => match postcard::from_bytes::<Record>(v) {
+                    Ok(rec) => {
+                        full = rec;
+                        from_record(&full, &idx)
+                    }
+                    Err(_) => {
+                        let len = String::from_utf8_lossy(k).chars().count();
+                        failure = Some(EngineError::Corrupt(format!("(key of {len} characters)")));
+                        return;
+                    }
+                },
+            };
+            let coded = (|| -> Result<(u16, u16, u16), EngineError> {
+                Ok((
+                    courts.code(f.court, &mut t.courts)?,
+                    causes.code(f.cause, &mut t.causes)?,
+                    regions.code(&f.region, &mut t.regions)?,
+                ))
+            })();
+            match coded {
+                Ok((court, cause, region)) => t.push(court, region, cause, &f),
+                Err(e) => failure = Some(e),
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(t),
+        }
+    }
+
+    fn with_capacity(n: usize) -> Self {
+        CaseTable {
+            court: Vec::with_capacity(n),
+            region: Vec::with_capacity(n),
+            cause: Vec::with_capacity(n),
+            type_code: Vec::with_capacity(n),
+            method: Vec::with_capacity(n),
+            flags: Vec::with_capacity(n),
+            filed: Vec::with_capacity(n),
+            closed: Vec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, court: u16, region: u16, cause: u16, f: &Fields<'_>) {
+        let on_time = f.closed != OPEN && f.closed <= f.deadline;
+        self.court.push(court);
+        self.region.push(region);
+        self.cause.push(cause);
+        self.type_code.push(f.type_code);
+        self.method.push(f.method);
+        self.flags.push(if on_time { ON_TIME } else { 0 });
+        self.filed.push(f.filed);
+        self.closed.push(f.closed);
+        let latest = if f.closed == OPEN { f.filed } else { f.closed.max(f.filed) };
+        self.max_day = Some(self.max_day.map_or(latest, |m: i32| m.max(latest)));
     }
 
     /// Number of cases.
@@ -154,7 +353,9 @@ impl CaseTable {
 
     /// The distinct region codes.
     pub fn regions(&self) -> Vec<String> {
-        self.regions.iter().map(|r| format!("{r:06}")).collect()
+        let mut r = self.regions.clone();
+        r.sort_unstable();
+        r.iter().map(|r| format!("{r:06}")).collect()
     }
 
     /// The distinct court codes.
@@ -162,6 +363,20 @@ impl CaseTable {
         let mut c = self.courts.clone();
         c.sort();
         c
+    }
+
+    /// Bytes held by the columns and dictionaries (capacity, not length).
+    pub fn heap_bytes(&self) -> usize {
+        let strings =
+            |v: &Vec<String>| v.capacity() * size_of::<String>() + v.iter().map(String::capacity).sum::<usize>();
+        strings(&self.courts)
+            + strings(&self.causes)
+            + self.regions.capacity() * 4
+            + (self.court.capacity() + self.region.capacity() + self.cause.capacity()) * 2
+            + self.type_code.capacity()
+            + self.method.capacity()
+            + self.flags.capacity()
+            + (self.filed.capacity() + self.closed.capacity()) * 4
     }
 
     /// Computes `measures` grouped by `group_by` over `period`, keeping only cases that pass `filters`.
@@ -172,7 +387,251 @@ impl CaseTable {
         period: Period,
         filters: &[Filter],
     ) -> Result<Vec<GroupOut>, EngineError> {
-        let pass = self.filter_masks(filters)?;
+        let plan = Plan::new(self, measures, group_by, period, filters)?;
+        let n = self.len();
+        let accs = if plan.dense && n >= PARALLEL_ROWS {
+            let mid = n / 2;
+            let (a, b) = std::thread::scope(|s| {
+                let other = s.spawn(|| plan.run(self, mid..n));
+                let mine = plan.run(self, 0..mid);
+                // A panic in the other half is a bug; re-raise it rather than answer with half the data.
+                (mine, other.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            });
+            a.merge(b)
+        } else {
+            plan.run(self, 0..n)
+        };
+        Ok(plan.output(self, measures, accs))
+    }
+
+    fn label(&self, d: Dimension, code: u32) -> String {
+        match d {
+            Dimension::Region => self.regions.get(code as usize).map(|r| format!("{r:06}")).unwrap_or_default(),
+            Dimension::Court => self.courts.get(code as usize).cloned().unwrap_or_default(),
+            Dimension::Cause => self.causes.get(code as usize).cloned().unwrap_or_default(),
+            Dimension::TypeCode | Dimension::Division | Dimension::Instance => {
+                type_labels(d).get(code as usize).copied().unwrap_or("").to_string()
+            }
+            Dimension::Year | Dimension::Quarter | Dimension::Month => String::new(),
+        }
+    }
+}
+
+/// The label of type code `t` under a type-derived dimension.
+fn type_label(d: Dimension, t: &str) -> &'static str {
+    match d {
+        Dimension::Division => schema::division_of(t).unwrap_or(""),
+        Dimension::Instance => schema::instance_of(t).unwrap_or(""),
+        _ => TYPE_CODES.iter().copied().find(|c| *c == t).unwrap_or(""),
+    }
+}
+
+/// The distinct labels of a type-derived dimension, in first-appearance order over [`TYPE_CODES`].
+fn type_labels(d: Dimension) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for t in TYPE_CODES {
+        let l = type_label(d, t);
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// How one measure is computed.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// One sub-period (anchor filed or closed), one per case.
+    Count { closed_anchor: bool },
+    /// One sub-period, trial days summed.
+    Days { closed_anchor: bool },
+    /// Every sub-period the case was open in, one per case (difference array).
+    ActiveCount,
+    /// Every sub-period the case was open in, trial days summed.
+    ActiveDays,
+}
+
+/// One measure's plan: its kernel and its condition as a table over (type, method, on-time).
+struct MeasurePlan {
+    kernel: Kernel,
+    accept: Option<Vec<bool>>,
+}
+
+fn cond_index(type_code: u8, method: u8, flags: u8) -> usize {
+    (usize::from(type_code) << 9) | (usize::from(method) << 1) | usize::from(flags & ON_TIME)
+}
+
+impl MeasurePlan {
+    fn new(m: &Measure) -> Self {
+        let closed_anchor = m.anchor == Anchor::Closed;
+        let kernel = match (m.anchor, m.accumulate) {
+            (Anchor::Active, Accumulate::Count) => Kernel::ActiveCount,
+            (Anchor::Active, Accumulate::TrialDays) => Kernel::ActiveDays,
+            (_, Accumulate::Count) => Kernel::Count { closed_anchor },
+            (_, Accumulate::TrialDays) => Kernel::Days { closed_anchor },
+        };
+        let accept = match m.condition {
+            Condition::Any => None,
+            cond => {
+                let mut table = vec![false; 256 << 9];
+                for (i, slot) in table.iter_mut().enumerate() {
+                    let (t, method, on_time) = (i >> 9, (i >> 1) & 0xff, i & 1 == 1);
+                    *slot = match cond {
+                        Condition::Any => true,
+                        Condition::ClosedOnTime => on_time,
+                        Condition::Cases { type_codes, closure_methods } => {
+                            let t_ok = TYPE_CODES.get(t).is_some_and(|l| type_codes.contains(l));
+                            let m_ok = closure_methods.is_empty()
+                                || CLOSURE_METHODS.get(method).is_some_and(|l| closure_methods.contains(l));
+                            (type_codes.is_empty() || t_ok) && m_ok
+                        }
+                    };
+                }
+                Some(table)
+            }
+        };
+        MeasurePlan { kernel, accept }
+    }
+}
+
+/// Per-measure accumulators over cells (group × sub-period).
+struct Acc {
+    value: Vec<i64>,
+    contributors: Vec<u64>,
+    max_single: Vec<i64>,
+    /// Difference array of an "active" count: `nb + 1` entries per group.
+    diff: Vec<i64>,
+}
+
+/// Accumulators of one run over a range of rows.
+struct Accs {
+    measures: Vec<Acc>,
+    /// Hash mode: packed group codes in order of their compact number.
+    packed: Vec<u64>,
+    groups: usize,
+}
+
+impl Accs {
+    fn merge(mut self, other: Accs) -> Accs {
+        // Only dense runs are merged: both sides share the same cell numbering.
+        for (a, b) in self.measures.iter_mut().zip(other.measures) {
+            add_into(&mut a.value, &b.value);
+            for (x, y) in a.contributors.iter_mut().zip(&b.contributors) {
+                *x += y;
+            }
+            for (x, y) in a.max_single.iter_mut().zip(&b.max_single) {
+                *x = (*x).max(*y);
+            }
+            add_into(&mut a.diff, &b.diff);
+        }
+        self
+    }
+}
+
+fn add_into(a: &mut [i64], b: &[i64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// A query compiled against the table's dictionaries.
+struct Plan {
+    measures: Vec<MeasurePlan>,
+    /// Per-dimension group-code contribution (or [`REJECTED`]) by column code.
+    region: Vec<u64>,
+    court: Vec<u64>,
+    cause: Vec<u64>,
+    type_code: Vec<u64>,
+    /// Record dimensions of `group_by`, with their cardinality and stride.
+    dims: Vec<(Dimension, u64, u64)>,
+    group_by: Vec<Dimension>,
+    groups: u64,
+    dense: bool,
+    /// Sub-periods.
+    nb: usize,
+    grain: TimeGrain,
+    first_month: i32,
+    /// First day of the period, and the sub-period of each day of it.
+    day0: i32,
+    bucket_of_day: Vec<u32>,
+}
+
+impl Plan {
+    fn new(
+        t: &CaseTable,
+        measures: &[&Measure],
+        group_by: &[Dimension],
+        period: Period,
+        filters: &[Filter],
+    ) -> Result<Plan, EngineError> {
+        // Filters: what passes, per column code. Region, court and cause: the last filter of a dimension
+        // decides; type-derived filters all apply.
+        let mut region_ok: Option<Vec<bool>> = None;
+        let mut court_ok: Option<Vec<bool>> = None;
+        let mut cause_ok: Option<Vec<bool>> = None;
+        let mut type_ok = vec![true; 256];
+        for f in filters {
+            let has = |label: &str| f.values.iter().any(|v| v == label);
+            match f.dimension {
+                Dimension::Region => {
+                    let wanted: Vec<u32> = f.values.iter().filter_map(|v| v.parse::<u32>().ok()).collect();
+                    region_ok = Some(t.regions.iter().map(|r| wanted.contains(r)).collect());
+                }
+                Dimension::Court => court_ok = Some(t.courts.iter().map(|c| has(c)).collect()),
+                Dimension::Cause => cause_ok = Some(t.causes.iter().map(|c| has(c)).collect()),
+                d @ (Dimension::TypeCode | Dimension::Division | Dimension::Instance) => {
+                    for (i, ok) in type_ok.iter_mut().enumerate() {
+                        *ok &= TYPE_CODES.get(i).is_some_and(|tc| has(type_label(d, tc)));
+                    }
+                }
+                other => return Err(EngineError::Dimension(other.to_string())),
+            }
+        }
+        let base = |n: usize, ok: &Option<Vec<bool>>| -> Vec<u64> {
+            (0..n).map(|i| if ok.as_ref().is_none_or(|o| o[i]) { 0 } else { REJECTED }).collect()
+        };
+        let mut region = base(t.regions.len(), &region_ok);
+        let mut court = base(t.courts.len(), &court_ok);
+        let mut cause = base(t.causes.len(), &cause_ok);
+        let mut type_code: Vec<u64> = type_ok.iter().map(|ok| if *ok { 0 } else { REJECTED }).collect();
+
+        let mut dims = Vec::new();
+        let mut stride: u64 = 1;
+        let mut overflow = false;
+        for d in group_by.iter().copied().filter(|d| !d.is_time()) {
+            let card = match d {
+                Dimension::Region => t.regions.len(),
+                Dimension::Court => t.courts.len(),
+                Dimension::Cause => t.causes.len(),
+                _ => type_labels(d).len(),
+            }
+            .max(1) as u64;
+            let add = |table: &mut [u64], code_of: &dyn Fn(usize) -> u64| {
+                for (i, c) in table.iter_mut().enumerate() {
+                    *c = c.saturating_add(code_of(i) * stride).min(REJECTED);
+                }
+            };
+            match d {
+                Dimension::Region => add(&mut region, &|i| i as u64),
+                Dimension::Court => add(&mut court, &|i| i as u64),
+                Dimension::Cause => add(&mut cause, &|i| i as u64),
+                _ => {
+                    let labels = type_labels(d);
+                    add(&mut type_code, &|i| {
+                        let l = TYPE_CODES.get(i).map_or("", |tc| type_label(d, tc));
+                        labels.iter().position(|x| *x == l).unwrap_or(0) as u64
+                    });
+                }
+            }
+            dims.push((d, card, stride));
+            stride = stride.saturating_mul(card);
+            overflow |= stride >= REJECTED;
+        }
+        if overflow {
+            return Err(EngineError::Cardinality("group"));
+        }
+        let groups = stride;
+
         let grain = time_grain(group_by);
         let (pa, pb) = (period.from().index(), period.to().index());
         let bucket_of = |m: i32| -> u32 {
@@ -183,137 +642,260 @@ impl CaseTable {
                 TimeGrain::Month => (m - pa) as u32,
             }
         };
-        let record_dims: Vec<Dimension> = group_by.iter().copied().filter(|d| !d.is_time()).collect();
-        let mut acc: HashMap<(Vec<u32>, u32), Vec<Partial>> = HashMap::new();
-        let n = measures.len();
-        let mut key = Vec::with_capacity(record_dims.len());
-        for i in 0..self.len() {
-            if !pass.accepts(self, i) {
-                continue;
-            }
-            key.clear();
-            key.extend(record_dims.iter().map(|d| self.code(*d, i)));
-            for (mi, m) in measures.iter().enumerate() {
-                if m.condition == Condition::ClosedOnTime
-                    && !(self.closed[i] != OPEN && self.closed[i] <= self.deadline[i])
-                {
-                    continue;
+        let first_day = |m: i32| days_from_civil(m.div_euclid(12), m.rem_euclid(12) as u32 + 1, 1);
+        let day0 = first_day(pa);
+        let mut bucket_of_day = Vec::with_capacity((first_day(pb + 1) - day0) as usize);
+        for m in pa..=pb {
+            let b = bucket_of(m);
+            bucket_of_day.extend(std::iter::repeat_n(b, (first_day(m + 1) - first_day(m)) as usize));
+        }
+        let nb = bucket_of(pb) as usize + 1;
+        let dense = groups.saturating_mul(nb as u64) <= DENSE_CELLS;
+        Ok(Plan {
+            measures: measures.iter().map(|m| MeasurePlan::new(m)).collect(),
+            region,
+            court,
+            cause,
+            type_code,
+            dims,
+            group_by: group_by.to_vec(),
+            groups,
+            dense,
+            nb,
+            grain,
+            first_month: pa,
+            day0,
+            bucket_of_day,
+        })
+    }
+
+    fn new_accs(&self, groups: usize) -> Accs {
+        let cells = groups * self.nb;
+        let measures = self
+            .measures
+            .iter()
+            .map(|m| match m.kernel {
+                Kernel::Count { .. } => {
+                    Acc { value: vec![0; cells], contributors: vec![], max_single: vec![], diff: vec![] }
                 }
-                let amount = match m.accumulate {
-                    Accumulate::Count => 1,
-                    Accumulate::TrialDays => {
-                        if self.closed[i] == OPEN {
-                            continue;
-                        }
-                        i64::from(self.closed[i] - self.filed[i])
+                Kernel::ActiveCount => Acc {
+                    value: vec![],
+                    contributors: vec![],
+                    max_single: vec![],
+                    diff: vec![0; groups * (self.nb + 1)],
+                },
+                Kernel::Days { .. } | Kernel::ActiveDays => Acc {
+                    value: vec![0; cells],
+                    contributors: vec![0; cells],
+                    max_single: vec![0; cells],
+                    diff: vec![],
+                },
+            })
+            .collect();
+        Accs { measures, packed: Vec::new(), groups }
+    }
+
+    /// Aggregates rows `range` into fresh accumulators.
+    fn run(&self, t: &CaseTable, range: std::ops::Range<usize>) -> Accs {
+        let mut accs = self.new_accs(if self.dense { self.groups as usize } else { 0 });
+        let mut compact: HashMap<u64, u32> = HashMap::new();
+        let mut gid = [0u32; BLOCK];
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + BLOCK).min(range.end);
+            let len = end - start;
+            let (rg, ct, cs, ty) =
+                (&t.region[start..end], &t.court[start..end], &t.cause[start..end], &t.type_code[start..end]);
+            for j in 0..len {
+                let g = self.region[usize::from(rg[j])]
+                    + self.court[usize::from(ct[j])]
+                    + self.cause[usize::from(cs[j])]
+                    + self.type_code[usize::from(ty[j])];
+                gid[j] = if g >= REJECTED {
+                    u32::MAX
+                } else if self.dense {
+                    g as u32
+                } else {
+                    let next = compact.len() as u32;
+                    let id = *compact.entry(g).or_insert(next);
+                    if id == next {
+                        accs.packed.push(g);
+                        accs.groups += 1;
+                        self.grow(&mut accs);
                     }
+                    id
                 };
-                let (lo, hi) = match m.anchor {
-                    Anchor::Filed => (self.filed_month[i], self.filed_month[i]),
-                    Anchor::Closed => (self.closed_month[i], self.closed_month[i]),
-                    Anchor::Active => (self.filed_month[i].max(pa), self.closed_month[i].min(pb)),
-                };
-                if lo > hi || hi < pa || lo > pb || lo == OPEN {
-                    continue;
-                }
-                for b in bucket_of(lo)..=bucket_of(hi) {
-                    let slot = acc.entry((key.clone(), b)).or_insert_with(|| vec![Partial::default(); n]);
-                    let p = &mut slot[mi];
-                    p.value += amount;
-                    p.contributors += 1;
-                    p.max_single = p.max_single.max(amount);
+            }
+            for (mp, acc) in self.measures.iter().zip(accs.measures.iter_mut()) {
+                self.kernel(t, mp, acc, &gid[..len], start);
+            }
+            start = end;
+        }
+        accs
+    }
+
+    fn grow(&self, accs: &mut Accs) {
+        let cells = accs.groups * self.nb;
+        for (mp, acc) in self.measures.iter().zip(accs.measures.iter_mut()) {
+            match mp.kernel {
+                Kernel::Count { .. } => acc.value.resize(cells, 0),
+                Kernel::ActiveCount => acc.diff.resize(accs.groups * (self.nb + 1), 0),
+                Kernel::Days { .. } | Kernel::ActiveDays => {
+                    acc.value.resize(cells, 0);
+                    acc.contributors.resize(cells, 0);
+                    acc.max_single.resize(cells, 0);
                 }
             }
         }
-        let mut out: Vec<GroupOut> = acc
-            .into_iter()
-            .map(|((codes, bucket), partials)| {
-                let mut codes = codes.into_iter();
-                let labels = group_by
+    }
+
+    /// Runs one measure over a block of rows starting at `start` whose cell groups are `gid`.
+    fn kernel(&self, t: &CaseTable, mp: &MeasurePlan, acc: &mut Acc, gid: &[u32], start: usize) {
+        let end = start + gid.len();
+        let (filed, closed) = (&t.filed[start..end], &t.closed[start..end]);
+        let (ty, me, fl) = (&t.type_code[start..end], &t.method[start..end], &t.flags[start..end]);
+        let nb = self.nb;
+        let days = &self.bucket_of_day;
+        let ndays = days.len();
+        let day0 = self.day0;
+        let accepts = |j: usize| mp.accept.as_ref().is_none_or(|a| a[cond_index(ty[j], me[j], fl[j])]);
+        // The sub-period of a day in the period, if it is in it.
+        let bucket = |d: i32| -> Option<usize> {
+            let off = d.wrapping_sub(day0) as u32 as usize;
+            if d >= day0 && off < ndays { Some(days[off] as usize) } else { None }
+        };
+        // First and last sub-period a case was open in, if any.
+        let span = |j: usize| -> Option<(usize, usize)> {
+            let lo = if filed[j] < day0 { 0 } else { bucket(filed[j])? };
+            let hi = if closed[j] < day0 {
+                return None;
+            } else {
+                bucket(closed[j]).unwrap_or(nb - 1)
+            };
+            (lo <= hi).then_some((lo, hi))
+        };
+        match mp.kernel {
+            Kernel::Count { closed_anchor } => {
+                let anchor = if closed_anchor { closed } else { filed };
+                for (j, &g) in gid.iter().enumerate() {
+                    if g == u32::MAX || !accepts(j) {
+                        continue;
+                    }
+                    if let Some(b) = bucket(anchor[j]) {
+                        acc.value[g as usize * nb + b] += 1;
+                    }
+                }
+            }
+            Kernel::Days { closed_anchor } => {
+                let anchor = if closed_anchor { closed } else { filed };
+                for (j, &g) in gid.iter().enumerate() {
+                    if g == u32::MAX || closed[j] == OPEN || !accepts(j) {
+                        continue;
+                    }
+                    if let Some(b) = bucket(anchor[j]) {
+                        let cell = g as usize * nb + b;
+                        let amount = i64::from(closed[j]) - i64::from(filed[j]);
+                        acc.value[cell] += amount;
+                        acc.contributors[cell] += 1;
+                        acc.max_single[cell] = acc.max_single[cell].max(amount);
+                    }
+                }
+            }
+            Kernel::ActiveCount => {
+                for (j, &g) in gid.iter().enumerate() {
+                    if g == u32::MAX || !accepts(j) {
+                        continue;
+                    }
+                    if let Some((lo, hi)) = span(j) {
+                        let base = g as usize * (nb + 1);
+                        acc.diff[base + lo] += 1;
+                        acc.diff[base + hi + 1] -= 1;
+                    }
+                }
+            }
+            Kernel::ActiveDays => {
+                for (j, &g) in gid.iter().enumerate() {
+                    if g == u32::MAX || closed[j] == OPEN || !accepts(j) {
+                        continue;
+                    }
+                    if let Some((lo, hi)) = span(j) {
+                        let amount = i64::from(closed[j]) - i64::from(filed[j]);
+                        for b in lo..=hi {
+                            let cell = g as usize * nb + b;
+                            acc.value[cell] += amount;
+                            acc.contributors[cell] += 1;
+                            acc.max_single[cell] = acc.max_single[cell].max(amount);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns accumulators into labelled groups, sorted by key.
+    fn output(&self, t: &CaseTable, measures: &[&Measure], accs: Accs) -> Vec<GroupOut> {
+        let nb = self.nb;
+        // Finish "active" counts: prefix sums of the difference arrays.
+        let mut active: Vec<Vec<i64>> = Vec::new();
+        for (mp, acc) in self.measures.iter().zip(&accs.measures) {
+            if let Kernel::ActiveCount = mp.kernel {
+                let mut counts = vec![0i64; accs.groups * nb];
+                for g in 0..accs.groups {
+                    let mut run = 0;
+                    for b in 0..nb {
+                        run += acc.diff[g * (nb + 1) + b];
+                        counts[g * nb + b] = run;
+                    }
+                }
+                active.push(counts);
+            }
+        }
+        let mut active = active.iter();
+        let mut partial_of: Vec<Box<dyn Fn(usize, usize) -> Partial + '_>> = Vec::with_capacity(measures.len());
+        for (mp, acc) in self.measures.iter().zip(&accs.measures) {
+            let count_partial = |n: i64| Partial { value: n, contributors: n as u64, max_single: i64::from(n > 0) };
+            partial_of.push(match mp.kernel {
+                Kernel::Count { .. } => Box::new(move |g, b| count_partial(acc.value[g * nb + b])),
+                Kernel::ActiveCount => {
+                    let counts = active.next().map_or(&[][..], |c| c.as_slice());
+                    Box::new(move |g, b| count_partial(counts[g * nb + b]))
+                }
+                Kernel::Days { .. } | Kernel::ActiveDays => Box::new(move |g, b| {
+                    let cell = g * nb + b;
+                    Partial {
+                        value: acc.value[cell],
+                        contributors: acc.contributors[cell],
+                        max_single: acc.max_single[cell],
+                    }
+                }),
+            });
+        }
+        let mut out = Vec::new();
+        for g in 0..accs.groups {
+            let packed = if self.dense { g as u64 } else { accs.packed[g] };
+            for b in 0..nb {
+                let partials: Vec<Partial> = partial_of.iter().map(|f| f(g, b)).collect();
+                if partials.iter().all(|p| p.contributors == 0) {
+                    continue;
+                }
+                let key = self
+                    .group_by
                     .iter()
                     .map(|d| {
                         if d.is_time() {
-                            time_label(*d, grain, pa, bucket)
+                            time_label(*d, self.grain, self.first_month, b as u32)
                         } else {
-                            self.label(*d, codes.next().unwrap_or(0))
+                            let (_, card, stride) =
+                                self.dims.iter().find(|(x, _, _)| x == d).copied().unwrap_or((*d, 1, 1));
+                            t.label(*d, ((packed / stride) % card) as u32)
                         }
                     })
                     .collect();
-                GroupOut { key: labels, partials }
-            })
-            .collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
-    }
-
-    fn code(&self, d: Dimension, i: usize) -> u32 {
-        match d {
-            Dimension::Region => self.region[i],
-            Dimension::Court => u32::from(self.court[i]),
-            Dimension::TypeCode | Dimension::Division | Dimension::Instance => u32::from(self.type_code[i]),
-            Dimension::Cause => self.cause[i],
-            Dimension::Year | Dimension::Quarter | Dimension::Month => 0,
-        }
-    }
-
-    fn label(&self, d: Dimension, code: u32) -> String {
-        let type_code = TYPE_CODES.get(code as usize).copied().unwrap_or("");
-        match d {
-            Dimension::Region => format!("{code:06}"),
-            Dimension::Court => self.courts.get(code as usize).cloned().unwrap_or_default(),
-            Dimension::TypeCode => type_code.to_string(),
-            Dimension::Division => schema::division_of(type_code).unwrap_or("").to_string(),
-            Dimension::Instance => schema::instance_of(type_code).unwrap_or("").to_string(),
-            Dimension::Cause => self.causes.get(code as usize).cloned().unwrap_or_default(),
-            Dimension::Year | Dimension::Quarter | Dimension::Month => String::new(),
-        }
-    }
-
-    fn filter_masks(&self, filters: &[Filter]) -> Result<Masks, EngineError> {
-        let mut m = Masks::default();
-        for f in filters {
-            let has = |label: &str| f.values.iter().any(|v| v == label);
-            match f.dimension {
-                Dimension::Region => {
-                    m.region = Some(f.values.iter().filter_map(|v| v.parse::<u32>().ok()).collect());
-                }
-                Dimension::Court => m.court = Some(self.courts.iter().map(|c| has(c)).collect()),
-                Dimension::Cause => m.cause = Some(self.causes.iter().map(|c| has(c)).collect()),
-                Dimension::TypeCode | Dimension::Division | Dimension::Instance => {
-                    let allowed: Vec<bool> = TYPE_CODES
-                        .iter()
-                        .map(|t| match f.dimension {
-                            Dimension::TypeCode => has(t),
-                            Dimension::Division => has(schema::division_of(t).unwrap_or("")),
-                            _ => has(schema::instance_of(t).unwrap_or("")),
-                        })
-                        .collect();
-                    m.types = Some(match m.types.take() {
-                        Some(prev) => prev.iter().zip(&allowed).map(|(a, b)| *a && *b).collect(),
-                        None => allowed,
-                    });
-                }
-                other => return Err(EngineError::Dimension(other.to_string())),
+                out.push(GroupOut { key, partials });
             }
         }
-        Ok(m)
-    }
-}
-
-#[derive(Default)]
-struct Masks {
-    region: Option<Vec<u32>>,
-    court: Option<Vec<bool>>,
-    cause: Option<Vec<bool>>,
-    types: Option<Vec<bool>>,
-}
-
-impl Masks {
-    fn accepts(&self, t: &CaseTable, i: usize) -> bool {
-        self.region.as_ref().is_none_or(|r| r.contains(&t.region[i]))
-            && self.court.as_ref().is_none_or(|c| c[t.court[i] as usize])
-            && self.cause.as_ref().is_none_or(|c| c[t.cause[i] as usize])
-            && self.types.as_ref().is_none_or(|c| c.get(t.type_code[i] as usize).copied().unwrap_or(false))
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 }
 
@@ -338,40 +920,154 @@ fn time_label(d: Dimension, grain: TimeGrain, pa: i32, bucket: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shuzhu_policy::indicator::measure;
-    use shuzhu_policy::period::parse_day;
+    use proptest::prelude::*;
+    use shuzhu_policy::indicator::{MEASURES, measure};
+    use shuzhu_policy::period::{month_of_day, parse_day};
+    use std::collections::BTreeMap;
 
-    fn table(rows: &[(&str, &str, &str, Option<&str>, &str)]) -> CaseTable {
-        // (court, region, filed, closed, deadline)
-        let mut t = CaseTable { courts: vec![], causes: vec!["c".into()], ..Default::default() };
-        for (court, region, filed, closed, deadline) in rows {
-            let ci = t.courts.iter().position(|c| c == court).unwrap_or_else(|| {
-                t.courts.push(court.to_string());
-                t.courts.len() - 1
-            });
-            let f = parse_day(filed).unwrap();
-            let c = closed.map_or(OPEN, |c| parse_day(c).unwrap());
-            t.court.push(ci as u16);
-            t.region.push(region.parse().unwrap());
-            t.type_code.push(0);
-            t.cause.push(0);
-            t.filed.push(f);
-            t.closed.push(c);
-            t.deadline.push(parse_day(deadline).unwrap());
-            t.filed_month.push(month_of_day(f).index());
-            t.closed_month.push(if c == OPEN { OPEN } else { month_of_day(c).index() });
+    /// One test case row: (court, region, cause, type index, filed, closed, deadline, method index).
+    type Row = (String, u32, String, u8, i32, i32, i32, u8);
+
+    fn build(rows: &[Row]) -> CaseTable {
+        let mut t = CaseTable::with_capacity(rows.len());
+        let mut courts: Dict<String> = Dict::new("court");
+        let mut causes: Dict<String> = Dict::new("cause");
+        let mut regions: Dict<u32> = Dict::new("region");
+        for (court, region, cause, ty, filed, closed, deadline, method) in rows {
+            let c = courts.code(court.as_str(), &mut t.courts).unwrap();
+            let k = causes.code(cause.as_str(), &mut t.causes).unwrap();
+            let r = regions.code(region, &mut t.regions).unwrap();
+            let f = Fields {
+                court,
+                cause,
+                region: *region,
+                type_code: *ty,
+                method: *method,
+                filed: *filed,
+                closed: *closed,
+                deadline: *deadline,
+            };
+            t.push(c, r, k, &f);
         }
         t
     }
 
+    fn day(s: &str) -> i32 {
+        parse_day(s).unwrap()
+    }
+
+    fn row(court: &str, region: u32, filed: &str, closed: Option<&str>, deadline: &str) -> Row {
+        let c = closed.map_or(OPEN, day);
+        (court.into(), region, "c".into(), 0, day(filed), c, day(deadline), if c == OPEN { NO_METHOD } else { 0 })
+    }
+
+    /// The brute-force definition: every case, every measure, every month of the period, by labels.
+    fn naive(
+        rows: &[Row],
+        measures: &[&Measure],
+        group_by: &[Dimension],
+        period: Period,
+        filters: &[Filter],
+    ) -> Vec<GroupOut> {
+        let mut acc: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
+        let first_day = |m: Month| days_from_civil(m.year(), m.month(), 1);
+        for (court, region, cause, ty, filed, closed, deadline, method) in rows {
+            let tc = TYPE_CODES[*ty as usize];
+            let label = |d: Dimension| -> String {
+                match d {
+                    Dimension::Region => format!("{region:06}"),
+                    Dimension::Court => court.clone(),
+                    Dimension::Cause => cause.clone(),
+                    Dimension::TypeCode => tc.to_string(),
+                    Dimension::Division => schema::division_of(tc).unwrap().to_string(),
+                    Dimension::Instance => schema::instance_of(tc).unwrap().to_string(),
+                    _ => unreachable!(),
+                }
+            };
+            if !filters.iter().all(|f| f.values.contains(&label(f.dimension))) {
+                continue;
+            }
+            for (mi, m) in measures.iter().enumerate() {
+                let is_closed = *closed != OPEN;
+                let ok = match m.condition {
+                    Condition::Any => true,
+                    Condition::ClosedOnTime => is_closed && closed <= deadline,
+                    Condition::Cases { type_codes, closure_methods } => {
+                        (type_codes.is_empty() || type_codes.contains(&tc))
+                            && (closure_methods.is_empty()
+                                || (*method != NO_METHOD
+                                    && closure_methods.contains(&CLOSURE_METHODS[*method as usize])))
+                    }
+                };
+                if !ok {
+                    continue;
+                }
+                let amount = match m.accumulate {
+                    Accumulate::Count => 1,
+                    Accumulate::TrialDays if is_closed => i64::from(closed - filed),
+                    Accumulate::TrialDays => continue,
+                };
+                for month in period.iter() {
+                    let next = first_day(month.next());
+                    let inside = match m.anchor {
+                        Anchor::Filed => month_of_day(*filed) == month,
+                        Anchor::Closed => is_closed && month_of_day(*closed) == month,
+                        Anchor::Active => *filed < next && *closed >= first_day(month),
+                    };
+                    if !inside {
+                        continue;
+                    }
+                    let key: Vec<String> = group_by
+                        .iter()
+                        .map(|d| match d {
+                            Dimension::Year => month.year().to_string(),
+                            Dimension::Quarter => format!("{}-Q{}", month.year(), month.quarter()),
+                            Dimension::Month => month.to_string(),
+                            d => label(*d),
+                        })
+                        .collect();
+                    let slot = acc.entry(key).or_insert_with(|| vec![Partial::default(); measures.len()]);
+                    // Time grains coarser than a month: an active case counts once per sub-period.
+                    let grain = time_grain(group_by);
+                    let bucket_months: Vec<Month> = period
+                        .iter()
+                        .filter(|x| match grain {
+                            TimeGrain::Whole => true,
+                            TimeGrain::Year => x.year() == month.year(),
+                            TimeGrain::Quarter => x.year() == month.year() && x.quarter() == month.quarter(),
+                            TimeGrain::Month => *x == month,
+                        })
+                        .collect();
+                    // Count the case in this sub-period only at the first of its months it is in.
+                    let earlier_in_bucket = bucket_months.iter().any(|x| {
+                        *x < month
+                            && match m.anchor {
+                                Anchor::Active => *filed < first_day(x.next()) && *closed >= first_day(*x),
+                                _ => false,
+                            }
+                    });
+                    if earlier_in_bucket {
+                        continue;
+                    }
+                    let p = &mut slot[mi];
+                    p.value += amount;
+                    p.contributors += 1;
+                    p.max_single = p.max_single.max(amount);
+                }
+            }
+        }
+        acc.into_iter().map(|(key, partials)| GroupOut { key, partials }).collect()
+    }
+
     #[test]
     fn active_counts_pending_at_start_plus_filed_in_each_month() {
-        let t = table(&[
-            ("闽0203", "350203", "2022-12-20", Some("2023-02-10"), "2023-03-01"),
-            ("闽0203", "350203", "2023-01-15", None, "2023-04-01"),
-            ("闽0203", "350203", "2023-03-01", Some("2023-03-02"), "2023-03-01"),
-            ("闽0203", "350203", "2022-01-01", Some("2022-12-31"), "2022-12-31"),
-        ]);
+        let rows = [
+            row("闽0203", 350203, "2022-12-20", Some("2023-02-10"), "2023-03-01"),
+            row("闽0203", 350203, "2023-01-15", None, "2023-04-01"),
+            row("闽0203", 350203, "2023-03-01", Some("2023-03-02"), "2023-03-01"),
+            row("闽0203", 350203, "2022-01-01", Some("2022-12-31"), "2022-12-31"),
+        ];
+        let t = build(&rows);
         let p = Period::new(Month::parse("2023-01").unwrap(), Month::parse("2023-03").unwrap()).unwrap();
         let ms = [
             measure("cases.active").unwrap(),
@@ -387,14 +1083,16 @@ mod tests {
         let whole = t.aggregate(&ms, &[], p, &[]).unwrap();
         assert_eq!(whole[0].partials[0].value, 3);
         assert_eq!(whole[0].partials[1].value, 2);
+        assert_eq!(out, naive(&rows, &ms, &[Dimension::Month], p, &[]));
     }
 
     #[test]
     fn filters_and_trial_days() {
-        let t = table(&[
-            ("闽0203", "350203", "2023-01-01", Some("2023-01-11"), "2023-06-01"),
-            ("闽0213", "350213", "2023-01-01", Some("2023-01-21"), "2023-06-01"),
-        ]);
+        let rows = [
+            row("闽0203", 350203, "2023-01-01", Some("2023-01-11"), "2023-06-01"),
+            row("闽0213", 350213, "2023-01-01", Some("2023-01-21"), "2023-06-01"),
+        ];
+        let t = build(&rows);
         let p = Period::new(Month::parse("2023-01").unwrap(), Month::parse("2023-12").unwrap()).unwrap();
         let ms = [measure("cases.trial_days").unwrap()];
         let f = [Filter { dimension: Dimension::Region, values: vec!["350213".into()] }];
@@ -402,5 +1100,160 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].key, vec!["闽0213".to_string(), "2023".to_string()]);
         assert_eq!(out[0].partials[0], Partial { value: 20, contributors: 1, max_single: 20 });
+    }
+
+    #[test]
+    fn divisions_merge_their_case_types() {
+        let mut rows = vec![row("闽0203", 350203, "2023-01-01", Some("2023-01-11"), "2023-06-01"); 2];
+        rows[1].3 = 1; // 民终: same division 民事 as 民初
+        let t = build(&rows);
+        let p = Period::new(Month::parse("2023-01").unwrap(), Month::parse("2023-01").unwrap()).unwrap();
+        let out = t.aggregate(&[measure("cases.closed").unwrap()], &[Dimension::Division], p, &[]).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].partials[0].value, 2);
+    }
+
+    #[test]
+    fn the_walker_reads_what_postcard_decodes() {
+        let mut values = vec![Value::Absent; CASES.fields.len()];
+        values[field_index("case_no")] = Value::Text("(2023)闽0213民初1号".into());
+        values[field_index("court_code")] = Value::Text("闽0213".into());
+        values[field_index("region_code")] = Value::Int(350213);
+        values[field_index("type_code")] = Value::Enum(3);
+        values[field_index("cause")] = Value::Text("民间借贷纠纷".into());
+        values[field_index("filed_on")] = Value::Day(-5);
+        values[field_index("closed_on")] = Value::Day(19_500);
+        values[field_index("deadline_on")] = Value::Day(19_400);
+        values[field_index("closure_method")] = Value::Enum(2);
+        values[field_index("appealed")] = Value::Bool(true);
+        values[field_index("claim_amount")] = Value::Int(-1_234_567_890_123);
+        values[field_index("plaintiff_id_no")] = Value::IdDerived { birth_year: 1990, sex: 2, city: 3502 };
+        let rec = Record { values };
+        let bytes = postcard::to_allocvec(&rec).unwrap();
+        let idx = FieldIdx::new();
+        let a = walk(&bytes, &idx).unwrap();
+        let b = from_record(&rec, &idx);
+        assert_eq!(
+            (a.court, a.cause, a.region, a.type_code, a.method, a.filed, a.closed, a.deadline),
+            (b.court, b.cause, b.region, b.type_code, b.method, b.filed, b.closed, b.deadline)
+        );
+        assert_eq!((a.court, a.region, a.method, a.filed), ("闽0213", 350213, 2, -5));
+        assert!(walk(&bytes[..bytes.len() / 3], &idx).is_none());
+    }
+
+    #[test]
+    fn load_reads_the_store() {
+        use crate::store::SledStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..10 {
+            let mut values = vec![Value::Absent; CASES.fields.len()];
+            values[field_index("court_code")] = Value::Text(format!("闽02{}", i % 3));
+            values[field_index("region_code")] = Value::Int(350200 + i % 2);
+            values[field_index("type_code")] = Value::Enum(0);
+            values[field_index("cause")] = Value::Text("劳动争议".into());
+            values[field_index("filed_on")] = Value::Day(19_000 + i as i32);
+            values[field_index("deadline_on")] = Value::Day(19_100);
+            batch.push((format!("k{i}").into_bytes(), postcard::to_allocvec(&Record { values }).unwrap()));
+        }
+        store.upsert("cases", &batch).unwrap();
+        let t = CaseTable::load(&store).unwrap();
+        assert_eq!(t.len(), 10);
+        assert_eq!(t.courts(), vec!["闽020", "闽021", "闽022"]);
+        assert_eq!(t.regions(), vec!["350200", "350201"]);
+        assert_eq!(t.data_until().unwrap(), format_day(19_009));
+        store.upsert("cases", &[(b"bad".to_vec(), vec![0xff, 0xff])]).unwrap();
+        assert!(matches!(CaseTable::load(&store), Err(EngineError::Corrupt(_))));
+    }
+
+    fn arb_row() -> impl Strategy<Value = Row> {
+        let start = day("2018-06-01");
+        (0..3usize, 0..3u32, 0..3usize, 0..12u8, 0..1200i32, prop::option::of(0..800i32), 0..400i32, 0..12u8).prop_map(
+            move |(c, r, k, ty, f, closed, dl, method)| {
+                let filed = start + f;
+                let closed = closed.map_or(OPEN, |c| filed + c);
+                let method = if closed == OPEN { NO_METHOD } else { method };
+                (
+                    ["闽0203", "闽0206", "闽0213"][c].to_string(),
+                    350203 + r,
+                    ["劳动争议", "离婚纠纷", "盗窃罪"][k].to_string(),
+                    ty,
+                    filed,
+                    closed,
+                    filed + dl,
+                    method,
+                )
+            },
+        )
+    }
+
+    fn arb_filter() -> impl Strategy<Value = Vec<Filter>> {
+        let f = |d: Dimension, pool: &'static [&'static str]| {
+            prop::sample::subsequence(pool, 1..=pool.len())
+                .prop_map(move |v| Filter { dimension: d, values: v.iter().map(|s| s.to_string()).collect() })
+        };
+        prop::collection::vec(
+            prop_oneof![
+                f(Dimension::Region, &["350203", "350205", "350299"]),
+                f(Dimension::Court, &["闽0203", "闽0213"]),
+                f(Dimension::Cause, &["劳动争议", "盗窃罪"]),
+                f(Dimension::Division, &["民事", "执行", "行政"]),
+                f(Dimension::Instance, &["一审", "二审"]),
+                f(Dimension::TypeCode, &["民初", "执", "刑初", "民终"]),
+            ],
+            0..3,
+        )
+        .prop_map(|mut fs| {
+            // One filter per dimension (the request form the node receives).
+            let mut seen = Vec::new();
+            fs.retain(|f| {
+                let fresh = !seen.contains(&f.dimension);
+                seen.push(f.dimension);
+                fresh
+            });
+            fs
+        })
+    }
+
+    const GROUPINGS: &[&[Dimension]] = &[
+        &[],
+        &[Dimension::Region],
+        &[Dimension::Region, Dimension::Year],
+        &[Dimension::Cause, Dimension::Month],
+        &[Dimension::Quarter, Dimension::Court],
+        &[Dimension::Division, Dimension::Instance, Dimension::Year],
+        &[Dimension::TypeCode, Dimension::Cause, Dimension::Court, Dimension::Region],
+        &[Dimension::Month, Dimension::Year],
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn equals_brute_force(
+            rows in prop::collection::vec(arb_row(), 0..120),
+            grouping in 0..GROUPINGS.len(),
+            from in 0..40i32,
+            len in 1..30i32,
+            filters in arb_filter(),
+        ) {
+            let t = build(&rows);
+            let pa = Month::parse("2018-03").unwrap().index() + from;
+            let period = Period::new(Month::from_index(pa), Month::from_index(pa + len - 1)).unwrap();
+            let ms: Vec<&Measure> = MEASURES.iter().filter(|m| m.dataset == "cases").collect();
+            let group_by = GROUPINGS[grouping];
+            let fast = t.aggregate(&ms, group_by, period, &filters).unwrap();
+            prop_assert_eq!(&fast, &naive(&rows, &ms, group_by, period, &filters));
+            // The hash path (many groups) and the two-thread path agree with the dense single pass.
+            let mut plan = Plan::new(&t, &ms, group_by, period, &filters).unwrap();
+            plan.dense = false;
+            let hashed = plan.output(&t, &ms, plan.run(&t, 0..t.len()));
+            prop_assert_eq!(&fast, &hashed);
+            let plan = Plan::new(&t, &ms, group_by, period, &filters).unwrap();
+            let mid = t.len() / 3;
+            let split = plan.output(&t, &ms, plan.run(&t, 0..mid).merge(plan.run(&t, mid..t.len())));
+            prop_assert_eq!(&fast, &split);
+        }
     }
 }

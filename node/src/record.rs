@@ -7,6 +7,8 @@
 //! `summary`, scrubbed as judgments are for publication, and `defendant_address`, generalised to the
 //! code of its county ([`MinimiseOptions`]).
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::period::parse_day;
 use shuzhu_policy::pii::{self, Masked, MaskingRule};
@@ -280,9 +282,24 @@ fn cross_checks(dataset: &Dataset, cells: &[&str], values: &[Value], problems: &
         |field: &str, reason: &str| problems.push(FieldProblem { field: field.into(), reason: reason.into() });
     match dataset.name {
         "cases" => {
-            let filed = day(values, idx(dataset, "filed_on"));
-            let closed = day(values, idx(dataset, "closed_on"));
-            let deadline = day(values, idx(dataset, "deadline_on"));
+            // Field positions, looked up once (validation runs millions of times per import).
+            static AT: OnceLock<[usize; 8]> = OnceLock::new();
+            let at = AT.get_or_init(|| {
+                [
+                    "filed_on",
+                    "closed_on",
+                    "deadline_on",
+                    "closure_method",
+                    "plaintiff_kind",
+                    "plaintiff_id_no",
+                    "defendant_kind",
+                    "defendant_id_no",
+                ]
+                .map(|n| idx(dataset, n))
+            });
+            let filed = day(values, at[0]);
+            let closed = day(values, at[1]);
+            let deadline = day(values, at[2]);
             if let (Some(f), Some(c)) = (filed, closed)
                 && c < f
             {
@@ -293,21 +310,20 @@ fn cross_checks(dataset: &Dataset, cells: &[&str], values: &[Value], problems: &
             {
                 add("deadline_on", "is before filed_on");
             }
-            let method = &values[idx(dataset, "closure_method")];
+            let method = &values[at[3]];
             if closed.is_some() != (*method != Value::Absent) {
                 add("closure_method", "must be given exactly when closed_on is given");
             }
-            for side in ["plaintiff", "defendant"] {
-                let kind = cells[idx(dataset, &format!("{side}_kind"))];
-                let id_field = format!("{side}_id_no");
-                let id = cells[idx(dataset, &id_field)];
+            for (kind_at, id_at, id_field) in [(at[4], at[5], "plaintiff_id_no"), (at[6], at[7], "defendant_id_no")] {
+                let kind = cells[kind_at];
+                let id = cells[id_at];
                 if id.is_empty() {
                     continue;
                 }
                 if kind == "自然人" && !pseudonym::is_valid_resident_id(id) {
-                    add(&id_field, "is not a valid resident ID number (GB 11643 checksum or birth date)");
+                    add(id_field, "is not a valid resident ID number (GB 11643 checksum or birth date)");
                 } else if kind != "自然人" && !pseudonym::is_valid_uscc(id) {
-                    add(&id_field, "is not a valid unified social credit code (GB 32100 checksum)");
+                    add(id_field, "is not a valid unified social credit code (GB 32100 checksum)");
                 }
             }
         }

@@ -41,6 +41,10 @@ pub trait Store: Send + Sync {
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// sled's page cache. The engine keeps its own columns and reads the store once, front to back, so a
+/// large cache (sled's default is 1 GiB) would only stay resident after loading.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// The sled implementation of [`Store`].
 pub struct SledStore {
     db: sled::Db,
@@ -51,12 +55,17 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Sync { path: dir.display().to_string(), source })?;
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) => {
-                StoreError::Locked(dir.display().to_string())
-            }
-            other => StoreError::Sled(other),
-        })?;
+        let db =
+            sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open().map_err(
+                |e| match e {
+                    sled::Error::Io(ref io)
+                        if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) =>
+                    {
+                        StoreError::Locked(dir.display().to_string())
+                    }
+                    other => StoreError::Sled(other),
+                },
+            )?;
         Ok(SledStore { db, dir: dir.to_path_buf() })
     }
 

@@ -27,6 +27,14 @@ pub enum Condition {
     Any,
     /// `closed_on <= deadline_on` (closed within the statutory time limit, 审限内).
     ClosedOnTime,
+    /// The case type is one of `type_codes` and, unless `closure_methods` is empty, the case was closed
+    /// by one of `closure_methods` (labels of the schema's enumerations).
+    Cases {
+        /// Accepted case types (empty: any).
+        type_codes: &'static [&'static str],
+        /// Accepted closure methods (empty: any, including none).
+        closure_methods: &'static [&'static str],
+    },
 }
 
 /// What is accumulated per record.
@@ -99,6 +107,24 @@ pub const MEASURES: &[Measure] = &[
         condition: Condition::Any,
         accumulate: Accumulate::TrialDays,
         reads: &["filed_on", "closed_on"],
+    },
+    Measure {
+        id: "cases.closed_civil_first",
+        dataset: "cases",
+        anchor: Anchor::Closed,
+        condition: Condition::Cases { type_codes: &["民初"], closure_methods: &[] },
+        accumulate: Accumulate::Count,
+        reads: &["closed_on", "type_code"],
+    },
+    Measure {
+        id: "cases.closed_civil_first_mediated_withdrawn",
+        dataset: "cases",
+        anchor: Anchor::Closed,
+        condition: Condition::Cases {
+            type_codes: &["民初"], closure_methods: &["调解", "准予撤诉", "按撤诉处理"]
+        },
+        accumulate: Accumulate::Count,
+        reads: &["closed_on", "type_code", "closure_method"],
     },
 ];
 
@@ -204,6 +230,18 @@ pub const INDICATORS: &[Indicator] = &[
         formula: "mean of closed_on − filed_on (days) over cases closed in P",
         dataset: "cases",
         kind: IndicatorKind::Mean { sum: "cases.trial_days", count: "cases.closed" },
+        dimensions: CASE_DIMENSIONS,
+    },
+    Indicator {
+        id: "mediation_withdrawal_rate",
+        name: "调撤率",
+        formula: "first-instance civil (民初) closed in P by 调解, 准予撤诉 or 按撤诉处理 ÷ 民初 closed in P",
+        dataset: "cases",
+        kind: IndicatorKind::Ratio {
+            numerator: "cases.closed_civil_first_mediated_withdrawn",
+            denominator: "cases.closed_civil_first",
+            subset: true,
+        },
         dimensions: CASE_DIMENSIONS,
     },
 ];
