@@ -59,6 +59,10 @@ pub struct GatewayConfig {
     /// Token limits.
     #[serde(default)]
     pub auth: AuthPolicy,
+    /// Whether the release ledger (differencing defence) pools every agency's releases, so that
+    /// colluding agencies cannot combine their answers (default on); off keeps one ledger per agency.
+    #[serde(default = "default_true")]
+    pub releases_across_agencies: bool,
     /// TLS material.
     pub tls: TlsFiles,
     /// Trusted issuers.
@@ -67,6 +71,10 @@ pub struct GatewayConfig {
     /// Nodes.
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_node_timeout() -> u64 {

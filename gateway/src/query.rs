@@ -252,11 +252,14 @@ pub async fn execute(
         )));
     }
 
-    // Evaluate and suppress each cell.
+    // Evaluate and suppress each cell (primary rules), then secondary suppression across lines.
     let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
     let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
-    let mut rows = Vec::with_capacity(merged.len());
-    let mut suppressed = 0u32;
+    let get = |partials: &Vec<Partial>, m: &str| {
+        measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
+    };
+    let mut cells: Vec<Cell> = Vec::with_capacity(merged.len());
+    let mut protected: Vec<disclosure::Protected> = Vec::with_capacity(merged.len());
     for (key, partials) in &merged {
         let affected = missing.iter().any(|(n, _)| {
             let by_region = region_pos.map(|i| n.entry.regions.is_empty() || n.entry.regions.contains(&key[i]));
@@ -266,13 +269,51 @@ pub async fn execute(
                 (r, c) => r.unwrap_or(true) && c.unwrap_or(true),
             }
         });
-        let cell: Cell = if affected {
-            Cell::partial()
-        } else {
-            disclosure::evaluate(q.indicator, threshold, |m| {
-                measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
-            })
-        };
+        let cell: Cell =
+            if affected { Cell::partial() } else { disclosure::evaluate(q.indicator, threshold, |m| get(partials, m)) };
+        protected.push(disclosure::Protected {
+            key: key.clone(),
+            counts: disclosure::protected_counts(q.indicator, |m| get(partials, m)),
+            suppressed: cell.status == CellStatus::Suppressed,
+            eligible: cell.status == CellStatus::Ok,
+        });
+        cells.push(cell);
+    }
+    for i in disclosure::secondary_suppress(&mut protected, q.group_by.len(), threshold) {
+        cells[i] = Cell::suppressed("secondary suppression");
+    }
+
+    // Differencing defence: the shown cells and the margins they imply, against earlier releases.
+    let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+        merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
+    // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
+    let release = crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty());
+    match state.releases.check_and_record(&principal.agency, release, threshold) {
+        Ok(None) => {}
+        Ok(Some(risk)) => {
+            record.decision = "deny".into();
+            record.reason = format!("differencing: {}", risk.measure);
+            let message = format!(
+                "differencing: this query's cells differ from cells already released by 1..{} contributors \
+                 ({}), so together they would reveal a small group; ask for a coarser or identical grouping, \
+                 period or filter (policy {})",
+                threshold.max(disclosure::MIN_THRESHOLD) - 1,
+                risk.measure,
+                policy.version
+            );
+            return Err(with_version(Status::permission_denied(message), &policy.version));
+        }
+        Err(e) => {
+            record.decision = "error".into();
+            record.reason = "release ledger unavailable".into();
+            tracing::error!(request_id, error = %e, "release ledger failed");
+            return Err(Status::unavailable("the release ledger is unavailable; nothing was answered"));
+        }
+    }
+
+    let mut rows = Vec::with_capacity(merged.len());
+    let mut suppressed = 0u32;
+    for ((key, _), cell) in merged.iter().zip(&cells) {
         if cell.status == CellStatus::Suppressed {
             suppressed += 1;
         }

@@ -35,6 +35,9 @@ pub enum StartError {
     /// The ledger could not be opened (the gateway fails closed).
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// The release ledger could not be opened (the gateway fails closed).
+    #[error(transparent)]
+    Releases(#[from] crate::releases::ReleaseError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -93,6 +96,8 @@ pub struct GatewayState {
     pub policy_path: std::path::PathBuf,
     /// What each agency has used of its quotas.
     pub quotas: crate::quota::QuotaBook,
+    /// Cells already released (differencing defence).
+    pub releases: crate::releases::ReleaseBook,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -127,6 +132,7 @@ impl GatewayState {
             .collect::<Result<Vec<_>, StartError>>()?;
         let auth = Authenticator::new(issuers, config.auth.clone())?;
         let ledger = Arc::new(AuditChain::open(&config.ledger_dir)?);
+        let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let ca = Certificate::from_pem(shuzhu_net::load_pem(&config.tls.ca)?);
         let identity =
             Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);
@@ -157,6 +163,7 @@ impl GatewayState {
             node_timeout,
             policy_path: config.policy.clone(),
             quotas: crate::quota::QuotaBook::default(),
+            releases,
         })
     }
 
