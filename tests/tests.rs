@@ -4,6 +4,7 @@
 
 mod util;
 
+mod attacks;
 mod audit;
 mod auth;
 mod cli;
