@@ -301,7 +301,9 @@ fn total_minus_siblings_in_one_answer_and_its_margin() {
         })
         .find(|(c, f)| {
             let n: Vec<i64> = regions.iter().map(|r| filed(|x| &x.cause == c && &x.region == r, *f, f + 2)).collect();
-            n.iter().filter(|v| small(**v)).count() == 1 && n.iter().all(|v| small(*v) || *v == 0 || *v >= K)
+            n.iter().filter(|v| small(**v)).count() == 1
+                && n.iter().any(|v| *v >= K)
+                && n.iter().all(|v| small(*v) || *v == 0 || *v >= K)
         })
         .expect("a cause and quarter with exactly one small region");
     let cs = [cause];
@@ -429,7 +431,9 @@ fn grouping_versus_the_ungrouped_total() {
         .find(|(r, m)| {
             let n: Vec<i64> =
                 divisions.iter().map(|d| filed(|x| &x.region == r && &division(x) == d, *m, *m)).collect();
-            n.iter().filter(|c| small(**c)).count() == 1 && n.iter().all(|c| small(*c) || *c == 0 || *c >= K)
+            n.iter().filter(|c| small(**c)).count() == 1
+                && n.iter().any(|c| *c >= K)
+                && n.iter().all(|c| small(*c) || *c == 0 || *c >= K)
         })
         .expect("a region and month with exactly one small division");
     let reg = [region];
