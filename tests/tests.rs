@@ -14,3 +14,4 @@ mod indicators;
 mod mtls;
 mod policy;
 mod privacy;
+mod protection;

@@ -63,6 +63,10 @@ pub struct GatewayConfig {
     /// colluding agencies cannot combine their answers (default on); off keeps one ledger per agency.
     #[serde(default = "default_true")]
     pub releases_across_agencies: bool,
+    /// File holding the secret key (hex) of the cell-key method; needed only by `cell_key` grants.
+    /// Never logged.
+    #[serde(default)]
+    pub cell_key_secret: Option<PathBuf>,
     /// TLS material.
     pub tls: TlsFiles,
     /// Trusted issuers.
@@ -93,6 +97,7 @@ impl ConfigFile for GatewayConfig {
         let mut paths: Vec<&mut PathBuf> =
             vec![&mut self.policy, &mut self.ledger_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key];
         paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
+        paths.extend(self.cell_key_secret.as_mut());
         paths
     }
 

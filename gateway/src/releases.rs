@@ -431,3 +431,113 @@ mod tests {
         assert!(across.check_and_record("c", vec![cell("cases.filed", 0, 1, &[], 112)], 10).unwrap().is_some());
     }
 }
+
+/// File name of the privacy-budget ledger inside the gateway's ledger directory.
+pub const BUDGET_FILE_NAME: &str = "dp-budget.jsonl";
+
+#[derive(Serialize, Deserialize)]
+struct Spend {
+    agency: String,
+    dataset: String,
+    milli: u64,
+}
+
+/// The privacy budget (ε, in thousandths) each agency has spent per dataset, durable in an
+/// append-only file like the release ledger.
+pub struct BudgetBook {
+    file: Option<Mutex<File>>,
+    spent: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// A refused spend: what was used and what the budget is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Exhausted {
+    /// ε already used, in thousandths.
+    pub used_milli: u64,
+    /// The budget, in thousandths.
+    pub budget_milli: u64,
+}
+
+impl BudgetBook {
+    /// A book kept only in memory.
+    pub fn in_memory() -> Self {
+        BudgetBook { file: None, spent: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Opens (or creates) the book in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ReleaseError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(BUDGET_FILE_NAME);
+        let mut spent: BTreeMap<(String, String), u64> = BTreeMap::new();
+        if path.exists() {
+            for (i, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Spend>(&line) {
+                    Ok(s) => *spent.entry((s.agency, s.dataset)).or_default() += s.milli,
+                    Err(_) if !line.ends_with('}') => break,
+                    Err(_) => return Err(ReleaseError::Corrupt(i + 1)),
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(BudgetBook { file: Some(Mutex::new(file)), spent: Mutex::new(spent) })
+    }
+
+    /// Spends `cost` of `agency`'s budget on `dataset`, durably, or refuses when it would exceed
+    /// `budget` (nothing spent).
+    pub fn spend(
+        &self,
+        agency: &str,
+        dataset: &str,
+        cost: u64,
+        budget: u64,
+    ) -> Result<Result<u64, Exhausted>, ReleaseError> {
+        let mut spent = match self.spent.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let used = spent.get(&(agency.to_string(), dataset.to_string())).copied().unwrap_or(0);
+        if used + cost > budget {
+            return Ok(Err(Exhausted { used_milli: used, budget_milli: budget }));
+        }
+        if let Some(file) = &self.file {
+            let mut f = match file.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let line = Spend { agency: agency.into(), dataset: dataset.into(), milli: cost };
+            let mut buf = serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?;
+            buf.push(b'\n');
+            f.write_all(&buf)?;
+            f.sync_data()?;
+        }
+        spent.insert((agency.to_string(), dataset.to_string()), used + cost);
+        Ok(Ok(used + cost))
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn budgets_refuse_when_spent_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = BudgetBook::open(dir.path()).unwrap();
+        assert_eq!(book.spend("a", "cases", 400, 1000).unwrap(), Ok(400));
+        assert_eq!(book.spend("a", "cases", 400, 1000).unwrap(), Ok(800));
+        assert_eq!(
+            book.spend("a", "cases", 400, 1000).unwrap(),
+            Err(Exhausted { used_milli: 800, budget_milli: 1000 })
+        );
+        assert_eq!(book.spend("b", "cases", 400, 1000).unwrap(), Ok(400), "budgets are per agency");
+        assert_eq!(book.spend("a", "mediations", 400, 1000).unwrap(), Ok(400), "and per dataset");
+        drop(book);
+        let book = BudgetBook::open(dir.path()).unwrap();
+        assert_eq!(book.spend("a", "cases", 200, 1000).unwrap(), Ok(1000));
+        assert!(book.spend("a", "cases", 1, 1000).unwrap().is_err());
+    }
+}

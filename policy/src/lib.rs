@@ -27,6 +27,7 @@ pub mod grant;
 pub mod indicator;
 pub mod mask;
 pub mod period;
+pub mod protect;
 pub mod pseudonym;
 pub mod schema;
 
