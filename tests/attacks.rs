@@ -591,3 +591,88 @@ fn refusals_name_the_reason_and_the_ledger_survives_a_restart() {
     let reopened = shuzhu_gateway::releases::ReleaseBook::open(&fx().prepared.dir.join("ledger"), true).unwrap();
     assert!(!reopened.is_empty("anyone"));
 }
+
+#[test]
+fn months_released_one_by_one_then_the_quarter() {
+    // Two months asked separately (each shown), then the quarter: the third month would follow.
+    let (t, y, m) = values(|c| c.cause.clone())
+        .into_iter()
+        .flat_map(windows)
+        .find(|(t, y, m)| {
+            let n = |i: u32| filed(|x| &x.cause == t, y * 100 + m + i, y * 100 + m + i);
+            n(0) >= K && n(1) >= K && small(n(2))
+        })
+        .expect("three months whose last is small");
+    let tc = [t];
+    let from = y * 100 + m;
+    let first = ask(&q("filed", from, from).filter("cause", &tc));
+    let second = ask(&q("filed", from + 1, from + 1).filter("cause", &tc));
+    let quarter = ask(&q("filed", from, from + 2).filter("cause", &tc));
+    if let (Some(a), Some(b), Some(t)) = (total(&first), total(&second), total(&quarter)) {
+        assert!(!small(t - a - b), "quarter minus two months gave {}", t - a - b);
+    }
+}
+
+#[test]
+fn a_two_way_table_and_all_its_margins() {
+    // Region x division for one month, then each one-way margin and the grand total: no hidden
+    // cell or group of hidden cells in any line comes out small.
+    let mth = 202108;
+    let two = ask(&q("filed", mth, mth).by(&["region", "division"]));
+    let by_region = ask(&q("filed", mth, mth).by(&["region"]));
+    let by_division = ask(&q("filed", mth, mth).by(&["division"]));
+    let division = |x: &Case| shuzhu_policy::schema::division_of(&x.type_code).unwrap_or("").to_string();
+    assert!(
+        values(division).iter().any(|d| small(filed(|x| &division(x) == d, mth, mth))),
+        "the month has a small division"
+    );
+    let Seen::Rows(rows) = &two else { return };
+    for (line_dim, margin) in [("region", &by_region), ("division", &by_division)] {
+        let Some(margins) = by(margin, line_dim) else { continue };
+        for (value, m) in margins {
+            let Some(m) = m else { continue };
+            let shown: i64 = rows
+                .iter()
+                .filter(|r| r.group[line_dim] == value && r.status == "ok")
+                .map(|r| r.value.unwrap() as i64)
+                .sum();
+            assert!(!small(m - shown), "{line_dim} {value}: margin minus shown cells gave {}", m - shown);
+        }
+    }
+}
+
+#[test]
+fn rate_numerators_across_periods() {
+    // closure_rate over m..m+2 vs m..m+1 where 1..k−1 cases closed in the last month: the closed
+    // count (the numerator) of those cases would follow by subtraction.
+    let (t, y, m) = values(|c| c.cause.clone())
+        .into_iter()
+        .flat_map(windows)
+        .find(|(t, y, m)| {
+            let closed = |from: u32, to: u32| {
+                fx().cases.iter().filter(|x| &x.cause == t && x.closed.is_some_and(|c| c >= from && c <= to)).count()
+                    as i64
+            };
+            let active = |from: u32, to: u32| {
+                fx().cases
+                    .iter()
+                    .filter(|x| &x.cause == t && x.filed <= to && x.closed.is_none_or(|c| c >= from))
+                    .count() as i64
+            };
+            let (a, b) = (closed(y * 100 + m, y * 100 + m + 2), closed(y * 100 + m, y * 100 + m + 1));
+            let (ad, bd) = (active(y * 100 + m, y * 100 + m + 2), active(y * 100 + m, y * 100 + m + 1));
+            // Both rates would be shown on their own.
+            [a, b, ad - a, bd - b].iter().all(|v| *v >= K) && small(a - b)
+        })
+        .expect("a rate tracker");
+    let cs = [t];
+    let a = ask(&q("closure_rate", y * 100 + m, y * 100 + m + 2).filter("cause", &cs));
+    let b = ask(&q("closure_rate", y * 100 + m, y * 100 + m + 1).filter("cause", &cs));
+    let part = |s: &Seen| match s {
+        Seen::Rows(r) if r.len() == 1 && r[0].status == "ok" => (r[0].numerator, r[0].denominator),
+        _ => (None, None),
+    };
+    let ((an, ad), (bn, bd)) = (part(&a), part(&b));
+    assert_safe_difference(an, bn, "rate numerators across periods");
+    assert_safe_difference(ad, bd, "rate denominators across periods");
+}
