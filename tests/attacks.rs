@@ -676,3 +676,30 @@ fn rate_numerators_across_periods() {
     assert_safe_difference(an, bn, "rate numerators across periods");
     assert_safe_difference(ad, bd, "rate denominators across periods");
 }
+
+#[test]
+fn a_court_versus_its_region() {
+    // The court management office can filter by court and by region: a region over three months
+    // minus its (only) court over two months.
+    let (court, y, m) = values(|c| c.court.clone())
+        .into_iter()
+        .flat_map(windows)
+        .find(|(c, y, m)| {
+            let p = |x: &Case| &x.court == c && x.cause == "民间借贷纠纷";
+            let a = filed(p, y * 100 + m, y * 100 + m + 2);
+            let b = filed(p, y * 100 + m, y * 100 + m + 1);
+            b >= K && small(a - b)
+        })
+        .expect("a court tracker");
+    let region = fx().cases.iter().find(|x| x.court == court).map(|x| x.region.clone()).unwrap();
+    let tc = ["民间借贷纠纷".to_string()];
+    let a = ask_as(
+        "manager",
+        &q("filed", y * 100 + m, y * 100 + m + 2).filter("cause", &tc).filter("region", std::slice::from_ref(&region)),
+    );
+    let b = ask_as(
+        "manager",
+        &q("filed", y * 100 + m, y * 100 + m + 1).filter("cause", &tc).filter("court", std::slice::from_ref(&court)),
+    );
+    assert_safe_difference(total(&a), total(&b), "region minus its court");
+}

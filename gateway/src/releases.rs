@@ -89,6 +89,18 @@ impl CellSet {
         slot.retain(|v| vals.contains(v));
     }
 
+    /// Restricts courts, and with them the regions those courts' cases lie in, where `court_region`
+    /// knows every court asked (from the node configuration: a node serving one court and one
+    /// region). The record set is unchanged; the region restriction lets court cells nest inside
+    /// region cells.
+    pub fn restrict_courts(&mut self, values: &[String], court_region: &BTreeMap<String, String>) {
+        self.restrict(Dimension::Court, values);
+        let regions: Option<Vec<String>> = values.iter().map(|c| court_region.get(c).cloned()).collect();
+        if let Some(regions) = regions {
+            self.restrict(Dimension::Region, &regions);
+        }
+    }
+
     fn period_inside(&self, other: &CellSet) -> bool {
         self.from >= other.from && self.to <= other.to
     }
@@ -217,6 +229,7 @@ pub fn cells_of_answer(
     measures: &[&str],
     answer: &[(&Vec<String>, &Vec<Partial>, bool)],
     margins: bool,
+    court_region: &BTreeMap<String, String>,
 ) -> Vec<CellSet> {
     let dims = &q.group_by;
     let mut out = Vec::new();
@@ -224,7 +237,11 @@ pub fn cells_of_answer(
     let base = |m: &str, kept: &[(Dimension, &String)], count: u64| -> Option<CellSet> {
         let mut c = CellSet::new(m, from, to, count);
         for (d, vals) in &q.filters {
-            c.restrict(*d, vals);
+            if *d == Dimension::Court {
+                c.restrict_courts(vals, court_region);
+            } else {
+                c.restrict(*d, vals);
+            }
         }
         for (d, v) in kept {
             if d.is_time() {
@@ -232,7 +249,11 @@ pub fn cells_of_answer(
                 c.from = c.from.max(a);
                 c.to = c.to.min(b);
             } else {
-                c.restrict(*d, std::slice::from_ref(*v));
+                if *d == Dimension::Court {
+                    c.restrict_courts(std::slice::from_ref(*v), court_region);
+                } else {
+                    c.restrict(*d, std::slice::from_ref(*v));
+                }
             }
         }
         Some(c)
@@ -400,6 +421,19 @@ mod tests {
         let first = cell("cases.filed", 0, 11, &[(Dimension::TypeCode, &["民初", "民终", "民申"])], 37);
         assert!(first.inside(&civil));
         assert!(find_risk(&[civil], &[first], 10).is_some());
+    }
+
+    #[test]
+    fn a_court_nests_in_its_region() {
+        let map: BTreeMap<String, String> = [("闽0203".to_string(), "350203".to_string())].into();
+        let mut court = CellSet::new("cases.filed", 0, 11, 95);
+        court.restrict_courts(&["闽0203".to_string()], &map);
+        let region = cell("cases.filed", 0, 11, &[(Dimension::Region, &["350203"])], 100);
+        assert!(court.inside(&region));
+        assert!(find_risk(&[region], &[court.clone()], 10).is_some());
+        let mut unknown = CellSet::new("cases.filed", 0, 11, 95);
+        unknown.restrict_courts(&["闽0203".to_string(), "闽9999".to_string()], &map);
+        assert!(!unknown.dims.contains_key("region"), "a court with no known region adds no region");
     }
 
     #[test]
