@@ -174,9 +174,16 @@ fn expected(ind: &str, m: &Measures) -> Option<Expected> {
     })
 }
 
-fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case]) -> (usize, usize) {
+/// Compares one answer with the brute force; `None` when the gateway refused it as a differencing
+/// risk (answers of indicators that share a measure but hide different cells can together isolate a
+/// small group, and the release ledger refuses the later one).
+fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case]) -> Option<(usize, usize)> {
     let (token, purpose) = if dim == "court" { ("manager", "审判管理") } else { ("requester", "诉源治理") };
-    let resp = fx().query(&fx().token(token), request(ind, &[dim, time_dim], from, to, purpose)).unwrap();
+    let resp = match fx().query(&fx().token(token), request(ind, &[dim, time_dim], from, to, purpose)) {
+        Ok(resp) => resp,
+        Err(s) if s.code() == tonic::Code::PermissionDenied && s.message().starts_with("differencing:") => return None,
+        Err(s) => panic!("{ind} by {dim},{time_dim}: {s:?}"),
+    };
     let coverage = resp.coverage.clone().unwrap();
     assert_eq!((coverage.asked, coverage.answered), (3, 3), "{ind}: every court node answers");
     let want: BTreeMap<(String, String), _> = brute(cases, dim, time_dim, from, to)
@@ -225,10 +232,23 @@ fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case
             other => panic!("{other}"),
         }
     };
-    for side in 0..2 {
-        let mut lines: BTreeMap<&String, Vec<&(String, String)>> = BTreeMap::new();
+    // Months are also protected within their quarter and their year (totals other queries give).
+    let sub_lines: &[fn(&str) -> String] = if time_dim == "month" {
+        &[
+            |_| String::new(),
+            |m| m[..4].to_string(),
+            |m| format!("{}-Q{}", &m[..4], (m[5..7].parse::<u32>().unwrap() - 1) / 3),
+        ]
+    } else {
+        &[|_| String::new()]
+    };
+    for (side, parent) in
+        std::iter::once((1, (|_| String::new()) as fn(&str) -> String)).chain(sub_lines.iter().map(|p| (0, *p)))
+    {
+        let mut lines: BTreeMap<(String, String), Vec<&(String, String)>> = BTreeMap::new();
         for k in got.keys() {
-            lines.entry(if side == 0 { &k.0 } else { &k.1 }).or_default().push(k);
+            let line = if side == 0 { (k.0.clone(), parent(&k.1)) } else { (k.1.clone(), String::new()) };
+            lines.entry(line).or_default().push(k);
         }
         for line in lines.values() {
             let hidden: Vec<&&(String, String)> = line.iter().filter(|k| got[**k].0 == "suppressed").collect();
@@ -244,7 +264,7 @@ fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case
         }
     }
     let suppressed = got.values().filter(|g| g.0 == "suppressed").count();
-    (want.len(), suppressed)
+    Some((want.len(), suppressed))
 }
 
 #[test]
@@ -252,16 +272,22 @@ fn every_indicator_equals_brute_force_by_region_year_and_court_month() {
     let cases = load_cases();
     let mut cells = 0;
     let mut suppressed = 0;
+    let mut refused = 0;
     for ind in ["filed", "closed", "closure_rate", "on_time_rate", "avg_trial_days"] {
         for (from, to) in [(202301, 202412), (201901, 202012), (202402, 202403)] {
-            let (c, s) = check(ind, "region", "year", from, to, &cases);
-            cells += c;
-            suppressed += s;
-            let (c, s) = check(ind, "court", "month", from, to, &cases);
-            cells += c;
-            suppressed += s;
+            for (dim, time_dim) in [("region", "year"), ("court", "month")] {
+                match check(ind, dim, time_dim, from, to, &cases) {
+                    Some((c, s)) => {
+                        cells += c;
+                        suppressed += s;
+                    }
+                    None => refused += 1,
+                }
+            }
         }
     }
+    // Every indicator is compared at least on most of its answers.
+    assert!(refused <= 10, "{refused} of 30 answers refused as differencing risks");
     // The data must exercise both sides of the threshold for the comparison to mean something.
     assert!(cells > 500, "only {cells} cells compared");
     assert!(suppressed > 0, "no suppressed cell was exercised");

@@ -292,7 +292,8 @@ pub async fn execute(
         });
         cells.push(cell);
     }
-    for i in disclosure::secondary_suppress(&mut protected, q.group_by.len(), threshold) {
+    let parents: Vec<Vec<disclosure::Parent>> = q.group_by.iter().map(|d| disclosure::parents_of(*d)).collect();
+    for i in disclosure::secondary_suppress_nested(&mut protected, &parents, threshold) {
         cells[i] = Cell::suppressed("secondary suppression");
     }
 

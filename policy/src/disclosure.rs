@@ -130,25 +130,60 @@ pub struct Protected {
 /// protected count is 0 or at least `k`, and no line with other shown cells has exactly one
 /// suppressed cell. Returns the indices newly suppressed, in the order chosen.
 pub fn secondary_suppress(cells: &mut [Protected], dims: usize, k: u32) -> Vec<usize> {
+    secondary_suppress_nested(cells, &vec![Vec::new(); dims], k)
+}
+
+/// Maps a group value to the coarser group it lies in (a month to its quarter or year).
+pub type Parent = fn(&str) -> String;
+
+/// The coarser groups of a dimension's values whose totals another query can give: a month's
+/// quarter and year, a quarter's year; none for record dimensions.
+pub fn parents_of(dim: crate::dimension::Dimension) -> Vec<Parent> {
+    use crate::dimension::Dimension;
+    fn year(v: &str) -> String {
+        v.get(..4).unwrap_or(v).to_string()
+    }
+    fn quarter_of_month(v: &str) -> String {
+        let m: u32 = v.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(0);
+        format!("{}-Q{}", year(v), m.saturating_sub(1) / 3 + 1)
+    }
+    match dim {
+        Dimension::Month => vec![year, quarter_of_month],
+        Dimension::Quarter => vec![year],
+        _ => Vec::new(),
+    }
+}
+
+/// [`secondary_suppress`] with hierarchies: for dimension `d`, besides its whole lines, every
+/// sub-line of values sharing a parent (`parents[d]`, e.g. the months of one quarter) must be safe
+/// too, since the parent's total is another allowed query.
+pub fn secondary_suppress_nested(cells: &mut [Protected], parents: &[Vec<Parent>], k: u32) -> Vec<usize> {
     let k = k.max(MIN_THRESHOLD);
     let mut added = Vec::new();
+    let dims = parents.len();
     if dims == 0 {
         return added;
     }
+    fn whole(_: &str) -> String {
+        String::new()
+    }
     loop {
         let mut changed = false;
-        for d in 0..dims {
-            let mut lines: std::collections::BTreeMap<Vec<String>, Vec<usize>> = std::collections::BTreeMap::new();
-            for (i, c) in cells.iter().enumerate() {
-                let rest: Vec<String> =
-                    c.key.iter().enumerate().filter(|(j, _)| *j != d).map(|(_, v)| v.clone()).collect();
-                lines.entry(rest).or_default().push(i);
-            }
-            for line in lines.values() {
-                while let Some(i) = complement_needed(cells, line, k) {
-                    cells[i].suppressed = true;
-                    added.push(i);
-                    changed = true;
+        for (d, coarser) in parents.iter().enumerate() {
+            for parent in std::iter::once(whole as Parent).chain(coarser.iter().copied()) {
+                let mut lines: std::collections::BTreeMap<Vec<String>, Vec<usize>> = std::collections::BTreeMap::new();
+                for (i, c) in cells.iter().enumerate() {
+                    let mut rest: Vec<String> =
+                        c.key.iter().enumerate().filter(|(j, _)| *j != d).map(|(_, v)| v.clone()).collect();
+                    rest.push(c.key.get(d).map(|v| parent(v)).unwrap_or_default());
+                    lines.entry(rest).or_default().push(i);
+                }
+                for line in lines.values() {
+                    while let Some(i) = complement_needed(cells, line, k) {
+                        cells[i].suppressed = true;
+                        added.push(i);
+                        changed = true;
+                    }
                 }
             }
         }
@@ -338,6 +373,27 @@ mod tests {
         ];
         secondary_suppress(&mut cells, 2, 10);
         assert!(cells.iter().all(|c| c.suppressed), "a 2x2 table with one small cell hides all four");
+    }
+
+    #[test]
+    fn months_are_protected_within_their_quarter_and_year() {
+        use crate::dimension::Dimension;
+        // Jan..Jun of one year: one small month in Q1. For the half-year line alone April (12, the
+        // smallest cell that suffices) would do, but the quarter Q1 (another query) minus February and
+        // March would still give January: a Q1 month must be hidden too.
+        let counts = [4u64, 30, 40, 12, 60, 70];
+        let mut cells: Vec<Protected> =
+            counts.iter().enumerate().map(|(i, &n)| prot(&[&format!("2024-{:02}", i + 1)], &[n], n < 10)).collect();
+        let mut flat = cells.clone();
+        assert_eq!(secondary_suppress(&mut flat, 1, 10), vec![3], "without the hierarchy April is enough");
+        secondary_suppress_nested(&mut cells, &[parents_of(Dimension::Month)], 10);
+        assert!(cells[1].suppressed, "February (the smallest other month of Q1) joins January");
+        for quarter in [0..3, 3..6] {
+            let hidden: u64 = cells[quarter].iter().filter(|c| c.suppressed).map(|c| c.counts[0]).sum();
+            assert!(!is_small(hidden, 10), "a quarter hides {hidden}");
+        }
+        assert_eq!(parents_of(Dimension::Month)[1]("2024-11"), "2024-Q4");
+        assert_eq!(parents_of(Dimension::Quarter)[0]("2024-Q4"), "2024");
     }
 
     #[test]
