@@ -456,5 +456,30 @@ mod proptests {
                 }
             }
         }
+
+        /// Months of two years: after hierarchical secondary suppression, every year and every
+        /// quarter (totals other queries give) hides 0, at least k, or all of its own total.
+        #[test]
+        fn months_are_safe_within_quarters_and_years(
+            raw in proptest::collection::vec(0u64..30, 24),
+            k in 5u32..12,
+        ) {
+            let mut cells: Vec<Protected> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Protected {
+                    key: vec![format!("{}-{:02}", 2023 + i / 12, i % 12 + 1)],
+                    counts: vec![n],
+                    suppressed: is_small(n, k),
+                    eligible: true,
+                })
+                .collect();
+            secondary_suppress_nested(&mut cells, &[parents_of(crate::dimension::Dimension::Month)], k);
+            for group in (0..8).map(|q| q * 3..q * 3 + 3).chain([0..12, 12..24, 0..24]) {
+                let hidden: u64 = cells[group.clone()].iter().filter(|c| c.suppressed).map(|c| c.counts[0]).sum();
+                let total: u64 = cells[group.clone()].iter().map(|c| c.counts[0]).sum();
+                prop_assert!(!is_small(hidden, k) || hidden == total, "{group:?} hides {hidden}");
+            }
+        }
     }
 }
