@@ -423,6 +423,51 @@ mod tests {
         assert!(find_risk(&[civil], &[first], 10).is_some());
     }
 
+    fn parsed(group_by: Vec<Dimension>, filters: Vec<(Dimension, Vec<String>)>) -> ParsedQuery {
+        ParsedQuery {
+            indicator: shuzhu_policy::indicator::indicator("closure_rate").unwrap(),
+            group_by,
+            period: shuzhu_policy::period::Period::from_wire(202401, 202406).unwrap(),
+            filters,
+            purpose: "诉源治理".into(),
+        }
+    }
+
+    fn part(n: u64) -> Partial {
+        Partial { value: n as i64, contributors: n, max_single: 1 }
+    }
+
+    #[test]
+    fn an_answer_releases_its_cells_and_the_margins_of_whole_shown_lines() {
+        let q = parsed(vec![Dimension::Region, Dimension::Quarter], vec![(Dimension::Division, vec!["民事".into()])]);
+        let measures = ["cases.closed", "cases.active"];
+        let keys: Vec<Vec<String>> = [["1", "2024-Q1"], ["1", "2024-Q2"], ["2", "2024-Q1"], ["2", "2024-Q2"]]
+            .iter()
+            .map(|k| k.iter().map(|s| s.to_string()).collect())
+            .collect();
+        let parts: Vec<Vec<Partial>> = (0..4).map(|i| vec![part(10 + i), part(100 + i)]).collect();
+        // Region 2, Q2 is suppressed: no margin through it.
+        let shown = [true, true, true, false];
+        let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+            keys.iter().zip(&parts).zip(shown).map(|((k, p), s)| (k, p, s)).collect();
+        let cells = cells_of_answer(&q, &measures, &answer, true, &BTreeMap::new());
+        let closed: Vec<&CellSet> = cells.iter().filter(|c| c.measure == "cases.closed").collect();
+        // 3 shown cells, region 1 over both quarters (10 + 11), Q1 over both regions (10 + 12).
+        let counts: Vec<u64> = closed.iter().map(|c| c.count).collect();
+        assert!(counts.contains(&21) && counts.contains(&22), "{counts:?}");
+        assert!(!counts.contains(&(10 + 11 + 12 + 13)), "no grand total through a suppressed cell");
+        let q1 = closed.iter().find(|c| c.count == 10).unwrap();
+        assert_eq!((q1.from, q1.to), (Month::new(2024, 1).unwrap().index(), Month::new(2024, 3).unwrap().index()));
+        assert_eq!(q1.dims["type_code"], vec!["民再", "民初", "民申", "民终"]);
+        assert_eq!(q1.dims["region"], vec!["1"]);
+        // Active cases of different quarters overlap: no margin across quarters for them.
+        let active: Vec<u64> = cells.iter().filter(|c| c.measure == "cases.active").map(|c| c.count).collect();
+        assert!(!active.contains(&(100 + 101)), "{active:?}");
+        assert!(active.contains(&(100 + 102)), "a margin across regions is a sum for active cases too");
+        // With a node missing, only the cells themselves.
+        assert_eq!(cells_of_answer(&q, &measures, &answer, false, &BTreeMap::new()).len(), 6);
+    }
+
     #[test]
     fn a_court_nests_in_its_region() {
         let map: BTreeMap<String, String> = [("闽0203".to_string(), "350203".to_string())].into();
