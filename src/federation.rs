@@ -315,6 +315,14 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
     let addr = listener.local_addr()?;
     let (cert, key) = prepared.pki.party(Role::Gateway, DEMO_GATEWAY);
     let gateway_config = prepared.dir.join("gateway.toml");
+    // The cell-key secret of `cell_key` grants: random, kept beside the config, never logged.
+    let cell_key_secret = prepared.dir.join("cell-key.secret");
+    if !cell_key_secret.exists() {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| anyhow::anyhow!("the random source failed"))?;
+        std::fs::write(&cell_key_secret, hex::encode(key))?;
+    }
     std::fs::write(
         &gateway_config,
         format!(
@@ -324,6 +332,7 @@ listen = "127.0.0.1:{port}"
 policy = "policy.toml"
 ledger_dir = "ledger"
 node_timeout_ms = 5000
+cell_key_secret = "cell-key.secret"
 
 [tls]
 ca = {ca:?}

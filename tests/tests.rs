@@ -4,6 +4,7 @@
 
 mod util;
 
+mod attacks;
 mod audit;
 mod auth;
 mod cli;
@@ -13,4 +14,5 @@ mod indicators;
 mod mtls;
 mod policy;
 mod privacy;
+mod protection;
 mod scrub;

@@ -59,6 +59,14 @@ pub struct GatewayConfig {
     /// Token limits.
     #[serde(default)]
     pub auth: AuthPolicy,
+    /// Whether the release ledger (differencing defence) pools every agency's releases, so that
+    /// colluding agencies cannot combine their answers (default on); off keeps one ledger per agency.
+    #[serde(default = "default_true")]
+    pub releases_across_agencies: bool,
+    /// File holding the secret key (hex) of the cell-key method; needed only by `cell_key` grants.
+    /// Never logged.
+    #[serde(default)]
+    pub cell_key_secret: Option<PathBuf>,
     /// TLS material.
     pub tls: TlsFiles,
     /// Trusted issuers.
@@ -67,6 +75,10 @@ pub struct GatewayConfig {
     /// Nodes.
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_node_timeout() -> u64 {
@@ -85,6 +97,7 @@ impl ConfigFile for GatewayConfig {
         let mut paths: Vec<&mut PathBuf> =
             vec![&mut self.policy, &mut self.ledger_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key];
         paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
+        paths.extend(self.cell_key_secret.as_mut());
         paths
     }
 

@@ -9,5 +9,6 @@ pub mod config;
 pub mod ledger;
 pub mod query;
 pub mod quota;
+pub mod releases;
 pub mod service;
 pub mod state;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::disclosure::{self, Cell, Partial, Status as CellStatus};
 use shuzhu_policy::grant::{AccessRequest, Decision};
-use shuzhu_policy::indicator::{self, Indicator};
+use shuzhu_policy::indicator::{self, Indicator, IndicatorKind};
 use shuzhu_policy::period::{Period, days_from_civil};
+use shuzhu_policy::protect::{self, Protection};
 use shuzhu_proto::v1 as pb;
 use tonic::{Code, Status};
 
@@ -142,8 +143,10 @@ pub async fn execute(
         legal_basis: &req.legal_basis,
         today: today(),
     });
-    let (threshold, accept_partial) = match decision {
-        Decision::Allow { threshold, accept_partial, .. } => (threshold, accept_partial),
+    let (threshold, accept_partial, protection, dp_epsilon_milli, dp_budget_milli) = match decision {
+        Decision::Allow { threshold, accept_partial, protection, dp_epsilon_milli, dp_budget_milli, .. } => {
+            (threshold, accept_partial, protection, dp_epsilon_milli, dp_budget_milli)
+        }
         Decision::Deny { rule, reason } => {
             record.decision = "deny".into();
             record.reason = format!("{rule}: {}", clip(&reason));
@@ -157,6 +160,16 @@ pub async fn execute(
         record.decision = "deny".into();
         record.reason = format!("quota: {over}");
         return Err(with_version(Status::resource_exhausted(over.to_string()), &policy.version));
+    }
+    if protection == Protection::CellKey && state.cell_key_secret.is_none() {
+        record.decision = "error".into();
+        record.reason = "cell_key protection without a configured secret".into();
+        return Err(with_version(
+            Status::failed_precondition(
+                "the grant asks for cell_key protection but the gateway has no cell_key_secret configured",
+            ),
+            &policy.version,
+        ));
     }
     record.decision = "allow".into();
 
@@ -252,11 +265,14 @@ pub async fn execute(
         )));
     }
 
-    // Evaluate and suppress each cell.
+    // Evaluate and suppress each cell (primary rules), then secondary suppression across lines.
     let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
     let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
-    let mut rows = Vec::with_capacity(merged.len());
-    let mut suppressed = 0u32;
+    let get = |partials: &Vec<Partial>, m: &str| {
+        measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
+    };
+    let mut cells: Vec<Cell> = Vec::with_capacity(merged.len());
+    let mut protected: Vec<disclosure::Protected> = Vec::with_capacity(merged.len());
     for (key, partials) in &merged {
         let affected = missing.iter().any(|(n, _)| {
             let by_region = region_pos.map(|i| n.entry.regions.is_empty() || n.entry.regions.contains(&key[i]));
@@ -266,13 +282,113 @@ pub async fn execute(
                 (r, c) => r.unwrap_or(true) && c.unwrap_or(true),
             }
         });
-        let cell: Cell = if affected {
-            Cell::partial()
-        } else {
-            disclosure::evaluate(q.indicator, threshold, |m| {
-                measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
-            })
-        };
+        let cell: Cell =
+            if affected { Cell::partial() } else { disclosure::evaluate(q.indicator, threshold, |m| get(partials, m)) };
+        protected.push(disclosure::Protected {
+            key: key.clone(),
+            counts: disclosure::protected_counts(q.indicator, |m| get(partials, m)),
+            suppressed: cell.status == CellStatus::Suppressed,
+            eligible: cell.status == CellStatus::Ok,
+        });
+        cells.push(cell);
+    }
+    let parents: Vec<Vec<disclosure::Parent>> = q.group_by.iter().map(|d| disclosure::parents_of(*d)).collect();
+    for i in disclosure::secondary_suppress_nested(&mut protected, &parents, threshold) {
+        cells[i] = Cell::suppressed("secondary suppression");
+    }
+
+    // Differencing defence: the shown cells and the margins they imply, against earlier releases.
+    let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+        merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
+    // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
+    let release = crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &court_regions(state));
+    match state.releases.check_and_record(&principal.agency, release, threshold) {
+        Ok(None) => {}
+        Ok(Some(risk)) => {
+            record.decision = "deny".into();
+            record.reason = format!("differencing: {}", risk.measure);
+            let message = format!(
+                "differencing: this query's cells differ from cells already released by 1..{} contributors \
+                 ({}), so together they would reveal a small group; ask for a coarser or identical grouping, \
+                 period or filter (policy {})",
+                threshold.max(disclosure::MIN_THRESHOLD) - 1,
+                risk.measure,
+                policy.version
+            );
+            return Err(with_version(Status::permission_denied(message), &policy.version));
+        }
+        Err(e) => {
+            record.decision = "error".into();
+            record.reason = "release ledger unavailable".into();
+            tracing::error!(request_id, error = %e, "release ledger failed");
+            return Err(Status::unavailable("the release ledger is unavailable; nothing was answered"));
+        }
+    }
+
+    // Protection beyond suppression, on the cells shown.
+    if protection == Protection::Dp {
+        let cost = u64::from(dp_epsilon_milli) * count_measures(q.indicator);
+        match state.budget.spend(&principal.agency, q.indicator.dataset, cost, u64::from(dp_budget_milli)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(over)) => {
+                record.decision = "deny".into();
+                record.reason = "privacy budget spent".into();
+                let message = format!(
+                    "privacy budget spent: agency {} has used ε {}.{:03} of {}.{:03} on dataset {}; this query needs {}.{:03}",
+                    principal.agency,
+                    over.used_milli / 1000,
+                    over.used_milli % 1000,
+                    over.budget_milli / 1000,
+                    over.budget_milli % 1000,
+                    q.indicator.dataset,
+                    cost / 1000,
+                    cost % 1000
+                );
+                return Err(with_version(Status::resource_exhausted(clip(&message)), &policy.version));
+            }
+            Err(e) => {
+                record.decision = "error".into();
+                record.reason = "privacy budget ledger unavailable".into();
+                tracing::error!(request_id, error = %e, "privacy budget ledger failed");
+                return Err(Status::unavailable("the privacy budget ledger is unavailable; nothing was answered"));
+            }
+        }
+    }
+    if protection != Protection::Suppress {
+        let rng = ring::rand::SystemRandom::new();
+        let mut uniform = protect::Uniform::new(&rng);
+        let shape = describe_query(&q);
+        for ((key, _), cell) in merged.iter().zip(cells.iter_mut()) {
+            if cell.status != CellStatus::Ok {
+                continue;
+            }
+            let desc = format!("{shape}|{}", key.join("\u{1f}"));
+            let mut noisy = |what: &str, v: i64| -> Result<i64, protect::NoiseError> {
+                let out = match protection {
+                    Protection::Suppress => v,
+                    Protection::Round5 => protect::round_to(v, 5),
+                    Protection::CellKey => protect::cell_key(
+                        state.cell_key_secret.as_deref().unwrap_or_default(),
+                        &format!("{desc}|{what}"),
+                        v,
+                    ),
+                    Protection::Dp => protect::dp_count(&mut uniform, v, dp_epsilon_milli)?,
+                };
+                // A shown count stays at or above k (post-processing; true values below k are suppressed).
+                Ok(if v == 0 { out.max(0) } else { out.max(i64::from(threshold)) })
+            };
+            if let Err(e) = protect_cell(q.indicator, cell, &mut noisy) {
+                record.decision = "error".into();
+                record.reason = "noise could not be drawn".into();
+                tracing::error!(request_id, error = %e, "noise failed");
+                return Err(Status::internal("noise could not be drawn; nothing was answered"));
+            }
+        }
+    }
+
+    let mut rows = Vec::with_capacity(merged.len());
+    let mut suppressed = 0u32;
+    for ((key, _), cell) in merged.iter().zip(&cells) {
         if cell.status == CellStatus::Suppressed {
             suppressed += 1;
         }
@@ -304,6 +420,77 @@ pub async fn execute(
         data_until: data_until.unwrap_or_default(),
         threshold,
     })
+}
+
+/// Courts whose cases all lie in one known region: those of a node configured with exactly one
+/// court and one region.
+fn court_regions(state: &GatewayState) -> BTreeMap<String, String> {
+    state
+        .nodes
+        .iter()
+        .filter(|n| n.entry.courts.len() == 1 && n.entry.regions.len() == 1)
+        .map(|n| (n.entry.courts[0].clone(), n.entry.regions[0].clone()))
+        .collect()
+}
+
+/// How many counts a cell of the indicator releases (the ε cost of a `dp` query is this times ε).
+fn count_measures(ind: &Indicator) -> u64 {
+    match ind.kind {
+        IndicatorKind::Ratio { .. } => 2,
+        IndicatorKind::Count { .. } | IndicatorKind::Mean { .. } => 1,
+    }
+}
+
+/// The canonical description of a query's cells (without the group values), for the cell key.
+fn describe_query(q: &ParsedQuery) -> String {
+    let mut filters: Vec<String> = q
+        .filters
+        .iter()
+        .map(|(d, v)| {
+            let mut v = v.clone();
+            v.sort();
+            v.dedup();
+            format!("{d}={}", v.join(","))
+        })
+        .collect();
+    filters.sort();
+    let dims: Vec<&str> = q.group_by.iter().map(|d| d.as_str()).collect();
+    format!("{}|{}|{}|{}", q.indicator.id, q.period, dims.join(","), filters.join(";"))
+}
+
+/// Replaces a shown cell's counts by their protected values: a count's value, a ratio's numerator and
+/// denominator (the rate recomputed from them), a mean's count (the sum of days is then withheld).
+fn protect_cell(
+    ind: &Indicator,
+    cell: &mut Cell,
+    noisy: &mut dyn FnMut(&str, i64) -> Result<i64, protect::NoiseError>,
+) -> Result<(), protect::NoiseError> {
+    match ind.kind {
+        IndicatorKind::Count { .. } => {
+            if let Some(v) = cell.value {
+                cell.value = Some(noisy("count", v as i64)? as f64);
+            }
+        }
+        IndicatorKind::Ratio { subset, .. } => {
+            if let (Some(n), Some(d)) = (cell.numerator, cell.denominator) {
+                let d2 = noisy("denominator", d)?;
+                let mut n2 = noisy("numerator", n)?;
+                if subset {
+                    n2 = n2.min(d2);
+                }
+                cell.numerator = Some(n2);
+                cell.denominator = Some(d2);
+                cell.value = (d2 != 0).then(|| n2 as f64 / d2 as f64);
+            }
+        }
+        IndicatorKind::Mean { .. } => {
+            if let Some(d) = cell.denominator {
+                cell.denominator = Some(noisy("count", d)?);
+                cell.numerator = None;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Metadata key naming the policy version that refused a request (answers carry it in the body).

@@ -35,6 +35,9 @@ pub enum StartError {
     /// The ledger could not be opened (the gateway fails closed).
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// The release ledger could not be opened (the gateway fails closed).
+    #[error(transparent)]
+    Releases(#[from] crate::releases::ReleaseError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -46,6 +49,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// The cell-key secret file does not hold a key (the key itself is never shown).
+    #[error("{0} does not hold a hex key of at least 16 bytes")]
+    CellKeySecret(String),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -93,6 +99,12 @@ pub struct GatewayState {
     pub policy_path: std::path::PathBuf,
     /// What each agency has used of its quotas.
     pub quotas: crate::quota::QuotaBook,
+    /// Cells already released (differencing defence).
+    pub releases: crate::releases::ReleaseBook,
+    /// Privacy budget spent per agency and dataset (`dp` grants).
+    pub budget: crate::releases::BudgetBook,
+    /// Secret key of the cell-key method, when configured.
+    pub cell_key_secret: Option<Vec<u8>>,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -127,6 +139,17 @@ impl GatewayState {
             .collect::<Result<Vec<_>, StartError>>()?;
         let auth = Authenticator::new(issuers, config.auth.clone())?;
         let ledger = Arc::new(AuditChain::open(&config.ledger_dir)?);
+        let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
+        let budget = crate::releases::BudgetBook::open(&config.ledger_dir)?;
+        let cell_key_secret = match &config.cell_key_secret {
+            None => None,
+            Some(path) => Some(
+                hex::decode(read(path)?.trim())
+                    .ok()
+                    .filter(|k| k.len() >= 16)
+                    .ok_or_else(|| StartError::CellKeySecret(path.display().to_string()))?,
+            ),
+        };
         let ca = Certificate::from_pem(shuzhu_net::load_pem(&config.tls.ca)?);
         let identity =
             Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);
@@ -157,6 +180,9 @@ impl GatewayState {
             node_timeout,
             policy_path: config.policy.clone(),
             quotas: crate::quota::QuotaBook::default(),
+            releases,
+            budget,
+            cell_key_secret,
         })
     }
 

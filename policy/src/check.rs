@@ -26,6 +26,9 @@ const GRANT_KEYS: &[&str] = &[
     "daily_quota",
     "accept_partial",
     "threshold",
+    "protection",
+    "dp_epsilon_milli",
+    "dp_budget_milli",
 ];
 const DENY_KEYS: &[&str] = &["agency", "indicator", "dimension", "purpose", "reason"];
 const CONSTRAINT_KEYS: &[&str] = &["agency", "field", "threshold", "values"];

@@ -25,6 +25,7 @@ use crate::dimension::Dimension;
 use crate::disclosure::{DEFAULT_THRESHOLD, MIN_THRESHOLD};
 use crate::indicator::{Indicator, indicator};
 use crate::period::parse_day;
+use crate::protect::Protection;
 use crate::schema::Grade;
 
 /// The purposes a federation knows when its policy lists none (DESIGN.md).
@@ -85,7 +86,22 @@ pub struct Grant {
     /// Threshold k for this grant; never below 5; the larger of this and the policy default applies.
     #[serde(default)]
     pub threshold: Option<u32>,
+    /// Protection of shown counts beyond suppression (`suppress`, `round5`, `cell_key`, `dp`); where
+    /// several grants cover a request the strongest applies (dp > cell_key > round5 > suppress).
+    #[serde(default)]
+    pub protection: Protection,
+    /// With `dp`: ε spent per released count, in thousandths (default 500 = 0.5).
+    #[serde(default)]
+    pub dp_epsilon_milli: Option<u32>,
+    /// With `dp`: total ε per agency and dataset, in thousandths (default 5000 = 5).
+    #[serde(default)]
+    pub dp_budget_milli: Option<u32>,
 }
+
+/// ε per released count when a `dp` grant names none (0.5).
+pub const DEFAULT_DP_EPSILON_MILLI: u32 = 500;
+/// Total ε per agency and dataset when a `dp` grant names none (5).
+pub const DEFAULT_DP_BUDGET_MILLI: u32 = 5000;
 
 /// An explicit refusal that beats any grant. Every key it sets must match; unset keys match anything.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -230,6 +246,12 @@ pub enum Decision {
         threshold: u32,
         /// Whether an answer with missing nodes may be given (false if any covering grant says so).
         accept_partial: bool,
+        /// Protection of shown counts (the strongest of the covering grants).
+        protection: Protection,
+        /// ε per released count, in thousandths (dp only; the smallest of the covering grants).
+        dp_epsilon_milli: u32,
+        /// Total ε per agency and dataset, in thousandths (dp only; the smallest of the covering grants).
+        dp_budget_milli: u32,
     },
     /// Refused.
     Deny {
@@ -424,6 +446,15 @@ impl FederationPolicy {
         if !self.agencies.iter().any(|a| a.id == g.agency) {
             out.push(Problem::new(at("agency"), format!("agency {:?} is not declared in [[agency]]", g.agency)));
         }
+        if let Some(e) = g.dp_epsilon_milli
+            && !(1..=10_000).contains(&e)
+        {
+            out.push(Problem::new(at("dp_epsilon_milli"), format!("{e} is outside 1..=10000 (ε 0.001 to 10)")));
+        }
+        if g.dp_budget_milli.unwrap_or(DEFAULT_DP_BUDGET_MILLI) < g.dp_epsilon_milli.unwrap_or(DEFAULT_DP_EPSILON_MILLI)
+        {
+            out.push(Problem::new(at("dp_budget_milli"), "the budget is smaller than one query's ε".to_string()));
+        }
         if let Some(t) = g.threshold
             && t < MIN_THRESHOLD
         {
@@ -616,7 +647,12 @@ impl FederationPolicy {
             .chain(by_constraint)
             .fold(self.default_threshold.max(MIN_THRESHOLD), u32::max);
         let accept_partial = allowed.iter().all(|(_, g)| g.accept_partial);
-        Decision::Allow { grant: first, threshold, accept_partial }
+        let protection = allowed.iter().map(|(_, g)| g.protection).max().unwrap_or_default();
+        let dp = allowed.iter().filter(|(_, g)| g.protection == Protection::Dp);
+        let dp_epsilon_milli =
+            dp.clone().map(|(_, g)| g.dp_epsilon_milli.unwrap_or(DEFAULT_DP_EPSILON_MILLI)).min().unwrap_or(0);
+        let dp_budget_milli = dp.map(|(_, g)| g.dp_budget_milli.unwrap_or(DEFAULT_DP_BUDGET_MILLI)).min().unwrap_or(0);
+        Decision::Allow { grant: first, threshold, accept_partial, protection, dp_epsilon_milli, dp_budget_milli }
     }
 }
 
@@ -1154,7 +1190,7 @@ values = ["350205", "350206"]
         n += 2;
         assert!(n >= 30, "{n} cases");
         // Strictest wins over two covering grants: the 20 of the first tjj grant beats the 15 of the second.
-        let Decision::Allow { grant, threshold, accept_partial } = run_case(&p, &extra[0].0) else { panic!() };
+        let Decision::Allow { grant, threshold, accept_partial, .. } = run_case(&p, &extra[0].0) else { panic!() };
         // Two value constraints intersect: only 350205 is in both, and the refusal says so.
         let Decision::Deny { reason, .. } = run_case(&p, &extra[2].0) else { panic!() };
         assert!(reason.contains("350203 is outside") && reason.contains("(350205)"), "{reason}");
@@ -1183,6 +1219,34 @@ values = ["350205", "350206"]
             ask(&p, "xm-sfj", "filed", &[Dimension::Region], "诉源治理"),
             Decision::Deny { rule: "protected_dataset", .. }
         ));
+    }
+
+    #[test]
+    fn the_strongest_protection_of_the_covering_grants_applies() {
+        let p = FederationPolicy::parse(
+            &POLICY.replace("threshold = 12", "threshold = 12\nprotection = \"dp\"\ndp_epsilon_milli = 250"),
+        )
+        .unwrap();
+        let d = ask(&p, "xm-spb", "filed", &[Dimension::Court], "审判管理");
+        assert!(
+            matches!(
+                d,
+                Decision::Allow { protection: Protection::Dp, dp_epsilon_milli: 250, dp_budget_milli: 5000, .. }
+            ),
+            "{d:?}"
+        );
+        let d = ask(&p, "xm-sfj", "filed", &[Dimension::Region], "诉源治理");
+        assert!(matches!(d, Decision::Allow { protection: Protection::Suppress, .. }), "{d:?}");
+        let bad = POLICY.replace(
+            "threshold = 12",
+            "threshold = 12\nprotection = \"dp\"\ndp_epsilon_milli = 900\ndp_budget_milli = 100",
+        );
+        let problems = FederationPolicy::check_text(&bad).unwrap_err();
+        assert!(problems.iter().any(|p| p.key.ends_with("dp_budget_milli")), "{problems:?}");
+        assert!(
+            FederationPolicy::check_text(&POLICY.replace("threshold = 12", "threshold = 12\nprotection = \"noise\""))
+                .is_err()
+        );
     }
 
     // ---- property tests ----
@@ -1226,6 +1290,9 @@ values = ["350205", "350206"]
                     daily_quota: None,
                     accept_partial: true,
                     threshold,
+                    protection: Protection::Suppress,
+                    dp_epsilon_milli: None,
+                    dp_budget_milli: None,
                 }
             })
     }

@@ -29,6 +29,7 @@ pub mod indicator;
 pub mod mask;
 pub mod period;
 pub mod pii;
+pub mod protect;
 pub mod pseudonym;
 pub mod schema;
 

@@ -153,7 +153,7 @@ fn explain(a: ExplainArgs) -> Result<ExitCode> {
     });
     println!("policy version {}", policy.version());
     match decision {
-        Decision::Allow { grant, threshold, accept_partial } => {
+        Decision::Allow { grant, threshold, accept_partial, protection, dp_epsilon_milli, dp_budget_milli } => {
             let g = &policy.grants[grant];
             println!("decision: ALLOW");
             println!(
@@ -164,6 +164,16 @@ fn explain(a: ExplainArgs) -> Result<ExitCode> {
             );
             println!("threshold: {threshold} (strictest of the applicable grants and field constraints)");
             println!("partial answers: {}", if accept_partial { "accepted" } else { "refused" });
+            match protection {
+                shuzhu_policy::protect::Protection::Dp => println!(
+                    "protection: dp (ε {}.{:03} per count, budget {}.{:03} per dataset)",
+                    dp_epsilon_milli / 1000,
+                    dp_epsilon_milli % 1000,
+                    dp_budget_milli / 1000,
+                    dp_budget_milli % 1000
+                ),
+                other => println!("protection: {}", other.as_str()),
+            }
             let q = policy.quota(&a.agency);
             let show = |v: Option<u32>| v.map_or("none".to_string(), |v| v.to_string());
             println!("quotas: {} per minute, {} per day", show(q.per_minute), show(q.per_day));

@@ -1,0 +1,622 @@
+//! The release ledger: which cells the gateway has already shown, so that a later query cannot be
+//! subtracted from them to isolate fewer than k contributors (differencing and tracker attacks).
+//!
+//! A released cell is modelled exactly as the set of records it counts: a measure, a month range, and
+//! for each record dimension the set of values allowed (absent = every value; division and instance are
+//! rewritten as the case types they stand for), with its contributor count. A new cell is risky when,
+//! with a released cell, one contains the other and their counts differ by 1..k−1, or when a container
+//! minus a family of disjoint cells inside it (a total minus its released siblings) leaves 1..k−1.
+//! Margins an answer implies (the sum of a whole line of shown cells) are released too. The ledger is
+//! kept per agency or, by default, across all agencies (colluders pool their answers), and persisted as
+//! an append-only JSON-lines file in the ledger directory, `fdatasync`ed before the answer is given.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use shuzhu_policy::dimension::Dimension;
+use shuzhu_policy::disclosure::{Partial, is_small};
+use shuzhu_policy::indicator::{Anchor, measure};
+use shuzhu_policy::period::Month;
+use shuzhu_policy::schema::{TYPE_CODES, division_of, instance_of};
+
+use crate::query::ParsedQuery;
+
+/// File name of the release ledger inside the gateway's ledger directory.
+pub const RELEASES_FILE_NAME: &str = "releases.jsonl";
+
+/// Why the release ledger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The file could not be read or written.
+    #[error("release ledger i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line of the file is not a released cell.
+    #[error("release ledger line {0} is corrupt")]
+    Corrupt(usize),
+}
+
+/// One released cell: the set of records it counts and how many contributed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellSet {
+    /// Measure id, e.g. `cases.closed`.
+    pub measure: String,
+    /// First month (index, inclusive).
+    pub from: i32,
+    /// Last month (index, inclusive).
+    pub to: i32,
+    /// Allowed values per record dimension (sorted); a dimension absent here is unrestricted.
+    pub dims: BTreeMap<String, Vec<String>>,
+    /// Contributors.
+    pub count: u64,
+}
+
+impl CellSet {
+    /// A cell over months `from..=to` with no dimension restricted.
+    pub fn new(measure: &str, from: i32, to: i32, count: u64) -> Self {
+        CellSet { measure: measure.into(), from, to, dims: BTreeMap::new(), count }
+    }
+
+    /// Restricts a dimension to `values` (intersecting with any earlier restriction). Division and
+    /// instance are rewritten as case types so that they nest with type_code cells.
+    pub fn restrict(&mut self, dim: Dimension, values: &[String]) {
+        let (name, vals): (&str, Vec<String>) = match dim {
+            Dimension::Division => (
+                "type_code",
+                TYPE_CODES
+                    .iter()
+                    .filter(|t| division_of(t).is_some_and(|d| values.iter().any(|v| v == d)))
+                    .map(|t| t.to_string())
+                    .collect(),
+            ),
+            Dimension::Instance => (
+                "type_code",
+                TYPE_CODES
+                    .iter()
+                    .filter(|t| instance_of(t).is_some_and(|d| values.iter().any(|v| v == d)))
+                    .map(|t| t.to_string())
+                    .collect(),
+            ),
+            other => (other.as_str(), values.to_vec()),
+        };
+        let mut vals = vals;
+        vals.sort();
+        vals.dedup();
+        let slot = self.dims.entry(name.to_string()).or_insert_with(|| vals.clone());
+        slot.retain(|v| vals.contains(v));
+    }
+
+    /// Restricts courts, and with them the regions those courts' cases lie in, where `court_region`
+    /// knows every court asked (from the node configuration: a node serving one court and one
+    /// region). The record set is unchanged; the region restriction lets court cells nest inside
+    /// region cells.
+    pub fn restrict_courts(&mut self, values: &[String], court_region: &BTreeMap<String, String>) {
+        self.restrict(Dimension::Court, values);
+        let regions: Option<Vec<String>> = values.iter().map(|c| court_region.get(c).cloned()).collect();
+        if let Some(regions) = regions {
+            self.restrict(Dimension::Region, &regions);
+        }
+    }
+
+    fn period_inside(&self, other: &CellSet) -> bool {
+        self.from >= other.from && self.to <= other.to
+    }
+
+    /// Whether every record this cell counts is counted by `other` too.
+    pub fn inside(&self, other: &CellSet) -> bool {
+        self.measure == other.measure
+            && self.period_inside(other)
+            && other
+                .dims
+                .iter()
+                .all(|(d, allowed)| self.dims.get(d).is_some_and(|mine| mine.iter().all(|v| allowed.contains(v))))
+    }
+
+    /// Whether no record can be counted by both cells.
+    pub fn disjoint(&self, other: &CellSet) -> bool {
+        // Cases active in one month range may be active in another too, so only dated anchors split
+        // records by period.
+        let dated = measure(&self.measure).is_some_and(|m| m.anchor != Anchor::Active);
+        let periods_apart = self.to < other.from || other.to < self.from;
+        (dated && periods_apart)
+            || self
+                .dims
+                .iter()
+                .any(|(d, mine)| other.dims.get(d).is_some_and(|theirs| mine.iter().all(|v| !theirs.contains(v))))
+    }
+}
+
+/// What makes a new cell risky, for the refusal message and the audit entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Risk {
+    /// Measure of the risky cell.
+    pub measure: String,
+}
+
+/// Finds whether `new` cells, added to `released`, let someone derive a count of 1..k−1.
+pub fn find_risk(released: &[CellSet], new: &[CellSet], k: u32) -> Option<Risk> {
+    let pool: Vec<&CellSet> = released.iter().chain(new.iter()).collect();
+    for n in new {
+        let same: Vec<&CellSet> = pool.iter().copied().filter(|c| c.measure == n.measure).collect();
+        for r in released.iter().filter(|r| r.measure == n.measure) {
+            if (n.inside(r) || r.inside(n)) && is_small(n.count.abs_diff(r.count), k) {
+                return Some(Risk { measure: n.measure.clone() });
+            }
+        }
+        // n as a container, and n as one of the siblings inside a container.
+        let containers: Vec<&CellSet> =
+            std::iter::once(n).chain(same.iter().copied().filter(|x| n.inside(x) && !std::ptr::eq(*x, n))).collect();
+        for x in containers {
+            let inner: Vec<&CellSet> =
+                same.iter().copied().filter(|y| y.inside(x) && !std::ptr::eq(*y, x) && *y != x).collect();
+            let seed: Vec<&CellSet> = if std::ptr::eq(x, n) { Vec::new() } else { vec![n] };
+            if residual_small(x, &seed, &inner, k) {
+                return Some(Risk { measure: n.measure.clone() });
+            }
+        }
+    }
+    None
+}
+
+/// Greedily packs disjoint cells of `inner` (after `seed`) into `x` and checks what is left over, both
+/// over all of them and along each single axis (cells that differ from `x` in one dimension only).
+fn residual_small(x: &CellSet, seed: &[&CellSet], inner: &[&CellSet], k: u32) -> bool {
+    let mut axes: Vec<Option<String>> = vec![None, Some("period".into())];
+    axes.extend(inner.iter().flat_map(|c| c.dims.keys().cloned()).map(Some));
+    axes.sort();
+    axes.dedup();
+    for axis in axes {
+        let mut family: Vec<&CellSet> = seed.to_vec();
+        let mut candidates: Vec<&CellSet> = inner
+            .iter()
+            .copied()
+            .filter(|c| match &axis {
+                None => true,
+                Some(a) if a == "period" => c.dims == x.dims,
+                Some(a) => {
+                    c.from == x.from
+                        && c.to == x.to
+                        && c.dims.iter().filter(|(d, _)| *d != a).all(|(d, v)| x.dims.get(d) == Some(v))
+                        && x.dims.iter().filter(|(d, _)| *d != a).all(|(d, v)| c.dims.get(d) == Some(v))
+                }
+            })
+            .collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.count));
+        for c in candidates {
+            if family.iter().all(|f| f.disjoint(c)) {
+                family.push(c);
+            }
+        }
+        if family.len() < 2 && seed.is_empty() {
+            // One inner cell is the pairwise case, checked already.
+            continue;
+        }
+        let inside: u64 = family.iter().map(|f| f.count).sum();
+        if x.count >= inside && is_small(x.count - inside, k) && family.len() >= 2 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Month indices `(first, last)` a time-dimension label covers (`2023`, `2023-Q2`, `2023-05`).
+fn label_months(dim: Dimension, label: &str) -> Option<(i32, i32)> {
+    let year: i32 = label.get(..4)?.parse().ok()?;
+    let (a, b) = match dim {
+        Dimension::Year => (1, 12),
+        Dimension::Quarter => {
+            let q: u32 = label.strip_prefix(&format!("{year}-Q"))?.parse().ok()?;
+            (3 * q - 2, 3 * q)
+        }
+        Dimension::Month => {
+            let m = Month::parse(label).ok()?;
+            (m.month(), m.month())
+        }
+        _ => return None,
+    };
+    Some((Month::new(year, a).ok()?.index(), Month::new(year, b).ok()?.index()))
+}
+
+/// The cells an answer releases: every shown cell, and every margin (a sum over one or more grouped
+/// dimensions) whose whole line is shown, for each measure of the indicator. `answer` holds each
+/// group's key, merged partials (in `measures` order) and whether it is shown; `margins` is false when
+/// absent groups are not known to be empty (a node is missing).
+pub fn cells_of_answer(
+    q: &ParsedQuery,
+    measures: &[&str],
+    answer: &[(&Vec<String>, &Vec<Partial>, bool)],
+    margins: bool,
+    court_region: &BTreeMap<String, String>,
+) -> Vec<CellSet> {
+    let dims = &q.group_by;
+    let mut out = Vec::new();
+    let (from, to) = (q.period.from().index(), q.period.to().index());
+    let base = |m: &str, kept: &[(Dimension, &String)], count: u64| -> Option<CellSet> {
+        let mut c = CellSet::new(m, from, to, count);
+        for (d, vals) in &q.filters {
+            if *d == Dimension::Court {
+                c.restrict_courts(vals, court_region);
+            } else {
+                c.restrict(*d, vals);
+            }
+        }
+        for (d, v) in kept {
+            if d.is_time() {
+                let (a, b) = label_months(*d, v)?;
+                c.from = c.from.max(a);
+                c.to = c.to.min(b);
+            } else {
+                if *d == Dimension::Court {
+                    c.restrict_courts(std::slice::from_ref(*v), court_region);
+                } else {
+                    c.restrict(*d, std::slice::from_ref(*v));
+                }
+            }
+        }
+        Some(c)
+    };
+    // Every subset of the grouped dimensions to keep (all of them = the cells themselves).
+    let n = dims.len();
+    for mask in 0u32..(1 << n) {
+        let kept_idx: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+        if kept_idx.len() < n && !margins {
+            continue;
+        }
+        let drops_time = (0..n).any(|i| mask & (1 << i) == 0 && dims[i].is_time());
+        let mut lines: BTreeMap<Vec<&String>, (Vec<u64>, bool)> = BTreeMap::new();
+        for (key, partials, ok) in answer {
+            let k: Vec<&String> = kept_idx.iter().map(|&i| &key[i]).collect();
+            let slot = lines.entry(k).or_insert_with(|| (vec![0; measures.len()], true));
+            slot.1 &= *ok;
+            for (s, p) in slot.0.iter_mut().zip(partials.iter()) {
+                *s += p.contributors;
+            }
+        }
+        for (k, (counts, all_shown)) in lines {
+            if !all_shown {
+                continue;
+            }
+            let kept: Vec<(Dimension, &String)> = kept_idx.iter().zip(k).map(|(&i, v)| (dims[i], v)).collect();
+            for (m, count) in measures.iter().zip(counts) {
+                // Active cases of different sub-periods overlap: their sum is no count of anything.
+                if drops_time && measure(m).is_some_and(|x| x.anchor == Anchor::Active) {
+                    continue;
+                }
+                if let Some(c) = base(m, &kept, count) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file.
+pub struct ReleaseBook {
+    across_agencies: bool,
+    file: Option<Mutex<File>>,
+    cells: Mutex<BTreeMap<String, Vec<CellSet>>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    agency: String,
+    cell: CellSet,
+}
+
+impl ReleaseBook {
+    /// A book kept only in memory (tests, tools).
+    pub fn in_memory(across_agencies: bool) -> Self {
+        ReleaseBook { across_agencies, file: None, cells: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Opens (or creates) the book in `dir`, reading every earlier release.
+    pub fn open(dir: &Path, across_agencies: bool) -> Result<Self, ReleaseError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(RELEASES_FILE_NAME);
+        let scope = |agency: &str| if across_agencies { "*".to_string() } else { format!("agency:{agency}") };
+        let mut cells: BTreeMap<String, Vec<CellSet>> = BTreeMap::new();
+        if path.exists() {
+            for (i, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Line>(&line) {
+                    Ok(l) => cells.entry(scope(&l.agency)).or_default().push(l.cell),
+                    // A torn last line (crash mid-write) was never acknowledged; anything else is corrupt.
+                    Err(_) if !line.ends_with('}') => break,
+                    Err(_) => return Err(ReleaseError::Corrupt(i + 1)),
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(ReleaseBook { across_agencies, file: Some(Mutex::new(file)), cells: Mutex::new(cells) })
+    }
+
+    fn scope(&self, agency: &str) -> String {
+        if self.across_agencies { "*".into() } else { format!("agency:{agency}") }
+    }
+
+    /// Checks `new` against the agency's scope and, when safe, records it durably. Returns the risk
+    /// (nothing recorded) when the cells would let someone derive a small count.
+    pub fn check_and_record(&self, agency: &str, new: Vec<CellSet>, k: u32) -> Result<Option<Risk>, ReleaseError> {
+        let scope = self.scope(agency);
+        let mut cells = match self.cells.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let released = cells.entry(scope.clone()).or_default();
+        if let Some(risk) = find_risk(released, &new, k) {
+            return Ok(Some(risk));
+        }
+        let fresh: Vec<CellSet> = new.into_iter().filter(|c| !released.contains(c)).collect();
+        if let Some(file) = &self.file {
+            let mut f = match file.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let mut buf = Vec::new();
+            for c in &fresh {
+                let line = Line { agency: agency.to_string(), cell: c.clone() };
+                // A struct of strings and integers always serialises.
+                buf.extend(serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?);
+                buf.push(b'\n');
+            }
+            f.write_all(&buf)?;
+            f.sync_data()?;
+        }
+        released.extend(fresh);
+        Ok(None)
+    }
+
+    /// How many cells a scope holds (for tests and diagnostics).
+    pub fn len(&self, agency: &str) -> usize {
+        let scope = self.scope(agency);
+        self.cells.lock().map(|c| c.get(&scope).map_or(0, Vec::len)).unwrap_or(0)
+    }
+
+    /// Whether the scope holds no cell.
+    pub fn is_empty(&self, agency: &str) -> bool {
+        self.len(agency) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(measure: &str, from: i32, to: i32, dims: &[(Dimension, &[&str])], count: u64) -> CellSet {
+        let mut c = CellSet::new(measure, from, to, count);
+        for (d, v) in dims {
+            c.restrict(*d, &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        }
+        c
+    }
+
+    #[test]
+    fn period_tracker_is_caught() {
+        let jan_mar = cell("cases.filed", 0, 2, &[], 120);
+        let jan_feb = cell("cases.filed", 0, 1, &[], 117);
+        assert!(find_risk(std::slice::from_ref(&jan_mar), std::slice::from_ref(&jan_feb), 10).is_some());
+        let far = cell("cases.filed", 0, 1, &[], 80);
+        assert!(find_risk(&[jan_mar], &[far], 10).is_none());
+    }
+
+    #[test]
+    fn total_minus_siblings_is_caught() {
+        let total = cell("cases.filed", 0, 11, &[], 100);
+        let a = cell("cases.filed", 0, 11, &[(Dimension::Region, &["1"])], 50);
+        let b = cell("cases.filed", 0, 11, &[(Dimension::Region, &["2"])], 47);
+        assert!(find_risk(&[total.clone(), a.clone()], std::slice::from_ref(&b), 10).is_some());
+        assert!(find_risk(&[a, b], &[total], 10).is_some());
+    }
+
+    #[test]
+    fn division_nests_with_type_codes() {
+        let civil = cell("cases.filed", 0, 11, &[(Dimension::Division, &["民事"])], 40);
+        let first = cell("cases.filed", 0, 11, &[(Dimension::TypeCode, &["民初", "民终", "民申"])], 37);
+        assert!(first.inside(&civil));
+        assert!(find_risk(&[civil], &[first], 10).is_some());
+    }
+
+    fn parsed(group_by: Vec<Dimension>, filters: Vec<(Dimension, Vec<String>)>) -> ParsedQuery {
+        ParsedQuery {
+            indicator: shuzhu_policy::indicator::indicator("closure_rate").unwrap(),
+            group_by,
+            period: shuzhu_policy::period::Period::from_wire(202401, 202406).unwrap(),
+            filters,
+            purpose: "诉源治理".into(),
+        }
+    }
+
+    fn part(n: u64) -> Partial {
+        Partial { value: n as i64, contributors: n, max_single: 1 }
+    }
+
+    #[test]
+    fn an_answer_releases_its_cells_and_the_margins_of_whole_shown_lines() {
+        let q = parsed(vec![Dimension::Region, Dimension::Quarter], vec![(Dimension::Division, vec!["民事".into()])]);
+        let measures = ["cases.closed", "cases.active"];
+        let keys: Vec<Vec<String>> = [["1", "2024-Q1"], ["1", "2024-Q2"], ["2", "2024-Q1"], ["2", "2024-Q2"]]
+            .iter()
+            .map(|k| k.iter().map(|s| s.to_string()).collect())
+            .collect();
+        let parts: Vec<Vec<Partial>> = (0..4).map(|i| vec![part(10 + i), part(100 + i)]).collect();
+        // Region 2, Q2 is suppressed: no margin through it.
+        let shown = [true, true, true, false];
+        let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+            keys.iter().zip(&parts).zip(shown).map(|((k, p), s)| (k, p, s)).collect();
+        let cells = cells_of_answer(&q, &measures, &answer, true, &BTreeMap::new());
+        let closed: Vec<&CellSet> = cells.iter().filter(|c| c.measure == "cases.closed").collect();
+        // 3 shown cells, region 1 over both quarters (10 + 11), Q1 over both regions (10 + 12).
+        let counts: Vec<u64> = closed.iter().map(|c| c.count).collect();
+        assert!(counts.contains(&21) && counts.contains(&22), "{counts:?}");
+        assert!(!counts.contains(&(10 + 11 + 12 + 13)), "no grand total through a suppressed cell");
+        let q1 = closed.iter().find(|c| c.count == 10).unwrap();
+        assert_eq!((q1.from, q1.to), (Month::new(2024, 1).unwrap().index(), Month::new(2024, 3).unwrap().index()));
+        assert_eq!(q1.dims["type_code"], vec!["民再", "民初", "民申", "民终"]);
+        assert_eq!(q1.dims["region"], vec!["1"]);
+        // Active cases of different quarters overlap: no margin across quarters for them.
+        let active: Vec<u64> = cells.iter().filter(|c| c.measure == "cases.active").map(|c| c.count).collect();
+        assert!(!active.contains(&(100 + 101)), "{active:?}");
+        assert!(active.contains(&(100 + 102)), "a margin across regions is a sum for active cases too");
+        // With a node missing, only the cells themselves.
+        assert_eq!(cells_of_answer(&q, &measures, &answer, false, &BTreeMap::new()).len(), 6);
+    }
+
+    #[test]
+    fn a_court_nests_in_its_region() {
+        let map: BTreeMap<String, String> = [("闽0203".to_string(), "350203".to_string())].into();
+        let mut court = CellSet::new("cases.filed", 0, 11, 95);
+        court.restrict_courts(&["闽0203".to_string()], &map);
+        let region = cell("cases.filed", 0, 11, &[(Dimension::Region, &["350203"])], 100);
+        assert!(court.inside(&region));
+        assert!(find_risk(&[region], &[court.clone()], 10).is_some());
+        let mut unknown = CellSet::new("cases.filed", 0, 11, 95);
+        unknown.restrict_courts(&["闽0203".to_string(), "闽9999".to_string()], &map);
+        assert!(!unknown.dims.contains_key("region"), "a court with no known region adds no region");
+    }
+
+    #[test]
+    fn active_cases_of_different_months_are_not_disjoint() {
+        let a = cell("cases.active", 0, 0, &[], 10);
+        let b = cell("cases.active", 1, 1, &[], 10);
+        assert!(!a.disjoint(&b));
+        let a = cell("cases.filed", 0, 0, &[], 10);
+        let b = cell("cases.filed", 1, 1, &[], 10);
+        assert!(a.disjoint(&b));
+    }
+
+    #[test]
+    fn the_book_survives_reopening_and_scopes_agencies() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = ReleaseBook::open(dir.path(), false).unwrap();
+        assert!(book.check_and_record("a", vec![cell("cases.filed", 0, 2, &[], 120)], 10).unwrap().is_none());
+        drop(book);
+        let book = ReleaseBook::open(dir.path(), false).unwrap();
+        assert_eq!(book.len("a"), 1);
+        assert!(book.check_and_record("a", vec![cell("cases.filed", 0, 1, &[], 115)], 10).unwrap().is_some());
+        assert!(book.check_and_record("b", vec![cell("cases.filed", 0, 1, &[], 115)], 10).unwrap().is_none());
+        drop(book);
+        let across = ReleaseBook::open(dir.path(), true).unwrap();
+        assert_eq!(across.len("anyone"), 2, "every agency's releases are pooled");
+        let dir = tempfile::tempdir().unwrap();
+        let across = ReleaseBook::open(dir.path(), true).unwrap();
+        assert!(across.check_and_record("b", vec![cell("cases.filed", 0, 2, &[], 120)], 10).unwrap().is_none());
+        assert!(across.check_and_record("c", vec![cell("cases.filed", 0, 1, &[], 112)], 10).unwrap().is_some());
+    }
+}
+
+/// File name of the privacy-budget ledger inside the gateway's ledger directory.
+pub const BUDGET_FILE_NAME: &str = "dp-budget.jsonl";
+
+#[derive(Serialize, Deserialize)]
+struct Spend {
+    agency: String,
+    dataset: String,
+    milli: u64,
+}
+
+/// The privacy budget (ε, in thousandths) each agency has spent per dataset, durable in an
+/// append-only file like the release ledger.
+pub struct BudgetBook {
+    file: Option<Mutex<File>>,
+    spent: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// A refused spend: what was used and what the budget is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Exhausted {
+    /// ε already used, in thousandths.
+    pub used_milli: u64,
+    /// The budget, in thousandths.
+    pub budget_milli: u64,
+}
+
+impl BudgetBook {
+    /// A book kept only in memory.
+    pub fn in_memory() -> Self {
+        BudgetBook { file: None, spent: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Opens (or creates) the book in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ReleaseError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(BUDGET_FILE_NAME);
+        let mut spent: BTreeMap<(String, String), u64> = BTreeMap::new();
+        if path.exists() {
+            for (i, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Spend>(&line) {
+                    Ok(s) => *spent.entry((s.agency, s.dataset)).or_default() += s.milli,
+                    Err(_) if !line.ends_with('}') => break,
+                    Err(_) => return Err(ReleaseError::Corrupt(i + 1)),
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(BudgetBook { file: Some(Mutex::new(file)), spent: Mutex::new(spent) })
+    }
+
+    /// Spends `cost` of `agency`'s budget on `dataset`, durably, or refuses when it would exceed
+    /// `budget` (nothing spent).
+    pub fn spend(
+        &self,
+        agency: &str,
+        dataset: &str,
+        cost: u64,
+        budget: u64,
+    ) -> Result<Result<u64, Exhausted>, ReleaseError> {
+        let mut spent = match self.spent.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let used = spent.get(&(agency.to_string(), dataset.to_string())).copied().unwrap_or(0);
+        if used + cost > budget {
+            return Ok(Err(Exhausted { used_milli: used, budget_milli: budget }));
+        }
+        if let Some(file) = &self.file {
+            let mut f = match file.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let line = Spend { agency: agency.into(), dataset: dataset.into(), milli: cost };
+            let mut buf = serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?;
+            buf.push(b'\n');
+            f.write_all(&buf)?;
+            f.sync_data()?;
+        }
+        spent.insert((agency.to_string(), dataset.to_string()), used + cost);
+        Ok(Ok(used + cost))
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn budgets_refuse_when_spent_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = BudgetBook::open(dir.path()).unwrap();
+        assert_eq!(book.spend("a", "cases", 400, 1000).unwrap(), Ok(400));
+        assert_eq!(book.spend("a", "cases", 400, 1000).unwrap(), Ok(800));
+        assert_eq!(
+            book.spend("a", "cases", 400, 1000).unwrap(),
+            Err(Exhausted { used_milli: 800, budget_milli: 1000 })
+        );
+        assert_eq!(book.spend("b", "cases", 400, 1000).unwrap(), Ok(400), "budgets are per agency");
+        assert_eq!(book.spend("a", "mediations", 400, 1000).unwrap(), Ok(400), "and per dataset");
+        drop(book);
+        let book = BudgetBook::open(dir.path()).unwrap();
+        assert_eq!(book.spend("a", "cases", 200, 1000).unwrap(), Ok(1000));
+        assert!(book.spend("a", "cases", 1, 1000).unwrap().is_err());
+    }
+}
