@@ -362,25 +362,30 @@ fn check_receipt(
     request_id: &str,
     a: pb::AggregateResponse,
 ) -> Result<(pb::AggregateResponse, Option<ReceiptRecord>), String> {
+    // A hash is recorded as given only when it is one (64 hex digits): nothing else from a node is.
+    let well_formed = |r: &pb::ReleaseReceipt| {
+        r.record_hash.len() == 64 && r.record_hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     let verified = match (&node.receipt_key, &a.receipt) {
         (None, _) => false,
         (Some(key), Some(r))
-            if key.verify(
-                &node.entry.id,
-                r.journal_seq,
-                &r.record_hash,
-                &a.release_digest,
-                request_id,
-                &r.signature,
-            ) =>
+            if well_formed(r)
+                && key.verify(
+                    &node.entry.id,
+                    r.journal_seq,
+                    &r.record_hash,
+                    &a.release_digest,
+                    request_id,
+                    &r.signature,
+                ) =>
         {
             true
         }
         (Some(_), _) => return Err("receipt invalid".into()),
     };
-    let receipt = a.receipt.as_ref().map(|r| ReceiptRecord {
+    let receipt = a.receipt.as_ref().filter(|r| well_formed(r)).map(|r| ReceiptRecord {
         journal_seq: r.journal_seq,
-        record_hash: clip(&r.record_hash),
+        record_hash: r.record_hash.clone(),
         signature: hex::encode(&r.signature[..r.signature.len().min(64)]),
         verified,
     });
