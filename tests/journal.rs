@@ -1,6 +1,7 @@
-//! Release journals and receipts in a federation of their own (two small courts, one of whose
-//! receipt keys is swapped for a key the gateway does not know): the gateway records every verified
-//! receipt and counts the forged node missing; `shuzhu audit reconcile` agrees with an intact
+//! Release journals and receipts in a federation of their own (three small courts: one whose
+//! receipt key is swapped for a key the gateway does not know, one that refuses the requesting
+//! agency): the gateway records every verified receipt and counts the forged node missing; the
+//! refusing node journals its refusals; `shuzhu audit reconcile` agrees with an intact
 //! ledger and finds a release deleted from a ledger copy and one deleted from a journal copy.
 
 use std::path::Path;
@@ -30,13 +31,16 @@ fn p(path: &Path) -> &str {
 fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 300, seed: 11, ..Default::default() };
+    let cfg = shuzhu_gen::GenConfig { courts: 3, cases_per_court: 200, seed: 11, ..Default::default() };
     shuzhu_gen::generate(&data, &cfg).unwrap();
     let specs = federation::discover(&data).unwrap();
     let prepared = federation::prepare(&tmp.path().join("fed"), &specs, &mut |_| {}).unwrap();
     let courts: Vec<String> =
         prepared.nodes.iter().map(|(id, _)| id.clone()).filter(|id| id.starts_with("court-")).collect();
-    let (good, forged) = (courts[0].clone(), courts[1].clone());
+    let (good, forged, refusing) = (courts[0].clone(), courts[1].clone(), courts[2].clone());
+    let config = &prepared.nodes.iter().find(|(id, _)| *id == refusing).unwrap().1;
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace(r#"agencies = ["*"]"#, r#"agencies = ["xm-court-mgmt"]"#)).unwrap();
     // The forged node signs with a key of its own making, not the one the gateway was given.
     let (key, _) = prepared.pki.journal_key(&forged);
     let (k2, p2) = (tmp.path().join("other.pk8"), tmp.path().join("other.pub"));
@@ -57,8 +61,15 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
         let cov = resp.coverage.unwrap();
         assert_eq!(
             cov.missing,
-            vec![pb::MissingNode { node: forged.clone(), reason: "receipt invalid".into() }],
-            "only the node with the forged receipt is missing"
+            vec![
+                pb::MissingNode { node: forged.clone(), reason: "receipt invalid".into() },
+                pb::MissingNode {
+                    node: refusing.clone(),
+                    reason: format!(
+                        "node {refusing} local policy: this node does not answer for the requesting agency"
+                    )
+                },
+            ],
         );
         seqs.push(resp.audit_seq);
     }
@@ -96,6 +107,12 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     let (code, out) = shuzhu(&["node", "journal", "verify", "--journal", p(&good_store)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("{} releases", seqs.len())), "{out}");
+    let refusing_store = tmp.path().join("fed/nodes").join(&refusing).join("store");
+    let (code, out) = shuzhu(&["node", "journal", "verify", "--journal", p(&refusing_store)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 releases, 4 refusals"), "the refusals are journalled: {out}");
+    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&refusing_store), "--export", p(&export)]);
+    assert_eq!(code, 0, "nothing released, nothing recorded: {out}");
     let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--export", p(&export)]);
     assert_eq!(code, 0, "an intact ledger agrees with the journal: {out}");
     assert!(out.contains("4 matched, 4 receipts checked"), "{out}");

@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use shuzhu_ledger::receipt::ReceiptSigner;
-use shuzhu_ledger::segment::{self, FsIo, SegmentError, SegmentLog};
+use shuzhu_ledger::segment::{self, FsIo, SegmentError, SegmentIo, SegmentLog};
 
 /// Name of the journal directory inside the node's store.
 pub const JOURNAL_DIR: &str = "journal";
@@ -337,6 +337,16 @@ impl std::fmt::Debug for ReleaseJournal {
 impl ReleaseJournal {
     /// Opens (creating) the journal in `dir`, truncating a torn tail and verifying the chain.
     pub fn open(dir: &Path, node: &str, signer: Option<ReceiptSigner>) -> Result<(Self, ChainReport), JournalError> {
+        Self::open_with_io(dir, node, signer, Box::new(FsIo))
+    }
+
+    /// [`ReleaseJournal::open`] writing and syncing through `io` (the storage seam tests use).
+    pub fn open_with_io(
+        dir: &Path,
+        node: &str,
+        signer: Option<ReceiptSigner>,
+        io: Box<dyn SegmentIo>,
+    ) -> Result<(Self, ChainReport), JournalError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         let mut chain_error = None;
         let mut report = ChainReport { head: GENESIS.into(), ..Default::default() };
@@ -361,7 +371,7 @@ impl ReleaseJournal {
         }
         let recovery = recovery?;
         report.torn_bytes = recovery.torn.as_ref().map_or(0, |t| t.dropped_bytes);
-        let log = SegmentLog::open(dir, Box::new(FsIo), &recovery, ROLL_BYTES, Box::new(|_| Ok(())))?;
+        let log = SegmentLog::open(dir, io, &recovery, ROLL_BYTES, Box::new(|_| Ok(())))?;
         let journal = ReleaseJournal {
             node: node.to_owned(),
             dir: dir.to_owned(),
@@ -442,7 +452,57 @@ impl ReleaseJournal {
 }
 
 #[cfg(test)]
+pub(crate) mod seam {
+    //! A storage seam for tests: records every write (by request id) and sync, and fails syncs on demand.
+    use super::*;
+
+    /// A storage seam that records writes and syncs, and can be told to fail syncs.
+    #[derive(Clone, Default)]
+    pub(crate) struct Seam {
+        pub(crate) events: std::sync::Arc<Mutex<Vec<String>>>,
+        pub(crate) fail_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct SeamFile(fs::File, Seam);
+
+    impl segment::SegmentFile for SeamFile {
+        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            // Name every record the write carries by its request id.
+            let text = String::from_utf8_lossy(buf);
+            let mut events = self.1.events.lock().unwrap();
+            for part in text.split("\"request_id\":\"").skip(1) {
+                events.push(format!("write {}", part.split('"').next().unwrap()));
+            }
+            drop(events);
+            self.0.write_all(buf)
+        }
+        fn sync_data(&mut self) -> std::io::Result<()> {
+            if self.1.fail_sync.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk gone"));
+            }
+            self.0.sync_data()?;
+            self.1.events.lock().unwrap().push("sync".into());
+            Ok(())
+        }
+    }
+
+    impl SegmentIo for Seam {
+        fn create(&mut self, path: &Path) -> std::io::Result<Box<dyn segment::SegmentFile>> {
+            let f = fs::OpenOptions::new().append(true).create_new(true).open(path)?;
+            Ok(Box::new(SeamFile(f, self.clone())))
+        }
+        fn open_append(&mut self, path: &Path) -> std::io::Result<Box<dyn segment::SegmentFile>> {
+            Ok(Box::new(SeamFile(fs::OpenOptions::new().append(true).open(path)?, self.clone())))
+        }
+        fn sync_dir(&mut self, dir: &Path) -> std::io::Result<()> {
+            segment::sync_dir(dir)
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::seam::Seam;
     use super::*;
     use shuzhu_ledger::receipt::ReceiptVerifier;
 
@@ -533,6 +593,50 @@ mod tests {
         }
         fs::write(&seg, rebuilt).unwrap();
         assert!(matches!(ReleaseJournal::open(tmp.path(), "court-1", None), Err(JournalError::Broken { seq: 2, .. })));
+    }
+
+    #[test]
+    fn every_append_returns_after_the_sync_that_covers_it_and_fails_closed_after_a_failed_sync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let seam = Seam::default();
+        let (j, _) = ReleaseJournal::open_with_io(tmp.path(), "court-1", None, Box::new(seam.clone())).unwrap();
+        let j = std::sync::Arc::new(j);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (j, seam) = (j.clone(), seam.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let r = release(t * 100 + i);
+                        j.append(&r).unwrap();
+                        // At the moment append returns, the write of its record is followed by a sync.
+                        let events = seam.events.lock().unwrap();
+                        let written = format!("write {}", r.request_id);
+                        let w = events.iter().position(|e| *e == written).expect("the record was written");
+                        assert!(
+                            events[w..].iter().any(|e| e == "sync"),
+                            "{} acknowledged before its sync",
+                            r.request_id
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(j.len(), 100);
+        seam.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(j.append(&release(1000)).is_err(), "an append whose sync failed is not acknowledged");
+        seam.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            matches!(j.append(&release(1001)), Err(JournalError::Segment(SegmentError::Poisoned))),
+            "after a failed sync the journal refuses every append until it is reopened"
+        );
+        assert_eq!(j.len(), 100);
+        drop(j);
+        // Reopening recovers a whole chain (the unsynced record may or may not have reached the disk).
+        let (_, report) = ReleaseJournal::open(tmp.path(), "court-1", None).unwrap();
+        assert!((100..=101).contains(&report.records), "{report:?}");
     }
 
     #[test]

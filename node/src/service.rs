@@ -394,3 +394,42 @@ pub async fn serve(
     served?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::seam::Seam;
+
+    #[tokio::test]
+    async fn a_node_whose_journal_cannot_sync_answers_unavailable_and_journals_refusals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let seam = Seam::default();
+        let (j, _) = ReleaseJournal::open_with_io(tmp.path(), "court-1", None, Box::new(seam.clone())).unwrap();
+        let j = Arc::new(j);
+        let req = pb::AggregateRequest {
+            request_id: "req-1".into(),
+            dataset: "cases".into(),
+            agency: "xm-sfj".into(),
+            period: Some(pb::Period { from_month: 202401, to_month: 202406 }),
+            ..Default::default()
+        };
+        let facts = journal_facts(&req, "gw-1");
+        assert_eq!(facts.period, "202401..202406");
+        let refusal = Release { kind: KIND_REFUSAL, reason: "dataset x is not served here".into(), ..facts.clone() };
+        journal_append(&j, "court-1", refusal).await.unwrap();
+        let a =
+            journal_append(&j, "court-1", Release { release_digest: "ab".repeat(32), ..facts.clone() }).await.unwrap();
+        assert_eq!(a.seq, 1);
+        seam.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+        let status = journal_append(&j, "court-1", facts.clone()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("releases nothing"), "{}", status.message());
+        seam.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(journal_append(&j, "court-1", facts).await.unwrap_err().code(), tonic::Code::Unavailable);
+        drop(j);
+        let (records, report) = crate::journal::load(tmp.path()).unwrap();
+        assert_eq!((report.releases, report.refusals), (report.records - 1, 1));
+        assert_eq!(records[0].record.kind, KIND_REFUSAL);
+        assert_eq!(records[0].record.gateway, "gw-1");
+    }
+}
