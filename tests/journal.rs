@@ -116,6 +116,14 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--export", p(&export)]);
     assert_eq!(code, 0, "an intact ledger agrees with the journal: {out}");
     assert!(out.contains("4 matched, 4 receipts checked"), "{out}");
+    // The same from the node's own export of its journal.
+    let good_config = &prepared.nodes.iter().find(|(id, _)| *id == good).unwrap().1;
+    let jexport = tmp.path().join("good.journal.jsonl");
+    let (code, out) = shuzhu(&["node", "journal", "export", "--config", p(good_config), "--out", p(&jexport)]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&jexport), "--export", p(&export)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("4 matched, 4 receipts checked"), "{out}");
     // The forged node released (and journalled) what the gateway refused to count.
     let forged_store = tmp.path().join("fed/nodes").join(&forged).join("store");
     let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&forged_store), "--export", p(&export)]);

@@ -198,7 +198,15 @@ fn journal_facts(r: &pb::AggregateRequest, gateway: &str) -> Release {
         measures: r.measures.iter().take(16).map(|m| mask(&m.id)).collect(),
         period: r.period.map(|p| format!("{}..{}", p.from_month, p.to_month)).unwrap_or_default(),
         group_by: r.group_by.iter().take(8).map(|d| mask(d)).collect(),
-        filters: r.filters.iter().take(16).map(|f| mask(&format!("{}={}", f.dimension, f.values.join("|")))).collect(),
+        filters: r
+            .filters
+            .iter()
+            .take(16)
+            .map(|f| {
+                let text: String = format!("{}={}", f.dimension, f.values.join("|")).chars().take(2000).collect();
+                shuzhu_policy::mask::mask_text(&text)
+            })
+            .collect(),
         release_digest: String::new(),
         reason: String::new(),
     }
