@@ -88,8 +88,8 @@ impl ConfigFile for GatewayConfig {
     fn paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths: Vec<&mut PathBuf> =
             vec![&mut self.policy, &mut self.ledger_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key];
-        paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
         paths.extend(self.nodes.iter_mut().filter_map(|n| n.receipt_key_file.as_mut()));
+        paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
         paths
     }
 
