@@ -200,12 +200,14 @@ pub fn prepare(dir: &Path, specs: &[NodeSpec], progress: &mut dyn FnMut(String))
             .filter(|d| spec.data.join(format!("{d}.csv")).exists())
             .collect();
         let (cert, keyp) = pki.party(Role::Node, &spec.id);
+        let (journal_key, _) = pki.journal_key(&spec.id);
         let config_text = format!(
             r#"# Shuzhu node {id}
 node_id = "{id}"
 listen = "127.0.0.1:0"
 store = "store"
 pseudonym_key_file = "pseudonym.key"
+journal_key_file = {journal_key:?}
 
 [tls]
 ca = {ca:?}
@@ -224,6 +226,7 @@ threshold = 10
             cert = cert.display().to_string(),
             keyp = keyp.display().to_string(),
             gw = DEMO_GATEWAY,
+            journal_key = journal_key.display().to_string(),
             datasets = datasets.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", "),
         );
         let config_path = ndir.join("node.toml");
@@ -309,6 +312,10 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
             "\n[[node]]\nid = \"{id}\"\naddress = \"https://127.0.0.1:{}\"\ndatasets = {datasets:?}\nregions = {regions:?}\ncourts = {courts:?}\n",
             addr.port()
         ));
+        let (_, receipt_key) = prepared.pki.journal_key(id);
+        if receipt_key.exists() {
+            entries.push_str(&format!("receipt_key_file = {:?}\n", receipt_key.display().to_string()));
+        }
         nodes.push(RunningNode { id: id.clone(), addr, regions, stop, task });
     }
     let listener = TcpListener::bind("127.0.0.1:0").await?;

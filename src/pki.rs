@@ -38,6 +38,12 @@ impl PkiLayout {
         let d = self.dir.join(format!("{}s", role.as_str()));
         (d.join(format!("{id}.pem")), d.join(format!("{id}.key")))
     }
+
+    /// A node's receipt signing key (PKCS#8) and its public key (hex), for the release journal.
+    pub fn journal_key(&self, id: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.join(format!("{}s", Role::Node.as_str()));
+        (d.join(format!("{id}.journal.pk8")), d.join(format!("{id}.journal.pub")))
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
@@ -99,6 +105,17 @@ pub fn issue(layout: &PkiLayout, role: Role, id: &str) -> Result<(PathBuf, PathB
     let (cert_path, key_path) = layout.party(role, id);
     write_private(&key_path, &key.serialize_pem())?;
     fs::write(&cert_path, cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    if role == Role::Node {
+        // A node also gets the key it signs release receipts with (replaced with its certificate).
+        let (jkey, jpub) = layout.journal_key(id);
+        for f in [&jkey, &jpub] {
+            if f.exists() {
+                fs::remove_file(f).with_context(|| format!("replacing {}", f.display()))?;
+            }
+        }
+        shuzhu_ledger::receipt::ReceiptSigner::generate_files(&jkey, &jpub)
+            .with_context(|| format!("writing the receipt key of node {id}"))?;
+    }
     Ok((cert_path, key_path))
 }
 

@@ -11,6 +11,7 @@ mod cli;
 mod coverage;
 mod import;
 mod indicators;
+mod journal;
 mod mtls;
 mod policy;
 mod privacy;

@@ -46,6 +46,22 @@ pub struct NodeRecord {
     /// Why it is missing.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// The node's receipt for its release, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptRecord>,
+}
+
+/// A node's signed receipt as recorded: the journal record it names and the signature (hex).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceiptRecord {
+    /// Seq of the record in the node's release journal.
+    pub journal_seq: u64,
+    /// SHA-256 (hex) of that record.
+    pub record_hash: String,
+    /// Ed25519 signature (hex) over the receipt message.
+    pub signature: String,
+    /// Whether the gateway checked it against the node's configured key.
+    pub verified: bool,
 }
 
 /// One audit entry. Field order is the canonical order.

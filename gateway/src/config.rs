@@ -39,6 +39,10 @@ pub struct NodeEntry {
     /// Court codes it serves.
     #[serde(default)]
     pub courts: Vec<String>,
+    /// The node's receipt public key (64 hex digits, `shuzhu pki init` writes it). When set, every
+    /// answer must carry a receipt signed with it, or the node is counted missing ("receipt invalid").
+    #[serde(default)]
+    pub receipt_key_file: Option<PathBuf>,
 }
 
 /// The gateway's configuration file.
@@ -96,6 +100,7 @@ impl ConfigFile for GatewayConfig {
     fn paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths: Vec<&mut PathBuf> =
             vec![&mut self.policy, &mut self.ledger_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key];
+        paths.extend(self.nodes.iter_mut().filter_map(|n| n.receipt_key_file.as_mut()));
         paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
         paths.extend(self.cell_key_secret.as_mut());
         paths

@@ -14,7 +14,7 @@ use shuzhu_policy::protect::{self, Protection};
 use shuzhu_proto::v1 as pb;
 use tonic::{Code, Status};
 
-use crate::audit::{AuditRecord, NodeRecord, clip};
+use crate::audit::{AuditRecord, NodeRecord, ReceiptRecord, clip};
 use crate::auth::Principal;
 use crate::state::{GatewayState, NodeHandle};
 
@@ -213,13 +213,15 @@ pub async fn execute(
     let mut data_until: Option<String> = None;
     for (node, answer) in chosen.iter().zip(answers) {
         let answer = answer.and_then(|a| check_answer(a, &q, &measures));
+        let answer = answer.and_then(|a| check_receipt(node, request_id, a));
         match answer {
-            Ok(a) => {
+            Ok((a, receipt)) => {
                 record.nodes.push(NodeRecord {
                     node: node.entry.id.clone(),
                     status: "answered",
                     release_digest: a.release_digest.clone(),
                     reason: String::new(),
+                    receipt,
                 });
                 if !a.data_until.is_empty() && data_until.as_ref().is_none_or(|d| a.data_until < *d) {
                     data_until = Some(a.data_until.clone());
@@ -244,6 +246,7 @@ pub async fn execute(
                     status: "missing",
                     release_digest: String::new(),
                     reason: reason.clone(),
+                    receipt: None,
                 });
                 missing.push((node, reason));
             }
@@ -537,6 +540,43 @@ fn check_answer(a: pb::AggregateResponse, q: &ParsedQuery, measures: &[&str]) ->
         }
     }
     Ok(a)
+}
+
+/// Checks the node's receipt against its configured key (when there is one) and returns what the
+/// ledger records of it. A configured node whose receipt is missing or does not verify is refused.
+fn check_receipt(
+    node: &NodeHandle,
+    request_id: &str,
+    a: pb::AggregateResponse,
+) -> Result<(pb::AggregateResponse, Option<ReceiptRecord>), String> {
+    // A hash is recorded as given only when it is one (64 hex digits): nothing else from a node is.
+    let well_formed = |r: &pb::ReleaseReceipt| {
+        r.record_hash.len() == 64 && r.record_hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let verified = match (&node.receipt_key, &a.receipt) {
+        (None, _) => false,
+        (Some(key), Some(r))
+            if well_formed(r)
+                && key.verify(
+                    &node.entry.id,
+                    r.journal_seq,
+                    &r.record_hash,
+                    &a.release_digest,
+                    request_id,
+                    &r.signature,
+                ) =>
+        {
+            true
+        }
+        (Some(_), _) => return Err("receipt invalid".into()),
+    };
+    let receipt = a.receipt.as_ref().filter(|r| well_formed(r)).map(|r| ReceiptRecord {
+        journal_seq: r.journal_seq,
+        record_hash: r.record_hash.clone(),
+        signature: hex::encode(&r.signature[..r.signature.len().min(64)]),
+        verified,
+    });
+    Ok((a, receipt))
 }
 
 fn answer_digest(rows: &[pb::Row]) -> String {

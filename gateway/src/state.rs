@@ -71,6 +71,8 @@ pub struct NodeHandle {
     pub entry: NodeEntry,
     /// Lazily connected mutual-TLS channel that expects the node's own certificate.
     pub channel: Channel,
+    /// The node's receipt key, when configured: answers without a valid receipt are refused.
+    pub receipt_key: Option<shuzhu_ledger::receipt::ReceiptVerifier>,
 }
 
 /// The loaded policy and its version.
@@ -169,7 +171,13 @@ impl GatewayState {
                 .timeout(node_timeout)
                 .tcp_nodelay(true)
                 .connect_lazy();
-            nodes.push(NodeHandle { entry: entry.clone(), channel });
+            let receipt_key = entry
+                .receipt_key_file
+                .as_deref()
+                .map(shuzhu_ledger::receipt::ReceiptVerifier::load)
+                .transpose()
+                .map_err(|e| err(e.to_string()))?;
+            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key });
         }
         Ok(GatewayState {
             id: config.gateway_id.clone(),

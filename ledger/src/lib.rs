@@ -12,11 +12,13 @@
 //! - [`checkpoint`]: C2SP checkpoints as Ed25519 signed notes.
 //! - [`Ledger`]: all of the above behind one API.
 //! - [`verify`]: the export format and its offline verification.
+//! - [`receipt`]: the Ed25519 receipts nodes sign for the releases they journal.
 
 pub mod checkpoint;
 pub mod entry;
 mod ledger;
 pub mod merkle;
+pub mod receipt;
 pub mod segment;
 pub mod tree;
 pub mod verify;

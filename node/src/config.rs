@@ -101,6 +101,10 @@ pub struct NodeConfig {
     pub store: PathBuf,
     /// File holding the pseudonymisation key (64+ hex digits). Never logged.
     pub pseudonym_key_file: PathBuf,
+    /// File holding the node's receipt signing key (PKCS#8 Ed25519, made by `shuzhu pki init`).
+    /// Without it the node still journals every release but signs no receipts.
+    #[serde(default)]
+    pub journal_key_file: Option<PathBuf>,
     /// TLS material.
     pub tls: TlsFiles,
     /// Local policy.
@@ -118,6 +122,11 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// The release journal's directory, inside the store.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.store.join(crate::journal::JOURNAL_DIR)
+    }
+
     /// Reads the pseudonymisation key.
     pub fn pseudonym_key(&self) -> Result<shuzhu_policy::pseudonym::PseudonymKey, ConfigError> {
         let p = self.pseudonym_key_file.display().to_string();
@@ -130,7 +139,15 @@ impl NodeConfig {
 
 impl ConfigFile for NodeConfig {
     fn paths(&mut self) -> Vec<&mut PathBuf> {
-        vec![&mut self.store, &mut self.pseudonym_key_file, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key]
+        let mut paths = vec![
+            &mut self.store,
+            &mut self.pseudonym_key_file,
+            &mut self.tls.ca,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+        ];
+        paths.extend(self.journal_key_file.as_mut());
+        paths
     }
 
     /// Checks values the types cannot.
@@ -176,6 +193,9 @@ datasets = ["cases"]
     fn a_good_config_loads_with_paths_resolved() {
         let c = load_text(GOOD).unwrap();
         assert!(c.store.is_absolute());
+        assert!(c.journal_key_file.is_none());
+        let with_key = load_text(&GOOD.replace("[tls]", "journal_key_file = \"j.pk8\"\n[tls]")).unwrap();
+        assert!(with_key.journal_key_file.is_some_and(|p| p.is_absolute() && p.ends_with("j.pk8")));
         assert_eq!(c.policy.max_grade, Grade::L2);
         assert_eq!(c.policy.threshold, MIN_THRESHOLD);
         assert!(c.source.is_some());

@@ -7,6 +7,8 @@
 //! - [`store`] is the node's storage trait and its sled implementation (with real fsync);
 //! - [`engine`] holds the cases as columns in memory and computes partial measures with contributor
 //!   counts;
+//! - [`journal`] is the hash-chained, fsynced journal of every release and refusal, and the signed
+//!   receipts the node returns;
 //! - [`service`] is the `Node` gRPC service over mutual TLS, which checks that the caller is a
 //!   configured gateway and applies the node's own local policy on every call.
 //!
@@ -15,6 +17,7 @@
 pub mod config;
 pub mod engine;
 pub mod import;
+pub mod journal;
 pub mod record;
 pub mod service;
 pub mod store;

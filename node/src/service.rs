@@ -5,7 +5,9 @@
 //! whatever the gateway decided: dataset served, agency answered (for that gateway), grade ceiling of
 //! every field read, and its own threshold. A refusal is `PERMISSION_DENIED` whose message starts
 //! `node <id> local policy:` and states the reason (never a personal value), which the gateway shows
-//! in its coverage. The local policy is swapped without downtime when the config file changes or on
+//! in its coverage. Every release and every local-policy refusal is journalled (see [`crate::journal`])
+//! before the node answers; a release carries the node's signed receipt. When the journal cannot
+//! append, the node answers `UNAVAILABLE` and releases nothing. The local policy is swapped without downtime when the config file changes or on
 //! SIGHUP; a call in flight finishes under the policy it started with.
 
 use std::future::Future;
@@ -24,6 +26,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{LocalPolicy, NodeConfig};
 use crate::engine::{CaseTable, Filter};
+use crate::journal::{KIND_REFUSAL, KIND_RELEASE, Release, ReleaseJournal};
 use crate::store::{SledStore, Store};
 
 /// Largest request a node accepts.
@@ -44,6 +47,12 @@ pub enum NodeError {
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
+    /// The release journal could not be opened (the node fails closed).
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// The receipt signing key could not be loaded.
+    #[error(transparent)]
+    ReceiptKey(#[from] shuzhu_ledger::receipt::ReceiptError),
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -56,6 +65,8 @@ pub struct NodeState {
     cases: Arc<CaseTable>,
     /// Every dataset the store knows; `Describe` shows those the policy in force serves.
     datasets: Vec<pb::DatasetInfo>,
+    /// Where every release and refusal is journalled before the node answers.
+    journal: Arc<ReleaseJournal>,
 }
 
 impl NodeState {
@@ -96,8 +107,15 @@ impl NodeState {
                 regions,
             });
         }
+        drop(store);
+        let signer = config.journal_key_file.as_deref().map(shuzhu_ledger::receipt::ReceiptSigner::load).transpose()?;
+        let (journal, report) = ReleaseJournal::open(&config.journal_dir(), &config.node_id, signer)?;
+        if report.torn_bytes > 0 {
+            tracing::warn!(node = %config.node_id, dropped_bytes = report.torn_bytes, "release journal: truncated a torn tail");
+        }
         // The store is closed here; the engine holds what it needs in memory.
         Ok(NodeState {
+            journal: Arc::new(journal),
             id: config.node_id.clone(),
             policy: RwLock::new(Arc::new(config.policy.clone())),
             cases: Arc::new(cases),
@@ -140,6 +158,11 @@ impl NodeState {
         self.cases.regions()
     }
 
+    /// The release journal.
+    pub fn journal(&self) -> &ReleaseJournal {
+        &self.journal
+    }
+
     /// Court codes the node's cases come from.
     pub fn courts(&self) -> Vec<String> {
         self.cases.courts()
@@ -164,7 +187,57 @@ impl NodeService {
     }
 }
 
-fn local_refusal(node: &str, why: String) -> Status {
+/// What the request asks, as journalled (free texts masked and bounded).
+fn journal_facts(r: &pb::AggregateRequest, gateway: &str) -> Release {
+    Release {
+        kind: KIND_RELEASE,
+        request_id: r.request_id.chars().take(128).collect(),
+        gateway: gateway.to_owned(),
+        agency: mask(&r.agency),
+        dataset: mask(&r.dataset),
+        measures: r.measures.iter().take(16).map(|m| mask(&m.id)).collect(),
+        period: r.period.map(|p| format!("{}..{}", p.from_month, p.to_month)).unwrap_or_default(),
+        group_by: r.group_by.iter().take(8).map(|d| mask(d)).collect(),
+        filters: r
+            .filters
+            .iter()
+            .take(16)
+            .map(|f| {
+                let text: String = format!("{}={}", f.dimension, f.values.join("|")).chars().take(2000).collect();
+                shuzhu_policy::mask::mask_text(&text)
+            })
+            .collect(),
+        release_digest: String::new(),
+        reason: String::new(),
+    }
+}
+
+/// Appends to the journal off the async threads (it waits for an fsync).
+async fn journal_append(
+    journal: &Arc<ReleaseJournal>,
+    node: &str,
+    release: Release,
+) -> Result<crate::journal::Appended, Status> {
+    let j = Arc::clone(journal);
+    let result = tokio::task::spawn_blocking(move || j.append(&release)).await;
+    match result {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(error)) => {
+            tracing::error!(%node, %error, "release journal cannot append; answering nothing");
+            Err(Status::unavailable(format!("node {node} cannot journal the release, so it releases nothing")))
+        }
+        Err(_) => Err(Status::unavailable(format!("node {node} cannot journal the release, so it releases nothing"))),
+    }
+}
+
+/// Journals a local-policy refusal, then returns it (or `UNAVAILABLE` when it cannot be journalled).
+async fn local_refusal(state: &NodeState, mut facts: Release, why: String) -> Status {
+    let node = &state.id;
+    facts.kind = KIND_REFUSAL;
+    facts.reason = why.clone();
+    if let Err(status) = journal_append(&state.journal, node, facts).await {
+        return status;
+    }
     Status::permission_denied(format!("node {node} local policy: {why}"))
 }
 
@@ -187,17 +260,16 @@ impl pb::node_server::Node for NodeService {
         let gateway = self.check_caller(&req, &policy)?;
         let r = req.into_inner();
         let st = &self.state;
+        let facts = journal_facts(&r, &gateway);
         if !policy.datasets.contains(&r.dataset) {
-            return Err(local_refusal(&st.id, format!("dataset {} is not served here", mask(&r.dataset))));
+            return Err(local_refusal(st, facts, format!("dataset {} is not served here", mask(&r.dataset))).await);
         }
         if !policy.answers(&gateway, &r.agency) {
-            return Err(local_refusal(&st.id, "this node does not answer for the requesting agency".into()));
+            return Err(local_refusal(st, facts, "this node does not answer for the requesting agency".into()).await);
         }
         if r.threshold < policy.threshold {
-            return Err(local_refusal(
-                &st.id,
-                format!("threshold {} is below this node's own threshold {}", r.threshold, policy.threshold),
-            ));
+            let why = format!("threshold {} is below this node's own threshold {}", r.threshold, policy.threshold);
+            return Err(local_refusal(st, facts, why).await);
         }
         if r.dataset != "cases" {
             return Err(Status::unimplemented(format!(
@@ -214,10 +286,8 @@ impl pb::node_server::Node for NodeService {
             for f in m.reads {
                 let grade = dataset.field(f).map_or(schema::Grade::L4, |f| f.grade);
                 if grade > policy.max_grade {
-                    return Err(local_refusal(
-                        &st.id,
-                        format!("measure {} reads {f} ({grade}) above the ceiling {}", m.id, policy.max_grade),
-                    ));
+                    let why = format!("measure {} reads {f} ({grade}) above the ceiling {}", m.id, policy.max_grade);
+                    return Err(local_refusal(st, facts, why).await);
                 }
             }
             measures.push(m);
@@ -277,8 +347,16 @@ impl pb::node_server::Node for NodeService {
             g.encode_length_delimited(&mut encoded).map_err(|_| Status::internal("encoding failed"))?;
         }
         let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &encoded));
-        tracing::info!(request_id = %mask(&r.request_id), %gateway, dataset = %r.dataset, groups = groups.len(), release = %&digest[..16], "released partial aggregates");
+        // Durable in the journal before anything leaves (fail closed).
+        let appended = journal_append(&st.journal, &st.id, Release { release_digest: digest.clone(), ..facts }).await?;
+        tracing::info!(request_id = %mask(&r.request_id), %gateway, dataset = %r.dataset, groups = groups.len(), release = %&digest[..16], journal_seq = appended.seq, "released partial aggregates");
+        let receipt = appended.receipt.map(|signature| pb::ReleaseReceipt {
+            journal_seq: appended.seq,
+            record_hash: appended.record_hash,
+            signature,
+        });
         Ok(Response::new(pb::AggregateResponse {
+            receipt,
             node_id: st.id.clone(),
             groups,
             data_until: st.cases.data_until().unwrap_or_default(),
@@ -323,4 +401,43 @@ pub async fn serve(
     }
     served?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::seam::Seam;
+
+    #[tokio::test]
+    async fn a_node_whose_journal_cannot_sync_answers_unavailable_and_journals_refusals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let seam = Seam::default();
+        let (j, _) = ReleaseJournal::open_with_io(tmp.path(), "court-1", None, Box::new(seam.clone())).unwrap();
+        let j = Arc::new(j);
+        let req = pb::AggregateRequest {
+            request_id: "req-1".into(),
+            dataset: "cases".into(),
+            agency: "xm-sfj".into(),
+            period: Some(pb::Period { from_month: 202401, to_month: 202406 }),
+            ..Default::default()
+        };
+        let facts = journal_facts(&req, "gw-1");
+        assert_eq!(facts.period, "202401..202406");
+        let refusal = Release { kind: KIND_REFUSAL, reason: "dataset x is not served here".into(), ..facts.clone() };
+        journal_append(&j, "court-1", refusal).await.unwrap();
+        let a =
+            journal_append(&j, "court-1", Release { release_digest: "ab".repeat(32), ..facts.clone() }).await.unwrap();
+        assert_eq!(a.seq, 1);
+        seam.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+        let status = journal_append(&j, "court-1", facts.clone()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("releases nothing"), "{}", status.message());
+        seam.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(journal_append(&j, "court-1", facts).await.unwrap_err().code(), tonic::Code::Unavailable);
+        drop(j);
+        let (records, report) = crate::journal::load(tmp.path()).unwrap();
+        assert_eq!((report.releases, report.refusals), (report.records - 1, 1));
+        assert_eq!(records[0].record.kind, KIND_REFUSAL);
+        assert_eq!(records[0].record.gateway, "gw-1");
+    }
 }

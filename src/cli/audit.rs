@@ -42,10 +42,13 @@ pub(crate) enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Compare a node's release journal with the ledger; report releases missing from either side.
+    Reconcile(super::reconcile::Args),
 }
 
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
     match c {
+        Command::Reconcile(args) => super::reconcile::run(args),
         Command::Verify { ledger, export, key } => {
             let (what, result) = match (ledger, export) {
                 (Some(dir), _) => (dir.clone(), shuzhu_gateway::ledger::verify_ledger_dir(&dir)),

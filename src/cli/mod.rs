@@ -9,10 +9,12 @@ mod audit;
 mod demo;
 mod gateway;
 mod generate;
+mod journal;
 mod node;
 mod pki;
 mod policy;
 mod query;
+mod reconcile;
 mod token;
 
 /// 数助 Shuzhu: a federated data-exchange gateway between courts and partner agencies.

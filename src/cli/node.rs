@@ -30,6 +30,9 @@ pub(crate) enum Command {
         /// The CSV file.
         file: PathBuf,
     },
+    /// Check or export the node's release journal.
+    #[command(subcommand)]
+    Journal(super::journal::Command),
     /// Serve partial aggregates to the configured gateways over mutual TLS.
     #[command(after_help = "Example:\n  shuzhu node serve --config node.toml")]
     Serve {
@@ -41,6 +44,7 @@ pub(crate) enum Command {
 
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
     match c {
+        Command::Journal(j) => return super::journal::run(j),
         Command::Import { config, dataset, report, file } => {
             let config = NodeConfig::load(&config)?;
             let key = config.pseudonym_key()?;

@@ -51,7 +51,8 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             println!("gateway {gateway}: {} {}", c.display(), k.display());
             for n in &nodes {
                 let (c, k) = layout.party(Role::Node, n);
-                println!("node {n}: {} {}", c.display(), k.display());
+                let (jk, jp) = layout.journal_key(n);
+                println!("node {n}: {} {} (receipt key {} {})", c.display(), k.display(), jk.display(), jp.display());
             }
         }
         Command::Issue { dir, role, id } => {
