@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     pub policy: PathBuf,
     /// Directory of the audit ledger.
     pub ledger_dir: PathBuf,
+    /// Checkpoint key, cadence and retention of the audit ledger (`[ledger]`).
+    #[serde(default)]
+    pub ledger: LedgerSettings,
     /// Deadline of each node call, in milliseconds (shorter than the gateway's own).
     #[serde(default = "default_node_timeout")]
     pub node_timeout_ms: u64,
@@ -67,6 +70,36 @@ pub struct GatewayConfig {
     /// Nodes.
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+/// The `[ledger]` section: how the audit ledger is sealed and how long plaintext is kept.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// Ed25519 PKCS#8 file that signs checkpoints; default `LEDGER_DIR/checkpoint-key.pk8`
+    /// (created on first start, for the demo). Its verifier key text is written beside the ledger.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// Sign a checkpoint after this many entries (0: never by count).
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint this many seconds after the last when entries were appended (0: never by time).
+    pub checkpoint_interval_secs: u64,
+    /// Plaintext of ordinary entries is kept at least this many days (Cybersecurity Law art. 21: 6 months).
+    pub retain_logs_days: u32,
+    /// Plaintext of entries that recorded a release computed over personal-information (L4) fields is
+    /// kept at least this many days (3 years).
+    pub retain_personal_info_days: u32,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_key_file: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 10,
+            retain_logs_days: 183,
+            retain_personal_info_days: 1095,
+        }
+    }
 }
 
 fn default_node_timeout() -> u64 {
@@ -85,6 +118,7 @@ impl ConfigFile for GatewayConfig {
         let mut paths: Vec<&mut PathBuf> =
             vec![&mut self.policy, &mut self.ledger_dir, &mut self.tls.ca, &mut self.tls.cert, &mut self.tls.key];
         paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
+        paths.extend(self.ledger.checkpoint_key_file.as_mut());
         paths
     }
 
@@ -98,6 +132,12 @@ impl ConfigFile for GatewayConfig {
         }
         if self.issuers.is_empty() {
             return Err("no [[issuer]]: nobody could authenticate".into());
+        }
+        if self.ledger.retain_logs_days < 183 || self.ledger.retain_personal_info_days < self.ledger.retain_logs_days {
+            return Err(format!(
+                "[ledger] retain_logs_days {} must be at least 183 (six months) and retain_personal_info_days {} at least that",
+                self.ledger.retain_logs_days, self.ledger.retain_personal_info_days
+            ));
         }
         if !(100..=120_000).contains(&self.node_timeout_ms) {
             return Err(format!("node_timeout_ms {} is outside 100..=120000", self.node_timeout_ms));

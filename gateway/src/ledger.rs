@@ -8,9 +8,12 @@
 //! given) and copies of the indexed values `agency`, `principal`, `indicator` and `decision`; the
 //! leaf commits to salted digests of them. Seqs shown outside are 1-based (leaf index + 1).
 //!
-//! Checkpoints are signed with the Ed25519 key in `DIR/checkpoint-key.pk8`, created (mode 0600)
-//! on first open; `DIR/checkpoint-key.pub` holds its verifier key text for auditors. A final
-//! checkpoint is signed when the chain is dropped.
+//! Checkpoints are signed with the Ed25519 key named by `[ledger] checkpoint_key_file`, or by
+//! default (for the demo) the key in `DIR/checkpoint-key.pk8`, created (mode 0600) on first open;
+//! `DIR/checkpoint-key.pub` holds its verifier key text for auditors. Cadence comes from the same
+//! section. A final checkpoint is signed when the chain is dropped. [`AuditChain::purge`] deletes
+//! plaintext past its retention period (longer for releases computed over personal information)
+//! and records the purge as an entry.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,9 +31,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use shuzhu_ledger::checkpoint::{NoteError, NoteSigner, NoteVerifier};
+use shuzhu_ledger::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 pub use shuzhu_ledger::verify::{ExportSummary, VerifyError, verify_export};
-use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions};
+use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, PurgeReport, StoredEntry};
+
+use crate::config::LedgerSettings;
 
 /// File of the checkpoint signing key (PKCS#8), inside the ledger directory.
 pub const KEY_FILE_NAME: &str = "checkpoint-key.pk8";
@@ -109,11 +114,14 @@ impl std::fmt::Debug for AuditChain {
     }
 }
 
-/// Loads the signing key in `dir`, creating it (and its public half) on first use.
-fn signer(dir: &Path) -> Result<NoteSigner, LedgerError> {
-    let key = dir.join(KEY_FILE_NAME);
+/// Loads the signing key (`key_file`, or the default in `dir`, created on first use) and writes
+/// its public half beside the ledger.
+fn signer(dir: &Path, key_file: Option<&Path>) -> Result<NoteSigner, LedgerError> {
+    let key = key_file.map_or_else(|| dir.join(KEY_FILE_NAME), Path::to_owned);
     let public = dir.join(PUBLIC_KEY_FILE_NAME);
-    if !key.exists() {
+    if key_file.is_some() {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { op: "create", path: dir.into(), source })?;
+    } else if !key.exists() {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { op: "create", path: dir.into(), source })?;
         NoteSigner::generate_key_file(&key)?;
     }
@@ -137,15 +145,23 @@ fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
 }
 
 impl AuditChain {
-    /// Opens (creating) the ledger in `dir`, recovering and checking it against its last signed
-    /// checkpoint.
+    /// Opens (creating) the ledger in `dir` with the default settings, recovering and checking it
+    /// against its last signed checkpoint.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        Self::open_with(dir, &LedgerSettings::default())
+    }
+
+    /// Opens (creating) the ledger in `dir` with the key and checkpoint cadence of `settings`.
+    pub fn open_with(dir: &Path, settings: &LedgerSettings) -> Result<Self, LedgerError> {
         // Never start a new ledger beside an old one: its records would silently stop being served.
         if dir.join(LEGACY_CHAIN_FILE_NAME).exists() {
             return Err(LedgerError::LegacyChain(dir.to_owned()));
         }
-        let signer = signer(dir)?;
+        let signer = signer(dir, settings.checkpoint_key_file.as_deref())?;
         let mut options = LedgerOptions::new(signer);
+        options.checkpoint_every = settings.checkpoint_every;
+        options.checkpoint_interval = (settings.checkpoint_interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(settings.checkpoint_interval_secs));
         // Like the hash chain before it, refuse to start on a ledger altered on disk.
         options.verify_on_open = true;
         let ledger = Ledger::open(dir, options)?;
@@ -230,6 +246,73 @@ impl AuditChain {
     pub fn export(&self, out: impl Write) -> Result<ExportSummary, LedgerError> {
         Ok(shuzhu_ledger::verify::write_export(&self.ledger, out)?)
     }
+
+    /// The entry at 1-based `seq` as listed.
+    pub fn entry(&self, seq: u64) -> Result<(ChainEntry, StoredEntry), LedgerError> {
+        let index = seq.checked_sub(1).ok_or(shuzhu_ledger::LedgerError::NotFound(0))?;
+        let e = self.ledger.get(index)?;
+        let listed = ChainEntry {
+            seq,
+            prev_hash: hex::encode(self.ledger.root_at(index)?),
+            body: e.value("body").unwrap_or_default().to_owned(),
+            hash: hex::encode(e.leaf_hash()),
+        };
+        Ok((listed, e))
+    }
+
+    /// A signed checkpoint covering at least `size` entries: the last one if it does, else one
+    /// signed now.
+    pub fn checkpoint_covering(&self, size: u64) -> Result<(Checkpoint, String), LedgerError> {
+        if let Some(last) = self.ledger.last_checkpoint().filter(|(cp, _)| cp.size >= size) {
+            return Ok(last);
+        }
+        self.ledger.checkpoint()?.ok_or(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(size)))
+    }
+
+    /// The stored signed checkpoint note of exactly `size` entries, if any.
+    pub fn checkpoint_of_size(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        let v = self.ledger.verifier();
+        Ok(self.ledger.checkpoints()?.into_iter().find(|n| v.verify(n).is_ok_and(|c| c.size == size)))
+    }
+
+    /// Deletes the plaintext of entries older than `before_ms` and past their retention at
+    /// `now_ms` (entries that released data computed over personal information keep theirs for
+    /// `retain_personal_info_days`), then records the purge as an entry. Returns what was purged
+    /// and the seq of the purge's own entry.
+    pub fn purge(
+        &self,
+        before_ms: u64,
+        now_ms: u64,
+        settings: &LedgerSettings,
+        who: &str,
+    ) -> Result<(PurgeReport, u64), LedgerError> {
+        const DAY_MS: u64 = 86_400_000;
+        let logs_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_logs_days) * DAY_MS));
+        let pi_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_personal_info_days) * DAY_MS));
+        let keep = |e: &StoredEntry| e.time_ms >= pi_cut && e.value("body").is_some_and(released_personal_info);
+        let report = self.ledger.purge_where(logs_cut, &keep)?;
+        let mut record = crate::audit::AuditRecord::new("offline", "", "audit.purge", "");
+        record.decision = "allow".into();
+        record.reason = format!(
+            "purged {} entries older than {logs_cut} ms ({pi_cut} ms for personal information)",
+            report.entries
+        );
+        record.filters = vec![format!("before_ms={before_ms}"), format!("operator={}", crate::audit::clip(who))];
+        let seq = self.append(record.canonical())?;
+        self.ledger.checkpoint()?;
+        Ok((report, seq))
+    }
+}
+
+/// Whether an entry body records a release of data computed over personal-information fields:
+/// an allowed query of an indicator that reads an L4 field.
+pub fn released_personal_info(body: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return false };
+    let allowed = str_at(&v, "/decision") == Some("allow") && str_at(&v, "/action") == Some("query");
+    allowed
+        && str_at(&v, "/indicator")
+            .and_then(shuzhu_policy::indicator::indicator)
+            .is_some_and(|i| i.grade_with(&[]) >= shuzhu_policy::schema::Grade::L4)
 }
 
 impl Drop for AuditChain {

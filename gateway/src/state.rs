@@ -126,7 +126,7 @@ impl GatewayState {
             })
             .collect::<Result<Vec<_>, StartError>>()?;
         let auth = Authenticator::new(issuers, config.auth.clone())?;
-        let ledger = Arc::new(AuditChain::open(&config.ledger_dir)?);
+        let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let ca = Certificate::from_pem(shuzhu_net::load_pem(&config.tls.ca)?);
         let identity =
             Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);

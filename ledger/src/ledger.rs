@@ -748,6 +748,12 @@ impl Ledger {
     /// proofs and checkpoints, are unchanged. Segment files are rewritten to a temporary file,
     /// synced and renamed over the old one.
     pub fn purge_before(&self, before_ms: u64) -> Result<PurgeReport, LedgerError> {
+        self.purge_where(before_ms, &|_| false)
+    }
+
+    /// Like [`Ledger::purge_before`], but keeps the plaintext of every entry for which `keep`
+    /// returns true (an entry under a longer retention period).
+    pub fn purge_where(&self, before_ms: u64, keep: &dyn Fn(&StoredEntry) -> bool) -> Result<PurgeReport, LedgerError> {
         let shared = &self.shared;
         let _files = write(&shared.files);
         self.log.maintenance(|w| {
@@ -759,7 +765,8 @@ impl Ledger {
                 for (_, payload) in &records {
                     entries.push(entry::decode_record(payload)?);
                 }
-                let purge: Vec<bool> = entries.iter().map(|e| e.time_ms < before_ms && !e.purged()).collect();
+                let purge: Vec<bool> =
+                    entries.iter().map(|e| e.time_ms < before_ms && !e.purged() && !keep(e)).collect();
                 if !purge.contains(&true) {
                     continue;
                 }
