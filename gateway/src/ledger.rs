@@ -286,10 +286,23 @@ impl AuditChain {
         settings: &LedgerSettings,
         who: &str,
     ) -> Result<(PurgeReport, u64), LedgerError> {
+        self.purge_classified(before_ms, now_ms, settings, who, &released_personal_info)
+    }
+
+    /// [`AuditChain::purge`] with the rule that tells which bodies fall under the
+    /// personal-information retention period.
+    fn purge_classified(
+        &self,
+        before_ms: u64,
+        now_ms: u64,
+        settings: &LedgerSettings,
+        who: &str,
+        personal: &dyn Fn(&str) -> bool,
+    ) -> Result<(PurgeReport, u64), LedgerError> {
         const DAY_MS: u64 = 86_400_000;
         let logs_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_logs_days) * DAY_MS));
         let pi_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_personal_info_days) * DAY_MS));
-        let keep = |e: &StoredEntry| e.time_ms >= pi_cut && e.value("body").is_some_and(released_personal_info);
+        let keep = |e: &StoredEntry| e.time_ms >= pi_cut && e.value("body").is_some_and(personal);
         let report = self.ledger.purge_where(logs_cut, &keep)?;
         let mut record = crate::audit::AuditRecord::new("offline", "", "audit.purge", "");
         record.decision = "allow".into();
@@ -309,10 +322,17 @@ impl AuditChain {
 pub fn released_personal_info(body: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return false };
     let allowed = str_at(&v, "/decision") == Some("allow") && str_at(&v, "/action") == Some("query");
+    let dims: Vec<shuzhu_policy::dimension::Dimension> = ["/group_by", "/filters"]
+        .iter()
+        .filter_map(|p| v.pointer(p).and_then(serde_json::Value::as_array))
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|d| shuzhu_policy::dimension::Dimension::parse(d.split('=').next().unwrap_or(d)))
+        .collect();
     allowed
         && str_at(&v, "/indicator")
             .and_then(shuzhu_policy::indicator::indicator)
-            .is_some_and(|i| i.grade_with(&[]) >= shuzhu_policy::schema::Grade::L4)
+            .is_some_and(|i| i.grade_with(&dims) >= shuzhu_policy::schema::Grade::L4)
 }
 
 impl Drop for AuditChain {
@@ -361,6 +381,66 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!(summary.entries, 2);
+    }
+
+    #[test]
+    fn purge_respects_both_retention_periods_and_is_recorded() {
+        const DAY: u64 = 86_400_000;
+        let now = 1_796_090_400_000; // 2026-12-01T02:00:00Z
+        let at = |days_ago: u64, what: &str| {
+            let t = time::OffsetDateTime::from_unix_timestamp(((now - days_ago * DAY) / 1000) as i64).unwrap();
+            let t = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            format!(r#"{{"time":"{t}","action":"query","decision":"allow","indicator":"{what}"}}"#)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let chain = AuditChain::open(dir.path()).unwrap();
+        // Old ordinary, old personal-information, PI past its 3 years, recent ordinary.
+        for body in [at(400, "plain"), at(400, "pi"), at(1200, "pi"), at(30, "plain")] {
+            chain.append(body).unwrap();
+        }
+        let settings = LedgerSettings::default();
+        let pi = |b: &str| b.contains(r#""indicator":"pi""#);
+        // `before` later than now: retention still protects the recent entry.
+        let (report, seq) = chain.purge_classified(now + DAY, now, &settings, "tester", &pi).unwrap();
+        assert_eq!(report.entries, 2);
+        assert_eq!(seq, 5);
+        let purged: Vec<bool> = (0..4).map(|i| chain.ledger().get(i).unwrap().purged()).collect();
+        assert_eq!(purged, vec![true, false, true, false]);
+        let last = chain.list(5, 1).unwrap().remove(0);
+        assert!(last.body.contains(r#""action":"audit.purge""#), "{}", last.body);
+        drop(chain);
+        let summary = verify_ledger_dir(dir.path()).unwrap();
+        assert_eq!((summary.entries, summary.purged), (5, 2));
+    }
+
+    #[test]
+    fn configured_key_file_signs_and_cadence_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("gw.pk8");
+        NoteSigner::generate_key_file(&key).unwrap();
+        let settings = LedgerSettings {
+            checkpoint_key_file: Some(key.clone()),
+            checkpoint_every: 2,
+            checkpoint_interval_secs: 0,
+            ..LedgerSettings::default()
+        };
+        let ledger_dir = dir.path().join("ledger");
+        let chain = AuditChain::open_with(&ledger_dir, &settings).unwrap();
+        assert!(!ledger_dir.join(KEY_FILE_NAME).exists());
+        for _ in 0..4 {
+            chain.append("{}".into()).unwrap();
+        }
+        assert_eq!(chain.ledger().last_checkpoint().map(|(c, _)| c.size), Some(4));
+        let want = NoteSigner::load(KEY_NAME, &key).unwrap().verifier().to_text();
+        assert_eq!(load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap().to_text(), want);
+    }
+
+    #[test]
+    fn a_missing_configured_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            LedgerSettings { checkpoint_key_file: Some(dir.path().join("absent.pk8")), ..LedgerSettings::default() };
+        assert!(matches!(AuditChain::open_with(&dir.path().join("l"), &settings), Err(LedgerError::Key(_))));
     }
 
     #[test]
