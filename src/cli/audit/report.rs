@@ -137,7 +137,8 @@ fn queries(entries: &[Seen]) -> impl Iterator<Item = &Seen> {
     entries.iter().filter(|e| e.s("/action") == "query")
 }
 
-/// More than `limit` queries by one principal within any 60 s window; one finding per burst.
+/// More than `limit` queries by one principal within some 60 s window. Every query in such a
+/// window is marked; overlapping windows merge into one finding per burst.
 fn bursts(entries: &[Seen], limit: usize) -> Vec<Finding> {
     let mut by: BTreeMap<String, Vec<&Seen>> = BTreeMap::new();
     for e in queries(entries) {
@@ -146,33 +147,40 @@ fn bursts(entries: &[Seen], limit: usize) -> Vec<Finding> {
     let mut out = Vec::new();
     for (principal, mut list) in by {
         list.sort_by_key(|e| (e.time_ms, e.seq));
+        let mut marked = vec![false; list.len()];
         let mut start = 0;
-        let mut i = 0;
-        while i < list.len() {
+        for i in 0..list.len() {
             while list[i].time_ms.saturating_sub(list[start].time_ms) >= 60_000 {
                 start += 1;
             }
             if i + 1 - start > limit {
-                // Extend to the whole window and report it once.
-                let mut end = i;
-                while end + 1 < list.len() && list[end + 1].time_ms - list[start].time_ms < 60_000 {
-                    end += 1;
-                }
-                let seqs: Vec<u64> = list[start..=end].iter().map(|e| e.seq).collect();
-                out.push(Finding {
-                    kind: "burst",
-                    principal: principal.clone(),
-                    detail: format!("{} queries within one minute (more than {limit})", seqs.len()),
-                    seqs,
-                });
-                start = end + 1;
-                i = end + 1;
-                continue;
+                marked[start..=i].iter_mut().for_each(|m| *m = true);
             }
-            i += 1;
+        }
+        let mut run: Vec<u64> = Vec::new();
+        for (i, e) in list.iter().enumerate() {
+            let joins = marked[i] && i > 0 && marked[i - 1] && e.time_ms - list[i - 1].time_ms < 60_000;
+            if !joins && !run.is_empty() {
+                out.push(burst(&principal, std::mem::take(&mut run), limit));
+            }
+            if marked[i] {
+                run.push(e.seq);
+            }
+        }
+        if !run.is_empty() {
+            out.push(burst(&principal, run, limit));
         }
     }
     out
+}
+
+fn burst(principal: &str, seqs: Vec<u64>, limit: usize) -> Finding {
+    Finding {
+        kind: "burst",
+        principal: principal.to_owned(),
+        detail: format!("{} queries, more than {limit} within one minute", seqs.len()),
+        seqs,
+    }
 }
 
 /// `YYYYMM..YYYYMM` (any separators) as month numbers.
@@ -355,11 +363,14 @@ mod tests {
         let r = build(&e, Rules { burst: 6 });
         assert!(r.findings.iter().all(|f| f.kind != "burst"), "{:?}", r.findings);
         e.push(q(7, DAY + 40_000, "u1", "202401..202406", &[], "allow"));
-        e.push(q(8, DAY + 200_000, "u1", "202401..202406", &[], "allow"));
+        // Overlapping windows (the one ending at 8 starts at 2) make one burst.
+        e.push(q(8, DAY + 62_000, "u1", "202401..202406", &[], "allow"));
+        e.push(q(9, DAY + 300_000, "u1", "202401..202406", &[], "allow"));
+        e.push(q(10, DAY + 1_000, "u2", "202401..202406", &[], "allow"));
         let r = build(&e, Rules { burst: 6 });
         let b: Vec<&Finding> = r.findings.iter().filter(|f| f.kind == "burst").collect();
-        assert_eq!(b.len(), 1);
-        assert_eq!(b[0].seqs, (1..=7).collect::<Vec<u64>>());
+        assert_eq!(b.len(), 1, "{b:?}");
+        assert_eq!(b[0].seqs, (1..=8).collect::<Vec<u64>>());
         assert_eq!(b[0].principal, "u1@ag");
     }
 
