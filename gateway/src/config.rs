@@ -161,3 +161,54 @@ impl ConfigFile for GatewayConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+gateway_id = "gw"
+listen = "127.0.0.1:8443"
+policy = "policy.toml"
+ledger_dir = "ledger"
+[tls]
+ca = "ca.pem"
+cert = "gw.pem"
+key = "gw.key"
+[[issuer]]
+issuer = "https://idp"
+audience = "shuzhu-gateway"
+algorithm = "EdDSA"
+public_key = "idp.pem"
+"#;
+
+    fn load(extra: &str) -> Result<GatewayConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, format!("{BASE}{extra}")).unwrap();
+        GatewayConfig::load(&path).map(|mut c| {
+            // Paths are resolved against the file's directory; keep only the part below it.
+            if let Some(k) = c.ledger.checkpoint_key_file.as_mut() {
+                *k = k.strip_prefix(dir.path()).unwrap().to_owned();
+            }
+            c
+        })
+    }
+
+    #[test]
+    fn the_ledger_section_has_defaults_and_resolves_the_key_path() {
+        assert_eq!(load("").unwrap().ledger, LedgerSettings::default());
+        let c = load("[ledger]\ncheckpoint_key_file = \"keys/cp.pk8\"\ncheckpoint_every = 5\nretain_logs_days = 200\n")
+            .unwrap();
+        assert_eq!(c.ledger.checkpoint_key_file.as_deref(), Some(Path::new("keys/cp.pk8")));
+        assert_eq!((c.ledger.checkpoint_every, c.ledger.checkpoint_interval_secs), (5, 10));
+        assert_eq!((c.ledger.retain_logs_days, c.ledger.retain_personal_info_days), (200, 1095));
+    }
+
+    #[test]
+    fn retention_below_the_legal_floor_is_refused() {
+        assert!(load("[ledger]\nretain_logs_days = 90\n").is_err());
+        assert!(load("[ledger]\nretain_personal_info_days = 100\n").is_err());
+        assert!(load("[ledger]\nretain_days = 400\n").is_err());
+    }
+}

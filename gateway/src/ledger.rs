@@ -133,6 +133,40 @@ fn signer(dir: &Path, key_file: Option<&Path>) -> Result<NoteSigner, LedgerError
     Ok(signer)
 }
 
+/// Whether `e` is sled failing to take its directory lock (another holder, or one that is still
+/// releasing it: sled 0.34 drops its file lock from a background thread after `Db` is dropped,
+/// spacejam/sled#1234).
+fn is_lock_contention(e: &shuzhu_ledger::LedgerError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock)
+            || s.to_string().contains("could not acquire lock")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Opens the ledger, waiting up to a second for a lock a just-closed holder is still releasing.
+fn open_waiting_for_lock(
+    dir: &Path,
+    options: impl Fn() -> Result<LedgerOptions, LedgerError>,
+) -> Result<Ledger, LedgerError> {
+    const TRIES: u32 = 50;
+    let mut attempt = 1;
+    loop {
+        match Ledger::open(dir, options()?) {
+            Err(e) if attempt < TRIES && is_lock_contention(&e) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Reads a verifier key text file (as written beside the ledger).
 pub fn load_verifier(path: &Path) -> Result<NoteVerifier, LedgerError> {
     let text =
@@ -157,14 +191,17 @@ impl AuditChain {
         if dir.join(LEGACY_CHAIN_FILE_NAME).exists() {
             return Err(LedgerError::LegacyChain(dir.to_owned()));
         }
-        let signer = signer(dir, settings.checkpoint_key_file.as_deref())?;
-        let mut options = LedgerOptions::new(signer);
-        options.checkpoint_every = settings.checkpoint_every;
-        options.checkpoint_interval = (settings.checkpoint_interval_secs > 0)
-            .then(|| std::time::Duration::from_secs(settings.checkpoint_interval_secs));
-        // Like the hash chain before it, refuse to start on a ledger altered on disk.
-        options.verify_on_open = true;
-        let ledger = Ledger::open(dir, options)?;
+        let options = || {
+            let signer = signer(dir, settings.checkpoint_key_file.as_deref())?;
+            let mut options = LedgerOptions::new(signer);
+            options.checkpoint_every = settings.checkpoint_every;
+            options.checkpoint_interval = (settings.checkpoint_interval_secs > 0)
+                .then(|| std::time::Duration::from_secs(settings.checkpoint_interval_secs));
+            // Like the hash chain before it, refuse to start on a ledger altered on disk.
+            options.verify_on_open = true;
+            Ok(options)
+        };
+        let ledger = open_waiting_for_lock(dir, options)?;
         let report = ledger.open_report();
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(segment = %torn.segment.display(), dropped_bytes = torn.dropped_bytes, "audit ledger: truncated a torn tail left by a crash (nothing acknowledged is lost)");
@@ -433,6 +470,22 @@ mod tests {
         assert_eq!(chain.ledger().last_checkpoint().map(|(c, _)| c.size), Some(4));
         let want = NoteSigner::load(KEY_NAME, &key).unwrap().verifier().to_text();
         assert_eq!(load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap().to_text(), want);
+    }
+
+    #[test]
+    fn reopens_right_after_close_and_detects_lock_contention() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=10u64 {
+            let chain = AuditChain::open(dir.path()).unwrap();
+            assert_eq!(chain.append("{}".into()).unwrap(), n);
+        }
+        let io = io::Error::new(io::ErrorKind::WouldBlock, "busy");
+        assert!(is_lock_contention(&shuzhu_ledger::LedgerError::Io {
+            op: "lock",
+            path: dir.path().into(),
+            source: io
+        }));
+        assert!(!is_lock_contention(&shuzhu_ledger::LedgerError::NotFound(3)));
     }
 
     #[test]

@@ -296,7 +296,8 @@ impl pb::audit_server::Audit for Services {
             }
             let page = ledger.ledger().list(&filter, cursor.as_deref(), limit)?;
             let mut out = Vec::with_capacity(page.entries.len());
-            for stored in page.entries {
+            // With filters, `from_seq` still bounds the page from below (a page may then hold fewer).
+            for stored in page.entries.into_iter().filter(|e| e.seq + 1 >= r.from_seq) {
                 let (e, _) = ledger.entry(stored.seq + 1)?;
                 out.push(entry_pb(e, stored.time_ms, stored.purged()));
             }
