@@ -306,3 +306,51 @@ fn report_flags_a_burst_and_a_differencing_pair() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("section,agency,action,indicator,decision,count\n"), "{out}");
 }
+
+#[test]
+fn list_filters_page_with_a_token_and_export_downloads_a_verified_copy() {
+    let t = fx().token("requester");
+    for to in [202402, 202403, 202404] {
+        fx().query(&t, request("on_time_rate", &["region"], 202401, to, "诉源治理")).unwrap();
+    }
+    let mut c = audit_client();
+    let auditor = fx().token("auditor");
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..3 {
+        let req = pb::ListEntriesRequest {
+            indicator: "on_time_rate".into(),
+            limit: 1,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let r =
+            fx().rt.block_on(c.list_entries(shuzhu::client::authorized(req, &auditor).unwrap())).unwrap().into_inner();
+        assert_eq!(r.entries.len(), 1);
+        assert!(r.entries[0].body.contains(r#""indicator":"on_time_rate""#), "{}", r.entries[0].body);
+        assert!(r.entries[0].time_ms > 0 && !r.entries[0].purged);
+        seen.push(r.entries[0].seq);
+        page_token = r.next_page_token;
+        assert!(!page_token.is_empty());
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    // A time range that ended before the ledger began holds nothing.
+    let req = pb::ListEntriesRequest { to_time_ms: 1_000, ..Default::default() };
+    let r = fx().rt.block_on(c.list_entries(shuzhu::client::authorized(req, &auditor).unwrap())).unwrap().into_inner();
+    assert!(r.entries.is_empty() && r.next_page_token.is_empty());
+    let bad =
+        pb::ListEntriesRequest { indicator: "on_time_rate".into(), page_token: "zz".into(), ..Default::default() };
+    let e = fx().rt.block_on(c.list_entries(shuzhu::client::authorized(bad, &auditor).unwrap())).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("audit.jsonl");
+    let key = public_key();
+    let (code, text) =
+        audit_cli("auditor", &["export", "--out", out.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("signed checkpoints verified"), "{text}");
+    let export = std::fs::read_to_string(&out).unwrap();
+    assert!(export.starts_with(r#"{"type":"header","format":"shuzhu-ledger-export-v1""#));
+    assert!(export.contains("audit.export"), "the export read is recorded before the export is cut");
+}

@@ -43,15 +43,17 @@ pub(crate) enum Command {
         format: Format,
     },
     /// Print one entry and verify its inclusion proof locally against the signed checkpoint.
-    #[command(after_help = "Example:\n  shuzhu audit show 42 --demo ./demo --key ./demo/fed/ledger/checkpoint-key.pub")]
+    #[command(
+        after_help = "Example:\n  shuzhu audit show 42 --demo ./demo\n  shuzhu audit show 42 --gateway https://gw:8443 --ca ca.pem --token-file auditor.jwt --key checkpoint-key.pub"
+    )]
     Show {
         /// The entry's sequence number.
         seq: u64,
         #[command(flatten)]
         conn: super::Connection,
-        /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`).
+        /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`; default with --demo: the demo's).
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
     },
     /// Download a verifiable export of the whole ledger (JSON lines).
     #[command(after_help = "Example:\n  shuzhu audit export --demo ./demo --out audit.jsonl --key checkpoint-key.pub")]
@@ -82,14 +84,14 @@ pub(crate) enum Command {
     },
     /// Print and verify an inclusion proof (`--seq`) or a consistency proof (`--old`, `--new`).
     #[command(
-        after_help = "Examples:\n  shuzhu audit prove --seq 7 --demo ./demo --key checkpoint-key.pub\n  shuzhu audit prove --old 10 --new 40 --demo ./demo --key checkpoint-key.pub"
+        after_help = "Examples:\n  shuzhu audit prove --seq 7 --demo ./demo\n  shuzhu audit prove --old 10 --new 40 --demo ./demo"
     )]
     Prove {
         #[command(flatten)]
         conn: super::Connection,
-        /// Verifier key file of the gateway's checkpoints.
+        /// Verifier key file of the gateway's checkpoints (default with --demo: the demo's).
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// Entry whose inclusion in the latest checkpoint to prove.
         #[arg(long, conflicts_with_all = ["old", "new"], required_unless_present = "old")]
         seq: Option<u64>,
@@ -102,7 +104,7 @@ pub(crate) enum Command {
     },
     /// Keep the last verified checkpoint in a state file and check every new one is consistent with it.
     #[command(
-        after_help = "Examples:\n  shuzhu audit watch --demo ./demo --state watch.json --key checkpoint-key.pub\n  shuzhu audit watch --demo ./demo --state watch.json --key checkpoint-key.pub --once\n\nExit status: 0 consistent, 3 INCONSISTENT (the log was rewritten or forked), 1 other errors."
+        after_help = "Examples:\n  shuzhu audit watch --demo ./demo --state watch.json\n  shuzhu audit watch --demo ./demo --state watch.json --key checkpoint-key.pub --once\n\nExit status: 0 consistent, 3 INCONSISTENT (the log was rewritten or forked), 1 other errors."
     )]
     Watch {
         #[command(flatten)]
@@ -110,9 +112,9 @@ pub(crate) enum Command {
         /// State file holding the last verified checkpoint (created on first run: trust on first use).
         #[arg(long)]
         state: PathBuf,
-        /// Verifier key file of the gateway's checkpoints.
+        /// Verifier key file of the gateway's checkpoints (default with --demo: the demo's).
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// Seconds between checks.
         #[arg(long, default_value_t = 60)]
         interval: u64,
@@ -122,7 +124,7 @@ pub(crate) enum Command {
     },
     /// Delete the plaintext of entries before DATE that are past retention (offline; the gateway must be stopped).
     #[command(
-        after_help = "Example:\n  shuzhu audit purge --ledger ./demo/fed/ledger --before 2026-06-01 --config ./demo/fed/gateway.toml\n\nEntries keep their digests, so every proof and checkpoint still verifies. Retention ([ledger] in the\ngateway config, or the defaults 183 / 1095 days) is never cut short: an entry younger than its\nretention keeps its plaintext whatever DATE says. The purge is itself recorded as an entry."
+        after_help = "Example:\n  shuzhu audit purge --ledger ./demo/ledger --before 2026-06-01 --config ./demo/gateway.toml\n\nEntries keep their digests, so every proof and checkpoint still verifies. Retention ([ledger] in the\ngateway config, or the defaults 183 / 1095 days) is never cut short: an entry younger than its\nretention keeps its plaintext whatever DATE says. The purge is itself recorded as an entry."
     )]
     Purge {
         /// Ledger directory of a stopped gateway.
@@ -213,6 +215,21 @@ fn rpc_err(s: tonic::Status) -> anyhow::Error {
 
 fn load_key(path: &Path) -> Result<NoteVerifier> {
     Ok(shuzhu_gateway::ledger::load_verifier(path)?)
+}
+
+/// `--key`, or with `--demo DIR` the verifier key beside the demo's ledger.
+fn key_path(conn: &super::Connection, key: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(k) = key {
+        return Ok(k);
+    }
+    let demo = conn.demo.as_ref().context("--key (or --demo DIR) is required")?;
+    let p = demo.join("demo.json");
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("reading {} (is the demo running?)", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", p.display()))?;
+    let ledger =
+        v.get("ledger").and_then(serde_json::Value::as_str).context("demo.json names no ledger; give --key")?;
+    Ok(PathBuf::from(ledger).join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME))
 }
 
 fn hashes(raw: &[Vec<u8>]) -> Result<Vec<Hash>> {
@@ -317,7 +334,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { seq, conn, key } => {
-            let verifier = load_key(&key)?;
+            let verifier = load_key(&key_path(&conn, key)?)?;
             let resp = super::runtime()?.block_on(async {
                 let (mut c, token) = client(&conn).await?;
                 let req = crate::client::authorized(pb::GetEntryRequest { seq, tree_size: 0 }, &token)?;
@@ -368,7 +385,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
         }
         Command::Prove { conn, key, seq, old, new } => {
-            let verifier = load_key(&key)?;
+            let verifier = load_key(&key_path(&conn, key)?)?;
             let rt = super::runtime()?;
             if let Some(seq) = seq {
                 let resp = rt.block_on(async {
@@ -424,7 +441,10 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
                 Err(e) => Ok(fail("the consistency proof", &e)),
             }
         }
-        Command::Watch { conn, state, key, interval, once } => watch::run(&conn, &state, &key, interval, once),
+        Command::Watch { conn, state, key, interval, once } => {
+            let key = key_path(&conn, key)?;
+            watch::run(&conn, &state, &key, interval, once)
+        }
         Command::Purge { ledger, before, config, operator } => {
             let before_ms = parse_time_ms(&before)?;
             let settings = match config {
