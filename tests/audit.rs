@@ -354,3 +354,29 @@ fn list_filters_page_with_a_token_and_export_downloads_a_verified_copy() {
     assert!(export.starts_with(r#"{"type":"header","format":"shuzhu-ledger-export-v1""#));
     assert!(export.contains("audit.export"), "the export read is recorded before the export is cut");
 }
+
+#[test]
+fn a_graceful_shutdown_seals_every_entry_with_a_signed_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = shuzhu_gen::GenConfig { courts: 1, cases_per_court: 50, seed: 3, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let specs = shuzhu::federation::discover(&data).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let prepared = shuzhu::federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    let running = rt.block_on(shuzhu::federation::start(&prepared)).unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    let req = request("filed", &["year"], 202001, 202412, "诉源治理");
+    rt.block_on(async {
+        let ch = shuzhu::client::connect(&running.gateway_url, &prepared.pki.ca_cert).await.unwrap();
+        shuzhu::client::query(ch, &token, req).await.unwrap();
+    });
+    rt.block_on(running.shutdown());
+    let ledger_dir = prepared.dir.join("ledger");
+    let notes = String::from_utf8_lossy(&std::fs::read(ledger_dir.join("checkpoints.log")).unwrap()).into_owned();
+    let chain = shuzhu_gateway::ledger::AuditChain::open(&ledger_dir).unwrap();
+    let (last, _) = chain.ledger().last_checkpoint().expect("no checkpoint after shutdown");
+    assert_eq!(last.size, chain.len(), "entries left unsealed by the shutdown");
+    assert!(!chain.is_empty());
+    assert!(notes.contains(&format!("\n{}\n", chain.len())), "the sealing checkpoint was signed before this open");
+}
