@@ -991,6 +991,22 @@ mod tests {
     }
 
     #[test]
+    fn purge_where_keeps_what_its_rule_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..6 {
+            ledger.append(entry(i)).unwrap();
+        }
+        let report = ledger.purge_where(1_004, &|e| e.seq % 2 == 0).unwrap();
+        assert_eq!(report.entries, 2);
+        let purged: Vec<bool> = (0..6).map(|i| ledger.get(i).unwrap().purged()).collect();
+        assert_eq!(purged, [false, true, false, true, false, false]);
+        // A later purge without the rule takes the rest; nothing is purged twice.
+        assert_eq!(ledger.purge_before(1_004).unwrap().entries, 2);
+    }
+
+    #[test]
     fn refuses_to_sign_a_checkpoint_inconsistent_with_the_last() {
         let dir = tempfile::tempdir().unwrap();
         let key = NoteSigner::generate_pkcs8().unwrap();
