@@ -340,8 +340,16 @@ fn list_filters_page_with_a_token_and_export_downloads_a_verified_copy() {
     assert!(r.entries.is_empty() && r.next_page_token.is_empty());
     let bad =
         pb::ListEntriesRequest { indicator: "on_time_rate".into(), page_token: "zz".into(), ..Default::default() };
+    let invalid = recorded("audit.list_entries", "invalid");
     let e = fx().rt.block_on(c.list_entries(shuzhu::client::authorized(bad, &auditor).unwrap())).unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(recorded("audit.list_entries", "invalid") > invalid, "a refused read is recorded too");
+    let req = pb::GetConsistencyProofRequest { old_size: 5, new_size: 2 };
+    let e = fx().rt.block_on(c.get_consistency_proof(shuzhu::client::authorized(req, &auditor).unwrap())).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let req = pb::GetEntryRequest { seq: u64::MAX, tree_size: 0 };
+    let e = fx().rt.block_on(c.get_entry(shuzhu::client::authorized(req, &auditor).unwrap())).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("audit.jsonl");

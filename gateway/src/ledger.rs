@@ -89,6 +89,9 @@ pub enum LedgerError {
         "audit ledger directory {0} holds an old hash-chain ledger (audit-chain.jsonl); move it aside to start a new ledger"
     )]
     LegacyChain(PathBuf),
+    /// An auditor's request names something the ledger cannot serve (a bad cursor, a size out of range).
+    #[error("invalid audit request: {0}")]
+    InvalidRequest(&'static str),
     /// The entry body is not valid JSON text.
     #[error("audit entry body is not valid json")]
     InvalidBody,

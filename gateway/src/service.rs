@@ -163,6 +163,7 @@ impl Services {
             Ok(Err(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(_)))) => {
                 Err(Status::not_found("no such entry or tree size in the audit ledger"))
             }
+            Ok(Err(LedgerError::InvalidRequest(why))) => Err(Status::invalid_argument(why)),
             Ok(Err(LedgerError::Ledger(shuzhu_ledger::LedgerError::Merkle(_)))) => {
                 Err(Status::invalid_argument("tree sizes or index out of range for the audit ledger"))
             }
@@ -196,8 +197,8 @@ impl Services {
         if let Err(s) = &outcome
             && record.decision == "allow"
         {
-            record.decision = "error".into();
-            record.reason = format!("read failed: {:?}", s.code());
+            record.decision = if s.code() == tonic::Code::InvalidArgument { "invalid" } else { "error" }.into();
+            record.reason = format!("read failed: {}", s.message());
         }
         let (_, answer) = self.audited(record, started, outcome).await?;
         Ok(Response::new(answer))
@@ -268,16 +269,14 @@ impl pb::audit_server::Audit for Services {
         if r.from_time_ms > 0 || r.to_time_ms > 0 {
             filters.push(format!("time_ms={}..{}", r.from_time_ms, r.to_time_ms));
         }
-        let cursor = if r.page_token.is_empty() {
-            None
-        } else {
-            Some(
-                hex::decode(&r.page_token)
-                    .map_err(|_| Status::invalid_argument("page_token is not one the server gave"))?,
-            )
-        };
-        let filtered = filter != shuzhu_ledger::Filter::default() || cursor.is_some();
+        let filtered = filter != shuzhu_ledger::Filter::default() || !r.page_token.is_empty();
         self.audit_read("audit.list_entries", req, filters, move |ledger| {
+            let cursor = match r.page_token.as_str() {
+                "" => None,
+                t => Some(
+                    hex::decode(t).map_err(|_| LedgerError::InvalidRequest("page_token is not one the server gave"))?,
+                ),
+            };
             let total = ledger.len();
             if !filtered {
                 let from = r.from_seq.max(1);
@@ -369,7 +368,7 @@ impl pb::audit_server::Audit for Services {
                 n => n,
             };
             if old_size > new_size || new_size > ledger.len() {
-                return Err(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(new_size)));
+                return Err(LedgerError::InvalidRequest("old_size must not exceed new_size, nor new_size the ledger"));
             }
             let l = ledger.ledger();
             Ok(pb::GetConsistencyProofResponse {
