@@ -285,7 +285,11 @@ fn quotas_refuse_with_resource_exhausted_and_are_audited() {
     let entries = fed.rt.block_on(async move {
         let ch = shuzhu::client::connect(&url, &ca).await.unwrap();
         let mut c = pb::audit_client::AuditClient::new(ch);
-        let req = shuzhu::client::authorized(pb::ListEntriesRequest { from_seq: 1, limit: 100 }, &auditor).unwrap();
+        let req = shuzhu::client::authorized(
+            pb::ListEntriesRequest { from_seq: 1, limit: 100, ..Default::default() },
+            &auditor,
+        )
+        .unwrap();
         c.list_entries(req).await.unwrap().into_inner().entries
     });
     let bodies: Vec<String> = entries.iter().map(|e| e.body.clone()).collect();

@@ -83,7 +83,9 @@ impl Fixture {
         self.rt.block_on(async {
             let ch = shuzhu::client::connect(&self.running.gateway_url, &self.prepared.pki.ca_cert).await.unwrap();
             let mut c = pb::audit_client::AuditClient::new(ch);
-            let req = shuzhu::client::authorized(pb::ListEntriesRequest { from_seq, limit }, token).unwrap();
+            let req =
+                shuzhu::client::authorized(pb::ListEntriesRequest { from_seq, limit, ..Default::default() }, token)
+                    .unwrap();
             c.list_entries(req).await.map(tonic::Response::into_inner)
         })
     }

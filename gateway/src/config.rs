@@ -57,6 +57,9 @@ pub struct GatewayConfig {
     pub policy: PathBuf,
     /// Directory of the audit ledger.
     pub ledger_dir: PathBuf,
+    /// Checkpoint key, cadence and retention of the audit ledger (`[ledger]`).
+    #[serde(default)]
+    pub ledger: LedgerSettings,
     /// Deadline of each node call, in milliseconds (shorter than the gateway's own).
     #[serde(default = "default_node_timeout")]
     pub node_timeout_ms: u64,
@@ -85,6 +88,36 @@ fn default_true() -> bool {
     true
 }
 
+/// The `[ledger]` section: how the audit ledger is sealed and how long plaintext is kept.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// Ed25519 PKCS#8 file that signs checkpoints; default `LEDGER_DIR/checkpoint-key.pk8`
+    /// (created on first start, for the demo). Its verifier key text is written beside the ledger.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// Sign a checkpoint after this many entries (0: never by count).
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint this many seconds after the last when entries were appended (0: never by time).
+    pub checkpoint_interval_secs: u64,
+    /// Plaintext of ordinary entries is kept at least this many days (Cybersecurity Law art. 21: 6 months).
+    pub retain_logs_days: u32,
+    /// Plaintext of entries that recorded a release computed over personal-information (L4) fields is
+    /// kept at least this many days (3 years).
+    pub retain_personal_info_days: u32,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_key_file: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 10,
+            retain_logs_days: 183,
+            retain_personal_info_days: 1095,
+        }
+    }
+}
+
 fn default_node_timeout() -> u64 {
     5_000
 }
@@ -103,6 +136,7 @@ impl ConfigFile for GatewayConfig {
         paths.extend(self.nodes.iter_mut().filter_map(|n| n.receipt_key_file.as_mut()));
         paths.extend(self.issuers.iter_mut().map(|i| &mut i.public_key));
         paths.extend(self.cell_key_secret.as_mut());
+        paths.extend(self.ledger.checkpoint_key_file.as_mut());
         paths
     }
 
@@ -116,6 +150,12 @@ impl ConfigFile for GatewayConfig {
         }
         if self.issuers.is_empty() {
             return Err("no [[issuer]]: nobody could authenticate".into());
+        }
+        if self.ledger.retain_logs_days < 183 || self.ledger.retain_personal_info_days < self.ledger.retain_logs_days {
+            return Err(format!(
+                "[ledger] retain_logs_days {} must be at least 183 (six months) and retain_personal_info_days {} at least that",
+                self.ledger.retain_logs_days, self.ledger.retain_personal_info_days
+            ));
         }
         if !(100..=120_000).contains(&self.node_timeout_ms) {
             return Err(format!("node_timeout_ms {} is outside 100..=120000", self.node_timeout_ms));
@@ -137,5 +177,56 @@ impl ConfigFile for GatewayConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+gateway_id = "gw"
+listen = "127.0.0.1:8443"
+policy = "policy.toml"
+ledger_dir = "ledger"
+[tls]
+ca = "ca.pem"
+cert = "gw.pem"
+key = "gw.key"
+[[issuer]]
+issuer = "https://idp"
+audience = "shuzhu-gateway"
+algorithm = "EdDSA"
+public_key = "idp.pem"
+"#;
+
+    fn load(extra: &str) -> Result<GatewayConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, format!("{BASE}{extra}")).unwrap();
+        GatewayConfig::load(&path).map(|mut c| {
+            // Paths are resolved against the file's directory; keep only the part below it.
+            if let Some(k) = c.ledger.checkpoint_key_file.as_mut() {
+                *k = k.strip_prefix(dir.path()).unwrap().to_owned();
+            }
+            c
+        })
+    }
+
+    #[test]
+    fn the_ledger_section_has_defaults_and_resolves_the_key_path() {
+        assert_eq!(load("").unwrap().ledger, LedgerSettings::default());
+        let c = load("[ledger]\ncheckpoint_key_file = \"keys/cp.pk8\"\ncheckpoint_every = 5\nretain_logs_days = 200\n")
+            .unwrap();
+        assert_eq!(c.ledger.checkpoint_key_file.as_deref(), Some(Path::new("keys/cp.pk8")));
+        assert_eq!((c.ledger.checkpoint_every, c.ledger.checkpoint_interval_secs), (5, 10));
+        assert_eq!((c.ledger.retain_logs_days, c.ledger.retain_personal_info_days), (200, 1095));
+    }
+
+    #[test]
+    fn retention_below_the_legal_floor_is_refused() {
+        assert!(load("[ledger]\nretain_logs_days = 90\n").is_err());
+        assert!(load("[ledger]\nretain_personal_info_days = 100\n").is_err());
+        assert!(load("[ledger]\nretain_days = 400\n").is_err());
     }
 }

@@ -8,9 +8,12 @@
 //! given) and copies of the indexed values `agency`, `principal`, `indicator` and `decision`; the
 //! leaf commits to salted digests of them. Seqs shown outside are 1-based (leaf index + 1).
 //!
-//! Checkpoints are signed with the Ed25519 key in `DIR/checkpoint-key.pk8`, created (mode 0600)
-//! on first open; `DIR/checkpoint-key.pub` holds its verifier key text for auditors. A final
-//! checkpoint is signed when the chain is dropped.
+//! Checkpoints are signed with the Ed25519 key named by `[ledger] checkpoint_key_file`, or by
+//! default (for the demo) the key in `DIR/checkpoint-key.pk8`, created (mode 0600) on first open;
+//! `DIR/checkpoint-key.pub` holds its verifier key text for auditors. Cadence comes from the same
+//! section. A final checkpoint is signed when the chain is dropped. [`AuditChain::purge`] deletes
+//! plaintext past its retention period (longer for releases computed over personal information)
+//! and records the purge as an entry.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,9 +31,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use shuzhu_ledger::checkpoint::{NoteError, NoteSigner, NoteVerifier};
+use shuzhu_ledger::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 pub use shuzhu_ledger::verify::{ExportSummary, VerifyError, verify_export};
-use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions};
+use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, PurgeReport, StoredEntry};
+
+use crate::config::LedgerSettings;
 
 /// File of the checkpoint signing key (PKCS#8), inside the ledger directory.
 pub const KEY_FILE_NAME: &str = "checkpoint-key.pk8";
@@ -84,6 +89,9 @@ pub enum LedgerError {
         "audit ledger directory {0} holds an old hash-chain ledger (audit-chain.jsonl); move it aside to start a new ledger"
     )]
     LegacyChain(PathBuf),
+    /// An auditor's request names something the ledger cannot serve (a bad cursor, a size out of range).
+    #[error("invalid audit request: {0}")]
+    InvalidRequest(&'static str),
     /// The entry body is not valid JSON text.
     #[error("audit entry body is not valid json")]
     InvalidBody,
@@ -109,11 +117,14 @@ impl std::fmt::Debug for AuditChain {
     }
 }
 
-/// Loads the signing key in `dir`, creating it (and its public half) on first use.
-fn signer(dir: &Path) -> Result<NoteSigner, LedgerError> {
-    let key = dir.join(KEY_FILE_NAME);
+/// Loads the signing key (`key_file`, or the default in `dir`, created on first use) and writes
+/// its public half beside the ledger.
+fn signer(dir: &Path, key_file: Option<&Path>) -> Result<NoteSigner, LedgerError> {
+    let key = key_file.map_or_else(|| dir.join(KEY_FILE_NAME), Path::to_owned);
     let public = dir.join(PUBLIC_KEY_FILE_NAME);
-    if !key.exists() {
+    if key_file.is_some() {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { op: "create", path: dir.into(), source })?;
+    } else if !key.exists() {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { op: "create", path: dir.into(), source })?;
         NoteSigner::generate_key_file(&key)?;
     }
@@ -123,6 +134,40 @@ fn signer(dir: &Path) -> Result<NoteSigner, LedgerError> {
         std::fs::write(&public, text).map_err(|source| LedgerError::Io { op: "write", path: public, source })?;
     }
     Ok(signer)
+}
+
+/// Whether `e` is sled failing to take its directory lock (another holder, or one that is still
+/// releasing it: sled 0.34 drops its file lock from a background thread after `Db` is dropped,
+/// spacejam/sled#1234).
+fn is_lock_contention(e: &shuzhu_ledger::LedgerError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock)
+            || s.to_string().contains("could not acquire lock")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Opens the ledger, waiting up to a second for a lock a just-closed holder is still releasing.
+fn open_waiting_for_lock(
+    dir: &Path,
+    options: impl Fn() -> Result<LedgerOptions, LedgerError>,
+) -> Result<Ledger, LedgerError> {
+    const TRIES: u32 = 50;
+    let mut attempt = 1;
+    loop {
+        match Ledger::open(dir, options()?) {
+            Err(e) if attempt < TRIES && is_lock_contention(&e) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Reads a verifier key text file (as written beside the ledger).
@@ -137,18 +182,29 @@ fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
 }
 
 impl AuditChain {
-    /// Opens (creating) the ledger in `dir`, recovering and checking it against its last signed
-    /// checkpoint.
+    /// Opens (creating) the ledger in `dir` with the default settings, recovering and checking it
+    /// against its last signed checkpoint.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        Self::open_with(dir, &LedgerSettings::default())
+    }
+
+    /// Opens (creating) the ledger in `dir` with the key and checkpoint cadence of `settings`.
+    pub fn open_with(dir: &Path, settings: &LedgerSettings) -> Result<Self, LedgerError> {
         // Never start a new ledger beside an old one: its records would silently stop being served.
         if dir.join(LEGACY_CHAIN_FILE_NAME).exists() {
             return Err(LedgerError::LegacyChain(dir.to_owned()));
         }
-        let signer = signer(dir)?;
-        let mut options = LedgerOptions::new(signer);
-        // Like the hash chain before it, refuse to start on a ledger altered on disk.
-        options.verify_on_open = true;
-        let ledger = Ledger::open(dir, options)?;
+        let options = || {
+            let signer = signer(dir, settings.checkpoint_key_file.as_deref())?;
+            let mut options = LedgerOptions::new(signer);
+            options.checkpoint_every = settings.checkpoint_every;
+            options.checkpoint_interval = (settings.checkpoint_interval_secs > 0)
+                .then(|| std::time::Duration::from_secs(settings.checkpoint_interval_secs));
+            // Like the hash chain before it, refuse to start on a ledger altered on disk.
+            options.verify_on_open = true;
+            Ok(options)
+        };
+        let ledger = open_waiting_for_lock(dir, options)?;
         let report = ledger.open_report();
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(segment = %torn.segment.display(), dropped_bytes = torn.dropped_bytes, "audit ledger: truncated a torn tail left by a crash (nothing acknowledged is lost)");
@@ -230,6 +286,93 @@ impl AuditChain {
     pub fn export(&self, out: impl Write) -> Result<ExportSummary, LedgerError> {
         Ok(shuzhu_ledger::verify::write_export(&self.ledger, out)?)
     }
+
+    /// The entry at 1-based `seq` as listed.
+    pub fn entry(&self, seq: u64) -> Result<(ChainEntry, StoredEntry), LedgerError> {
+        let index = seq.checked_sub(1).ok_or(shuzhu_ledger::LedgerError::NotFound(0))?;
+        let e = self.ledger.get(index)?;
+        let listed = ChainEntry {
+            seq,
+            prev_hash: hex::encode(self.ledger.root_at(index)?),
+            body: e.value("body").unwrap_or_default().to_owned(),
+            hash: hex::encode(e.leaf_hash()),
+        };
+        Ok((listed, e))
+    }
+
+    /// A signed checkpoint covering at least `size` entries: the last one if it does, else one
+    /// signed now.
+    pub fn checkpoint_covering(&self, size: u64) -> Result<(Checkpoint, String), LedgerError> {
+        if let Some(last) = self.ledger.last_checkpoint().filter(|(cp, _)| cp.size >= size) {
+            return Ok(last);
+        }
+        self.ledger.checkpoint()?.ok_or(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(size)))
+    }
+
+    /// The stored signed checkpoint note of exactly `size` entries, if any.
+    pub fn checkpoint_of_size(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        let v = self.ledger.verifier();
+        Ok(self.ledger.checkpoints()?.into_iter().find(|n| v.verify(n).is_ok_and(|c| c.size == size)))
+    }
+
+    /// Deletes the plaintext of entries older than `before_ms` and past their retention at
+    /// `now_ms` (entries that released data computed over personal information keep theirs for
+    /// `retain_personal_info_days`), then records the purge as an entry. Returns what was purged
+    /// and the seq of the purge's own entry.
+    pub fn purge(
+        &self,
+        before_ms: u64,
+        now_ms: u64,
+        settings: &LedgerSettings,
+        who: &str,
+    ) -> Result<(PurgeReport, u64), LedgerError> {
+        self.purge_classified(before_ms, now_ms, settings, who, &released_personal_info)
+    }
+
+    /// [`AuditChain::purge`] with the rule that tells which bodies fall under the
+    /// personal-information retention period.
+    fn purge_classified(
+        &self,
+        before_ms: u64,
+        now_ms: u64,
+        settings: &LedgerSettings,
+        who: &str,
+        personal: &dyn Fn(&str) -> bool,
+    ) -> Result<(PurgeReport, u64), LedgerError> {
+        const DAY_MS: u64 = 86_400_000;
+        let logs_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_logs_days) * DAY_MS));
+        let pi_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_personal_info_days) * DAY_MS));
+        let keep = |e: &StoredEntry| e.time_ms >= pi_cut && e.value("body").is_some_and(personal);
+        let report = self.ledger.purge_where(logs_cut, &keep)?;
+        let mut record = crate::audit::AuditRecord::new("offline", "", "audit.purge", "");
+        record.decision = "allow".into();
+        record.reason = format!(
+            "purged {} entries older than {logs_cut} ms ({pi_cut} ms for personal information)",
+            report.entries
+        );
+        record.filters = vec![format!("before_ms={before_ms}"), format!("operator={}", crate::audit::clip(who))];
+        let seq = self.append(record.canonical())?;
+        self.ledger.checkpoint()?;
+        Ok((report, seq))
+    }
+}
+
+/// Whether an entry body records a release of data computed over personal-information fields:
+/// an allowed query of an indicator that reads an L4 field.
+pub fn released_personal_info(body: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return false };
+    let allowed = str_at(&v, "/decision") == Some("allow") && str_at(&v, "/action") == Some("query");
+    let dims: Vec<shuzhu_policy::dimension::Dimension> = ["/group_by", "/filters"]
+        .iter()
+        .filter_map(|p| v.pointer(p).and_then(serde_json::Value::as_array))
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|d| shuzhu_policy::dimension::Dimension::parse(d.split('=').next().unwrap_or(d)))
+        .collect();
+    allowed
+        && str_at(&v, "/indicator")
+            .and_then(shuzhu_policy::indicator::indicator)
+            .is_some_and(|i| i.grade_with(&dims) >= shuzhu_policy::schema::Grade::L4)
 }
 
 impl Drop for AuditChain {
@@ -278,6 +421,82 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!(summary.entries, 2);
+    }
+
+    #[test]
+    fn purge_respects_both_retention_periods_and_is_recorded() {
+        const DAY: u64 = 86_400_000;
+        let now = 1_796_090_400_000; // 2026-12-01T02:00:00Z
+        let at = |days_ago: u64, what: &str| {
+            let t = time::OffsetDateTime::from_unix_timestamp(((now - days_ago * DAY) / 1000) as i64).unwrap();
+            let t = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            format!(r#"{{"time":"{t}","action":"query","decision":"allow","indicator":"{what}"}}"#)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let chain = AuditChain::open(dir.path()).unwrap();
+        // Old ordinary, old personal-information, PI past its 3 years, recent ordinary.
+        for body in [at(400, "plain"), at(400, "pi"), at(1200, "pi"), at(30, "plain")] {
+            chain.append(body).unwrap();
+        }
+        let settings = LedgerSettings::default();
+        let pi = |b: &str| b.contains(r#""indicator":"pi""#);
+        // `before` later than now: retention still protects the recent entry.
+        let (report, seq) = chain.purge_classified(now + DAY, now, &settings, "tester", &pi).unwrap();
+        assert_eq!(report.entries, 2);
+        assert_eq!(seq, 5);
+        let purged: Vec<bool> = (0..4).map(|i| chain.ledger().get(i).unwrap().purged()).collect();
+        assert_eq!(purged, vec![true, false, true, false]);
+        let last = chain.list(5, 1).unwrap().remove(0);
+        assert!(last.body.contains(r#""action":"audit.purge""#), "{}", last.body);
+        drop(chain);
+        let summary = verify_ledger_dir(dir.path()).unwrap();
+        assert_eq!((summary.entries, summary.purged), (5, 2));
+    }
+
+    #[test]
+    fn configured_key_file_signs_and_cadence_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("gw.pk8");
+        NoteSigner::generate_key_file(&key).unwrap();
+        let settings = LedgerSettings {
+            checkpoint_key_file: Some(key.clone()),
+            checkpoint_every: 2,
+            checkpoint_interval_secs: 0,
+            ..LedgerSettings::default()
+        };
+        let ledger_dir = dir.path().join("ledger");
+        let chain = AuditChain::open_with(&ledger_dir, &settings).unwrap();
+        assert!(!ledger_dir.join(KEY_FILE_NAME).exists());
+        for _ in 0..4 {
+            chain.append("{}".into()).unwrap();
+        }
+        assert_eq!(chain.ledger().last_checkpoint().map(|(c, _)| c.size), Some(4));
+        let want = NoteSigner::load(KEY_NAME, &key).unwrap().verifier().to_text();
+        assert_eq!(load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap().to_text(), want);
+    }
+
+    #[test]
+    fn reopens_right_after_close_and_detects_lock_contention() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=10u64 {
+            let chain = AuditChain::open(dir.path()).unwrap();
+            assert_eq!(chain.append("{}".into()).unwrap(), n);
+        }
+        let io = io::Error::new(io::ErrorKind::WouldBlock, "busy");
+        assert!(is_lock_contention(&shuzhu_ledger::LedgerError::Io {
+            op: "lock",
+            path: dir.path().into(),
+            source: io
+        }));
+        assert!(!is_lock_contention(&shuzhu_ledger::LedgerError::NotFound(3)));
+    }
+
+    #[test]
+    fn a_missing_configured_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            LedgerSettings { checkpoint_key_file: Some(dir.path().join("absent.pk8")), ..LedgerSettings::default() };
+        assert!(matches!(AuditChain::open_with(&dir.path().join("l"), &settings), Err(LedgerError::Key(_))));
     }
 
     #[test]

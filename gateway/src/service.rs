@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditRecord, PrincipalRecord};
 use crate::auth::{Principal, Role};
+use crate::ledger::{AuditChain, ChainEntry, LedgerError};
 use crate::state::{GatewayState, StartError};
 
 /// Largest request the gateway accepts from a requester.
@@ -138,46 +139,266 @@ impl pb::gateway_server::Gateway for Services {
     }
 }
 
+impl Services {
+    /// Authenticates and requires the auditor role; marks the record allowed when it passes.
+    fn auditor<T>(&self, req: &Request<T>, record: &mut AuditRecord) -> Result<Principal, Status> {
+        let p = self.authenticate(req, record)?;
+        if !p.has_role(Role::Auditor) {
+            record.decision = "deny".into();
+            record.reason = "role: reading the ledger needs the auditor role".into();
+            return Err(Status::permission_denied("reading the audit ledger needs the auditor role"));
+        }
+        record.decision = "allow".into();
+        Ok(p)
+    }
+
+    /// Runs a ledger read off the async threads.
+    async fn read_ledger<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AuditChain) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let ledger = Arc::clone(&self.state.ledger);
+        match tokio::task::spawn_blocking(move || f(&ledger)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(_)))) => {
+                Err(Status::not_found("no such entry or tree size in the audit ledger"))
+            }
+            Ok(Err(LedgerError::InvalidRequest(why))) => Err(Status::invalid_argument(why)),
+            Ok(Err(LedgerError::Ledger(shuzhu_ledger::LedgerError::Merkle(_)))) => {
+                Err(Status::invalid_argument("tree sizes or index out of range for the audit ledger"))
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "audit ledger read failed");
+                Err(Status::unavailable("the audit ledger cannot be read"))
+            }
+            Err(_) => Err(Status::unavailable("the audit ledger cannot be read")),
+        }
+    }
+
+    /// Runs an auditor read: checks the role, runs `read` when allowed, and records the read
+    /// (allowed or not) before answering.
+    async fn audit_read<T: Send + 'static, F>(
+        &self,
+        action: &str,
+        req: Request<impl Send>,
+        filters: Vec<String>,
+        read: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(&AuditChain) -> Result<T, LedgerError> + Send + 'static,
+    {
+        let started = Instant::now();
+        let mut record = self.record(action, &request_id());
+        record.filters = filters;
+        let outcome = match self.auditor(&req, &mut record) {
+            Err(s) => Err(s),
+            Ok(_) => self.read_ledger(read).await,
+        };
+        if let Err(s) = &outcome
+            && record.decision == "allow"
+        {
+            record.decision = if s.code() == tonic::Code::InvalidArgument { "invalid" } else { "error" }.into();
+            record.reason = format!("read failed: {}", s.message());
+        }
+        let (_, answer) = self.audited(record, started, outcome).await?;
+        Ok(Response::new(answer))
+    }
+}
+
+fn entry_pb(e: ChainEntry, time_ms: u64, purged: bool) -> pb::AuditEntry {
+    pb::AuditEntry { seq: e.seq, body: e.body, prev_hash: e.prev_hash, hash: e.hash, time_ms, purged }
+}
+
+/// A `Write` that sends what is written as chunks of a server stream (from a blocking thread).
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Result<pb::ExportChunk, Status>>,
+    buf: Vec<u8>,
+}
+
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= EXPORT_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.buf);
+        self.tx
+            .blocking_send(Ok(pb::ExportChunk { data }))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the export stream was closed"))
+    }
+}
+
+type ExportStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ExportChunk, Status>>;
+
 #[tonic::async_trait]
 impl pb::audit_server::Audit for Services {
     async fn list_entries(
         &self,
         req: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let started = Instant::now();
-        let mut record = self.record("audit.list_entries", &request_id());
-        let outcome = match self.authenticate(&req, &mut record) {
-            Err(s) => Err(s),
-            Ok(p) if !p.has_role(Role::Auditor) => {
-                record.decision = "deny".into();
-                record.reason = "role: reading the ledger needs the auditor role".into();
-                Err(Status::permission_denied("reading the audit ledger needs the auditor role"))
-            }
-            Ok(_) => {
-                let r = req.get_ref();
-                let limit = match r.limit {
-                    0 => 100,
-                    n => n.min(1000) as usize,
-                };
-                record.decision = "allow".into();
-                record.filters = vec![format!("from_seq={}", r.from_seq), format!("limit={limit}")];
-                let ledger = Arc::clone(&self.state.ledger);
-                let from = r.from_seq.max(1);
-                match tokio::task::spawn_blocking(move || ledger.list(from, limit).map(|e| (e, ledger.len()))).await {
-                    Ok(Ok((entries, total))) => Ok(pb::ListEntriesResponse {
-                        next_seq: entries.last().map_or(from, |e| e.seq + 1),
-                        entries: entries
-                            .into_iter()
-                            .map(|e| pb::AuditEntry { seq: e.seq, body: e.body, prev_hash: e.prev_hash, hash: e.hash })
-                            .collect(),
-                        total,
-                    }),
-                    _ => Err(Status::unavailable("the audit ledger cannot be read")),
-                }
-            }
+        let r = req.get_ref().clone();
+        let limit = match r.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
         };
-        let (_, answer) = self.audited(record, started, outcome).await?;
-        Ok(Response::new(answer))
+        let filter = shuzhu_ledger::Filter {
+            from_ms: (r.from_time_ms > 0).then_some(r.from_time_ms),
+            to_ms: (r.to_time_ms > 0).then_some(r.to_time_ms),
+            agency: Some(r.agency.clone()).filter(|s| !s.is_empty()),
+            principal: Some(r.principal.clone()).filter(|s| !s.is_empty()),
+            indicator: Some(r.indicator.clone()).filter(|s| !s.is_empty()),
+            decision: Some(r.decision.clone()).filter(|s| !s.is_empty()),
+        };
+        let mut filters = vec![format!("from_seq={}", r.from_seq), format!("limit={limit}")];
+        for (k, v) in
+            [("agency", &r.agency), ("principal", &r.principal), ("indicator", &r.indicator), ("decision", &r.decision)]
+        {
+            if !v.is_empty() {
+                filters.push(format!("{k}={}", crate::audit::clip(v)));
+            }
+        }
+        if r.from_time_ms > 0 || r.to_time_ms > 0 {
+            filters.push(format!("time_ms={}..{}", r.from_time_ms, r.to_time_ms));
+        }
+        let filtered = filter != shuzhu_ledger::Filter::default() || !r.page_token.is_empty();
+        self.audit_read("audit.list_entries", req, filters, move |ledger| {
+            let cursor = match r.page_token.as_str() {
+                "" => None,
+                t => Some(
+                    hex::decode(t).map_err(|_| LedgerError::InvalidRequest("page_token is not one the server gave"))?,
+                ),
+            };
+            let total = ledger.len();
+            if !filtered {
+                let from = r.from_seq.max(1);
+                let entries = ledger.list(from, limit)?;
+                let mut out = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let stored = ledger.ledger().get(e.seq - 1)?;
+                    out.push(entry_pb(e, stored.time_ms, stored.purged()));
+                }
+                return Ok(pb::ListEntriesResponse {
+                    next_seq: out.last().map_or(from, |e| e.seq + 1),
+                    entries: out,
+                    total,
+                    next_page_token: String::new(),
+                });
+            }
+            let page = ledger.ledger().list(&filter, cursor.as_deref(), limit)?;
+            let mut out = Vec::with_capacity(page.entries.len());
+            // With filters, `from_seq` still bounds the page from below (a page may then hold fewer).
+            for stored in page.entries.into_iter().filter(|e| e.seq + 1 >= r.from_seq) {
+                let (e, _) = ledger.entry(stored.seq + 1)?;
+                out.push(entry_pb(e, stored.time_ms, stored.purged()));
+            }
+            Ok(pb::ListEntriesResponse {
+                next_seq: out.last().map_or(0, |e| e.seq + 1),
+                entries: out,
+                total,
+                next_page_token: page.next.map(hex::encode).unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn get_entry(&self, req: Request<pb::GetEntryRequest>) -> Result<Response<pb::GetEntryResponse>, Status> {
+        let pb::GetEntryRequest { seq, tree_size } = *req.get_ref();
+        let filters = vec![format!("seq={seq}"), format!("tree_size={tree_size}")];
+        self.audit_read("audit.get_entry", req, filters, move |ledger| {
+            let (listed, stored) = ledger.entry(seq)?;
+            let (size, note) = if tree_size == 0 {
+                let (cp, note) = ledger.checkpoint_covering(seq)?;
+                (cp.size, note)
+            } else {
+                if tree_size < seq {
+                    return Err(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(tree_size)));
+                }
+                (tree_size, ledger.checkpoint_of_size(tree_size)?.unwrap_or_default())
+            };
+            let proof = ledger.ledger().inclusion_proof(seq - 1, size)?;
+            let fields = stored
+                .fields
+                .iter()
+                .filter_map(|f| {
+                    let (salt, value) = f.plaintext.as_ref()?;
+                    Some(pb::EntryField { name: f.name.clone(), salt_hex: hex::encode(salt), value: value.clone() })
+                })
+                .collect();
+            Ok(pb::GetEntryResponse {
+                leaf: stored.leaf.clone(),
+                entry: Some(entry_pb(listed, stored.time_ms, stored.purged())),
+                fields,
+                tree_size: size,
+                inclusion_proof: proof.into_iter().map(|h| h.to_vec()).collect(),
+                checkpoint: note,
+            })
+        })
+        .await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.audit_read("audit.get_checkpoint", req, vec![], |ledger| {
+            let (cp, note) = ledger.checkpoint_covering(ledger.len())?;
+            Ok(pb::GetCheckpointResponse { note, size: cp.size, root: cp.root.to_vec() })
+        })
+        .await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let pb::GetConsistencyProofRequest { old_size, new_size } = *req.get_ref();
+        let filters = vec![format!("old_size={old_size}"), format!("new_size={new_size}")];
+        self.audit_read("audit.get_consistency_proof", req, filters, move |ledger| {
+            let new_size = match new_size {
+                0 => ledger.checkpoint_covering(0)?.0.size,
+                n => n,
+            };
+            if old_size > new_size || new_size > ledger.len() {
+                return Err(LedgerError::InvalidRequest("old_size must not exceed new_size, nor new_size the ledger"));
+            }
+            let l = ledger.ledger();
+            Ok(pb::GetConsistencyProofResponse {
+                old_size,
+                new_size,
+                proof: l.consistency_proof(old_size, new_size)?.into_iter().map(|h| h.to_vec()).collect(),
+                old_root: l.root_at(old_size)?.to_vec(),
+                new_root: l.root_at(new_size)?.to_vec(),
+                old_checkpoint: ledger.checkpoint_of_size(old_size)?.unwrap_or_default(),
+                new_checkpoint: ledger.checkpoint_of_size(new_size)?.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    type ExportStream = ExportStream;
+
+    async fn export(&self, req: Request<pb::ExportRequest>) -> Result<Response<ExportStream>, Status> {
+        // The read is recorded before the first byte leaves; the export then covers it.
+        self.audit_read("audit.export", req, vec![], |_| Ok(())).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let ledger = Arc::clone(&self.state.ledger);
+        tokio::task::spawn_blocking(move || {
+            let mut sink = ChunkSender { tx: tx.clone(), buf: Vec::new() };
+            if let Err(error) = ledger.export(&mut sink) {
+                tracing::error!(%error, "audit export failed");
+                let _ = tx.blocking_send(Err(Status::unavailable("the audit ledger cannot be exported")));
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 }
 
@@ -204,6 +425,7 @@ pub async fn serve(
         shuzhu_net::reload::POLL_EVERY,
         move |_| watched.reload_policy().map_err(|e| e.to_string()),
     );
+    let checkpoint_ledger = Arc::clone(&state.ledger);
     let services = Services { state };
     let served = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
@@ -214,6 +436,10 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     watcher.abort();
+    // Graceful shutdown: seal what was appended with a checkpoint before returning.
+    if let Err(error) = checkpoint_ledger.ledger().checkpoint() {
+        tracing::warn!(%error, "could not sign the shutdown audit checkpoint");
+    }
     served?;
     Ok(())
 }

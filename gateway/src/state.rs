@@ -140,7 +140,7 @@ impl GatewayState {
             })
             .collect::<Result<Vec<_>, StartError>>()?;
         let auth = Authenticator::new(issuers, config.auth.clone())?;
-        let ledger = Arc::new(AuditChain::open(&config.ledger_dir)?);
+        let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = crate::releases::BudgetBook::open(&config.ledger_dir)?;
         let cell_key_secret = match &config.cell_key_secret {

@@ -748,6 +748,12 @@ impl Ledger {
     /// proofs and checkpoints, are unchanged. Segment files are rewritten to a temporary file,
     /// synced and renamed over the old one.
     pub fn purge_before(&self, before_ms: u64) -> Result<PurgeReport, LedgerError> {
+        self.purge_where(before_ms, &|_| false)
+    }
+
+    /// Like [`Ledger::purge_before`], but keeps the plaintext of every entry for which `keep`
+    /// returns true (an entry under a longer retention period).
+    pub fn purge_where(&self, before_ms: u64, keep: &dyn Fn(&StoredEntry) -> bool) -> Result<PurgeReport, LedgerError> {
         let shared = &self.shared;
         let _files = write(&shared.files);
         self.log.maintenance(|w| {
@@ -759,7 +765,8 @@ impl Ledger {
                 for (_, payload) in &records {
                     entries.push(entry::decode_record(payload)?);
                 }
-                let purge: Vec<bool> = entries.iter().map(|e| e.time_ms < before_ms && !e.purged()).collect();
+                let purge: Vec<bool> =
+                    entries.iter().map(|e| e.time_ms < before_ms && !e.purged() && !keep(e)).collect();
                 if !purge.contains(&true) {
                     continue;
                 }
@@ -981,6 +988,22 @@ mod tests {
         let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
         assert!(ledger.get(4).unwrap().purged());
         assert_eq!(ledger.get(20).unwrap().value("decision"), Some("deny"));
+    }
+
+    #[test]
+    fn purge_where_keeps_what_its_rule_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..6 {
+            ledger.append(entry(i)).unwrap();
+        }
+        let report = ledger.purge_where(1_004, &|e| e.seq % 2 == 0).unwrap();
+        assert_eq!(report.entries, 2);
+        let purged: Vec<bool> = (0..6).map(|i| ledger.get(i).unwrap().purged()).collect();
+        assert_eq!(purged, [false, true, false, true, false, false]);
+        // A later purge without the rule takes the rest; nothing is purged twice.
+        assert_eq!(ledger.purge_before(1_004).unwrap().entries, 2);
     }
 
     #[test]
