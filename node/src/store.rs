@@ -299,8 +299,14 @@ impl SledStore {
     fn write_block(dir: &Path, id: u64, payload: &[u8]) -> Result<(), StoreError> {
         let path = Self::block_path(dir, id);
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(block_err(&path))?;
-        f.write_all(payload).map_err(block_err(&path))?;
-        f.sync_data().map_err(block_err(&path))?;
+        let written = f.write_all(payload).and_then(|()| f.sync_data());
+        if let Err(e) = written {
+            // A half-written block (disk full, I/O error) is never named by sled; removing it now lets a
+            // later write in this process reuse its id (a crash leaves it to the cleanup at open).
+            drop(f);
+            let _ = std::fs::remove_file(&path);
+            return Err(block_err(&path)(e));
+        }
         Ok(())
     }
 }
