@@ -149,7 +149,8 @@ pub struct SledStore {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded maps stay consistent at every await-free step; a panic elsewhere does not corrupt them.
+    // The index is changed only after a successful sled commit, and the doomed list only extended: a
+    // panic while a lock is held leaves neither inconsistent, so a poisoned lock is still usable.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
