@@ -10,6 +10,7 @@ use crate::util::fx;
 fn snapshot(store: &SledStore) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     store.scan("cases", &mut |k, v| out.push((k.to_vec(), v.to_vec()))).unwrap();
+    out.sort();
     out
 }
 
@@ -97,4 +98,97 @@ fn a_file_with_unknown_or_missing_columns_is_refused_whole() {
             .to_string();
     assert!(err.contains("missing columns") && err.contains("secret_column"), "{err}");
     assert_eq!(store.count("cases").unwrap(), 0);
+}
+
+/// Rows of the fixture's first cases file, repeated under new case numbers up to `n` rows.
+fn big_cases_csv(path: &std::path::Path, n: usize) {
+    let mut r = csv::Reader::from_path(&fx().cases_csvs()[0]).unwrap();
+    let header = r.headers().unwrap().clone();
+    let case_no = header.iter().position(|h| h == "case_no").unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(&header).unwrap();
+    for i in 0..n {
+        let mut rec: Vec<String> = rows[i % rows.len()].iter().map(String::from).collect();
+        rec[case_no] = format!("(2098)闽9998民初{i}号");
+        w.write_record(&rec).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn an_import_killed_mid_way_leaves_a_consistent_store_and_a_rerun_completes_it() {
+    use std::os::unix::process::ExitStatusExt;
+    const N: usize = 130_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.csv");
+    big_cases_csv(&file, N);
+    // The first fixture node's configuration, with a store of its own.
+    let (_, node_cfg) = &fx().prepared.nodes[0];
+    let store_dir = dir.path().join("store");
+    let cfg_text: String = std::fs::read_to_string(node_cfg)
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once(" = ") {
+            Some(("store", _)) => format!("store = {:?}", store_dir.display().to_string()),
+            Some(("pseudonym_key_file", f)) => {
+                let f = node_cfg.parent().unwrap().join(f.trim_matches('"'));
+                format!("pseudonym_key_file = {:?}", f.display().to_string())
+            }
+            _ => l.into(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let key = shuzhu_node::config::NodeConfig::load(&cfg).unwrap().pseudonym_key().unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+        .args(["node", "import", "--config"])
+        .arg(&cfg)
+        .args(["--dataset", "cases"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its second block file appears: the first batch is committed to sled (maybe
+    // not yet flushed), the second written and maybe not committed.
+    let blocks = store_dir.join("blocks").join("cases");
+    loop {
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before it could be killed");
+        if std::fs::read_dir(&blocks).map(|d| d.count() > 1).unwrap_or(false) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+
+    // The store opens and holds only whole committed batches of complete, decodable records.
+    let store = SledStore::open(&store_dir).unwrap();
+    let partial = snapshot(&store);
+    assert!(partial.len() < N, "killed mid-way");
+    assert_eq!(partial.len() % 50_000, 0, "only whole batches are committed");
+    assert_eq!(store.count("cases").unwrap(), partial.len() as u64);
+    for (k, v) in &partial {
+        let k = std::str::from_utf8(k).unwrap();
+        assert!(k.starts_with("(2098)闽9998民初"));
+        postcard::from_bytes::<shuzhu_node::record::Record>(v).unwrap();
+    }
+    let run = |store: &SledStore| {
+        import_file(store, &file, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })
+            .unwrap()
+    };
+    let r = run(&store);
+    assert_eq!((r.imported, r.rejected_rows, r.total_records), (N as u64, 0, N as u64));
+    let rerun = snapshot(&store);
+    drop(store);
+
+    // The same contents as one uninterrupted import into a fresh store.
+    let clean = SledStore::open(&dir.path().join("clean")).unwrap();
+    run(&clean);
+    assert_eq!(rerun, snapshot(&clean));
+    assert_eq!(rerun.len(), N);
+    // What survived the crash is exactly what the complete import stores for those keys.
+    assert!(partial.iter().all(|p| rerun.binary_search(p).is_ok()));
 }

@@ -2,6 +2,7 @@
 //!
 //! `engine_bench import --csv FILE --store DIR` imports the cases CSV into a fresh node store (validation,
 //! minimisation, sled, fsync) and prints rows per second.
+//! `engine_bench load --csv FILE --store DIR` only loads the engine and prints resident bytes per case.
 //! `engine_bench query --csv FILE --store DIR [--runs N] [--duckdb bench/duckdb_side.py]` loads the engine
 //! from the store (resident bytes per case from /proc/self/status), starts the DuckDB side as a child
 //! process (one DuckDB session), and for each query alternates one node run and one DuckDB run, N times;
@@ -64,12 +65,13 @@ fn main() -> Result<(), Error> {
     let store_dir = PathBuf::from(arg(&args, "--store").ok_or("--store DIR is required")?);
     match args.first().map(String::as_str) {
         Some("import") => import(&csv, &store_dir),
+        Some("load") => load(&store_dir).map(|_| ()),
         Some("query") => {
             let runs: usize = arg(&args, "--runs").map_or(Ok(5), |r| r.parse())?;
             let side = arg(&args, "--duckdb").unwrap_or_else(|| "bench/duckdb_side.py".into());
             query(&csv, &store_dir, runs, &side)
         }
-        _ => Err("usage: engine_bench import|query --csv FILE --store DIR [--runs N] [--duckdb SCRIPT]".into()),
+        _ => Err("usage: engine_bench import|load|query --csv FILE --store DIR [--runs N] [--duckdb SCRIPT]".into()),
     }
 }
 
@@ -152,6 +154,12 @@ fn stats(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn query(csv: &std::path::Path, dir: &std::path::Path, runs: usize, side: &str) -> Result<(), Error> {
+    let table = load(dir)?;
+    query_loaded(&table, csv, runs, side)
+}
+
+/// Loads the engine from the store and prints its load time and resident memory per case.
+fn load(dir: &std::path::Path) -> Result<CaseTable, Error> {
     let before = vm_rss_bytes();
     let started = Instant::now();
     let table = {
@@ -177,7 +185,10 @@ fn query(csv: &std::path::Path, dir: &std::path::Path, runs: usize, side: &str) 
         after as f64 / n,
         table.heap_bytes() as f64 / n
     );
+    Ok(table)
+}
 
+fn query_loaded(table: &CaseTable, csv: &std::path::Path, runs: usize, side: &str) -> Result<(), Error> {
     let mut child = Command::new("python3").arg(side).arg(csv).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
     let mut to_duck = child.stdin.take().ok_or("no stdin")?;
     let mut from_duck = BufReader::new(child.stdout.take().ok_or("no stdout")?);
@@ -204,7 +215,7 @@ fn query(csv: &std::path::Path, dir: &std::path::Path, runs: usize, side: &str) 
         let mut groups = 0;
         for _ in 0..runs {
             let t0 = Instant::now();
-            let node = node_answer(&table, ind, grouping)?;
+            let node = node_answer(table, ind, grouping)?;
             node_t.push(t0.elapsed().as_secs_f64());
 
             writeln!(to_duck, "{}", serde_json::json!({ "query": format!("{ind}/{grouping}") }))?;

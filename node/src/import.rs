@@ -113,8 +113,9 @@ pub fn import_file(store: &dyn Store, path: &Path, opts: ImportOptions<'_>) -> R
 ///
 /// A pipeline on scoped threads: this thread reads the CSV into chunks of raw records; two workers
 /// validate, minimise and encode the chunks; one writer takes the workers' results back in file order,
-/// refuses repeated keys (first line wins) and writes the good rows to the store in large batches. The
-/// quarantine therefore comes out in line order, exactly as a single pass would produce it.
+/// refuses repeated keys (first line wins) and hands the good rows in large batches to a storing thread,
+/// which writes one batch while the next is gathered. The quarantine therefore comes out in line order,
+/// exactly as a single pass would produce it.
 pub fn import_reader(
     store: &dyn Store,
     reader: impl Read,
@@ -287,55 +288,71 @@ fn key_hash(states: &[std::hash::RandomState; 2], key: &[u8]) -> u128 {
     (u128::from(states[0].hash_one(key)) << 64) | u128::from(states[1].hash_one(key))
 }
 
-/// Takes the workers' results back in file order, refuses repeated keys and writes batches.
+/// Takes the workers' results back in file order, refuses repeated keys and hands full batches to a
+/// storing thread, so that writing and syncing one batch overlaps with checking the next.
 fn write_in_order(
     store: &dyn Store,
-    dataset: &Dataset,
+    dataset: &'static Dataset,
     from_workers: Vec<mpsc::Receiver<Vec<Out>>>,
 ) -> Result<Written, StoreError> {
-    let mut w = Written::default();
-    let states = [std::hash::RandomState::new(), std::hash::RandomState::new()];
-    let mut seen: HashMap<u128, u64> = HashMap::new();
-    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(BATCH_ROWS);
-    let mut turn = 0usize;
-    while let Ok(chunk) = from_workers[turn % from_workers.len()].recv() {
-        turn += 1;
-        for out in chunk {
-            w.rows += 1;
-            match out {
-                Out::Bad(problems) => {
-                    w.rejected += 1;
-                    w.quarantine.extend(problems);
-                }
-                Out::Good(line, key, value) => {
-                    match seen.entry(key_hash(&states, &key)) {
-                        std::collections::hash_map::Entry::Occupied(first) => {
-                            w.rejected += 1;
-                            w.quarantine.push(Quarantined {
-                                line,
-                                field: dataset.key.into(),
-                                reason: format!("duplicates the key of line {}", first.get()),
-                            });
-                            continue;
-                        }
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(line);
-                        }
+    std::thread::scope(|s| {
+        let (to_store, batches) = mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(1);
+        let storer = s.spawn(move || -> Result<(), StoreError> {
+            for batch in batches {
+                store.upsert(dataset.name, &batch)?;
+            }
+            Ok(())
+        });
+        let mut w = Written::default();
+        let states = [std::hash::RandomState::new(), std::hash::RandomState::new()];
+        let mut seen: HashMap<u128, u64> = HashMap::new();
+        let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(BATCH_ROWS);
+        let mut turn = 0usize;
+        'chunks: while let Ok(chunk) = from_workers[turn % from_workers.len()].recv() {
+            turn += 1;
+            for out in chunk {
+                w.rows += 1;
+                match out {
+                    Out::Bad(problems) => {
+                        w.rejected += 1;
+                        w.quarantine.extend(problems);
                     }
-                    batch.push((key, value));
-                    w.imported += 1;
-                    if batch.len() >= BATCH_ROWS {
-                        store.upsert(dataset.name, &batch)?;
-                        batch.clear();
+                    Out::Good(line, key, value) => {
+                        match seen.entry(key_hash(&states, &key)) {
+                            std::collections::hash_map::Entry::Occupied(first) => {
+                                w.rejected += 1;
+                                w.quarantine.push(Quarantined {
+                                    line,
+                                    field: dataset.key.into(),
+                                    reason: format!("duplicates the key of line {}", first.get()),
+                                });
+                                continue;
+                            }
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(line);
+                            }
+                        }
+                        batch.push((key, value));
+                        w.imported += 1;
+                        if batch.len() >= BATCH_ROWS {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                            if to_store.send(full).is_err() {
+                                break 'chunks; // the storer failed: its error is returned below
+                            }
+                        }
                     }
                 }
             }
         }
-    }
-    if !batch.is_empty() {
-        store.upsert(dataset.name, &batch)?;
-    }
-    Ok(w)
+        if !batch.is_empty() {
+            // A failed storer has dropped its receiver; its error is returned below.
+            let _ = to_store.send(batch);
+        }
+        drop(to_store);
+        // A panic in the storer is a bug; re-raise it rather than acknowledge a partial import.
+        storer.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+        Ok(w)
+    })
 }
 
 /// For each schema field, the index of its column in the file. Every schema column must be present
