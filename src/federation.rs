@@ -100,7 +100,7 @@ fn random_hex(bytes: usize) -> Result<String> {
 /// auditor agency without data grants.
 pub fn demo_policy() -> String {
     let indicators =
-        shuzhu_policy::indicator::INDICATORS.iter().map(|i| format!("{:?}", i.id)).collect::<Vec<_>>().join(", ");
+        shuzhu_policy::indicator::indicators().iter().map(|i| format!("{:?}", i.id)).collect::<Vec<_>>().join(", ");
     format!(
         r#"# Federation policy (数据分类分级 grants). Deny by default: what no grant names is refused.
 default_threshold = 10

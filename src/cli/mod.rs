@@ -9,6 +9,7 @@ mod audit;
 mod demo;
 mod gateway;
 mod generate;
+mod indicators;
 mod node;
 mod pki;
 mod policy;
@@ -27,6 +28,10 @@ mod token;
     after_help = "Start here:  shuzhu demo        (a whole federation on this machine)\nThen:        shuzhu query --demo ./demo --indicator closure_rate --group-by region,year --from 2023-01 --to 2024-12"
 )]
 pub struct Cli {
+    /// A catalogue file (TOML, the shape of policy/catalogue.toml) whose measures and indicators are added
+    /// to the built-in ones; give the same file to every node, the gateway and the clients.
+    #[arg(long, global = true)]
+    catalogue: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +63,9 @@ enum Command {
     /// Ask the gateway for an indicator.
     #[command(after_help = query::EXAMPLES)]
     Query(query::Args),
+    /// List the indicators: Chinese name, formula and dimensions.
+    #[command(after_help = indicators::EXAMPLES)]
+    Indicators(indicators::Args),
     /// Read and verify the audit ledger.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -78,7 +86,13 @@ impl Cli {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &cli.catalogue {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let cat = shuzhu_policy::catalogue::Catalogue::parse(&text)?;
+        shuzhu_policy::indicator::install(cat)?;
+    }
     match cli.command {
+        Command::Indicators(a) => indicators::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Gen(a) => generate::run(a),
         Command::Pki(c) => pki::run(c),

@@ -14,7 +14,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
       --indicator on_time_rate --group-by cause --filter region=350213 --from 2024-01 --to 2024-06 --purpose 诉源治理
   shuzhu query --demo ./demo --indicator filed --group-by month --from 2024-01 --to 2024-12 --format csv
 
-Indicators: filed closed closure_rate on_time_rate avg_trial_days
+Indicators: `shuzhu indicators --local` lists them with their formulas and dimensions
 Dimensions: region court division instance type_code cause year quarter month
 Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.";
 
