@@ -18,6 +18,18 @@ struct Case {
     civil_first: bool,
     /// Closed by 调解, 准予撤诉 or 按撤诉处理.
     mediated_or_withdrawn: bool,
+    /// Closed by 判决.
+    judgment: bool,
+    /// 民初, 刑初 or 行初.
+    first_instance: bool,
+    /// 民终, 刑终 or 行终.
+    second_instance: bool,
+    /// Closed by 改判 or 发回重审.
+    revised_remanded: bool,
+    /// `appealed` is true.
+    appealed: bool,
+    /// `online_filed` is true.
+    online: bool,
 }
 
 fn load_cases() -> Vec<Case> {
@@ -39,6 +51,12 @@ fn load_cases() -> Vec<Case> {
                 deadline: Date::parse(&rec[c_deadline], fmt).unwrap(),
                 civil_first: &rec[col("type_code")] == "民初",
                 mediated_or_withdrawn: ["调解", "准予撤诉", "按撤诉处理"].contains(&&rec[col("closure_method")]),
+                judgment: &rec[col("closure_method")] == "判决",
+                first_instance: ["民初", "刑初", "行初"].contains(&&rec[col("type_code")]),
+                second_instance: ["民终", "刑终", "行终"].contains(&&rec[col("type_code")]),
+                revised_remanded: ["改判", "发回重审"].contains(&&rec[col("closure_method")]),
+                appealed: &rec[col("appealed")] == "true",
+                online: &rec[col("online_filed")] == "true",
             });
         }
     }
@@ -75,6 +93,7 @@ fn subs(from: u32, to: u32, time_dim: Option<&str>) -> Vec<Sub> {
             None => "all".to_string(),
             Some("year") => y.to_string(),
             Some("month") => format!("{y:04}-{m:02}"),
+            Some("quarter") => format!("{y:04}-Q{}", (m - 1) / 3 + 1),
             Some(other) => panic!("{other}"),
         };
         match out.last_mut() {
@@ -94,6 +113,12 @@ struct Measures {
     days: i64,
     civil_first_closed: i64,
     civil_first_mediated_withdrawn: i64,
+    online: i64,
+    judgment: i64,
+    first_judgment: i64,
+    first_judgment_appealed: i64,
+    second: i64,
+    second_revised_remanded: i64,
 }
 
 fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTreeMap<(String, String), Measures> {
@@ -105,6 +130,7 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
             let mut m = Measures::default();
             if within(c.filed) {
                 m.filed = 1;
+                m.online = i64::from(c.online);
             }
             if let Some(cl) = c.closed
                 && within(cl)
@@ -118,6 +144,11 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
                     m.civil_first_closed = 1;
                     m.civil_first_mediated_withdrawn = i64::from(c.mediated_or_withdrawn);
                 }
+                m.judgment = i64::from(c.judgment);
+                m.first_judgment = i64::from(c.first_instance && c.judgment);
+                m.first_judgment_appealed = i64::from(c.first_instance && c.judgment && c.appealed);
+                m.second = i64::from(c.second_instance);
+                m.second_revised_remanded = i64::from(c.second_instance && c.revised_remanded);
             }
             if c.filed <= s.last && c.closed.is_none_or(|cl| cl >= s.first) {
                 m.active = 1;
@@ -131,6 +162,12 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
                 e.days += m.days;
                 e.civil_first_closed += m.civil_first_closed;
                 e.civil_first_mediated_withdrawn += m.civil_first_mediated_withdrawn;
+                e.online += m.online;
+                e.judgment += m.judgment;
+                e.first_judgment += m.first_judgment;
+                e.first_judgment_appealed += m.first_judgment_appealed;
+                e.second += m.second;
+                e.second_revised_remanded += m.second_revised_remanded;
             }
         }
     }
@@ -189,6 +226,36 @@ fn expected(ind: &str, m: &Measures) -> Option<Expected> {
                 return None;
             }
             ratio(m.civil_first_mediated_withdrawn, m.civil_first_closed, true)
+        }
+        "close_to_file_ratio" => {
+            if m.closed + m.filed == 0 {
+                return None;
+            }
+            ratio(m.closed, m.filed, false)
+        }
+        "judgment_rate" => {
+            if m.closed == 0 {
+                return None;
+            }
+            ratio(m.judgment, m.closed, true)
+        }
+        "appeal_rate" => {
+            if m.first_judgment == 0 {
+                return None;
+            }
+            ratio(m.first_judgment_appealed, m.first_judgment, true)
+        }
+        "revise_remand_rate" => {
+            if m.second == 0 {
+                return None;
+            }
+            ratio(m.second_revised_remanded, m.second, true)
+        }
+        "online_filing_rate" => {
+            if m.filed == 0 {
+                return None;
+            }
+            ratio(m.online, m.filed, true)
         }
         other => panic!("{other}"),
     })
@@ -254,16 +321,28 @@ fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case
                 m.civil_first_closed,
                 m.civil_first_closed - m.civil_first_mediated_withdrawn,
             ],
+            "close_to_file_ratio" => vec![m.closed, m.filed],
+            "judgment_rate" => vec![m.judgment, m.closed, m.closed - m.judgment],
+            "appeal_rate" => {
+                vec![m.first_judgment_appealed, m.first_judgment, m.first_judgment - m.first_judgment_appealed]
+            }
+            "revise_remand_rate" => {
+                vec![m.second_revised_remanded, m.second, m.second - m.second_revised_remanded]
+            }
+            "online_filing_rate" => vec![m.online, m.filed, m.filed - m.online],
             other => panic!("{other}"),
         }
     };
-    // Months are also protected within their quarter and their year (totals other queries give).
+    // Months are also protected within their quarter and their year, quarters within their year (totals
+    // other queries give).
     let sub_lines: &[fn(&str) -> String] = if time_dim == "month" {
         &[
             |_| String::new(),
             |m| m[..4].to_string(),
             |m| format!("{}-Q{}", &m[..4], (m[5..7].parse::<u32>().unwrap() - 1) / 3),
         ]
+    } else if time_dim == "quarter" {
+        &[|_| String::new(), |q| q[..4].to_string()]
     } else {
         &[|_| String::new()]
     };
@@ -317,6 +396,31 @@ fn every_indicator_equals_brute_force_by_region_year_and_court_month() {
     assert!(cells > 500, "only {cells} cells compared");
     assert!(suppressed > 0, "no suppressed cell was exercised");
     assert!(suppressed < cells, "every cell was suppressed");
+}
+
+#[test]
+fn the_catalogue_indicators_equal_brute_force_by_region_quarter_and_court_month() {
+    let cases = load_cases();
+    let (mut cells, mut suppressed, mut refused) = (0, 0, 0);
+    for ind in ["close_to_file_ratio", "judgment_rate", "appeal_rate", "revise_remand_rate", "online_filing_rate"] {
+        let mut answered = 0;
+        for (from, to) in [(202301, 202412), (200001, 200012), (202402, 202403)] {
+            for (dim, time_dim) in [("region", "quarter"), ("court", "month")] {
+                match check(ind, dim, time_dim, from, to, &cases) {
+                    Some((c, s)) => {
+                        cells += c;
+                        suppressed += s;
+                        answered += 1;
+                    }
+                    None => refused += 1,
+                }
+            }
+        }
+        assert!(answered >= 3, "{ind}: only {answered} of 6 answers");
+    }
+    assert!(refused <= 10, "{refused} of 30 answers refused as differencing risks");
+    assert!(cells > 300, "only {cells} cells compared");
+    assert!(suppressed > 0 && suppressed < cells, "{suppressed} of {cells} suppressed");
 }
 
 #[test]
@@ -394,6 +498,6 @@ fn the_catalogue_and_health_are_served() {
         (list, health)
     });
     let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
-    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 6, "{names:?}");
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 11, "{names:?}");
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use shuzhu_policy::dimension::{Dimension, TimeGrain, time_grain};
 use shuzhu_policy::disclosure::Partial;
-use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, Measure};
+use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, FLAG_FIELDS, Measure};
 use shuzhu_policy::period::{Month, Period, days_from_civil, format_day};
 use shuzhu_policy::schema::{self, CASES, CLOSURE_METHODS, TYPE_CODES};
 
@@ -25,6 +25,10 @@ const OPEN: i32 = i32::MAX;
 const NO_METHOD: u8 = u8::MAX;
 /// Bit of `flags`: closed, and on or before the deadline.
 const ON_TIME: u8 = 1;
+/// Bit of `flags` holding the boolean field `FLAG_FIELDS[i]` (appealed, online_filed, pre_suit_mediated).
+const fn flag_bit(i: usize) -> u8 {
+    2 << i
+}
 /// Rows handled per block: group codes of a block are computed once and shared by every measure.
 const BLOCK: usize = 2048;
 /// Group code of a row that a filter rejects (any code at or above it).
@@ -102,6 +106,8 @@ struct Fields<'a> {
     filed: i32,
     closed: i32,
     deadline: i32,
+    /// Bits of the true boolean fields ([`flag_bit`]).
+    flags: u8,
 }
 
 /// Positions of the engine's fields in the schema.
@@ -114,6 +120,8 @@ struct FieldIdx {
     closed: usize,
     deadline: usize,
     method: usize,
+    /// Positions of [`FLAG_FIELDS`].
+    flags: [usize; 3],
     last: usize,
 }
 
@@ -128,10 +136,12 @@ impl FieldIdx {
             closed: field_index("closed_on"),
             deadline: field_index("deadline_on"),
             method: field_index("closure_method"),
+            flags: [field_index(FLAG_FIELDS[0]), field_index(FLAG_FIELDS[1]), field_index(FLAG_FIELDS[2])],
             last: 0,
         };
         let last = [f.court, f.region, f.type_code, f.cause, f.filed, f.closed, f.deadline, f.method]
             .into_iter()
+            .chain(f.flags)
             .max()
             .unwrap_or(0);
         FieldIdx { last, ..f }
@@ -147,6 +157,11 @@ impl FieldIdx {
             Val::Day(d) if i == self.filed => out.filed = d,
             Val::Day(d) if i == self.closed => out.closed = d,
             Val::Day(d) if i == self.deadline => out.deadline = d,
+            Val::Bool(true) => {
+                if let Some(k) = self.flags.iter().position(|&x| x == i) {
+                    out.flags |= flag_bit(k);
+                }
+            }
             _ => {}
         }
     }
@@ -159,6 +174,7 @@ enum Val<'a> {
     Int(i64),
     Day(i32),
     Enum(u8),
+    Bool(bool),
 }
 
 fn fields_default<'a>() -> Fields<'a> {
@@ -197,8 +213,9 @@ fn walk<'a>(bytes: &'a [u8], idx: &FieldIdx) -> Option<Fields<'a>> {
             2 => Val::Int(zigzag(varint(&mut pos)?)),
             3 => Val::Day(i32::try_from(zigzag(varint(&mut pos)?)).ok()?),
             4 => {
+                let b = *bytes.get(pos)?;
                 pos += 1;
-                Val::Other
+                Val::Bool(b != 0)
             }
             5 => {
                 let e = *bytes.get(pos)?;
@@ -227,6 +244,7 @@ fn from_record<'a>(rec: &'a Record, idx: &FieldIdx) -> Fields<'a> {
             Value::Int(n) => Val::Int(*n),
             Value::Day(d) => Val::Day(*d),
             Value::Enum(e) => Val::Enum(*e),
+            Value::Bool(b) => Val::Bool(*b),
             _ => Val::Other,
         };
         idx.set(&mut out, i, v);
@@ -329,7 +347,7 @@ impl CaseTable {
         self.cause.push(cause);
         self.type_code.push(f.type_code);
         self.method.push(f.method);
-        self.flags.push(if on_time { ON_TIME } else { 0 });
+        self.flags.push(if on_time { ON_TIME | f.flags } else { f.flags });
         self.filed.push(f.filed);
         self.closed.push(f.closed);
         let latest = if f.closed == OPEN { f.filed } else { f.closed.max(f.filed) };
@@ -451,10 +469,13 @@ enum Kernel {
     ActiveDays,
 }
 
-/// One measure's plan: its kernel and its condition as a table over (type, method, on-time).
+/// One measure's plan: its kernel, its condition as a table over (type, method, on-time), and the flag
+/// bits that must equal `want` under `mask`.
 struct MeasurePlan {
     kernel: Kernel,
     accept: Option<Vec<bool>>,
+    mask: u8,
+    want: u8,
 }
 
 fn cond_index(type_code: u8, method: u8, flags: u8) -> usize {
@@ -479,7 +500,7 @@ impl MeasurePlan {
                     *slot = match cond {
                         Condition::Any => true,
                         Condition::ClosedOnTime => on_time,
-                        Condition::Cases { type_codes, closure_methods } => {
+                        Condition::Cases { type_codes, closure_methods, .. } => {
                             let t_ok = TYPE_CODES.get(t).is_some_and(|l| type_codes.contains(l));
                             let m_ok = closure_methods.is_empty()
                                 || CLOSURE_METHODS.get(method).is_some_and(|l| closure_methods.contains(l));
@@ -490,7 +511,18 @@ impl MeasurePlan {
                 Some(table)
             }
         };
-        MeasurePlan { kernel, accept }
+        let (mut mask, mut want) = (0u8, 0u8);
+        if let Condition::Cases { flags, .. } = m.condition {
+            for (name, value) in flags {
+                // The catalogue only admits conditions on FLAG_FIELDS; an unknown name matches nothing.
+                let bit = FLAG_FIELDS.iter().position(|f| f == name).map_or(1 << 7, flag_bit);
+                mask |= bit;
+                if *value {
+                    want |= bit;
+                }
+            }
+        }
+        MeasurePlan { kernel, accept, mask, want }
     }
 }
 
@@ -758,7 +790,9 @@ impl Plan {
         let days = &self.bucket_of_day;
         let ndays = days.len();
         let day0 = self.day0;
-        let accepts = |j: usize| mp.accept.as_ref().is_none_or(|a| a[cond_index(ty[j], me[j], fl[j])]);
+        let (mask, want) = (mp.mask, mp.want);
+        let accepts =
+            |j: usize| fl[j] & mask == want && mp.accept.as_ref().is_none_or(|a| a[cond_index(ty[j], me[j], fl[j])]);
         // The sub-period of a day in the period, if it is in it.
         let bucket = |d: i32| -> Option<usize> {
             let off = d.wrapping_sub(day0) as u32 as usize;
@@ -925,15 +959,16 @@ mod tests {
     use shuzhu_policy::period::{month_of_day, parse_day};
     use std::collections::BTreeMap;
 
-    /// One test case row: (court, region, cause, type index, filed, closed, deadline, method index).
-    type Row = (String, u32, String, u8, i32, i32, i32, u8);
+    /// One test case row: (court, region, cause, type index, filed, closed, deadline, method index, flag
+    /// bits of the boolean fields).
+    type Row = (String, u32, String, u8, i32, i32, i32, u8, u8);
 
     fn build(rows: &[Row]) -> CaseTable {
         let mut t = CaseTable::with_capacity(rows.len());
         let mut courts: Dict<String> = Dict::new("court");
         let mut causes: Dict<String> = Dict::new("cause");
         let mut regions: Dict<u32> = Dict::new("region");
-        for (court, region, cause, ty, filed, closed, deadline, method) in rows {
+        for (court, region, cause, ty, filed, closed, deadline, method, flags) in rows {
             let c = courts.code(court.as_str(), &mut t.courts).unwrap();
             let k = causes.code(cause.as_str(), &mut t.causes).unwrap();
             let r = regions.code(region, &mut t.regions).unwrap();
@@ -946,6 +981,7 @@ mod tests {
                 filed: *filed,
                 closed: *closed,
                 deadline: *deadline,
+                flags: *flags,
             };
             t.push(c, r, k, &f);
         }
@@ -958,7 +994,7 @@ mod tests {
 
     fn row(court: &str, region: u32, filed: &str, closed: Option<&str>, deadline: &str) -> Row {
         let c = closed.map_or(OPEN, day);
-        (court.into(), region, "c".into(), 0, day(filed), c, day(deadline), if c == OPEN { NO_METHOD } else { 0 })
+        (court.into(), region, "c".into(), 0, day(filed), c, day(deadline), if c == OPEN { NO_METHOD } else { 0 }, 0)
     }
 
     /// The brute-force definition: every case, every measure, every month of the period, by labels.
@@ -971,7 +1007,7 @@ mod tests {
     ) -> Vec<GroupOut> {
         let mut acc: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
         let first_day = |m: Month| days_from_civil(m.year(), m.month(), 1);
-        for (court, region, cause, ty, filed, closed, deadline, method) in rows {
+        for (court, region, cause, ty, filed, closed, deadline, method, bits) in rows {
             let tc = TYPE_CODES[*ty as usize];
             let label = |d: Dimension| -> String {
                 match d {
@@ -992,8 +1028,11 @@ mod tests {
                 let ok = match m.condition {
                     Condition::Any => true,
                     Condition::ClosedOnTime => is_closed && closed <= deadline,
-                    Condition::Cases { type_codes, closure_methods } => {
-                        (type_codes.is_empty() || type_codes.contains(&tc))
+                    Condition::Cases { type_codes, closure_methods, flags } => {
+                        flags.iter().all(|(name, v)| {
+                            let i = FLAG_FIELDS.iter().position(|f| f == name).unwrap();
+                            (bits & flag_bit(i) != 0) == *v
+                        }) && (type_codes.is_empty() || type_codes.contains(&tc))
                             && (closure_methods.is_empty()
                                 || (*method != NO_METHOD
                                     && closure_methods.contains(&CLOSURE_METHODS[*method as usize])))
@@ -1169,8 +1208,8 @@ mod tests {
 
     fn arb_row() -> impl Strategy<Value = Row> {
         let start = day("2018-06-01");
-        (0..3usize, 0..3u32, 0..3usize, 0..12u8, 0..1200i32, prop::option::of(0..800i32), 0..400i32, 0..12u8).prop_map(
-            move |(c, r, k, ty, f, closed, dl, method)| {
+        (0..3usize, 0..3u32, 0..3usize, 0..12u8, 0..1200i32, prop::option::of(0..800i32), 0..400i32, 0..12u8, 0..8u8)
+            .prop_map(move |(c, r, k, ty, f, closed, dl, method, bits)| {
                 let filed = start + f;
                 let closed = closed.map_or(OPEN, |c| filed + c);
                 let method = if closed == OPEN { NO_METHOD } else { method };
@@ -1183,9 +1222,9 @@ mod tests {
                     closed,
                     filed + dl,
                     method,
+                    bits << 1,
                 )
-            },
-        )
+            })
     }
 
     fn arb_filter() -> impl Strategy<Value = Vec<Filter>> {

@@ -33,13 +33,16 @@ pub enum Condition {
     Any,
     /// `closed_on <= deadline_on` (closed within the statutory time limit, 审限内).
     ClosedOnTime,
-    /// The case type is one of `type_codes` and, unless `closure_methods` is empty, the case was closed
-    /// by one of `closure_methods` (labels of the schema's enumerations).
+    /// The case type is one of `type_codes`, unless `closure_methods` is empty the case was closed by one
+    /// of `closure_methods` (labels of the schema's enumerations), and each boolean field of `flags` (one
+    /// of [`FLAG_FIELDS`]) has the value given (an absent value is false).
     Cases {
         /// Accepted case types (empty: any).
         type_codes: &'static [&'static str],
         /// Accepted closure methods (empty: any, including none).
         closure_methods: &'static [&'static str],
+        /// Required values of boolean fields.
+        flags: &'static [(&'static str, bool)],
     },
 }
 
@@ -51,6 +54,9 @@ pub enum Accumulate {
     /// `closed_on − filed_on` in days.
     TrialDays,
 }
+
+/// The boolean `cases` fields a condition may test (the engine keeps one bit of each, in this order).
+pub const FLAG_FIELDS: &[&str] = &["appealed", "online_filed", "pre_suit_mediated"];
 
 /// Identifier of a measure, e.g. `cases.closed`.
 pub type MeasureId = &'static str;
@@ -301,6 +307,7 @@ fn condition_of(clauses: &[Clause<'_>]) -> Result<Condition, String> {
     }
     let mut types: Option<&[String]> = None;
     let mut methods: Option<&[String]> = None;
+    let mut flags: Vec<(&'static str, bool)> = Vec::new();
     for c in clauses {
         match c {
             Clause::In("type_code", v) if types.is_none() => {
@@ -313,12 +320,16 @@ fn condition_of(clauses: &[Clause<'_>]) -> Result<Condition, String> {
             }
             Clause::In(f, _) => return Err(format!("a condition on {f} is not supported here")),
             Clause::AtMost(a, b) => return Err(format!("{a} <= {b} combined with other conditions is not supported")),
-            Clause::Is(f, v) => return Err(format!("a condition {f} is {v} is not supported here")),
+            Clause::Is(f, v) => match FLAG_FIELDS.iter().find(|x| *x == f) {
+                Some(name) if !flags.iter().any(|(n, _)| n == name) => flags.push((name, *v)),
+                _ => return Err(format!("a condition {f} is {v} is not supported here")),
+            },
         }
     }
     Ok(Condition::Cases {
         type_codes: leak_strs(types.unwrap_or_default()),
         closure_methods: leak_strs(methods.unwrap_or_default()),
+        flags: Box::leak(flags.into_boxed_slice()),
     })
 }
 
@@ -439,7 +450,9 @@ mod tests {
         assert_eq!(
             m.condition,
             Condition::Cases {
-                type_codes: &["民初"], closure_methods: &["调解", "准予撤诉", "按撤诉处理"]
+                type_codes: &["民初"],
+                closure_methods: &["调解", "准予撤诉", "按撤诉处理"],
+                flags: &[]
             }
         );
         assert_eq!(m.reads, &["closed_on", "closure_method", "type_code"]);
