@@ -130,3 +130,26 @@ fn withdrawal_rate_from_a_catalogue_entry_equals_brute_force() {
     assert!(compared > 20 && suppressed > 0, "{compared} compared, {suppressed} suppressed");
     rt.block_on(running.shutdown());
 }
+
+#[test]
+fn the_cli_takes_catalogue_entries_from_a_file() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/withdrawal_rate.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+        .args(["--catalogue", file, "indicators", "--local"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("withdrawal_rate  撤诉率  (ratio)"), "{stdout}");
+    assert!(stdout.contains("closure_rate  结案率  (ratio)"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(file).unwrap().replace("准予撤诉", "准许撤诉")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+        .args(["--catalogue", bad.to_str().unwrap(), "indicators", "--local"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("准许撤诉") && stderr.contains("closure_method"), "{stderr}");
+}

@@ -29,7 +29,8 @@ mod token;
 )]
 pub struct Cli {
     /// A catalogue file (TOML, the shape of policy/catalogue.toml) whose measures and indicators are added
-    /// to the built-in ones; give the same file to every node, the gateway and the clients.
+    /// to the built-in ones (a file without datasets extends the built-in catalogue); give the same file to
+    /// every node, the gateway and the clients.
     #[arg(long, global = true)]
     catalogue: Option<PathBuf>,
     #[command(subcommand)]
@@ -88,6 +89,9 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(path) = &cli.catalogue {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        // A file of only measures and indicators extends the built-in catalogue; one with datasets replaces it.
+        let text =
+            if text.contains("[[dataset]]") { text } else { format!("{}\n{text}", shuzhu_policy::catalogue::EMBEDDED) };
         let cat = shuzhu_policy::catalogue::Catalogue::parse(&text)?;
         shuzhu_policy::indicator::install(cat)?;
     }
