@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::disclosure::{Partial, is_small};
-use shuzhu_policy::indicator::{Anchor, measure};
+use shuzhu_policy::indicator::measure;
 use shuzhu_policy::period::Month;
 use shuzhu_policy::schema::{TYPE_CODES, division_of, instance_of};
 
@@ -119,7 +119,7 @@ impl CellSet {
     pub fn disjoint(&self, other: &CellSet) -> bool {
         // Cases active in one month range may be active in another too, so only dated anchors split
         // records by period.
-        let dated = measure(&self.measure).is_some_and(|m| m.anchor != Anchor::Active);
+        let dated = measure(&self.measure).is_some_and(|m| !m.anchor.is_stock());
         let periods_apart = self.to < other.from || other.to < self.from;
         (dated && periods_apart)
             || self
@@ -281,8 +281,9 @@ pub fn cells_of_answer(
             }
             let kept: Vec<(Dimension, &String)> = kept_idx.iter().zip(k).map(|(&i, v)| (dims[i], v)).collect();
             for (m, count) in measures.iter().zip(counts) {
-                // Active cases of different sub-periods overlap: their sum is no count of anything.
-                if drops_time && measure(m).is_some_and(|x| x.anchor == Anchor::Active) {
+                // Active (or open-at-end) cases of different sub-periods overlap: their sum is no count of
+                // anything.
+                if drops_time && measure(m).is_some_and(|x| x.anchor.is_stock()) {
                     continue;
                 }
                 if let Some(c) = base(m, &kept, count) {

@@ -476,6 +476,8 @@ struct MeasurePlan {
     accept: Option<Vec<bool>>,
     mask: u8,
     want: u8,
+    /// For an open-at-end anchor: the age (days, exclusive) a case must exceed at the sub-period's end.
+    open_at_end: Option<i32>,
 }
 
 fn cond_index(type_code: u8, method: u8, flags: u8) -> usize {
@@ -486,8 +488,9 @@ impl MeasurePlan {
     fn new(m: &Measure) -> Self {
         let closed_anchor = m.anchor == Anchor::Closed;
         let kernel = match (m.anchor, m.accumulate) {
-            (Anchor::Active, Accumulate::Count) => Kernel::ActiveCount,
-            (Anchor::Active, Accumulate::TrialDays) => Kernel::ActiveDays,
+            (Anchor::Active | Anchor::OpenAtEnd { .. }, Accumulate::Count) => Kernel::ActiveCount,
+            // The catalogue refuses trial days of open cases; were one asked, it would count none.
+            (Anchor::Active | Anchor::OpenAtEnd { .. }, Accumulate::TrialDays) => Kernel::ActiveDays,
             (_, Accumulate::Count) => Kernel::Count { closed_anchor },
             (_, Accumulate::TrialDays) => Kernel::Days { closed_anchor },
         };
@@ -522,7 +525,11 @@ impl MeasurePlan {
                 }
             }
         }
-        MeasurePlan { kernel, accept, mask, want }
+        let open_at_end = match m.anchor {
+            Anchor::OpenAtEnd { older_than_days } => Some(older_than_days),
+            _ => None,
+        };
+        MeasurePlan { kernel, accept, mask, want, open_at_end }
     }
 }
 
@@ -808,6 +815,17 @@ impl Plan {
             };
             (lo <= hi).then_some((lo, hi))
         };
+        // First and last sub-period at whose end a case was open and older than `older` days.
+        let end_span = |j: usize, older: i32| -> Option<(usize, usize)> {
+            let from = filed[j].saturating_add(older).saturating_add(1);
+            let lo = if from < day0 { 0 } else { bucket(from)? };
+            let hi = match bucket(closed[j]) {
+                Some(b) => b.checked_sub(1)?,
+                None if closed[j] < day0 => return None,
+                None => nb - 1,
+            };
+            (lo <= hi).then_some((lo, hi))
+        };
         match mp.kernel {
             Kernel::Count { closed_anchor } => {
                 let anchor = if closed_anchor { closed } else { filed };
@@ -840,7 +858,11 @@ impl Plan {
                     if g == u32::MAX || !accepts(j) {
                         continue;
                     }
-                    if let Some((lo, hi)) = span(j) {
+                    let s = match mp.open_at_end {
+                        None => span(j),
+                        Some(older) => end_span(j, older),
+                    };
+                    if let Some((lo, hi)) = s {
                         let base = g as usize * (nb + 1);
                         acc.diff[base + lo] += 1;
                         acc.diff[base + hi + 1] -= 1;
@@ -1052,6 +1074,20 @@ mod tests {
                         Anchor::Filed => month_of_day(*filed) == month,
                         Anchor::Closed => is_closed && month_of_day(*closed) == month,
                         Anchor::Active => *filed < next && *closed >= first_day(month),
+                        Anchor::OpenAtEnd { older_than_days } => {
+                            let grain = time_grain(group_by);
+                            let last = period
+                                .iter()
+                                .filter(|x| match grain {
+                                    TimeGrain::Whole => true,
+                                    TimeGrain::Year => x.year() == month.year(),
+                                    TimeGrain::Quarter => x.year() == month.year() && x.quarter() == month.quarter(),
+                                    TimeGrain::Month => *x == month,
+                                })
+                                .max();
+                            let end = next - 1;
+                            last == Some(month) && end - *filed > older_than_days && *closed > end
+                        }
                     };
                     if !inside {
                         continue;

@@ -122,13 +122,17 @@ pub struct MeasureEntry {
     pub conditions: Vec<ConditionEntry>,
     /// `count`, or `days:FROM:TO` (days between two dates).
     pub accumulate: String,
+    /// With anchor `open_at_end`: count only cases filed more than this many days before the end of the
+    /// sub-period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed_more_than_days_before: Option<u16>,
 }
 
 impl MeasureEntry {
     /// Every field the measure reads, sorted, without repeats.
     pub fn reads(&self) -> Vec<String> {
         let mut out: Vec<String> = match self.anchor.as_str() {
-            "active" => vec!["filed_on".into(), "closed_on".into()],
+            "active" | "open_at_end" => vec!["filed_on".into(), "closed_on".into()],
             a => vec![a.into()],
         };
         for c in &self.conditions {

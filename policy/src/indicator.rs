@@ -24,6 +24,20 @@ pub enum Anchor {
     /// The case was open at some time during the sub-period: filed on or before its last day and not
     /// closed before its first day (= pending at its start + filed in it, 旧存 + 新收).
     Active,
+    /// The case was open at the end of the sub-period (filed on or before its last day, not closed on or
+    /// before it) and its last day is more than `older_than_days` days after `filed_on` (−1: any age).
+    OpenAtEnd {
+        /// Minimum age, exclusive, in days at the end of the sub-period.
+        older_than_days: i32,
+    },
+}
+
+impl Anchor {
+    /// Whether the anchor counts a stock (cases open at some time or at the end) rather than a flow: the
+    /// same record falls in several sub-periods, so counts of different sub-periods do not add up.
+    pub fn is_stock(self) -> bool {
+        matches!(self, Anchor::Active | Anchor::OpenAtEnd { .. })
+    }
 }
 
 /// A further condition on the record.
@@ -249,10 +263,14 @@ fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
         "filed_on" => Anchor::Filed,
         "closed_on" => Anchor::Closed,
         "active" => Anchor::Active,
-        other => return Err(format!("anchor {other:?} is not filed_on, closed_on or active")),
+        "open_at_end" => Anchor::OpenAtEnd { older_than_days: e.filed_more_than_days_before.map_or(-1, i32::from) },
+        other => return Err(format!("anchor {other:?} is not filed_on, closed_on, active or open_at_end")),
     };
+    if e.filed_more_than_days_before.is_some() && !matches!(anchor, Anchor::OpenAtEnd { .. }) {
+        return Err("filed_more_than_days_before needs anchor open_at_end".into());
+    }
     match anchor {
-        Anchor::Active => reads.extend(["filed_on".into(), "closed_on".into()]),
+        Anchor::Active | Anchor::OpenAtEnd { .. } => reads.extend(["filed_on".into(), "closed_on".into()]),
         _ => reads.push(e.anchor.clone()),
     }
     let mut clauses = Vec::new();
@@ -274,6 +292,9 @@ fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
     let condition = condition_of(&clauses)?;
     let accumulate = match e.accumulate.as_str() {
         "count" => Accumulate::Count,
+        "days:filed_on:closed_on" if matches!(anchor, Anchor::OpenAtEnd { .. }) => {
+            return Err("an open case has no trial days".into());
+        }
         "days:filed_on:closed_on" => {
             reads.extend(["filed_on".into(), "closed_on".into()]);
             Accumulate::TrialDays
