@@ -1,5 +1,6 @@
 //! The node's aggregation engine: the `cases` dataset held in memory as narrow columns (dictionary-encoded
-//! u16/u8 codes and i32 day numbers, about 17 bytes per case) built from the durable store, and a
+//! u16/u8 codes, i32 day numbers, bit flags of the boolean fields measures test and two i64 money columns
+//! in fen: about 33 bytes per case) built from the durable store, and a
 //! column-wise aggregation into dense arrays indexed by packed group codes that produces partial measures
 //! with contributor counts per group and sub-period.
 //!
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 
 use shuzhu_policy::dimension::{Dimension, TimeGrain, time_grain};
 use shuzhu_policy::disclosure::Partial;
-use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, FLAG_FIELDS, Measure};
+use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, FLAG_FIELDS, Measure, SUM_FIELDS};
 use shuzhu_policy::period::{Month, Period, days_from_civil, format_day};
 use shuzhu_policy::schema::{self, CASES, CLOSURE_METHODS, TYPE_CODES};
 
@@ -21,6 +22,8 @@ use crate::record::{Record, Value};
 use crate::store::{Store, StoreError};
 
 const OPEN: i32 = i32::MAX;
+/// An amount column's value of a case without one.
+const NO_AMOUNT: i64 = i64::MIN;
 /// `method` of a case without a closure method.
 const NO_METHOD: u8 = u8::MAX;
 /// Bit of `flags`: closed, and on or before the deadline.
@@ -53,6 +56,8 @@ pub struct CaseTable {
     flags: Vec<u8>,
     filed: Vec<i32>,
     closed: Vec<i32>,
+    /// One column per [`SUM_FIELDS`] entry (fen; [`NO_AMOUNT`] when absent).
+    amounts: [Vec<i64>; 2],
     max_day: Option<i32>,
 }
 
@@ -108,6 +113,8 @@ struct Fields<'a> {
     deadline: i32,
     /// Bits of the true boolean fields ([`flag_bit`]).
     flags: u8,
+    /// Values of [`SUM_FIELDS`].
+    amounts: [i64; 2],
 }
 
 /// Positions of the engine's fields in the schema.
@@ -122,6 +129,8 @@ struct FieldIdx {
     method: usize,
     /// Positions of [`FLAG_FIELDS`].
     flags: [usize; 3],
+    /// Positions of [`SUM_FIELDS`].
+    amounts: [usize; 2],
     last: usize,
 }
 
@@ -137,11 +146,13 @@ impl FieldIdx {
             deadline: field_index("deadline_on"),
             method: field_index("closure_method"),
             flags: [field_index(FLAG_FIELDS[0]), field_index(FLAG_FIELDS[1]), field_index(FLAG_FIELDS[2])],
+            amounts: [field_index(SUM_FIELDS[0]), field_index(SUM_FIELDS[1])],
             last: 0,
         };
         let last = [f.court, f.region, f.type_code, f.cause, f.filed, f.closed, f.deadline, f.method]
             .into_iter()
             .chain(f.flags)
+            .chain(f.amounts)
             .max()
             .unwrap_or(0);
         FieldIdx { last, ..f }
@@ -152,6 +163,8 @@ impl FieldIdx {
             Val::Text(t) if i == self.court => out.court = t,
             Val::Text(t) if i == self.cause => out.cause = t,
             Val::Int(n) if i == self.region => out.region = u32::try_from(n).unwrap_or(0),
+            Val::Int(n) if i == self.amounts[0] => out.amounts[0] = n,
+            Val::Int(n) if i == self.amounts[1] => out.amounts[1] = n,
             Val::Enum(e) if i == self.type_code => out.type_code = e,
             Val::Enum(e) if i == self.method => out.method = e,
             Val::Day(d) if i == self.filed => out.filed = d,
@@ -178,7 +191,14 @@ enum Val<'a> {
 }
 
 fn fields_default<'a>() -> Fields<'a> {
-    Fields { method: NO_METHOD, filed: OPEN, closed: OPEN, deadline: OPEN, ..Default::default() }
+    Fields {
+        method: NO_METHOD,
+        filed: OPEN,
+        closed: OPEN,
+        deadline: OPEN,
+        amounts: [NO_AMOUNT; 2],
+        ..Default::default()
+    }
 }
 
 /// Reads the engine's fields straight from postcard bytes of a [`Record`] without allocating. Returns
@@ -336,6 +356,7 @@ impl CaseTable {
             flags: Vec::with_capacity(n),
             filed: Vec::with_capacity(n),
             closed: Vec::with_capacity(n),
+            amounts: [Vec::with_capacity(n), Vec::with_capacity(n)],
             ..Default::default()
         }
     }
@@ -350,6 +371,8 @@ impl CaseTable {
         self.flags.push(if on_time { ON_TIME | f.flags } else { f.flags });
         self.filed.push(f.filed);
         self.closed.push(f.closed);
+        self.amounts[0].push(f.amounts[0]);
+        self.amounts[1].push(f.amounts[1]);
         let latest = if f.closed == OPEN { f.filed } else { f.closed.max(f.filed) };
         self.max_day = Some(self.max_day.map_or(latest, |m: i32| m.max(latest)));
     }
@@ -393,6 +416,7 @@ impl CaseTable {
             + (self.court.capacity() + self.region.capacity() + self.cause.capacity()) * 2
             + self.type_code.capacity()
             + self.method.capacity()
+            + (self.amounts[0].capacity() + self.amounts[1].capacity()) * 8
             + self.flags.capacity()
             + (self.filed.capacity() + self.closed.capacity()) * 4
     }
@@ -467,6 +491,8 @@ enum Kernel {
     ActiveCount,
     /// Every sub-period the case was open in, trial days summed.
     ActiveDays,
+    /// One sub-period, the amount column `column` summed over cases that have a value.
+    Sum { closed_anchor: bool, column: usize },
 }
 
 /// One measure's plan: its kernel, its condition as a table over (type, method, on-time), and the flag
@@ -493,6 +519,11 @@ impl MeasurePlan {
             (Anchor::Active | Anchor::OpenAtEnd { .. }, Accumulate::TrialDays) => Kernel::ActiveDays,
             (_, Accumulate::Count) => Kernel::Count { closed_anchor },
             (_, Accumulate::TrialDays) => Kernel::Days { closed_anchor },
+            // The catalogue refuses sums with stock anchors (Active, OpenAtEnd are handled above
+            // only for counts and days); an unknown field sums the first column, which it cannot name.
+            (_, Accumulate::Sum { field }) => {
+                Kernel::Sum { closed_anchor, column: SUM_FIELDS.iter().position(|f| *f == field).unwrap_or(0) }
+            }
         };
         let accept = match m.condition {
             Condition::Any => None,
@@ -723,7 +754,7 @@ impl Plan {
                     max_single: vec![],
                     diff: vec![0; groups * (self.nb + 1)],
                 },
-                Kernel::Days { .. } | Kernel::ActiveDays => Acc {
+                Kernel::Days { .. } | Kernel::ActiveDays | Kernel::Sum { .. } => Acc {
                     value: vec![0; cells],
                     contributors: vec![0; cells],
                     max_single: vec![0; cells],
@@ -779,7 +810,7 @@ impl Plan {
             match mp.kernel {
                 Kernel::Count { .. } => acc.value.resize(cells, 0),
                 Kernel::ActiveCount => acc.diff.resize(accs.groups * (self.nb + 1), 0),
-                Kernel::Days { .. } | Kernel::ActiveDays => {
+                Kernel::Days { .. } | Kernel::ActiveDays | Kernel::Sum { .. } => {
                     acc.value.resize(cells, 0);
                     acc.contributors.resize(cells, 0);
                     acc.max_single.resize(cells, 0);
@@ -869,6 +900,21 @@ impl Plan {
                     }
                 }
             }
+            Kernel::Sum { closed_anchor, column } => {
+                let anchor = if closed_anchor { closed } else { filed };
+                let amounts = &t.amounts[column][start..end];
+                for (j, &g) in gid.iter().enumerate() {
+                    if g == u32::MAX || amounts[j] == NO_AMOUNT || !accepts(j) {
+                        continue;
+                    }
+                    if let Some(b) = bucket(anchor[j]) {
+                        let cell = g as usize * nb + b;
+                        acc.value[cell] += amounts[j];
+                        acc.contributors[cell] += 1;
+                        acc.max_single[cell] = acc.max_single[cell].max(amounts[j]);
+                    }
+                }
+            }
             Kernel::ActiveDays => {
                 for (j, &g) in gid.iter().enumerate() {
                     if g == u32::MAX || closed[j] == OPEN || !accepts(j) {
@@ -916,7 +962,7 @@ impl Plan {
                     let counts = active.next().map_or(&[][..], |c| c.as_slice());
                     Box::new(move |g, b| count_partial(counts[g * nb + b]))
                 }
-                Kernel::Days { .. } | Kernel::ActiveDays => Box::new(move |g, b| {
+                Kernel::Days { .. } | Kernel::ActiveDays | Kernel::Sum { .. } => Box::new(move |g, b| {
                     let cell = g * nb + b;
                     Partial {
                         value: acc.value[cell],
@@ -982,15 +1028,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     /// One test case row: (court, region, cause, type index, filed, closed, deadline, method index, flag
-    /// bits of the boolean fields).
-    type Row = (String, u32, String, u8, i32, i32, i32, u8, u8);
+    /// bits of the boolean fields, amounts of SUM_FIELDS).
+    type Row = (String, u32, String, u8, i32, i32, i32, u8, u8, [i64; 2]);
 
     fn build(rows: &[Row]) -> CaseTable {
         let mut t = CaseTable::with_capacity(rows.len());
         let mut courts: Dict<String> = Dict::new("court");
         let mut causes: Dict<String> = Dict::new("cause");
         let mut regions: Dict<u32> = Dict::new("region");
-        for (court, region, cause, ty, filed, closed, deadline, method, flags) in rows {
+        for (court, region, cause, ty, filed, closed, deadline, method, flags, amounts) in rows {
             let c = courts.code(court.as_str(), &mut t.courts).unwrap();
             let k = causes.code(cause.as_str(), &mut t.causes).unwrap();
             let r = regions.code(region, &mut t.regions).unwrap();
@@ -1004,6 +1050,7 @@ mod tests {
                 closed: *closed,
                 deadline: *deadline,
                 flags: *flags,
+                amounts: *amounts,
             };
             t.push(c, r, k, &f);
         }
@@ -1016,7 +1063,18 @@ mod tests {
 
     fn row(court: &str, region: u32, filed: &str, closed: Option<&str>, deadline: &str) -> Row {
         let c = closed.map_or(OPEN, day);
-        (court.into(), region, "c".into(), 0, day(filed), c, day(deadline), if c == OPEN { NO_METHOD } else { 0 }, 0)
+        (
+            court.into(),
+            region,
+            "c".into(),
+            0,
+            day(filed),
+            c,
+            day(deadline),
+            if c == OPEN { NO_METHOD } else { 0 },
+            0,
+            [NO_AMOUNT; 2],
+        )
     }
 
     /// The brute-force definition: every case, every measure, every month of the period, by labels.
@@ -1029,7 +1087,7 @@ mod tests {
     ) -> Vec<GroupOut> {
         let mut acc: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
         let first_day = |m: Month| days_from_civil(m.year(), m.month(), 1);
-        for (court, region, cause, ty, filed, closed, deadline, method, bits) in rows {
+        for (court, region, cause, ty, filed, closed, deadline, method, bits, amounts) in rows {
             let tc = TYPE_CODES[*ty as usize];
             let label = |d: Dimension| -> String {
                 match d {
@@ -1067,6 +1125,10 @@ mod tests {
                     Accumulate::Count => 1,
                     Accumulate::TrialDays if is_closed => i64::from(closed - filed),
                     Accumulate::TrialDays => continue,
+                    Accumulate::Sum { field } => match amounts[SUM_FIELDS.iter().position(|f| *f == field).unwrap()] {
+                        NO_AMOUNT => continue,
+                        a => a,
+                    },
                 };
                 for month in period.iter() {
                     let next = first_day(month.next());
@@ -1244,8 +1306,21 @@ mod tests {
 
     fn arb_row() -> impl Strategy<Value = Row> {
         let start = day("2018-06-01");
-        (0..3usize, 0..3u32, 0..3usize, 0..12u8, 0..1200i32, prop::option::of(0..800i32), 0..400i32, 0..12u8, 0..8u8)
-            .prop_map(move |(c, r, k, ty, f, closed, dl, method, bits)| {
+        let amount = || prop::option::of(0..5_000_000i64);
+        (
+            0..3usize,
+            0..3u32,
+            0..3usize,
+            0..12u8,
+            0..1200i32,
+            prop::option::of(0..800i32),
+            0..400i32,
+            0..12u8,
+            0..8u8,
+            amount(),
+            amount(),
+        )
+            .prop_map(move |(c, r, k, ty, f, closed, dl, method, bits, req, col)| {
                 let filed = start + f;
                 let closed = closed.map_or(OPEN, |c| filed + c);
                 let method = if closed == OPEN { NO_METHOD } else { method };
@@ -1259,6 +1334,7 @@ mod tests {
                     filed + dl,
                     method,
                     bits << 1,
+                    [req.unwrap_or(NO_AMOUNT), col.unwrap_or(NO_AMOUNT)],
                 )
             })
     }

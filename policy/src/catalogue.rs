@@ -120,7 +120,7 @@ pub struct MeasureEntry {
     /// Conditions every counted record meets (all of them).
     #[serde(default)]
     pub conditions: Vec<ConditionEntry>,
-    /// `count`, or `days:FROM:TO` (days between two dates).
+    /// `count`, `days:FROM:TO` (days between two dates) or `sum:FIELD` (money in fen).
     pub accumulate: String,
     /// With anchor `open_at_end`: count only cases filed more than this many days before the end of the
     /// sub-period.

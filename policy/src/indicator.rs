@@ -67,7 +67,16 @@ pub enum Accumulate {
     Count,
     /// `closed_on − filed_on` in days.
     TrialDays,
+    /// The value of an integer field (money in fen), one of [`SUM_FIELDS`]; records without a value
+    /// are not counted.
+    Sum {
+        /// The summed field.
+        field: &'static str,
+    },
 }
+
+/// The integer `cases` fields a measure may sum (money in fen; the engine keeps a column of each).
+pub const SUM_FIELDS: &[&str] = &["enforce_requested", "enforce_collected"];
 
 /// The boolean `cases` fields a condition may test (the engine keeps one bit of each, in this order).
 pub const FLAG_FIELDS: &[&str] = &["appealed", "online_filed", "pre_suit_mediated"];
@@ -299,7 +308,19 @@ fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
             reads.extend(["filed_on".into(), "closed_on".into()]);
             Accumulate::TrialDays
         }
-        other => return Err(format!("accumulation {other:?} is not count or days:filed_on:closed_on")),
+        other => match other.strip_prefix("sum:").and_then(|f| SUM_FIELDS.iter().find(|x| **x == f)) {
+            Some(_) if anchor.is_stock() => return Err("sums over open cases are not supported".into()),
+            Some(field) => {
+                reads.push((*field).into());
+                Accumulate::Sum { field }
+            }
+            None => {
+                return Err(format!(
+                    "accumulation {other:?} is not count, days:filed_on:closed_on or sum:FIELD with FIELD one of {}",
+                    SUM_FIELDS.join(", ")
+                ));
+            }
+        },
     };
     for f in &reads {
         if !known(f) {
