@@ -572,3 +572,41 @@ fn the_catalogue_and_health_are_served() {
     assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 13, "{names:?}");
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
+
+#[test]
+fn regions_roll_up_to_city_and_province() {
+    let cases = load_cases();
+    for (level, digits) in [("region:city", 4), ("region:province", 2), ("region:district", 6)] {
+        let resp = fx()
+            .query(&fx().token("requester"), request("closed", &[level, "year"], 202101, 202212, "诉源治理"))
+            .unwrap_or_else(|s| panic!("{level}: {s:?}"));
+        let mut want: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for c in &cases {
+            if let Some(cl) = c.closed
+                && (2021..=2022).contains(&cl.year())
+            {
+                *want.entry((format!("{:0<6}", &c.region[..digits]), cl.year().to_string())).or_default() += 1;
+            }
+        }
+        let got: BTreeMap<(String, String), (String, Option<f64>)> = resp
+            .rows
+            .iter()
+            .map(|r| ((r.group["region"].clone(), r.group["year"].clone()), (r.status.clone(), r.value)))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{level}: {got:?}");
+        for (k, n) in &want {
+            let (status, value) = &got[k];
+            if small(*n) {
+                assert_eq!(status, "suppressed", "{level} {k:?}");
+            } else if status == "ok" {
+                assert_eq!(*value, Some(*n as f64), "{level} {k:?}");
+            }
+        }
+        assert!(got.values().any(|(s, _)| s == "ok"), "{level}: nothing shown");
+    }
+    let err = fx()
+        .query(&fx().token("requester"), request("closed", &["region:county"], 202101, 202212, "诉源治理"))
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("region level"), "{}", err.message());
+}
