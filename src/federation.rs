@@ -99,8 +99,17 @@ fn random_hex(bytes: usize) -> Result<String> {
 /// The demo policy: an external analyst agency (regions only), a court manager (courts too), an
 /// auditor agency without data grants.
 pub fn demo_policy() -> String {
-    let indicators =
-        shuzhu_policy::indicator::INDICATORS.iter().map(|i| format!("{:?}", i.id)).collect::<Vec<_>>().join(", ");
+    let cat = shuzhu_policy::catalogue::Catalogue::current();
+    let within = |clearance: shuzhu_policy::schema::Grade| {
+        shuzhu_policy::indicator::indicators()
+            .iter()
+            .filter(|i| cat.grade_of(i.id, &[]).is_some_and(|g| g <= clearance))
+            .map(|i| format!("{:?}", i.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let indicators = within(shuzhu_policy::schema::Grade::L2);
+    let all_indicators = within(shuzhu_policy::schema::Grade::L3);
     format!(
         r#"# Federation policy (数据分类分级 grants). Deny by default: what no grant names is refused.
 default_threshold = 10
@@ -129,8 +138,8 @@ valid_until = "2030-12-31"
 
 [[grant]]
 agency = "{MANAGER_AGENCY}"
-clearance = "L2"
-indicators = [{indicators}]
+clearance = "L3"                # the court's own managers: also enforcement amounts (执行到位率)
+indicators = [{all_indicators}]
 dimensions = ["court", "region", "year", "quarter", "month", "type_code", "cause", "division", "instance"]
 filters = ["court", "region", "type_code", "cause", "division", "instance"]
 purposes = ["审判管理", "司法统计"]
@@ -218,7 +227,7 @@ key = {keyp:?}
 gateways = ["{gw}"]
 agencies = ["*"]
 datasets = [{datasets}]
-max_grade = "L2"
+max_grade = "L3"                # enforcement sums (执行到位率) read L3 amounts; grants still decide who gets them
 threshold = 10
 "#,
             id = spec.id,

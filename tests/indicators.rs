@@ -18,6 +18,32 @@ struct Case {
     civil_first: bool,
     /// Closed by 调解, 准予撤诉 or 按撤诉处理.
     mediated_or_withdrawn: bool,
+    /// Closed by 判决.
+    judgment: bool,
+    /// 民初, 刑初 or 行初.
+    first_instance: bool,
+    /// 民终, 刑终 or 行终.
+    second_instance: bool,
+    /// Closed by 改判 or 发回重审.
+    revised_remanded: bool,
+    /// `appealed` is true.
+    appealed: bool,
+    /// `online_filed` is true.
+    online: bool,
+    /// 执 or 执恢.
+    enforcement: bool,
+    /// `enforce_requested` and `enforce_collected` in fen, when present.
+    amounts: [Option<i64>; 2],
+}
+
+/// A yuan amount (`1234.5`, `12`) in fen.
+fn fen(v: &str) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    let (y, f) = v.split_once('.').unwrap_or((v, ""));
+    let f = format!("{f:0<2}");
+    Some(y.parse::<i64>().unwrap() * 100 + f[..2].parse::<i64>().unwrap())
 }
 
 fn load_cases() -> Vec<Case> {
@@ -39,6 +65,14 @@ fn load_cases() -> Vec<Case> {
                 deadline: Date::parse(&rec[c_deadline], fmt).unwrap(),
                 civil_first: &rec[col("type_code")] == "民初",
                 mediated_or_withdrawn: ["调解", "准予撤诉", "按撤诉处理"].contains(&&rec[col("closure_method")]),
+                judgment: &rec[col("closure_method")] == "判决",
+                first_instance: ["民初", "刑初", "行初"].contains(&&rec[col("type_code")]),
+                second_instance: ["民终", "刑终", "行终"].contains(&&rec[col("type_code")]),
+                revised_remanded: ["改判", "发回重审"].contains(&&rec[col("closure_method")]),
+                appealed: &rec[col("appealed")] == "true",
+                online: &rec[col("online_filed")] == "true",
+                enforcement: ["执", "执恢"].contains(&&rec[col("type_code")]),
+                amounts: [fen(&rec[col("enforce_requested")]), fen(&rec[col("enforce_collected")])],
             });
         }
     }
@@ -75,6 +109,7 @@ fn subs(from: u32, to: u32, time_dim: Option<&str>) -> Vec<Sub> {
             None => "all".to_string(),
             Some("year") => y.to_string(),
             Some("month") => format!("{y:04}-{m:02}"),
+            Some("quarter") => format!("{y:04}-Q{}", (m - 1) / 3 + 1),
             Some(other) => panic!("{other}"),
         };
         match out.last_mut() {
@@ -94,6 +129,16 @@ struct Measures {
     days: i64,
     civil_first_closed: i64,
     civil_first_mediated_withdrawn: i64,
+    online: i64,
+    judgment: i64,
+    first_judgment: i64,
+    first_judgment_appealed: i64,
+    second: i64,
+    second_revised_remanded: i64,
+    open_end: i64,
+    open_end_old: i64,
+    /// Σ, contributors and largest single value of enforce_requested and enforce_collected.
+    money: [(i64, i64, i64); 2],
 }
 
 fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTreeMap<(String, String), Measures> {
@@ -105,6 +150,7 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
             let mut m = Measures::default();
             if within(c.filed) {
                 m.filed = 1;
+                m.online = i64::from(c.online);
             }
             if let Some(cl) = c.closed
                 && within(cl)
@@ -118,9 +164,25 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
                     m.civil_first_closed = 1;
                     m.civil_first_mediated_withdrawn = i64::from(c.mediated_or_withdrawn);
                 }
+                m.judgment = i64::from(c.judgment);
+                m.first_judgment = i64::from(c.first_instance && c.judgment);
+                m.first_judgment_appealed = i64::from(c.first_instance && c.judgment && c.appealed);
+                m.second = i64::from(c.second_instance);
+                m.second_revised_remanded = i64::from(c.second_instance && c.revised_remanded);
+                if c.enforcement {
+                    for (slot, a) in m.money.iter_mut().zip(c.amounts) {
+                        if let Some(a) = a {
+                            *slot = (a, 1, a);
+                        }
+                    }
+                }
             }
             if c.filed <= s.last && c.closed.is_none_or(|cl| cl >= s.first) {
                 m.active = 1;
+            }
+            if c.filed <= s.last && c.closed.is_none_or(|cl| cl > s.last) {
+                m.open_end = 1;
+                m.open_end_old = i64::from((s.last - c.filed).whole_days() > 365);
             }
             if m.filed + m.closed + m.active > 0 {
                 let e = out.entry(key).or_default();
@@ -131,6 +193,17 @@ fn brute(cases: &[Case], dim: &str, time_dim: &str, from: u32, to: u32) -> BTree
                 e.days += m.days;
                 e.civil_first_closed += m.civil_first_closed;
                 e.civil_first_mediated_withdrawn += m.civil_first_mediated_withdrawn;
+                e.online += m.online;
+                e.judgment += m.judgment;
+                e.first_judgment += m.first_judgment;
+                e.first_judgment_appealed += m.first_judgment_appealed;
+                e.second += m.second;
+                e.second_revised_remanded += m.second_revised_remanded;
+                e.open_end += m.open_end;
+                e.open_end_old += m.open_end_old;
+                for (x, y) in e.money.iter_mut().zip(m.money) {
+                    *x = (x.0 + y.0, x.1 + y.1, x.2.max(y.2));
+                }
             }
         }
     }
@@ -190,6 +263,54 @@ fn expected(ind: &str, m: &Measures) -> Option<Expected> {
             }
             ratio(m.civil_first_mediated_withdrawn, m.civil_first_closed, true)
         }
+        "close_to_file_ratio" => {
+            if m.closed + m.filed == 0 {
+                return None;
+            }
+            ratio(m.closed, m.filed, false)
+        }
+        "judgment_rate" => {
+            if m.closed == 0 {
+                return None;
+            }
+            ratio(m.judgment, m.closed, true)
+        }
+        "appeal_rate" => {
+            if m.first_judgment == 0 {
+                return None;
+            }
+            ratio(m.first_judgment_appealed, m.first_judgment, true)
+        }
+        "revise_remand_rate" => {
+            if m.second == 0 {
+                return None;
+            }
+            ratio(m.second_revised_remanded, m.second, true)
+        }
+        "online_filing_rate" => {
+            if m.filed == 0 {
+                return None;
+            }
+            ratio(m.online, m.filed, true)
+        }
+        "long_pending_ratio" => {
+            if m.open_end == 0 {
+                return None;
+            }
+            ratio(m.open_end_old, m.open_end, true)
+        }
+        "enforcement_recovery_rate" => {
+            let [(req, req_n, req_max), (col, col_n, col_max)] = m.money;
+            if req_n + col_n == 0 {
+                return None;
+            }
+            let dominated = |sum: i64, max: i64| sum > 0 && i128::from(max) * 100 > i128::from(sum) * 85;
+            if small(req_n) || small(col_n) || dominated(req, req_max) || dominated(col, col_max) {
+                ("suppressed", None, None, None)
+            } else {
+                ("ok", (req != 0).then(|| col as f64 / req as f64), Some(col), Some(req))
+            }
+        }
         other => panic!("{other}"),
     })
 }
@@ -198,7 +319,12 @@ fn expected(ind: &str, m: &Measures) -> Option<Expected> {
 /// risk (answers of indicators that share a measure but hide different cells can together isolate a
 /// small group, and the release ledger refuses the later one).
 fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case]) -> Option<(usize, usize)> {
-    let (token, purpose) = if dim == "court" { ("manager", "审判管理") } else { ("requester", "诉源治理") };
+    // Enforcement amounts are L3: only the court managers' grant reaches them.
+    let (token, purpose) = if dim == "court" || ind == "enforcement_recovery_rate" {
+        ("manager", "审判管理")
+    } else {
+        ("requester", "诉源治理")
+    };
     let resp = match fx().query(&fx().token(token), request(ind, &[dim, time_dim], from, to, purpose)) {
         Ok(resp) => resp,
         Err(s) if s.code() == tonic::Code::PermissionDenied && s.message().starts_with("differencing:") => return None,
@@ -254,16 +380,30 @@ fn check(ind: &str, dim: &str, time_dim: &str, from: u32, to: u32, cases: &[Case
                 m.civil_first_closed,
                 m.civil_first_closed - m.civil_first_mediated_withdrawn,
             ],
+            "close_to_file_ratio" => vec![m.closed, m.filed],
+            "judgment_rate" => vec![m.judgment, m.closed, m.closed - m.judgment],
+            "appeal_rate" => {
+                vec![m.first_judgment_appealed, m.first_judgment, m.first_judgment - m.first_judgment_appealed]
+            }
+            "revise_remand_rate" => {
+                vec![m.second_revised_remanded, m.second, m.second - m.second_revised_remanded]
+            }
+            "online_filing_rate" => vec![m.online, m.filed, m.filed - m.online],
+            "long_pending_ratio" => vec![m.open_end_old, m.open_end, m.open_end - m.open_end_old],
+            "enforcement_recovery_rate" => vec![m.money[1].1, m.money[0].1],
             other => panic!("{other}"),
         }
     };
-    // Months are also protected within their quarter and their year (totals other queries give).
+    // Months are also protected within their quarter and their year, quarters within their year (totals
+    // other queries give).
     let sub_lines: &[fn(&str) -> String] = if time_dim == "month" {
         &[
             |_| String::new(),
             |m| m[..4].to_string(),
             |m| format!("{}-Q{}", &m[..4], (m[5..7].parse::<u32>().unwrap() - 1) / 3),
         ]
+    } else if time_dim == "quarter" {
+        &[|_| String::new(), |q| q[..4].to_string()]
     } else {
         &[|_| String::new()]
     };
@@ -317,6 +457,41 @@ fn every_indicator_equals_brute_force_by_region_year_and_court_month() {
     assert!(cells > 500, "only {cells} cells compared");
     assert!(suppressed > 0, "no suppressed cell was exercised");
     assert!(suppressed < cells, "every cell was suppressed");
+}
+
+#[test]
+fn the_catalogue_indicators_equal_brute_force_by_region_quarter_and_court_month() {
+    let cases = load_cases();
+    let (mut cells, mut suppressed, mut refused) = (0, 0, 0);
+    for ind in [
+        "close_to_file_ratio",
+        "judgment_rate",
+        "appeal_rate",
+        "revise_remand_rate",
+        "online_filing_rate",
+        "long_pending_ratio",
+        "enforcement_recovery_rate",
+    ] {
+        let (mut answered, mut shown) = (0, 0);
+        for (from, to) in [(202301, 202412), (200001, 200012), (202402, 202403)] {
+            for (dim, time_dim) in [("region", "quarter"), ("court", "month")] {
+                match check(ind, dim, time_dim, from, to, &cases) {
+                    Some((c, s)) => {
+                        cells += c;
+                        suppressed += s;
+                        shown += c - s;
+                        answered += 1;
+                    }
+                    None => refused += 1,
+                }
+            }
+        }
+        assert!(answered >= 3, "{ind}: only {answered} of 6 answers");
+        assert!(shown > 0, "{ind}: no value was shown and compared");
+    }
+    assert!(refused <= 14, "{refused} of 42 answers refused as differencing risks");
+    assert!(cells > 300, "only {cells} cells compared");
+    assert!(suppressed > 0 && suppressed < cells, "{suppressed} of {cells} suppressed");
 }
 
 #[test]
@@ -394,6 +569,44 @@ fn the_catalogue_and_health_are_served() {
         (list, health)
     });
     let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
-    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 6, "{names:?}");
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 13, "{names:?}");
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
+#[test]
+fn regions_roll_up_to_city_and_province() {
+    let cases = load_cases();
+    for (level, digits) in [("region:city", 4), ("region:province", 2), ("region:district", 6)] {
+        let resp = fx()
+            .query(&fx().token("requester"), request("closed", &[level, "year"], 202101, 202212, "诉源治理"))
+            .unwrap_or_else(|s| panic!("{level}: {s:?}"));
+        let mut want: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for c in &cases {
+            if let Some(cl) = c.closed
+                && (2021..=2022).contains(&cl.year())
+            {
+                *want.entry((format!("{:0<6}", &c.region[..digits]), cl.year().to_string())).or_default() += 1;
+            }
+        }
+        let got: BTreeMap<(String, String), (String, Option<f64>)> = resp
+            .rows
+            .iter()
+            .map(|r| ((r.group["region"].clone(), r.group["year"].clone()), (r.status.clone(), r.value)))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{level}: {got:?}");
+        for (k, n) in &want {
+            let (status, value) = &got[k];
+            if small(*n) {
+                assert_eq!(status, "suppressed", "{level} {k:?}");
+            } else if status == "ok" {
+                assert_eq!(*value, Some(*n as f64), "{level} {k:?}");
+            }
+        }
+        assert!(got.values().any(|(s, _)| s == "ok"), "{level}: nothing shown");
+    }
+    let err = fx()
+        .query(&fx().token("requester"), request("closed", &["region:county"], 202101, 202212, "诉源治理"))
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("region level"), "{}", err.message());
 }

@@ -33,6 +33,12 @@ pub struct ParsedQuery {
     pub filters: Vec<(Dimension, Vec<String>)>,
     /// Purpose.
     pub purpose: String,
+    /// Digits of the region code a `region` group keeps: 6 (district), 4 (city, `region:city`) or 2
+    /// (province, `region:province`); rolled-up labels are padded with zeros (350200, 350000).
+    pub region_level: usize,
+    /// Each rolled-up region label's districts (those any node serves or reported), so that the release
+    /// ledger sees a city as the set of its districts.
+    pub region_members: BTreeMap<String, Vec<String>>,
 }
 
 fn invalid(record: &mut AuditRecord, message: String) -> Status {
@@ -58,7 +64,27 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
         ));
     };
     let mut group_by = Vec::new();
+    let mut region_level = 6;
     for d in &req.group_by {
+        let d = match d.split_once(':') {
+            Some(("region", level)) => {
+                region_level = match level {
+                    "district" => 6,
+                    "city" => 4,
+                    "province" => 2,
+                    _ => {
+                        return Err(invalid(
+                            record,
+                            format!(
+                                "unknown region level {level:?}; use region:district, region:city or region:province"
+                            ),
+                        ));
+                    }
+                };
+                "region"
+            }
+            _ => d.as_str(),
+        };
         let Some(dim) = Dimension::parse(d) else {
             return Err(invalid(record, format!("unknown dimension {d:?}")));
         };
@@ -110,7 +136,15 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
     if req.legal_basis.chars().count() > 500 {
         return Err(invalid(record, "legal_basis is longer than 500 characters".into()));
     }
-    Ok(ParsedQuery { indicator: ind, group_by, period, filters, purpose })
+    Ok(ParsedQuery {
+        indicator: ind,
+        group_by,
+        period,
+        filters,
+        purpose,
+        region_level,
+        region_members: BTreeMap::new(),
+    })
 }
 
 /// Today as a day number (UTC).
@@ -127,7 +161,7 @@ pub async fn execute(
     request_id: &str,
     record: &mut AuditRecord,
 ) -> Result<pb::QueryResponse, Status> {
-    let q = parse(&req, record)?;
+    let mut q = parse(&req, record)?;
     let policy = state.current_policy();
     record.policy_version = policy.version.clone();
     let filter_dims: Vec<Dimension> = q.filters.iter().map(|(d, _)| *d).collect();
@@ -207,7 +241,16 @@ pub async fn execute(
     let calls = chosen.iter().map(|n| ask_node(n, Arc::clone(&node_req), state.node_timeout));
     let answers = futures::future::join_all(calls).await;
 
-    // Merge exactly, by group key.
+    // Merge exactly, by group key (a region rolled up to its city or province first).
+    let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
+    let level = q.region_level;
+    let roll = |district: &str| format!("{:0<6}", district.get(..level).unwrap_or(district));
+    let mut members: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    if region_pos.is_some() && level < 6 {
+        for r in state.nodes.iter().flat_map(|n| n.entry.regions.iter()) {
+            members.entry(roll(r)).or_default().insert(r.clone());
+        }
+    }
     let mut merged: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
     let mut missing: Vec<(&NodeHandle, String)> = Vec::new();
     let mut data_until: Option<String> = None;
@@ -226,7 +269,14 @@ pub async fn execute(
                 if !a.data_until.is_empty() && data_until.as_ref().is_none_or(|d| a.data_until < *d) {
                     data_until = Some(a.data_until.clone());
                 }
-                for g in a.groups {
+                for mut g in a.groups {
+                    if let Some(i) = region_pos.filter(|_| level < 6)
+                        && let Some(district) = g.key.get_mut(i)
+                    {
+                        let rolled = roll(district);
+                        members.entry(rolled.clone()).or_default().insert(std::mem::take(district));
+                        *district = rolled;
+                    }
                     let slot = merged.entry(g.key).or_insert_with(|| vec![Partial::default(); measures.len()]);
                     for (i, m) in measures.iter().enumerate() {
                         if let Some(v) = g.measures.iter().find(|v| v.id == *m) {
@@ -268,8 +318,10 @@ pub async fn execute(
         )));
     }
 
+    q.region_members = members.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
+    let q = q;
+
     // Evaluate and suppress each cell (primary rules), then secondary suppression across lines.
-    let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
     let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
     let get = |partials: &Vec<Partial>, m: &str| {
         measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
@@ -278,7 +330,9 @@ pub async fn execute(
     let mut protected: Vec<disclosure::Protected> = Vec::with_capacity(merged.len());
     for (key, partials) in &merged {
         let affected = missing.iter().any(|(n, _)| {
-            let by_region = region_pos.map(|i| n.entry.regions.is_empty() || n.entry.regions.contains(&key[i]));
+            let by_region = region_pos.map(|i| {
+                n.entry.regions.is_empty() || n.entry.regions.iter().any(|r| roll(r) == key[i] || *r == key[i])
+            });
             let by_court = court_pos.map(|i| n.entry.courts.is_empty() || n.entry.courts.contains(&key[i]));
             match (by_region, by_court) {
                 (None, None) => true,

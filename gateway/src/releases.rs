@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::disclosure::{Partial, is_small};
-use shuzhu_policy::indicator::{Anchor, measure};
+use shuzhu_policy::indicator::measure;
 use shuzhu_policy::period::Month;
 use shuzhu_policy::schema::{TYPE_CODES, division_of, instance_of};
 
@@ -119,7 +119,7 @@ impl CellSet {
     pub fn disjoint(&self, other: &CellSet) -> bool {
         // Cases active in one month range may be active in another too, so only dated anchors split
         // records by period.
-        let dated = measure(&self.measure).is_some_and(|m| m.anchor != Anchor::Active);
+        let dated = measure(&self.measure).is_some_and(|m| !m.anchor.is_stock());
         let periods_apart = self.to < other.from || other.to < self.from;
         (dated && periods_apart)
             || self
@@ -251,6 +251,11 @@ pub fn cells_of_answer(
             } else {
                 if *d == Dimension::Court {
                     c.restrict_courts(std::slice::from_ref(*v), court_region);
+                } else if let Some(districts) =
+                    q.region_members.get(*v).filter(|_| *d == Dimension::Region && q.region_level < 6)
+                {
+                    // A city or province is the set of its districts.
+                    c.restrict(*d, districts);
                 } else {
                     c.restrict(*d, std::slice::from_ref(*v));
                 }
@@ -281,8 +286,9 @@ pub fn cells_of_answer(
             }
             let kept: Vec<(Dimension, &String)> = kept_idx.iter().zip(k).map(|(&i, v)| (dims[i], v)).collect();
             for (m, count) in measures.iter().zip(counts) {
-                // Active cases of different sub-periods overlap: their sum is no count of anything.
-                if drops_time && measure(m).is_some_and(|x| x.anchor == Anchor::Active) {
+                // Active (or open-at-end) cases of different sub-periods overlap: their sum is no count of
+                // anything.
+                if drops_time && measure(m).is_some_and(|x| x.anchor.is_stock()) {
                     continue;
                 }
                 if let Some(c) = base(m, &kept, count) {
@@ -425,6 +431,8 @@ mod tests {
 
     fn parsed(group_by: Vec<Dimension>, filters: Vec<(Dimension, Vec<String>)>) -> ParsedQuery {
         ParsedQuery {
+            region_level: 6,
+            region_members: BTreeMap::new(),
             indicator: shuzhu_policy::indicator::indicator("closure_rate").unwrap(),
             group_by,
             period: shuzhu_policy::period::Period::from_wire(202401, 202406).unwrap(),
@@ -466,6 +474,23 @@ mod tests {
         assert!(active.contains(&(100 + 102)), "a margin across regions is a sum for active cases too");
         // With a node missing, only the cells themselves.
         assert_eq!(cells_of_answer(&q, &measures, &answer, false, &BTreeMap::new()).len(), 6);
+    }
+
+    #[test]
+    fn a_city_is_the_set_of_its_districts() {
+        let mut q = parsed(vec![Dimension::Region], vec![]);
+        q.region_level = 4;
+        q.region_members = [("350200".to_string(), vec!["350203".to_string(), "350206".to_string()])].into();
+        let key = vec!["350200".to_string()];
+        let parts = vec![part(103), part(300)];
+        let answer = vec![(&key, &parts, true)];
+        let cells = cells_of_answer(&q, &["cases.closed", "cases.active"], &answer, true, &BTreeMap::new());
+        let city = cells.iter().find(|c| c.measure == "cases.closed" && c.dims.contains_key("region")).unwrap();
+        assert_eq!(city.dims["region"], vec!["350203", "350206"]);
+        // A district released earlier: the city minus it would reveal 3 cases of the other district.
+        let district = cell("cases.closed", city.from, city.to, &[(Dimension::Region, &["350203"])], 100);
+        assert!(district.inside(city));
+        assert!(find_risk(&[district], std::slice::from_ref(city), 10).is_some());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shuzhu_policy::indicator::INDICATORS;
+use shuzhu_policy::indicator::indicators;
 use shuzhu_proto::v1 as pb;
 use shuzhu_proto::v1::audit_server::AuditServer;
 use shuzhu_proto::v1::gateway_server::GatewayServer;
@@ -122,8 +122,8 @@ impl pb::gateway_server::Gateway for Services {
         let outcome = self.authenticate(&req, &mut record).map(|_| {
             record.decision = "allow".into();
             pb::ListIndicatorsResponse {
-                indicators: INDICATORS
-                    .iter()
+                indicators: indicators()
+                    .into_iter()
                     .map(|i| pb::IndicatorInfo {
                         id: i.id.into(),
                         name: i.name.into(),

@@ -1,5 +1,6 @@
 //! The node's aggregation engine: the `cases` dataset held in memory as narrow columns (dictionary-encoded
-//! u16/u8 codes and i32 day numbers, about 17 bytes per case) built from the durable store, and a
+//! u16/u8 codes, i32 day numbers, bit flags of the boolean fields measures test and two i64 money columns
+//! in fen: about 33 bytes per case) built from the durable store, and a
 //! column-wise aggregation into dense arrays indexed by packed group codes that produces partial measures
 //! with contributor counts per group and sub-period.
 //!
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 
 use shuzhu_policy::dimension::{Dimension, TimeGrain, time_grain};
 use shuzhu_policy::disclosure::Partial;
-use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, Measure};
+use shuzhu_policy::indicator::{Accumulate, Anchor, Condition, FLAG_FIELDS, Measure, SUM_FIELDS};
 use shuzhu_policy::period::{Month, Period, days_from_civil, format_day};
 use shuzhu_policy::schema::{self, CASES, CLOSURE_METHODS, TYPE_CODES};
 
@@ -21,10 +22,16 @@ use crate::record::{Record, Value};
 use crate::store::{Store, StoreError};
 
 const OPEN: i32 = i32::MAX;
+/// An amount column's value of a case without one.
+const NO_AMOUNT: i64 = i64::MIN;
 /// `method` of a case without a closure method.
 const NO_METHOD: u8 = u8::MAX;
 /// Bit of `flags`: closed, and on or before the deadline.
 const ON_TIME: u8 = 1;
+/// Bit of `flags` holding the boolean field `FLAG_FIELDS[i]` (appealed, online_filed, pre_suit_mediated).
+const fn flag_bit(i: usize) -> u8 {
+    2 << i
+}
 /// Rows handled per block: group codes of a block are computed once and shared by every measure.
 const BLOCK: usize = 2048;
 /// Group code of a row that a filter rejects (any code at or above it).
@@ -49,6 +56,8 @@ pub struct CaseTable {
     flags: Vec<u8>,
     filed: Vec<i32>,
     closed: Vec<i32>,
+    /// One column per [`SUM_FIELDS`] entry (fen; [`NO_AMOUNT`] when absent).
+    amounts: [Vec<i64>; 2],
     max_day: Option<i32>,
 }
 
@@ -102,6 +111,10 @@ struct Fields<'a> {
     filed: i32,
     closed: i32,
     deadline: i32,
+    /// Bits of the true boolean fields ([`flag_bit`]).
+    flags: u8,
+    /// Values of [`SUM_FIELDS`].
+    amounts: [i64; 2],
 }
 
 /// Positions of the engine's fields in the schema.
@@ -114,6 +127,10 @@ struct FieldIdx {
     closed: usize,
     deadline: usize,
     method: usize,
+    /// Positions of [`FLAG_FIELDS`].
+    flags: [usize; 3],
+    /// Positions of [`SUM_FIELDS`].
+    amounts: [usize; 2],
     last: usize,
 }
 
@@ -128,10 +145,14 @@ impl FieldIdx {
             closed: field_index("closed_on"),
             deadline: field_index("deadline_on"),
             method: field_index("closure_method"),
+            flags: [field_index(FLAG_FIELDS[0]), field_index(FLAG_FIELDS[1]), field_index(FLAG_FIELDS[2])],
+            amounts: [field_index(SUM_FIELDS[0]), field_index(SUM_FIELDS[1])],
             last: 0,
         };
         let last = [f.court, f.region, f.type_code, f.cause, f.filed, f.closed, f.deadline, f.method]
             .into_iter()
+            .chain(f.flags)
+            .chain(f.amounts)
             .max()
             .unwrap_or(0);
         FieldIdx { last, ..f }
@@ -142,11 +163,18 @@ impl FieldIdx {
             Val::Text(t) if i == self.court => out.court = t,
             Val::Text(t) if i == self.cause => out.cause = t,
             Val::Int(n) if i == self.region => out.region = u32::try_from(n).unwrap_or(0),
+            Val::Int(n) if i == self.amounts[0] => out.amounts[0] = n,
+            Val::Int(n) if i == self.amounts[1] => out.amounts[1] = n,
             Val::Enum(e) if i == self.type_code => out.type_code = e,
             Val::Enum(e) if i == self.method => out.method = e,
             Val::Day(d) if i == self.filed => out.filed = d,
             Val::Day(d) if i == self.closed => out.closed = d,
             Val::Day(d) if i == self.deadline => out.deadline = d,
+            Val::Bool(true) => {
+                if let Some(k) = self.flags.iter().position(|&x| x == i) {
+                    out.flags |= flag_bit(k);
+                }
+            }
             _ => {}
         }
     }
@@ -159,10 +187,18 @@ enum Val<'a> {
     Int(i64),
     Day(i32),
     Enum(u8),
+    Bool(bool),
 }
 
 fn fields_default<'a>() -> Fields<'a> {
-    Fields { method: NO_METHOD, filed: OPEN, closed: OPEN, deadline: OPEN, ..Default::default() }
+    Fields {
+        method: NO_METHOD,
+        filed: OPEN,
+        closed: OPEN,
+        deadline: OPEN,
+        amounts: [NO_AMOUNT; 2],
+        ..Default::default()
+    }
 }
 
 /// Reads the engine's fields straight from postcard bytes of a [`Record`] without allocating. Returns
@@ -197,8 +233,9 @@ fn walk<'a>(bytes: &'a [u8], idx: &FieldIdx) -> Option<Fields<'a>> {
             2 => Val::Int(zigzag(varint(&mut pos)?)),
             3 => Val::Day(i32::try_from(zigzag(varint(&mut pos)?)).ok()?),
             4 => {
+                let b = *bytes.get(pos)?;
                 pos += 1;
-                Val::Other
+                Val::Bool(b != 0)
             }
             5 => {
                 let e = *bytes.get(pos)?;
@@ -227,6 +264,7 @@ fn from_record<'a>(rec: &'a Record, idx: &FieldIdx) -> Fields<'a> {
             Value::Int(n) => Val::Int(*n),
             Value::Day(d) => Val::Day(*d),
             Value::Enum(e) => Val::Enum(*e),
+            Value::Bool(b) => Val::Bool(*b),
             _ => Val::Other,
         };
         idx.set(&mut out, i, v);
@@ -318,6 +356,7 @@ impl CaseTable {
             flags: Vec::with_capacity(n),
             filed: Vec::with_capacity(n),
             closed: Vec::with_capacity(n),
+            amounts: [Vec::with_capacity(n), Vec::with_capacity(n)],
             ..Default::default()
         }
     }
@@ -329,9 +368,11 @@ impl CaseTable {
         self.cause.push(cause);
         self.type_code.push(f.type_code);
         self.method.push(f.method);
-        self.flags.push(if on_time { ON_TIME } else { 0 });
+        self.flags.push(if on_time { ON_TIME | f.flags } else { f.flags });
         self.filed.push(f.filed);
         self.closed.push(f.closed);
+        self.amounts[0].push(f.amounts[0]);
+        self.amounts[1].push(f.amounts[1]);
         let latest = if f.closed == OPEN { f.filed } else { f.closed.max(f.filed) };
         self.max_day = Some(self.max_day.map_or(latest, |m: i32| m.max(latest)));
     }
@@ -375,6 +416,7 @@ impl CaseTable {
             + (self.court.capacity() + self.region.capacity() + self.cause.capacity()) * 2
             + self.type_code.capacity()
             + self.method.capacity()
+            + (self.amounts[0].capacity() + self.amounts[1].capacity()) * 8
             + self.flags.capacity()
             + (self.filed.capacity() + self.closed.capacity()) * 4
     }
@@ -449,12 +491,19 @@ enum Kernel {
     ActiveCount,
     /// Every sub-period the case was open in, trial days summed.
     ActiveDays,
+    /// One sub-period, the amount column `column` summed over cases that have a value.
+    Sum { closed_anchor: bool, column: usize },
 }
 
-/// One measure's plan: its kernel and its condition as a table over (type, method, on-time).
+/// One measure's plan: its kernel, its condition as a table over (type, method, on-time), and the flag
+/// bits that must equal `want` under `mask`.
 struct MeasurePlan {
     kernel: Kernel,
     accept: Option<Vec<bool>>,
+    mask: u8,
+    want: u8,
+    /// For an open-at-end anchor: the age (days, exclusive) a case must exceed at the sub-period's end.
+    open_at_end: Option<i32>,
 }
 
 fn cond_index(type_code: u8, method: u8, flags: u8) -> usize {
@@ -465,10 +514,16 @@ impl MeasurePlan {
     fn new(m: &Measure) -> Self {
         let closed_anchor = m.anchor == Anchor::Closed;
         let kernel = match (m.anchor, m.accumulate) {
-            (Anchor::Active, Accumulate::Count) => Kernel::ActiveCount,
-            (Anchor::Active, Accumulate::TrialDays) => Kernel::ActiveDays,
+            (Anchor::Active | Anchor::OpenAtEnd { .. }, Accumulate::Count) => Kernel::ActiveCount,
+            // The catalogue refuses trial days of open cases; were one asked, it would count none.
+            (Anchor::Active | Anchor::OpenAtEnd { .. }, Accumulate::TrialDays) => Kernel::ActiveDays,
             (_, Accumulate::Count) => Kernel::Count { closed_anchor },
             (_, Accumulate::TrialDays) => Kernel::Days { closed_anchor },
+            // The catalogue refuses sums with stock anchors (Active, OpenAtEnd are handled above
+            // only for counts and days); an unknown field sums the first column, which it cannot name.
+            (_, Accumulate::Sum { field }) => {
+                Kernel::Sum { closed_anchor, column: SUM_FIELDS.iter().position(|f| *f == field).unwrap_or(0) }
+            }
         };
         let accept = match m.condition {
             Condition::Any => None,
@@ -479,7 +534,7 @@ impl MeasurePlan {
                     *slot = match cond {
                         Condition::Any => true,
                         Condition::ClosedOnTime => on_time,
-                        Condition::Cases { type_codes, closure_methods } => {
+                        Condition::Cases { type_codes, closure_methods, .. } => {
                             let t_ok = TYPE_CODES.get(t).is_some_and(|l| type_codes.contains(l));
                             let m_ok = closure_methods.is_empty()
                                 || CLOSURE_METHODS.get(method).is_some_and(|l| closure_methods.contains(l));
@@ -490,7 +545,22 @@ impl MeasurePlan {
                 Some(table)
             }
         };
-        MeasurePlan { kernel, accept }
+        let (mut mask, mut want) = (0u8, 0u8);
+        if let Condition::Cases { flags, .. } = m.condition {
+            for (name, value) in flags {
+                // The catalogue only admits conditions on FLAG_FIELDS; an unknown name matches nothing.
+                let bit = FLAG_FIELDS.iter().position(|f| f == name).map_or(1 << 7, flag_bit);
+                mask |= bit;
+                if *value {
+                    want |= bit;
+                }
+            }
+        }
+        let open_at_end = match m.anchor {
+            Anchor::OpenAtEnd { older_than_days } => Some(older_than_days),
+            _ => None,
+        };
+        MeasurePlan { kernel, accept, mask, want, open_at_end }
     }
 }
 
@@ -684,7 +754,7 @@ impl Plan {
                     max_single: vec![],
                     diff: vec![0; groups * (self.nb + 1)],
                 },
-                Kernel::Days { .. } | Kernel::ActiveDays => Acc {
+                Kernel::Days { .. } | Kernel::ActiveDays | Kernel::Sum { .. } => Acc {
                     value: vec![0; cells],
                     contributors: vec![0; cells],
                     max_single: vec![0; cells],
@@ -740,7 +810,7 @@ impl Plan {
             match mp.kernel {
                 Kernel::Count { .. } => acc.value.resize(cells, 0),
                 Kernel::ActiveCount => acc.diff.resize(accs.groups * (self.nb + 1), 0),
-                Kernel::Days { .. } | Kernel::ActiveDays => {
+                Kernel::Days { .. } | Kernel::ActiveDays | Kernel::Sum { .. } => {
                     acc.value.resize(cells, 0);
                     acc.contributors.resize(cells, 0);
                     acc.max_single.resize(cells, 0);
@@ -758,7 +828,9 @@ impl Plan {
         let days = &self.bucket_of_day;
         let ndays = days.len();
         let day0 = self.day0;
-        let accepts = |j: usize| mp.accept.as_ref().is_none_or(|a| a[cond_index(ty[j], me[j], fl[j])]);
+        let (mask, want) = (mp.mask, mp.want);
+        let accepts =
+            |j: usize| fl[j] & mask == want && mp.accept.as_ref().is_none_or(|a| a[cond_index(ty[j], me[j], fl[j])]);
         // The sub-period of a day in the period, if it is in it.
         let bucket = |d: i32| -> Option<usize> {
             let off = d.wrapping_sub(day0) as u32 as usize;
@@ -771,6 +843,17 @@ impl Plan {
                 return None;
             } else {
                 bucket(closed[j]).unwrap_or(nb - 1)
+            };
+            (lo <= hi).then_some((lo, hi))
+        };
+        // First and last sub-period at whose end a case was open and older than `older` days.
+        let end_span = |j: usize, older: i32| -> Option<(usize, usize)> {
+            let from = filed[j].saturating_add(older).saturating_add(1);
+            let lo = if from < day0 { 0 } else { bucket(from)? };
+            let hi = match bucket(closed[j]) {
+                Some(b) => b.checked_sub(1)?,
+                None if closed[j] < day0 => return None,
+                None => nb - 1,
             };
             (lo <= hi).then_some((lo, hi))
         };
@@ -806,10 +889,29 @@ impl Plan {
                     if g == u32::MAX || !accepts(j) {
                         continue;
                     }
-                    if let Some((lo, hi)) = span(j) {
+                    let s = match mp.open_at_end {
+                        None => span(j),
+                        Some(older) => end_span(j, older),
+                    };
+                    if let Some((lo, hi)) = s {
                         let base = g as usize * (nb + 1);
                         acc.diff[base + lo] += 1;
                         acc.diff[base + hi + 1] -= 1;
+                    }
+                }
+            }
+            Kernel::Sum { closed_anchor, column } => {
+                let anchor = if closed_anchor { closed } else { filed };
+                let amounts = &t.amounts[column][start..end];
+                for (j, &g) in gid.iter().enumerate() {
+                    if g == u32::MAX || amounts[j] == NO_AMOUNT || !accepts(j) {
+                        continue;
+                    }
+                    if let Some(b) = bucket(anchor[j]) {
+                        let cell = g as usize * nb + b;
+                        acc.value[cell] += amounts[j];
+                        acc.contributors[cell] += 1;
+                        acc.max_single[cell] = acc.max_single[cell].max(amounts[j]);
                     }
                 }
             }
@@ -860,7 +962,7 @@ impl Plan {
                     let counts = active.next().map_or(&[][..], |c| c.as_slice());
                     Box::new(move |g, b| count_partial(counts[g * nb + b]))
                 }
-                Kernel::Days { .. } | Kernel::ActiveDays => Box::new(move |g, b| {
+                Kernel::Days { .. } | Kernel::ActiveDays | Kernel::Sum { .. } => Box::new(move |g, b| {
                     let cell = g * nb + b;
                     Partial {
                         value: acc.value[cell],
@@ -921,19 +1023,20 @@ fn time_label(d: Dimension, grain: TimeGrain, pa: i32, bucket: u32) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use shuzhu_policy::indicator::{MEASURES, measure};
+    use shuzhu_policy::indicator::{measure, measures};
     use shuzhu_policy::period::{month_of_day, parse_day};
     use std::collections::BTreeMap;
 
-    /// One test case row: (court, region, cause, type index, filed, closed, deadline, method index).
-    type Row = (String, u32, String, u8, i32, i32, i32, u8);
+    /// One test case row: (court, region, cause, type index, filed, closed, deadline, method index, flag
+    /// bits of the boolean fields, amounts of SUM_FIELDS).
+    type Row = (String, u32, String, u8, i32, i32, i32, u8, u8, [i64; 2]);
 
     fn build(rows: &[Row]) -> CaseTable {
         let mut t = CaseTable::with_capacity(rows.len());
         let mut courts: Dict<String> = Dict::new("court");
         let mut causes: Dict<String> = Dict::new("cause");
         let mut regions: Dict<u32> = Dict::new("region");
-        for (court, region, cause, ty, filed, closed, deadline, method) in rows {
+        for (court, region, cause, ty, filed, closed, deadline, method, flags, amounts) in rows {
             let c = courts.code(court.as_str(), &mut t.courts).unwrap();
             let k = causes.code(cause.as_str(), &mut t.causes).unwrap();
             let r = regions.code(region, &mut t.regions).unwrap();
@@ -946,6 +1049,8 @@ mod tests {
                 filed: *filed,
                 closed: *closed,
                 deadline: *deadline,
+                flags: *flags,
+                amounts: *amounts,
             };
             t.push(c, r, k, &f);
         }
@@ -958,7 +1063,18 @@ mod tests {
 
     fn row(court: &str, region: u32, filed: &str, closed: Option<&str>, deadline: &str) -> Row {
         let c = closed.map_or(OPEN, day);
-        (court.into(), region, "c".into(), 0, day(filed), c, day(deadline), if c == OPEN { NO_METHOD } else { 0 })
+        (
+            court.into(),
+            region,
+            "c".into(),
+            0,
+            day(filed),
+            c,
+            day(deadline),
+            if c == OPEN { NO_METHOD } else { 0 },
+            0,
+            [NO_AMOUNT; 2],
+        )
     }
 
     /// The brute-force definition: every case, every measure, every month of the period, by labels.
@@ -971,7 +1087,7 @@ mod tests {
     ) -> Vec<GroupOut> {
         let mut acc: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
         let first_day = |m: Month| days_from_civil(m.year(), m.month(), 1);
-        for (court, region, cause, ty, filed, closed, deadline, method) in rows {
+        for (court, region, cause, ty, filed, closed, deadline, method, bits, amounts) in rows {
             let tc = TYPE_CODES[*ty as usize];
             let label = |d: Dimension| -> String {
                 match d {
@@ -992,8 +1108,11 @@ mod tests {
                 let ok = match m.condition {
                     Condition::Any => true,
                     Condition::ClosedOnTime => is_closed && closed <= deadline,
-                    Condition::Cases { type_codes, closure_methods } => {
-                        (type_codes.is_empty() || type_codes.contains(&tc))
+                    Condition::Cases { type_codes, closure_methods, flags } => {
+                        flags.iter().all(|(name, v)| {
+                            let i = FLAG_FIELDS.iter().position(|f| f == name).unwrap();
+                            (bits & flag_bit(i) != 0) == *v
+                        }) && (type_codes.is_empty() || type_codes.contains(&tc))
                             && (closure_methods.is_empty()
                                 || (*method != NO_METHOD
                                     && closure_methods.contains(&CLOSURE_METHODS[*method as usize])))
@@ -1006,6 +1125,10 @@ mod tests {
                     Accumulate::Count => 1,
                     Accumulate::TrialDays if is_closed => i64::from(closed - filed),
                     Accumulate::TrialDays => continue,
+                    Accumulate::Sum { field } => match amounts[SUM_FIELDS.iter().position(|f| *f == field).unwrap()] {
+                        NO_AMOUNT => continue,
+                        a => a,
+                    },
                 };
                 for month in period.iter() {
                     let next = first_day(month.next());
@@ -1013,6 +1136,20 @@ mod tests {
                         Anchor::Filed => month_of_day(*filed) == month,
                         Anchor::Closed => is_closed && month_of_day(*closed) == month,
                         Anchor::Active => *filed < next && *closed >= first_day(month),
+                        Anchor::OpenAtEnd { older_than_days } => {
+                            let grain = time_grain(group_by);
+                            let last = period
+                                .iter()
+                                .filter(|x| match grain {
+                                    TimeGrain::Whole => true,
+                                    TimeGrain::Year => x.year() == month.year(),
+                                    TimeGrain::Quarter => x.year() == month.year() && x.quarter() == month.quarter(),
+                                    TimeGrain::Month => *x == month,
+                                })
+                                .max();
+                            let end = next - 1;
+                            last == Some(month) && end - *filed > older_than_days && *closed > end
+                        }
                     };
                     if !inside {
                         continue;
@@ -1169,8 +1306,21 @@ mod tests {
 
     fn arb_row() -> impl Strategy<Value = Row> {
         let start = day("2018-06-01");
-        (0..3usize, 0..3u32, 0..3usize, 0..12u8, 0..1200i32, prop::option::of(0..800i32), 0..400i32, 0..12u8).prop_map(
-            move |(c, r, k, ty, f, closed, dl, method)| {
+        let amount = || prop::option::of(0..5_000_000i64);
+        (
+            0..3usize,
+            0..3u32,
+            0..3usize,
+            0..12u8,
+            0..1200i32,
+            prop::option::of(0..800i32),
+            0..400i32,
+            0..12u8,
+            0..8u8,
+            amount(),
+            amount(),
+        )
+            .prop_map(move |(c, r, k, ty, f, closed, dl, method, bits, req, col)| {
                 let filed = start + f;
                 let closed = closed.map_or(OPEN, |c| filed + c);
                 let method = if closed == OPEN { NO_METHOD } else { method };
@@ -1183,9 +1333,10 @@ mod tests {
                     closed,
                     filed + dl,
                     method,
+                    bits << 1,
+                    [req.unwrap_or(NO_AMOUNT), col.unwrap_or(NO_AMOUNT)],
                 )
-            },
-        )
+            })
     }
 
     fn arb_filter() -> impl Strategy<Value = Vec<Filter>> {
@@ -1241,7 +1392,7 @@ mod tests {
             let t = build(&rows);
             let pa = Month::parse("2018-03").unwrap().index() + from;
             let period = Period::new(Month::from_index(pa), Month::from_index(pa + len - 1)).unwrap();
-            let ms: Vec<&Measure> = MEASURES.iter().filter(|m| m.dataset == "cases").collect();
+            let ms: Vec<&Measure> = measures().into_iter().filter(|m| m.dataset == "cases").collect();
             let group_by = GROUPINGS[grouping];
             let fast = t.aggregate(&ms, group_by, period, &filters).unwrap();
             prop_assert_eq!(&fast, &naive(&rows, &ms, group_by, period, &filters));

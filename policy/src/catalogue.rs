@@ -7,7 +7,7 @@
 //! ([`Catalogue::embedded`]). It must agree with the typed schema in [`crate::schema`] and with the
 //! indicator definitions in [`crate::indicator`]; the tests below check both.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,16 +88,88 @@ pub struct DatasetEntry {
     pub fields: Vec<FieldEntry>,
 }
 
-/// What an indicator reads, as catalogued.
+/// One condition of a measure: exactly one of `any_of` (an enumerated field takes one of these labels),
+/// `at_most` (a date field is on or before another date field) or `is` (a boolean field has this value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionEntry {
+    /// The field tested.
+    pub field: String,
+    /// Accepted labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_of: Option<Vec<String>>,
+    /// The date field `field` must not exceed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<String>,
+    /// The required boolean value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is: Option<bool>,
+}
+
+/// A partial measure nodes compute, as catalogued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureEntry {
+    /// Measure id used on the wire, e.g. `cases.closed`.
+    pub id: String,
+    /// Dataset it is computed over.
+    pub dataset: String,
+    /// The date that places a record in a sub-period (`filed_on`, `closed_on`), or `active` (open at
+    /// some time during it).
+    pub anchor: String,
+    /// Conditions every counted record meets (all of them).
+    #[serde(default)]
+    pub conditions: Vec<ConditionEntry>,
+    /// `count`, `days:FROM:TO` (days between two dates) or `sum:FIELD` (money in fen).
+    pub accumulate: String,
+    /// With anchor `open_at_end`: count only cases filed more than this many days before the end of the
+    /// sub-period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed_more_than_days_before: Option<u16>,
+}
+
+impl MeasureEntry {
+    /// Every field the measure reads, sorted, without repeats.
+    pub fn reads(&self) -> Vec<String> {
+        let mut out: Vec<String> = match self.anchor.as_str() {
+            "active" | "open_at_end" => vec!["filed_on".into(), "closed_on".into()],
+            a => vec![a.into()],
+        };
+        for c in &self.conditions {
+            out.push(c.field.clone());
+            out.extend(c.at_most.clone());
+        }
+        let mut parts = self.accumulate.split(':');
+        if let (Some("days" | "sum"), rest) = (parts.next(), parts) {
+            out.extend(rest.map(str::to_string));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// An indicator, as catalogued: what it is called, how it is computed and how it may be broken down.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndicatorEntry {
     /// Indicator id.
     pub id: String,
+    /// Chinese name.
+    pub name: String,
+    /// The formula in words.
+    pub formula: String,
     /// Dataset it reads.
     pub dataset: String,
-    /// Fields it reads.
-    pub reads: Vec<String>,
+    /// `count` (one measure), `ratio` (numerator, denominator) or `mean` (sum, count).
+    pub kind: String,
+    /// Measure ids, in the order the kind names them.
+    pub measures: Vec<String>,
+    /// For a ratio: the numerator's records are a subset of the denominator's.
+    #[serde(default)]
+    pub subset: bool,
+    /// Dimensions it may be grouped or filtered by.
+    pub dimensions: Vec<String>,
 }
 
 /// The whole catalogue.
@@ -107,6 +179,9 @@ pub struct Catalogue {
     /// Datasets.
     #[serde(rename = "dataset")]
     pub datasets: Vec<DatasetEntry>,
+    /// Measures.
+    #[serde(default, rename = "measure")]
+    pub measures: Vec<MeasureEntry>,
     /// Indicators.
     #[serde(default, rename = "indicator")]
     pub indicators: Vec<IndicatorEntry>,
@@ -139,6 +214,22 @@ impl Catalogue {
         Arc::clone(CAT.get_or_init(|| Arc::new(Catalogue::parse(EMBEDDED).expect("embedded catalogue is valid"))))
     }
 
+    fn current_slot() -> &'static RwLock<Option<Arc<Catalogue>>> {
+        static CUR: RwLock<Option<Arc<Catalogue>>> = RwLock::new(None);
+        &CUR
+    }
+
+    /// The catalogue in force in this process: the embedded one unless
+    /// [`install`](crate::indicator::install) replaced it. Policies load with it.
+    pub fn current() -> Arc<Catalogue> {
+        let cur = Self::current_slot().read().unwrap_or_else(|e| e.into_inner()).clone();
+        cur.unwrap_or_else(Catalogue::embedded)
+    }
+
+    pub(crate) fn set_current(cat: Catalogue) {
+        *Self::current_slot().write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(cat));
+    }
+
     /// Every rule the catalogue breaks.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -161,17 +252,18 @@ impl Catalogue {
                 }
             }
         }
-        for ind in &self.indicators {
-            match self.dataset(&ind.dataset) {
-                None => out.push(format!("indicator {}: unknown dataset {}", ind.id, ind.dataset)),
-                Some(ds) => {
-                    for r in &ind.reads {
-                        if !ds.fields.iter().any(|f| f.name == *r) {
-                            out.push(format!("indicator {}: reads unknown field {}.{r}", ind.id, ind.dataset));
-                        }
-                    }
-                }
+        for (i, m) in self.measures.iter().enumerate() {
+            if self.measures.iter().filter(|x| x.id == m.id).count() > 1 {
+                out.push(format!("measure[{i}] {} is declared twice", m.id));
             }
+        }
+        for (i, ind) in self.indicators.iter().enumerate() {
+            if self.indicators.iter().filter(|x| x.id == ind.id).count() > 1 {
+                out.push(format!("indicator[{i}] {} is declared twice", ind.id));
+            }
+        }
+        if let Err(problems) = crate::indicator::build(self) {
+            out.extend(problems);
         }
         out
     }
@@ -186,9 +278,28 @@ impl Catalogue {
         self.dataset(dataset)?.fields.iter().find(|f| f.name == field)
     }
 
-    /// What indicator `id` reads.
+    /// Indicator `id` as catalogued.
     pub fn indicator(&self, id: &str) -> Option<&IndicatorEntry> {
         self.indicators.iter().find(|i| i.id == id)
+    }
+
+    /// Measure `id` as catalogued.
+    pub fn measure(&self, id: &str) -> Option<&MeasureEntry> {
+        self.measures.iter().find(|m| m.id == id)
+    }
+
+    /// Every field indicator `id` reads through its measures, sorted, without repeats; `None` when the
+    /// catalogue lacks the indicator. A measure the catalogue lacks reads an unknown field (就高从严).
+    pub fn reads(&self, id: &str) -> Option<Vec<String>> {
+        let ind = self.indicator(id)?;
+        let mut out: Vec<String> = ind
+            .measures
+            .iter()
+            .flat_map(|m| self.measure(m).map_or_else(|| vec![format!("?{m}")], MeasureEntry::reads))
+            .collect();
+        out.sort();
+        out.dedup();
+        Some(out)
     }
 
     /// The highest grade among the fields indicator `id` reads and the fields dimensions `dims` read;
@@ -196,15 +307,16 @@ impl Catalogue {
     /// (就高从严).
     pub fn grade_of(&self, id: &str, dims: &[Dimension]) -> Option<Grade> {
         let ind = self.indicator(id)?;
+        let reads = self.reads(id)?;
         let grade_of = |f: &str| self.field(&ind.dataset, f).map_or(Grade::L4, |f| f.grade);
-        let fields = ind.reads.iter().map(|f| grade_of(f));
+        let fields = reads.iter().map(|f| grade_of(f));
         let dims = dims.iter().filter_map(|d| dimension_field(*d)).map(grade_of);
         Some(fields.chain(dims).max().unwrap_or(Grade::L1))
     }
 
     /// Every field indicator `id` reads with dimensions `dims`, without repeats.
     pub fn fields_read(&self, id: &str, dims: &[Dimension]) -> Vec<String> {
-        let mut out: Vec<String> = self.indicator(id).map(|i| i.reads.clone()).unwrap_or_default();
+        let mut out: Vec<String> = self.reads(id).unwrap_or_default();
         out.extend(dims.iter().filter_map(|d| dimension_field(*d)).map(str::to_string));
         out.sort();
         out.dedup();
@@ -249,7 +361,7 @@ pub fn dimension_field(d: Dimension) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::indicator::INDICATORS;
+    use crate::indicator::indicators;
     use crate::schema::{DATASETS, Personal};
 
     #[test]
@@ -282,15 +394,13 @@ mod tests {
     #[test]
     fn catalogue_lists_what_each_indicator_reads() {
         let cat = Catalogue::embedded();
-        for ind in INDICATORS {
+        for ind in indicators() {
             let e = cat.indicator(ind.id).unwrap_or_else(|| panic!("indicator {} not catalogued", ind.id));
             assert_eq!(e.dataset, ind.dataset);
-            let mut reads = e.reads.clone();
-            reads.sort();
-            assert_eq!(reads, ind.fields_read(), "{}", ind.id);
+            assert_eq!(cat.reads(ind.id).unwrap(), ind.fields_read(), "{}", ind.id);
             assert_eq!(cat.grade_of(ind.id, &[]), Some(ind.grade_with(&[])), "{}", ind.id);
         }
-        assert_eq!(cat.indicators.len(), INDICATORS.len());
+        assert_eq!(cat.indicators.len(), indicators().len());
     }
 
     #[test]

@@ -247,6 +247,16 @@ pub fn evaluate(indicator: &Indicator, k: u32, get: impl Fn(MeasureId) -> Partia
             if subset && is_small(d.contributors.saturating_sub(n.contributors), k) {
                 return Cell::suppressed("complement below threshold");
             }
+            // Sums of money follow the (1, 85) dominance rule on top of the threshold.
+            let money = |m: MeasureId| {
+                crate::indicator::measure(m)
+                    .is_some_and(|x| matches!(x.accumulate, crate::indicator::Accumulate::Sum { .. }))
+            };
+            if (money(numerator) && dominated(n.value, n.max_single))
+                || (money(denominator) && dominated(d.value, d.max_single))
+            {
+                return Cell::suppressed("one contributor dominates the sum");
+            }
             let value = (d.value != 0).then(|| n.value as f64 / d.value as f64);
             Cell { status: Status::Ok, value, numerator: Some(n.value), denominator: Some(d.value), rule: None }
         }
@@ -317,6 +327,28 @@ mod tests {
             suppressed,
             eligible: true,
         }
+    }
+
+    #[test]
+    fn money_ratios_are_suppressed_when_one_case_dominates_a_sum() {
+        let ind = indicator("enforcement_recovery_rate").unwrap();
+        let cell = |collected_max: i64, requested_max: i64| {
+            evaluate(ind, 10, |m| match m {
+                "cases.enforce_collected" => Partial { value: 1000, contributors: 20, max_single: collected_max },
+                _ => Partial { value: 2000, contributors: 20, max_single: requested_max },
+            })
+        };
+        assert_eq!(cell(860, 100).status, Status::Suppressed);
+        assert_eq!(cell(100, 1701).status, Status::Suppressed);
+        let ok = cell(850, 1700);
+        assert_eq!(
+            (ok.status, ok.value, ok.numerator, ok.denominator),
+            (Status::Ok, Some(0.5), Some(1000), Some(2000))
+        );
+        // Counts are never subject to dominance: a closed count's max_single is 1.
+        let closed = indicator("closure_rate").unwrap();
+        let c = evaluate(closed, 10, |_| Partial { value: 20, contributors: 20, max_single: 20 });
+        assert_eq!(c.status, Status::Ok);
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub struct FederationPolicy {
     #[serde(default, rename = "constraint")]
     pub constraints: Vec<FieldConstraint>,
     /// The catalogue grades come from (the embedded one unless replaced).
-    #[serde(skip, default = "Catalogue::embedded")]
+    #[serde(skip, default = "Catalogue::current")]
     pub catalogue: Arc<Catalogue>,
 }
 
@@ -718,7 +718,7 @@ mod tests {
 
     use super::*;
     use crate::dimension::ALL;
-    use crate::indicator::INDICATORS;
+    use crate::indicator::indicators;
     use crate::period::days_from_civil;
 
     const POLICY: &str = r#"
@@ -1321,7 +1321,7 @@ values = ["350205", "350206"]
     }
 
     fn req() -> impl Strategy<Value = Req> {
-        (0..3usize, 0..INDICATORS.len(), subset(ALL), subset(ALL), 0..3usize, any::<bool>(), 2023..2028i32).prop_map(
+        (0..3usize, 0..indicators().len(), subset(ALL), subset(ALL), 0..3usize, any::<bool>(), 2023..2028i32).prop_map(
             |(a, indicator, group_by, filters, p, legal_basis, year)| Req {
                 agency: AGENCIES[a],
                 indicator,
@@ -1338,7 +1338,7 @@ values = ["350205", "350206"]
         p.decide(&AccessRequest {
             agency: r.agency,
             roles: REQUESTER,
-            indicator: &INDICATORS[r.indicator],
+            indicator: indicators()[r.indicator],
             group_by: &r.group_by,
             filters: &r.filters,
             filter_values: &[],
@@ -1350,7 +1350,7 @@ values = ["350205", "350206"]
 
     /// Whether grant `g` covers the request on its own, written independently of `check_grant`.
     fn covers(p: &FederationPolicy, g: &Grant, r: &Req) -> bool {
-        let ind = &INDICATORS[r.indicator];
+        let ind = indicators()[r.indicator];
         let today = days_from_civil(r.year, 6, 1);
         let dims: Vec<Dimension> = r.group_by.iter().chain(&r.filters).copied().collect();
         g.agency == r.agency
@@ -1426,12 +1426,12 @@ values = ["350205", "350206"]
             let mut rule = DenyRule::default();
             match key {
                 0 => rule.agency = Some(r.agency.into()),
-                1 => rule.indicator = Some(INDICATORS[r.indicator].id.into()),
+                1 => rule.indicator = Some(indicators()[r.indicator].id.into()),
                 2 => rule.purpose = Some(r.purpose.into()),
                 _ => {
                     rule.agency = Some("*".into());
                     rule.dimension = r.group_by.first().or(r.filters.first()).map(|d| d.as_str().into());
-                    rule.indicator = rule.dimension.is_none().then(|| INDICATORS[r.indicator].id.into());
+                    rule.indicator = rule.dimension.is_none().then(|| indicators()[r.indicator].id.into());
                 }
             }
             let mut denied = p.clone();

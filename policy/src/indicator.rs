@@ -1,12 +1,18 @@
-//! The indicator catalogue and the partial measures behind it.
+//! The indicators and the partial measures behind them, as runtime types built from the catalogue.
 //!
-//! A node computes *measures* (counts and sums with contributor counts) over its own records; the gateway
-//! merges them by group and turns them into indicator values here, exactly: integers until the final
-//! division. Each measure names its anchor (which date puts a record "in" a sub-period) and the fields it
-//! reads, so that the policy can check grades and the node can check its own clearance.
+//! Indicators are data: `policy/catalogue.toml` lists each `[[measure]]` (dataset, anchor date, conditions,
+//! accumulation) and each `[[indicator]]` (Chinese name, kind, measures, dimensions, formula). This module
+//! turns those entries into the compact runtime types the node's engine and the gateway's arithmetic use,
+//! and keeps the process-wide registry of them ([`indicator`], [`measure`], [`indicators`]), filled from the
+//! embedded catalogue and extended by [`install`]. A node computes *measures* (counts and sums with
+//! contributor counts) over its own records; the gateway merges them by group and turns them into indicator
+//! values exactly: integers until the final division.
 
+use std::sync::{OnceLock, RwLock};
+
+use crate::catalogue::{Catalogue, IndicatorEntry, MeasureEntry};
 use crate::dimension::Dimension;
-use crate::schema::{CASES, Grade};
+use crate::schema::{CASES, CLOSURE_METHODS, Grade, TYPE_CODES};
 
 /// Which date places a record in a sub-period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +24,20 @@ pub enum Anchor {
     /// The case was open at some time during the sub-period: filed on or before its last day and not
     /// closed before its first day (= pending at its start + filed in it, 旧存 + 新收).
     Active,
+    /// The case was open at the end of the sub-period (filed on or before its last day, not closed on or
+    /// before it) and its last day is more than `older_than_days` days after `filed_on` (−1: any age).
+    OpenAtEnd {
+        /// Minimum age, exclusive, in days at the end of the sub-period.
+        older_than_days: i32,
+    },
+}
+
+impl Anchor {
+    /// Whether the anchor counts a stock (cases open at some time or at the end) rather than a flow: the
+    /// same record falls in several sub-periods, so counts of different sub-periods do not add up.
+    pub fn is_stock(self) -> bool {
+        matches!(self, Anchor::Active | Anchor::OpenAtEnd { .. })
+    }
 }
 
 /// A further condition on the record.
@@ -27,13 +47,16 @@ pub enum Condition {
     Any,
     /// `closed_on <= deadline_on` (closed within the statutory time limit, 审限内).
     ClosedOnTime,
-    /// The case type is one of `type_codes` and, unless `closure_methods` is empty, the case was closed
-    /// by one of `closure_methods` (labels of the schema's enumerations).
+    /// The case type is one of `type_codes`, unless `closure_methods` is empty the case was closed by one
+    /// of `closure_methods` (labels of the schema's enumerations), and each boolean field of `flags` (one
+    /// of [`FLAG_FIELDS`]) has the value given (an absent value is false).
     Cases {
         /// Accepted case types (empty: any).
         type_codes: &'static [&'static str],
         /// Accepted closure methods (empty: any, including none).
         closure_methods: &'static [&'static str],
+        /// Required values of boolean fields.
+        flags: &'static [(&'static str, bool)],
     },
 }
 
@@ -44,7 +67,19 @@ pub enum Accumulate {
     Count,
     /// `closed_on − filed_on` in days.
     TrialDays,
+    /// The value of an integer field (money in fen), one of [`SUM_FIELDS`]; records without a value
+    /// are not counted.
+    Sum {
+        /// The summed field.
+        field: &'static str,
+    },
 }
+
+/// The integer `cases` fields a measure may sum (money in fen; the engine keeps a column of each).
+pub const SUM_FIELDS: &[&str] = &["enforce_requested", "enforce_collected"];
+
+/// The boolean `cases` fields a condition may test (the engine keeps one bit of each, in this order).
+pub const FLAG_FIELDS: &[&str] = &["appealed", "online_filed", "pre_suit_mediated"];
 
 /// Identifier of a measure, e.g. `cases.closed`.
 pub type MeasureId = &'static str;
@@ -62,75 +97,8 @@ pub struct Measure {
     pub condition: Condition,
     /// What is summed.
     pub accumulate: Accumulate,
-    /// Fields it reads (for grade checks).
+    /// Fields it reads (for grade checks), sorted, without repeats.
     pub reads: &'static [&'static str],
-}
-
-/// Every measure nodes know.
-pub const MEASURES: &[Measure] = &[
-    Measure {
-        id: "cases.filed",
-        dataset: "cases",
-        anchor: Anchor::Filed,
-        condition: Condition::Any,
-        accumulate: Accumulate::Count,
-        reads: &["filed_on"],
-    },
-    Measure {
-        id: "cases.closed",
-        dataset: "cases",
-        anchor: Anchor::Closed,
-        condition: Condition::Any,
-        accumulate: Accumulate::Count,
-        reads: &["closed_on"],
-    },
-    Measure {
-        id: "cases.active",
-        dataset: "cases",
-        anchor: Anchor::Active,
-        condition: Condition::Any,
-        accumulate: Accumulate::Count,
-        reads: &["filed_on", "closed_on"],
-    },
-    Measure {
-        id: "cases.closed_on_time",
-        dataset: "cases",
-        anchor: Anchor::Closed,
-        condition: Condition::ClosedOnTime,
-        accumulate: Accumulate::Count,
-        reads: &["closed_on", "deadline_on"],
-    },
-    Measure {
-        id: "cases.trial_days",
-        dataset: "cases",
-        anchor: Anchor::Closed,
-        condition: Condition::Any,
-        accumulate: Accumulate::TrialDays,
-        reads: &["filed_on", "closed_on"],
-    },
-    Measure {
-        id: "cases.closed_civil_first",
-        dataset: "cases",
-        anchor: Anchor::Closed,
-        condition: Condition::Cases { type_codes: &["民初"], closure_methods: &[] },
-        accumulate: Accumulate::Count,
-        reads: &["closed_on", "type_code"],
-    },
-    Measure {
-        id: "cases.closed_civil_first_mediated_withdrawn",
-        dataset: "cases",
-        anchor: Anchor::Closed,
-        condition: Condition::Cases {
-            type_codes: &["民初"], closure_methods: &["调解", "准予撤诉", "按撤诉处理"]
-        },
-        accumulate: Accumulate::Count,
-        reads: &["closed_on", "type_code", "closure_method"],
-    },
-];
-
-/// The measure called `id`.
-pub fn measure(id: &str) -> Option<&'static Measure> {
-    MEASURES.iter().find(|m| m.id == id)
 }
 
 /// How an indicator is computed from measures.
@@ -188,67 +156,274 @@ pub struct Indicator {
     pub dimensions: &'static [Dimension],
 }
 
-const CASE_DIMENSIONS: &[Dimension] = crate::dimension::ALL;
+/// The measures and indicators in force.
+#[derive(Default)]
+struct Registry {
+    measures: Vec<&'static Measure>,
+    indicators: Vec<&'static Indicator>,
+}
 
-/// The indicator catalogue.
-pub const INDICATORS: &[Indicator] = &[
-    Indicator {
-        id: "filed",
-        name: "新收案件数",
-        formula: "count of cases with filed_on in P",
-        dataset: "cases",
-        kind: IndicatorKind::Count { measure: "cases.filed" },
-        dimensions: CASE_DIMENSIONS,
-    },
-    Indicator {
-        id: "closed",
-        name: "结案数",
-        formula: "count of cases with closed_on in P",
-        dataset: "cases",
-        kind: IndicatorKind::Count { measure: "cases.closed" },
-        dimensions: CASE_DIMENSIONS,
-    },
-    Indicator {
-        id: "closure_rate",
-        name: "结案率",
-        formula: "closed in P ÷ (pending at start of P + filed in P)",
-        dataset: "cases",
-        kind: IndicatorKind::Ratio { numerator: "cases.closed", denominator: "cases.active", subset: true },
-        dimensions: CASE_DIMENSIONS,
-    },
-    Indicator {
-        id: "on_time_rate",
-        name: "法定审限内结案率",
-        formula: "closed in P with closed_on <= deadline_on ÷ closed in P",
-        dataset: "cases",
-        kind: IndicatorKind::Ratio { numerator: "cases.closed_on_time", denominator: "cases.closed", subset: true },
-        dimensions: CASE_DIMENSIONS,
-    },
-    Indicator {
-        id: "avg_trial_days",
-        name: "平均审理天数",
-        formula: "mean of closed_on − filed_on (days) over cases closed in P",
-        dataset: "cases",
-        kind: IndicatorKind::Mean { sum: "cases.trial_days", count: "cases.closed" },
-        dimensions: CASE_DIMENSIONS,
-    },
-    Indicator {
-        id: "mediation_withdrawal_rate",
-        name: "调撤率",
-        formula: "first-instance civil (民初) closed in P by 调解, 准予撤诉 or 按撤诉处理 ÷ 民初 closed in P",
-        dataset: "cases",
-        kind: IndicatorKind::Ratio {
-            numerator: "cases.closed_civil_first_mediated_withdrawn",
-            denominator: "cases.closed_civil_first",
-            subset: true,
-        },
-        dimensions: CASE_DIMENSIONS,
-    },
-];
+fn registry() -> &'static RwLock<Registry> {
+    static REG: OnceLock<RwLock<Registry>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let mut reg = Registry::default();
+        // Invariant: the embedded catalogue builds; `the_embedded_catalogue_builds` tests it, so a panic
+        // here can only come from a build whose tests failed.
+        let (ms, is) = build(&Catalogue::embedded()).expect("embedded catalogue builds");
+        merge(&mut reg, ms, is);
+        RwLock::new(reg)
+    })
+}
+
+fn merge(reg: &mut Registry, ms: Vec<Measure>, is: Vec<Indicator>) {
+    for m in ms {
+        let m: &'static Measure = Box::leak(Box::new(m));
+        match reg.measures.iter_mut().find(|x| x.id == m.id) {
+            Some(slot) => *slot = m,
+            None => reg.measures.push(m),
+        }
+    }
+    for i in is {
+        let i: &'static Indicator = Box::leak(Box::new(i));
+        match reg.indicators.iter_mut().find(|x| x.id == i.id) {
+            Some(slot) => *slot = i,
+            None => reg.indicators.push(i),
+        }
+    }
+}
+
+/// Adds (or replaces) every measure and indicator of `cat` in this process's registry, and makes `cat` the
+/// catalogue policies load with ([`Catalogue::current`]). Meant for start-up: each call keeps its
+/// definitions for the life of the process.
+pub fn install(cat: Catalogue) -> Result<(), crate::catalogue::CatalogueError> {
+    let problems = cat.problems();
+    if !problems.is_empty() {
+        return Err(crate::catalogue::CatalogueError::Invalid(problems));
+    }
+    let (ms, is) = build(&cat).map_err(crate::catalogue::CatalogueError::Invalid)?;
+    {
+        let mut reg = registry().write().unwrap_or_else(|e| e.into_inner());
+        merge(&mut reg, ms, is);
+    }
+    Catalogue::set_current(cat);
+    Ok(())
+}
+
+/// The measure called `id`.
+pub fn measure(id: &str) -> Option<&'static Measure> {
+    registry().read().unwrap_or_else(|e| e.into_inner()).measures.iter().copied().find(|m| m.id == id)
+}
 
 /// The indicator called `id`.
 pub fn indicator(id: &str) -> Option<&'static Indicator> {
-    INDICATORS.iter().find(|i| i.id == id)
+    registry().read().unwrap_or_else(|e| e.into_inner()).indicators.iter().copied().find(|i| i.id == id)
+}
+
+/// Every indicator in force, in catalogue order.
+pub fn indicators() -> Vec<&'static Indicator> {
+    registry().read().unwrap_or_else(|e| e.into_inner()).indicators.clone()
+}
+
+/// Every measure in force, in catalogue order.
+pub fn measures() -> Vec<&'static Measure> {
+    registry().read().unwrap_or_else(|e| e.into_inner()).measures.clone()
+}
+
+fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+fn leak_strs(v: &[String]) -> &'static [&'static str] {
+    Box::leak(v.iter().map(|s| leak_str(s)).collect::<Vec<_>>().into_boxed_slice())
+}
+
+/// Builds the runtime measures and indicators of a catalogue; every problem is listed.
+pub fn build(cat: &Catalogue) -> Result<(Vec<Measure>, Vec<Indicator>), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut ms = Vec::new();
+    for e in &cat.measures {
+        match build_measure(cat, e) {
+            Ok(m) => ms.push(m),
+            Err(p) => problems.push(format!("measure {}: {p}", e.id)),
+        }
+    }
+    let mut is = Vec::new();
+    for e in &cat.indicators {
+        match build_indicator(e, &ms) {
+            Ok(i) => is.push(i),
+            Err(p) => problems.push(format!("indicator {}: {p}", e.id)),
+        }
+    }
+    if problems.is_empty() { Ok((ms, is)) } else { Err(problems) }
+}
+
+/// Parsed shape of one condition, before it is matched to what the engine computes.
+enum Clause<'a> {
+    In(&'a str, &'a [String]),
+    AtMost(&'a str, &'a str),
+    Is(&'a str, bool),
+}
+
+fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
+    let Some(ds) = cat.dataset(&e.dataset) else { return Err(format!("unknown dataset {}", e.dataset)) };
+    let known = |f: &str| ds.fields.iter().any(|x| x.name == f);
+    let mut reads: Vec<String> = Vec::new();
+    let anchor = match e.anchor.as_str() {
+        "filed_on" => Anchor::Filed,
+        "closed_on" => Anchor::Closed,
+        "active" => Anchor::Active,
+        "open_at_end" => Anchor::OpenAtEnd { older_than_days: e.filed_more_than_days_before.map_or(-1, i32::from) },
+        other => return Err(format!("anchor {other:?} is not filed_on, closed_on, active or open_at_end")),
+    };
+    if e.filed_more_than_days_before.is_some() && !matches!(anchor, Anchor::OpenAtEnd { .. }) {
+        return Err("filed_more_than_days_before needs anchor open_at_end".into());
+    }
+    match anchor {
+        Anchor::Active | Anchor::OpenAtEnd { .. } => reads.extend(["filed_on".into(), "closed_on".into()]),
+        _ => reads.push(e.anchor.clone()),
+    }
+    let mut clauses = Vec::new();
+    for c in &e.conditions {
+        let clause = match (&c.any_of, &c.at_most, c.is) {
+            (Some(v), None, None) => Clause::In(&c.field, v),
+            (None, Some(other), None) => Clause::AtMost(&c.field, other),
+            (None, None, Some(b)) => Clause::Is(&c.field, b),
+            _ => return Err(format!("condition on {} needs exactly one of any_of, at_most, is", c.field)),
+        };
+        for f in std::iter::once(c.field.as_str()).chain(c.at_most.as_deref()) {
+            if !known(f) {
+                return Err(format!("condition reads unknown field {}.{f}", e.dataset));
+            }
+            reads.push(f.into());
+        }
+        clauses.push(clause);
+    }
+    let condition = condition_of(&clauses)?;
+    let accumulate = match e.accumulate.as_str() {
+        "count" => Accumulate::Count,
+        "days:filed_on:closed_on" if matches!(anchor, Anchor::OpenAtEnd { .. }) => {
+            return Err("an open case has no trial days".into());
+        }
+        "days:filed_on:closed_on" => {
+            reads.extend(["filed_on".into(), "closed_on".into()]);
+            Accumulate::TrialDays
+        }
+        other => match other.strip_prefix("sum:").and_then(|f| SUM_FIELDS.iter().find(|x| **x == f)) {
+            Some(_) if anchor.is_stock() => return Err("sums over open cases are not supported".into()),
+            Some(field) => {
+                reads.push((*field).into());
+                Accumulate::Sum { field }
+            }
+            None => {
+                return Err(format!(
+                    "accumulation {other:?} is not count, days:filed_on:closed_on or sum:FIELD with FIELD one of {}",
+                    SUM_FIELDS.join(", ")
+                ));
+            }
+        },
+    };
+    for f in &reads {
+        if !known(f) {
+            return Err(format!("reads unknown field {}.{f}", e.dataset));
+        }
+    }
+    reads.sort();
+    reads.dedup();
+    Ok(Measure {
+        id: leak_str(&e.id),
+        dataset: leak_str(&e.dataset),
+        anchor,
+        condition,
+        accumulate,
+        reads: leak_strs(&reads),
+    })
+}
+
+/// Matches conditions to the engine's condition shapes.
+fn condition_of(clauses: &[Clause<'_>]) -> Result<Condition, String> {
+    if clauses.is_empty() {
+        return Ok(Condition::Any);
+    }
+    if let [Clause::AtMost("closed_on", "deadline_on")] = clauses {
+        return Ok(Condition::ClosedOnTime);
+    }
+    let mut types: Option<&[String]> = None;
+    let mut methods: Option<&[String]> = None;
+    let mut flags: Vec<(&'static str, bool)> = Vec::new();
+    for c in clauses {
+        match c {
+            Clause::In("type_code", v) if types.is_none() => {
+                check_labels(v, TYPE_CODES, "type_code")?;
+                types = Some(v);
+            }
+            Clause::In("closure_method", v) if methods.is_none() => {
+                check_labels(v, CLOSURE_METHODS, "closure_method")?;
+                methods = Some(v);
+            }
+            Clause::In(f, _) => return Err(format!("a condition on {f} is not supported here")),
+            Clause::AtMost(a, b) => return Err(format!("{a} <= {b} combined with other conditions is not supported")),
+            Clause::Is(f, v) => match FLAG_FIELDS.iter().find(|x| *x == f) {
+                Some(name) if !flags.iter().any(|(n, _)| n == name) => flags.push((name, *v)),
+                _ => return Err(format!("a condition {f} is {v} is not supported here")),
+            },
+        }
+    }
+    Ok(Condition::Cases {
+        type_codes: leak_strs(types.unwrap_or_default()),
+        closure_methods: leak_strs(methods.unwrap_or_default()),
+        flags: Box::leak(flags.into_boxed_slice()),
+    })
+}
+
+fn check_labels(values: &[String], labels: &[&str], field: &str) -> Result<(), String> {
+    if values.is_empty() {
+        return Err(format!("{field} any_of is empty"));
+    }
+    match values.iter().find(|v| !labels.contains(&v.as_str())) {
+        Some(bad) => Err(format!("{bad:?} is not a {field} value")),
+        None => Ok(()),
+    }
+}
+
+fn build_indicator(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, String> {
+    let id_of = |name: &String| -> Result<MeasureId, String> {
+        let m = ms.iter().find(|m| m.id == name).ok_or_else(|| format!("unknown measure {name}"))?;
+        if m.dataset != e.dataset {
+            return Err(format!("measure {name} is over {}, not {}", m.dataset, e.dataset));
+        }
+        Ok(m.id)
+    };
+    let ids = e.measures.iter().map(id_of).collect::<Result<Vec<_>, _>>()?;
+    let kind = match (e.kind.as_str(), ids.as_slice()) {
+        ("count", [m]) => IndicatorKind::Count { measure: m },
+        ("ratio", [n, d]) => IndicatorKind::Ratio { numerator: n, denominator: d, subset: e.subset },
+        ("mean", [s, c]) => IndicatorKind::Mean { sum: s, count: c },
+        ("count" | "ratio" | "mean", _) => {
+            return Err(format!("kind {} takes {} measures", e.kind, if e.kind == "count" { 1 } else { 2 }));
+        }
+        (other, _) => return Err(format!("kind {other:?} is not count, ratio or mean")),
+    };
+    if e.subset && !matches!(kind, IndicatorKind::Ratio { .. }) {
+        return Err("only a ratio can be a subset".into());
+    }
+    let mut dims = Vec::new();
+    for d in &e.dimensions {
+        let dim = Dimension::parse(d).ok_or_else(|| format!("unknown dimension {d:?}"))?;
+        if !dims.contains(&dim) {
+            dims.push(dim);
+        }
+    }
+    if e.name.trim().is_empty() || e.formula.trim().is_empty() {
+        return Err("needs a name and a formula".into());
+    }
+    Ok(Indicator {
+        id: leak_str(&e.id),
+        name: leak_str(&e.name),
+        formula: leak_str(&e.formula),
+        dataset: leak_str(&e.dataset),
+        kind,
+        dimensions: Box::leak(dims.into_boxed_slice()),
+    })
 }
 
 impl Indicator {
@@ -290,8 +465,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_embedded_catalogue_builds() {
+        let (ms, is) = build(&Catalogue::embedded()).unwrap();
+        assert!(ms.len() >= 7 && is.len() >= 6);
+        assert_eq!(indicators().len(), is.len());
+    }
+
+    #[test]
     fn every_indicator_names_known_measures_of_its_dataset() {
-        for ind in INDICATORS {
+        for ind in indicators() {
             for m in ind.measures() {
                 let measure = measure(m).unwrap_or_else(|| panic!("{} names unknown measure {m}", ind.id));
                 assert_eq!(measure.dataset, ind.dataset);
@@ -304,10 +486,80 @@ mod tests {
     }
 
     #[test]
+    fn measures_parse_into_the_engine_shapes() {
+        let m = measure("cases.closed_civil_first_mediated_withdrawn").unwrap();
+        assert_eq!(m.anchor, Anchor::Closed);
+        assert_eq!(
+            m.condition,
+            Condition::Cases {
+                type_codes: &["民初"],
+                closure_methods: &["调解", "准予撤诉", "按撤诉处理"],
+                flags: &[]
+            }
+        );
+        assert_eq!(m.reads, &["closed_on", "closure_method", "type_code"]);
+        assert_eq!(measure("cases.closed_on_time").unwrap().condition, Condition::ClosedOnTime);
+        assert_eq!(measure("cases.trial_days").unwrap().accumulate, Accumulate::TrialDays);
+        assert_eq!(measure("cases.active").unwrap().anchor, Anchor::Active);
+        let ind = indicator("closure_rate").unwrap();
+        assert_eq!(ind.name, "结案率");
+        assert_eq!(
+            ind.kind,
+            IndicatorKind::Ratio { numerator: "cases.closed", denominator: "cases.active", subset: true }
+        );
+    }
+
+    #[test]
     fn grades_follow_fields() {
         let ind = indicator("closure_rate").unwrap();
         assert_eq!(ind.grade_with(&[Dimension::Region]), Grade::L2);
         assert_eq!(ind.measures(), vec!["cases.closed", "cases.active"]);
         assert_eq!(ind.fields_read(), vec!["closed_on", "filed_on"]);
+    }
+
+    fn with(extra: &str) -> Result<Catalogue, String> {
+        Catalogue::parse(&format!("{}\n{extra}", crate::catalogue::EMBEDDED)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_definitions_are_refused_with_the_reason() {
+        let m = |body: &str| format!("[[measure]]\nid = \"cases.x\"\ndataset = \"cases\"\n{body}\n");
+        let cases = [
+            (m("anchor = \"deadline\"\naccumulate = \"count\""), "anchor"),
+            (m("anchor = \"filed_on\"\naccumulate = \"sum\""), "accumulation"),
+            (
+                m("anchor = \"filed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"type_code\", any_of = [\"民X\"] }]"),
+                "民X",
+            ),
+            (
+                m("anchor = \"filed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"nope\", is = true }]"),
+                "nope",
+            ),
+            (
+                "[[indicator]]\nid = \"x\"\nname = \"某\"\nformula = \"f\"\ndataset = \"cases\"\nkind = \"ratio\"\nmeasures = [\"cases.filed\"]\ndimensions = []\n".into(),
+                "kind ratio takes 2",
+            ),
+            (
+                "[[indicator]]\nid = \"x\"\nname = \"某\"\nformula = \"f\"\ndataset = \"cases\"\nkind = \"count\"\nmeasures = [\"cases.nope\"]\ndimensions = []\n".into(),
+                "unknown measure",
+            ),
+        ];
+        for (extra, why) in cases {
+            let err = with(&extra).unwrap_err();
+            assert!(err.contains(why), "{err} should mention {why}");
+        }
+    }
+
+    #[test]
+    fn a_catalogue_entry_adds_an_indicator() {
+        let cat = with(
+            "[[measure]]\nid = \"cases.closed_withdrawn_test\"\ndataset = \"cases\"\nanchor = \"closed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"closure_method\", any_of = [\"准予撤诉\", \"按撤诉处理\"] }]\n\n[[indicator]]\nid = \"withdrawal_rate_test\"\nname = \"撤诉率\"\nformula = \"closed by 准予撤诉 or 按撤诉处理 ÷ closed\"\ndataset = \"cases\"\nkind = \"ratio\"\nmeasures = [\"cases.closed_withdrawn_test\", \"cases.closed\"]\nsubset = true\ndimensions = [\"region\", \"year\"]\n",
+        )
+        .unwrap();
+        let (_, is) = build(&cat).unwrap();
+        let ind = is.iter().find(|i| i.id == "withdrawal_rate_test").unwrap();
+        assert_eq!(ind.name, "撤诉率");
+        assert_eq!(ind.dimensions, &[Dimension::Region, Dimension::Year]);
+        assert!(matches!(ind.kind, IndicatorKind::Ratio { subset: true, .. }));
     }
 }

@@ -9,6 +9,7 @@ mod audit;
 mod demo;
 mod gateway;
 mod generate;
+mod indicators;
 mod journal;
 mod node;
 mod pki;
@@ -29,6 +30,11 @@ mod token;
     after_help = "Start here:  shuzhu demo        (a whole federation on this machine)\nThen:        shuzhu query --demo ./demo --indicator closure_rate --group-by region,year --from 2023-01 --to 2024-12"
 )]
 pub struct Cli {
+    /// A catalogue file (TOML, the shape of policy/catalogue.toml) whose measures and indicators are added
+    /// to the built-in ones (a file without datasets extends the built-in catalogue); give the same file to
+    /// every node, the gateway and the clients.
+    #[arg(long, global = true)]
+    catalogue: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +66,9 @@ enum Command {
     /// Ask the gateway for an indicator.
     #[command(after_help = query::EXAMPLES)]
     Query(query::Args),
+    /// List the indicators: Chinese name, formula and dimensions.
+    #[command(after_help = indicators::EXAMPLES)]
+    Indicators(indicators::Args),
     /// Read and verify the audit ledger.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -80,7 +89,16 @@ impl Cli {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &cli.catalogue {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        // A file of only measures and indicators extends the built-in catalogue; one with datasets replaces it.
+        let text =
+            if text.contains("[[dataset]]") { text } else { format!("{}\n{text}", shuzhu_policy::catalogue::EMBEDDED) };
+        let cat = shuzhu_policy::catalogue::Catalogue::parse(&text)?;
+        shuzhu_policy::indicator::install(cat)?;
+    }
     match cli.command {
+        Command::Indicators(a) => indicators::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Gen(a) => generate::run(a),
         Command::Pki(c) => pki::run(c),

@@ -14,8 +14,8 @@ pub(crate) const EXAMPLES: &str = "Examples:
       --indicator on_time_rate --group-by cause --filter region=350213 --from 2024-01 --to 2024-06 --purpose 诉源治理
   shuzhu query --demo ./demo --indicator filed --group-by month --from 2024-01 --to 2024-12 --format csv
 
-Indicators: filed closed closure_rate on_time_rate avg_trial_days
-Dimensions: region court division instance type_code cause year quarter month
+Indicators: `shuzhu indicators --local` lists them with their formulas and dimensions
+Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month
 Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.";
 
 /// Arguments of `shuzhu query`.
@@ -81,13 +81,15 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         crate::client::query(ch, &token, req).await.map_err(|s| anyhow::anyhow!(crate::client::explain(&s)))
     })?;
     let kind = shuzhu_policy::indicator::indicator(&resp.indicator).map_or("count", |i| i.kind.as_str());
+    // `region:city` and `region:province` come back as the `region` column.
+    let group_by: Vec<String> = a.group_by.iter().map(|d| d.split(':').next().unwrap_or(d).to_string()).collect();
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&output::answer_json(&resp))?),
-        Format::Csv => print!("{}", output::answer_csv(&resp, &a.group_by)),
+        Format::Csv => print!("{}", output::answer_csv(&resp, &group_by)),
         Format::Table => {
             let name = shuzhu_policy::indicator::indicator(&resp.indicator).map_or("", |i| i.name);
             println!("{} {} {}..{}", resp.indicator, name, from, to);
-            print!("{}", output::answer_table(&resp, &a.group_by, kind));
+            print!("{}", output::answer_table(&resp, &group_by, kind));
         }
     }
     Ok(ExitCode::SUCCESS)
