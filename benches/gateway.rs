@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench gateway -- [--phase all|throughput|fanout] [--nodes 32] [--cases 100000]
 //! [--clients 64] [--secs 30] [--fanout 8,32,128,256] [--fanout-cases 5000] [--fanout-clients 16]
-//! [--fanout-secs 10] [--reps 20] [--data /work/gwbench-data]`
+//! [--fanout-secs 10] [--reps 20] [--data /work/gwbench-data] [--mix 0,1,2,3,4,5]`
 //!
 //! Data are generated under `--data` once (`big/` and `fan/`) and reused by later runs; each run
 //! prepares fresh federation directories (PKI, import) beside them. Every request loop is bounded in
@@ -40,6 +40,8 @@ struct Args {
     fanout_secs: u64,
     reps: usize,
     data: PathBuf,
+    /// Indices into [`MIX`] the load runs cycle through (all by default).
+    mix: Vec<usize>,
 }
 
 impl Args {
@@ -56,6 +58,7 @@ impl Args {
             fanout_secs: 10,
             reps: 20,
             data: PathBuf::from("/work/gwbench-data"),
+            mix: (0..MIX.len()).collect(),
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -75,8 +78,12 @@ impl Args {
                 "--fanout-secs" => a.fanout_secs = value.parse()?,
                 "--reps" => a.reps = value.parse()?,
                 "--data" => a.data = PathBuf::from(value),
+                "--mix" => a.mix = value.split(',').map(str::parse).collect::<Result<_, _>>()?,
                 other => bail!("unknown flag {other}"),
             }
+        }
+        if a.mix.is_empty() || a.mix.iter().any(|&i| i >= MIX.len()) {
+            bail!("--mix takes indices 0..{} of the query mix", MIX.len() - 1);
         }
         if !["all", "throughput", "fanout"].contains(&a.phase.as_str()) {
             bail!("--phase must be all, throughput or fanout");
@@ -223,7 +230,7 @@ impl Load {
 }
 
 /// `clients` clients, each on its own TLS connection, cycling through the mix for `secs` seconds.
-async fn load(url: &str, ca: &Path, token: &str, clients: usize, secs: u64) -> Result<Load> {
+async fn load(url: &str, ca: &Path, token: &str, clients: usize, secs: u64, mix: &[usize]) -> Result<Load> {
     let mut channels = Vec::with_capacity(clients);
     for _ in 0..clients {
         channels.push(shuzhu::client::connect(url, ca).await?);
@@ -233,13 +240,14 @@ async fn load(url: &str, ca: &Path, token: &str, clients: usize, secs: u64) -> R
     let mut tasks = Vec::with_capacity(clients);
     for (c, channel) in channels.into_iter().enumerate() {
         let token = token.to_string();
+        let mix = mix.to_vec();
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut ok = 0u64;
             let mut i = c;
             while Instant::now() < deadline && ok + errors.values().sum::<u64>() < MAX_QUERIES_PER_CLIENT {
-                let req = MIX[i % MIX.len()].request();
+                let req = MIX[mix[i % mix.len()]].request();
                 i += 1;
                 let t = Instant::now();
                 match shuzhu::client::query(channel.clone(), &token, req).await {
@@ -445,18 +453,19 @@ async fn throughput(a: &Args) -> Result<()> {
 
     overhead(&running, &ca, &token, a.reps).await?;
 
+    let labels: Vec<String> = a.mix.iter().map(|&i| MIX[i].label()).collect();
     println!(
-        "\n## Load ({} clients, {} s each, mix of {} queries, identical queries repeated)",
+        "\n## Load ({} clients, {} s each, identical queries repeated from: {})",
         a.clients,
         a.secs,
-        MIX.len()
+        labels.join("; ")
     );
     println!("load average before gateway run: {}", loadavg());
-    let gw = load(&running.gateway_url, &ca, &token, a.clients, a.secs).await?;
+    let gw = load(&running.gateway_url, &ca, &token, a.clients, a.secs, &a.mix).await?;
     println!("gateway: {}", gw.line());
     println!("load average after: {}; {}", loadavg(), resources());
     let (echo_url, echo_stop) = start_echo(&prepared).await?;
-    let echo = load(&echo_url, &ca, &token, a.clients, a.secs).await?;
+    let echo = load(&echo_url, &ca, &token, a.clients, a.secs, &a.mix).await?;
     let _ = echo_stop.send(());
     println!("echo:    {}", echo.line());
     println!("load average after: {}", loadavg());
@@ -492,8 +501,8 @@ async fn fanout(a: &Args) -> Result<()> {
         // cells, and a different node set changes the counts behind the same cells.
         let _ = std::fs::remove_dir_all(prepared.dir.join("ledger"));
         let running = federation::start(&subset).await?;
-        let one = load(&running.gateway_url, &ca, &token, 1, a.fanout_secs).await?;
-        let many = load(&running.gateway_url, &ca, &token, a.fanout_clients, a.fanout_secs).await?;
+        let one = load(&running.gateway_url, &ca, &token, 1, a.fanout_secs, &a.mix).await?;
+        let many = load(&running.gateway_url, &ca, &token, a.fanout_clients, a.fanout_secs, &a.mix).await?;
         println!(
             "{:>6} {:>10.1} {:>10.2} {:>10.2} {:>12.1} {:>10.2} {:>10.2}  {}; load {}; errors {:?}/{:?}",
             n,
