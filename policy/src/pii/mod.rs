@@ -205,6 +205,19 @@ mod tests {
         normalize::Normalized::new(s).text().chars().filter(char::is_ascii_digit).collect()
     }
 
+    /// Regression (proptest): a name after a party word, then a tail opening with the same compound
+    /// surname and a longer given name.
+    #[test]
+    fn party_word_name_then_longer_name_with_same_compound_surname() {
+        let text = "委托诉讼代理人欧阳娜，欧阳娜娜";
+        let once = scrub_text(text);
+        assert!(!once.contains("欧阳娜"), "{once}");
+        assert!(once.contains("欧阳某"), "{once}");
+        assert_eq!(scrub_text(&once), once);
+        // A party named once and then bare is masked both times.
+        assert_eq!(scrub_text("原告张伟，张伟称借款已还"), "原告张某，张某称借款已还");
+    }
+
     proptest! {
         #[test]
         fn scrubbing_is_idempotent_and_leaves_nothing_detectable(
