@@ -9,8 +9,6 @@ use std::fmt;
 
 use ring::hmac;
 
-use crate::mask::fold_width;
-
 /// The node's pseudonymisation secret.
 pub struct PseudonymKey(hmac::Key);
 
@@ -42,8 +40,7 @@ impl PseudonymKey {
 
     /// The pseudonym of `value` in `domain` (e.g. `party`, `judge`): 32 hex digits.
     pub fn pseudonym(&self, domain: &str, value: &str) -> String {
-        let normal: String =
-            fold_width(value).chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+        let normal = fold_upper(value, |c| c.is_whitespace());
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(domain.as_bytes());
         ctx.update(&[0]);
@@ -60,7 +57,29 @@ impl fmt::Debug for PseudonymKey {
 
 /// Normalises an identifier as typed: width folded, spaces and dashes removed, `x` upper-cased.
 pub fn normalize_identifier(text: &str) -> String {
-    fold_width(text).chars().filter(|c| !matches!(c, ' ' | '-')).collect::<String>().to_uppercase()
+    fold_upper(text, |c| matches!(c, ' ' | '-'))
+}
+
+/// `text` width-folded (as [`crate::mask::fold_width`]), without the characters `skip` selects once folded, and
+/// upper-cased, in one pass with one allocation.
+fn fold_upper(text: &str, skip: impl Fn(&char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            _ => c,
+        };
+        if skip(&c) {
+            continue;
+        }
+        if c.is_ascii() {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+    }
+    out
 }
 
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -76,7 +95,11 @@ pub fn resident_id_check(first17: &str) -> Option<char> {
 
 /// Whether `text` is an 18-character resident ID number with a valid birth date and check character.
 pub fn is_valid_resident_id(text: &str) -> bool {
-    let id = normalize_identifier(text);
+    is_valid_normalized_resident_id(&normalize_identifier(text))
+}
+
+/// [`is_valid_resident_id`] of an identifier already through [`normalize_identifier`].
+fn is_valid_normalized_resident_id(id: &str) -> bool {
     if id.len() != 18 {
         return false;
     }
@@ -107,7 +130,7 @@ pub struct IdAttributes {
 /// Derives the coarse attributes of a valid resident ID number.
 pub fn derive_from_resident_id(text: &str) -> Option<IdAttributes> {
     let id = normalize_identifier(text);
-    if !is_valid_resident_id(&id) {
+    if !is_valid_normalized_resident_id(&id) {
         return None;
     }
     let birth_year = id[6..10].parse().ok()?;
@@ -139,6 +162,18 @@ pub fn is_valid_uscc(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_folding_matches_fold_filter_uppercase() {
+        for t in ["１１０１０５ １９４９-1231002ｘ", "a\u{3000}b\tß·ｚ", "", "张 伟-x", "E１２３４５６７８"]
+        {
+            let old = |skip: fn(&char) -> bool| {
+                crate::mask::fold_width(t).chars().filter(|c| !skip(c)).collect::<String>().to_uppercase()
+            };
+            assert_eq!(normalize_identifier(t), old(|c| matches!(c, ' ' | '-')), "{t}");
+            assert_eq!(fold_upper(t, |c| c.is_whitespace()), old(|c| c.is_whitespace()), "{t}");
+        }
+    }
 
     #[test]
     fn resident_id_known_answers() {

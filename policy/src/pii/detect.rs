@@ -102,6 +102,36 @@ pub fn detect_normalized(n: &Normalized) -> Vec<Span> {
     names_around_yu(c, &mut all);
     dotted_names(c, &mut all);
     addresses(c, &mut all);
+    let kept = resolve(all);
+    repeated_names(c, kept)
+}
+
+/// Every other mention of a name found in context (after a party word, around 与, with a middle
+/// dot): a party named once (`原告张伟`) is often named again bare (`张伟称`), and that mention is as
+/// personal. Where a longer name starts with the known one (`欧阳娜` then `欧阳娜娜`), the longer one
+/// is taken, so no given-name character is left behind.
+fn repeated_names(c: &[char], kept: Vec<Span>) -> Vec<Span> {
+    let mut known: Vec<&[char]> =
+        kept.iter().filter(|s| s.kind == Kind::PersonName).map(|s| &c[s.start..s.end]).collect();
+    if known.is_empty() {
+        return kept;
+    }
+    known.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    known.dedup();
+    let mut all = kept.clone();
+    let free = |a: usize, b: usize| kept.iter().all(|k| b <= k.start || a >= k.end);
+    for name in known {
+        let mut i = 0;
+        while i + name.len() <= c.len() {
+            if c[i..].starts_with(name) && free(i, i + name.len()) {
+                let len = name_at(c, i).filter(|&l| l > name.len()).unwrap_or(name.len());
+                push(&mut all, i, i + len, Kind::PersonName, 0.75);
+                i += len;
+            } else {
+                i += 1;
+            }
+        }
+    }
     resolve(all)
 }
 

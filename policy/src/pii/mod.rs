@@ -81,6 +81,49 @@ pub fn scrub_text_known(text: &str, known: &[&str]) -> String {
     let mut known: Vec<&str> = known.iter().map(|k| k.trim()).filter(|k| k.chars().count() >= 2).collect();
     known.sort_by_key(|k| std::cmp::Reverse(k.len()));
     known.dedup();
+    // One search per known value over the original text, longest first, and the text rebuilt once.
+    // Where a shorter value's occurrence overlaps a longer one's (rare), what is left of it after the
+    // longer is masked must go too: then replace value by value, longest first, as the slow path.
+    let mut taken: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
+    for (n, k) in known.iter().enumerate() {
+        for (at, _) in text.match_indices(k) {
+            let r = at..at + k.len();
+            if taken.iter().any(|(t, _)| r.start < t.end && r.end > t.start) {
+                return scrub_text(&replace_each(text, &known));
+            }
+            taken.push((r, n));
+        }
+    }
+    if taken.is_empty() {
+        return scrub_text(text);
+    }
+    taken.sort_by_key(|(r, _)| r.start);
+    let with: Vec<Option<String>> = {
+        let mut used = vec![false; known.len()];
+        taken.iter().for_each(|&(_, n)| used[n] = true);
+        known
+            .iter()
+            .zip(used)
+            .map(|(k, u)| {
+                u.then(|| {
+                    if operators::looks_like_name(k) { operators::mask_name(k, "某") } else { REDACTED.to_string() }
+                })
+            })
+            .collect()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (r, n) in taken {
+        out.push_str(&text[at..r.start]);
+        out.push_str(with[n].as_deref().unwrap_or(REDACTED));
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    scrub_text(&out)
+}
+
+/// Replaces each value of `known` (longest first) in turn, each over the result of the one before.
+fn replace_each(text: &str, known: &[&str]) -> String {
     let mut out = text.to_string();
     for k in known {
         if out.contains(k) {
@@ -89,7 +132,7 @@ pub fn scrub_text_known(text: &str, known: &[&str]) -> String {
             out = out.replace(k, &with);
         }
     }
-    scrub_text(&out)
+    out
 }
 
 #[cfg(test)]
@@ -126,6 +169,9 @@ mod tests {
         let out = scrub_text_known(text, &["陈伟", "厦门鑫盛贸易有限公司", "福建省厦门市湖里区枋湖路5号"]);
         assert_eq!(out, "陈某与[已遮蔽]民间借贷纠纷一案，被告住所地[已遮蔽]");
         assert_eq!(scrub_text_known(&out, &["陈伟"]), out);
+        // Overlapping known values: the longer is taken whole, nothing of either survives.
+        let out = scrub_text_known("李张伟华到庭，张伟华称", &["李张", "张伟华"]);
+        assert!(!out.contains("伟华") && !out.contains("李张"), "{out}");
     }
 
     // ---- property tests -------------------------------------------------------------------------
@@ -203,6 +249,19 @@ mod tests {
 
     fn digits_only(s: &str) -> String {
         normalize::Normalized::new(s).text().chars().filter(char::is_ascii_digit).collect()
+    }
+
+    /// Regression (proptest): a name after a party word, then a tail opening with the same compound
+    /// surname and a longer given name.
+    #[test]
+    fn party_word_name_then_longer_name_with_same_compound_surname() {
+        let text = "委托诉讼代理人欧阳娜，欧阳娜娜";
+        let once = scrub_text(text);
+        assert!(!once.contains("欧阳娜"), "{once}");
+        assert!(once.contains("欧阳某"), "{once}");
+        assert_eq!(scrub_text(&once), once);
+        // A party named once and then bare is masked both times.
+        assert_eq!(scrub_text("原告张伟，张伟称借款已还"), "原告张某，张某称借款已还");
     }
 
     proptest! {
