@@ -1393,7 +1393,11 @@ values = ["350205", "350206"]
 
         #[test]
         fn removing_a_grant_never_turns_deny_into_allow(p in policy(), r in req(), which in 0..4usize) {
-            prop_assume!(!p.grants.is_empty());
+            // An empty policy has no grant to remove; returning (not rejecting) keeps the test valid at any
+            // PROPTEST_CASES (a quarter of the policies are empty, too many rejects for proptest's limit).
+            if p.grants.is_empty() {
+                return Ok(());
+            }
             let before = decide(&p, &r);
             let mut fewer = p.clone();
             fewer.grants.remove(which % p.grants.len());
