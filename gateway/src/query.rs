@@ -359,7 +359,13 @@ pub async fn execute(
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
     // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
     let release = crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &court_regions(state));
-    match state.releases.check_and_record(&principal.agency, release, threshold) {
+    // The check takes a lock and may fdatasync the ledger file: keep it off the async worker threads.
+    let book = state.releases.clone();
+    let agency = principal.agency.clone();
+    let checked = tokio::task::spawn_blocking(move || book.check_and_record(&agency, release, threshold))
+        .await
+        .unwrap_or_else(|e| Err(crate::releases::ReleaseError::Io(std::io::Error::other(e.to_string()))));
+    match checked {
         Ok(None) => {}
         Ok(Some(risk)) => {
             record.decision = "deny".into();

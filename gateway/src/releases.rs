@@ -10,11 +10,11 @@
 //! kept per agency or, by default, across all agencies (colluders pool their answers), and persisted as
 //! an append-only JSON-lines file in the ledger directory, `fdatasync`ed before the answer is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::dimension::Dimension;
@@ -40,7 +40,7 @@ pub enum ReleaseError {
 }
 
 /// One released cell: the set of records it counts and how many contributed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CellSet {
     /// Measure id, e.g. `cases.closed`.
     pub measure: String,
@@ -138,27 +138,55 @@ pub struct Risk {
 
 /// Finds whether `new` cells, added to `released`, let someone derive a count of 1..k−1.
 pub fn find_risk(released: &[CellSet], new: &[CellSet], k: u32) -> Option<Risk> {
-    let pool: Vec<&CellSet> = released.iter().chain(new.iter()).collect();
+    let mut by_measure: HashMap<&str, Vec<&CellSet>> = HashMap::new();
+    for r in released {
+        by_measure.entry(r.measure.as_str()).or_default().push(r);
+    }
+    find_risk_by_measure(|m| by_measure.get(m).map_or(&[][..], Vec::as_slice), new, k)
+}
+
+/// [`find_risk`] over released cells already indexed by measure: every comparison is between cells of
+/// one measure, so only `released_of(n.measure)` is searched for a new cell `n`.
+fn find_risk_by_measure<'a, R>(released_of: impl Fn(&str) -> &'a [R], new: &[CellSet], k: u32) -> Option<Risk>
+where
+    R: std::borrow::Borrow<CellSet> + 'a,
+{
+    // New cells by measure, in order, as references into `new` (identity matters below).
+    let mut new_of: HashMap<&str, Vec<&CellSet>> = HashMap::new();
     for n in new {
-        let same: Vec<&CellSet> = pool.iter().copied().filter(|c| c.measure == n.measure).collect();
-        for r in released.iter().filter(|r| r.measure == n.measure) {
-            if (n.inside(r) || r.inside(n)) && is_small(n.count.abs_diff(r.count), k) {
-                return Some(Risk { measure: n.measure.clone() });
-            }
-        }
-        // n as a container, and n as one of the siblings inside a container.
-        let containers: Vec<&CellSet> =
-            std::iter::once(n).chain(same.iter().copied().filter(|x| n.inside(x) && !std::ptr::eq(*x, n))).collect();
-        for x in containers {
-            let inner: Vec<&CellSet> =
-                same.iter().copied().filter(|y| y.inside(x) && !std::ptr::eq(*y, x) && *y != x).collect();
-            let seed: Vec<&CellSet> = if std::ptr::eq(x, n) { Vec::new() } else { vec![n] };
-            if residual_small(x, &seed, &inner, k) {
-                return Some(Risk { measure: n.measure.clone() });
-            }
+        new_of.entry(n.measure.as_str()).or_default().push(n);
+    }
+    for n in new {
+        let released: Vec<&CellSet> = released_of(&n.measure).iter().map(|r| r.borrow()).collect();
+        let fresh = new_of.get(n.measure.as_str()).map_or(&[][..], Vec::as_slice);
+        if cell_is_risky(n, &released, fresh, k) {
+            return Some(Risk { measure: n.measure.clone() });
         }
     }
     None
+}
+
+/// Whether `n` (one of `fresh`, the new cells of its measure) is risky against `released` (the
+/// released cells of its measure).
+fn cell_is_risky(n: &CellSet, released: &[&CellSet], fresh: &[&CellSet], k: u32) -> bool {
+    for r in released {
+        if (n.inside(r) || r.inside(n)) && is_small(n.count.abs_diff(r.count), k) {
+            return true;
+        }
+    }
+    let same: Vec<&CellSet> = released.iter().chain(fresh.iter()).copied().collect();
+    // n as a container, and n as one of the siblings inside a container.
+    let containers: Vec<&CellSet> =
+        std::iter::once(n).chain(same.iter().copied().filter(|x| n.inside(x) && !std::ptr::eq(*x, n))).collect();
+    for x in containers {
+        let inner: Vec<&CellSet> =
+            same.iter().copied().filter(|y| y.inside(x) && !std::ptr::eq(*y, x) && *y != x).collect();
+        let seed: Vec<&CellSet> = if std::ptr::eq(x, n) { Vec::new() } else { vec![n] };
+        if residual_small(x, &seed, &inner, k) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Greedily packs disjoint cells of `inner` (after `seed`) into `x` and checks what is left over, both
@@ -300,11 +328,36 @@ pub fn cells_of_answer(
     out
 }
 
-/// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file.
+/// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file. Cloning
+/// shares the book (so a check can run on a blocking thread).
+#[derive(Clone)]
 pub struct ReleaseBook {
+    inner: Arc<BookInner>,
+}
+
+struct BookInner {
     across_agencies: bool,
     file: Option<Mutex<File>>,
-    cells: Mutex<BTreeMap<String, Vec<CellSet>>>,
+    scopes: Mutex<BTreeMap<String, Scope>>,
+}
+
+/// One scope's released cells, indexed by measure, with the set of them for the repeat test.
+#[derive(Default)]
+struct Scope {
+    by_measure: HashMap<String, Vec<CellSet>>,
+    seen: HashSet<CellSet>,
+}
+
+impl Scope {
+    fn push(&mut self, cell: CellSet) {
+        if self.seen.insert(cell.clone()) {
+            self.by_measure.entry(cell.measure.clone()).or_default().push(cell);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.seen.len()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -314,9 +367,15 @@ struct Line {
 }
 
 impl ReleaseBook {
+    fn with(across_agencies: bool, file: Option<File>, scopes: BTreeMap<String, Scope>) -> Self {
+        ReleaseBook {
+            inner: Arc::new(BookInner { across_agencies, file: file.map(Mutex::new), scopes: Mutex::new(scopes) }),
+        }
+    }
+
     /// A book kept only in memory (tests, tools).
     pub fn in_memory(across_agencies: bool) -> Self {
-        ReleaseBook { across_agencies, file: None, cells: Mutex::new(BTreeMap::new()) }
+        Self::with(across_agencies, None, BTreeMap::new())
     }
 
     /// Opens (or creates) the book in `dir`, reading every earlier release.
@@ -324,7 +383,7 @@ impl ReleaseBook {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(RELEASES_FILE_NAME);
         let scope = |agency: &str| if across_agencies { "*".to_string() } else { format!("agency:{agency}") };
-        let mut cells: BTreeMap<String, Vec<CellSet>> = BTreeMap::new();
+        let mut scopes: BTreeMap<String, Scope> = BTreeMap::new();
         if path.exists() {
             for (i, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
                 let line = line?;
@@ -332,7 +391,7 @@ impl ReleaseBook {
                     continue;
                 }
                 match serde_json::from_str::<Line>(&line) {
-                    Ok(l) => cells.entry(scope(&l.agency)).or_default().push(l.cell),
+                    Ok(l) => scopes.entry(scope(&l.agency)).or_default().push(l.cell),
                     // A torn last line (crash mid-write) was never acknowledged; anything else is corrupt.
                     Err(_) if !line.ends_with('}') => break,
                     Err(_) => return Err(ReleaseError::Corrupt(i + 1)),
@@ -340,34 +399,48 @@ impl ReleaseBook {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(ReleaseBook { across_agencies, file: Some(Mutex::new(file)), cells: Mutex::new(cells) })
+        Ok(Self::with(across_agencies, Some(file), scopes))
     }
 
     fn scope(&self, agency: &str) -> String {
-        if self.across_agencies { "*".into() } else { format!("agency:{agency}") }
+        if self.inner.across_agencies { "*".into() } else { format!("agency:{agency}") }
     }
 
     /// Checks `new` against the agency's scope and, when safe, records it durably. Returns the risk
-    /// (nothing recorded) when the cells would let someone derive a small count.
+    /// (nothing recorded) when the cells would let someone derive a small count. Blocks on the file:
+    /// call it off the async threads.
+    ///
+    /// When every new cell was already released in the scope with the same count (an identical
+    /// repeat), nothing is searched or written: the answer shows nothing the scope has not seen.
     pub fn check_and_record(&self, agency: &str, new: Vec<CellSet>, k: u32) -> Result<Option<Risk>, ReleaseError> {
         let scope = self.scope(agency);
-        let mut cells = match self.cells.lock() {
+        let mut scopes = match self.inner.scopes.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let released = cells.entry(scope.clone()).or_default();
-        if let Some(risk) = find_risk(released, &new, k) {
+        let released = scopes.entry(scope).or_default();
+        let mut fresh: Vec<&CellSet> = Vec::new();
+        let mut fresh_seen: HashSet<&CellSet> = HashSet::new();
+        for c in &new {
+            if !released.seen.contains(c) && fresh_seen.insert(c) {
+                fresh.push(c);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(None);
+        }
+        if let Some(risk) = find_risk_by_measure(|m| released.by_measure.get(m).map_or(&[][..], Vec::as_slice), &new, k)
+        {
             return Ok(Some(risk));
         }
-        let fresh: Vec<CellSet> = new.into_iter().filter(|c| !released.contains(c)).collect();
-        if let Some(file) = &self.file {
+        if let Some(file) = &self.inner.file {
             let mut f = match file.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
             let mut buf = Vec::new();
             for c in &fresh {
-                let line = Line { agency: agency.to_string(), cell: c.clone() };
+                let line = Line { agency: agency.to_string(), cell: (*c).clone() };
                 // A struct of strings and integers always serialises.
                 buf.extend(serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?);
                 buf.push(b'\n');
@@ -375,14 +448,17 @@ impl ReleaseBook {
             f.write_all(&buf)?;
             f.sync_data()?;
         }
-        released.extend(fresh);
+        let fresh: Vec<CellSet> = fresh.into_iter().cloned().collect();
+        for c in fresh {
+            released.push(c);
+        }
         Ok(None)
     }
 
     /// How many cells a scope holds (for tests and diagnostics).
     pub fn len(&self, agency: &str) -> usize {
         let scope = self.scope(agency);
-        self.cells.lock().map(|c| c.get(&scope).map_or(0, Vec::len)).unwrap_or(0)
+        self.inner.scopes.lock().map(|c| c.get(&scope).map_or(0, Scope::len)).unwrap_or(0)
     }
 
     /// Whether the scope holds no cell.
@@ -533,6 +609,79 @@ mod tests {
         let across = ReleaseBook::open(dir.path(), true).unwrap();
         assert!(across.check_and_record("b", vec![cell("cases.filed", 0, 2, &[], 120)], 10).unwrap().is_none());
         assert!(across.check_and_record("c", vec![cell("cases.filed", 0, 1, &[], 112)], 10).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_identical_repeat_is_allowed_and_writes_nothing_and_differencing_after_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RELEASES_FILE_NAME);
+        let book = ReleaseBook::open(dir.path(), true).unwrap();
+        // Total and one region of it in one answer: both shown, together they leave 50 for the rest.
+        let answer = vec![
+            cell("cases.filed", 0, 11, &[], 100),
+            cell("cases.filed", 0, 11, &[(Dimension::Region, &["1"])], 50),
+            cell("cases.closed", 0, 11, &[], 80),
+        ];
+        assert!(book.check_and_record("a", answer.clone(), 10).unwrap().is_none());
+        let written = std::fs::metadata(&path).unwrap().len();
+        assert!(written > 0);
+        assert_eq!(book.len("a"), 3);
+        // The same answer again, from another agency of the pooled scope, and in another order.
+        assert!(book.check_and_record("b", answer.clone(), 10).unwrap().is_none());
+        let mut reordered = answer.clone();
+        reordered.reverse();
+        reordered.push(answer[0].clone());
+        assert!(book.check_and_record("a", reordered, 10).unwrap().is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written, "a repeat writes nothing");
+        assert_eq!(book.len("a"), 3);
+        // A subset of an earlier answer is a repeat too.
+        assert!(book.check_and_record("a", vec![answer[2].clone()], 10).unwrap().is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written);
+        // The same cell with another count is no repeat: it differs from the released one by 3.
+        let recount = cell("cases.filed", 0, 11, &[], 103);
+        assert!(book.check_and_record("a", vec![recount], 10).unwrap().is_some());
+        // Region 2 beside the released total and region 1: 100 − 50 − 47 = 3 is refused.
+        let sibling = cell("cases.filed", 0, 11, &[(Dimension::Region, &["2"])], 47);
+        assert!(book.check_and_record("a", vec![sibling], 10).unwrap().is_some());
+        // A repeat bundled with a differencing cell is refused whole, and nothing is written.
+        let mut bundled = answer.clone();
+        bundled.push(cell("cases.filed", 0, 10, &[], 98));
+        assert!(book.check_and_record("a", bundled, 10).unwrap().is_some());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written, "a refusal writes nothing");
+        // A fresh safe cell is still written, once.
+        assert!(book.check_and_record("a", vec![cell("cases.filed", 12, 23, &[], 300)], 10).unwrap().is_none());
+        assert!(std::fs::metadata(&path).unwrap().len() > written);
+        drop(book);
+        let book = ReleaseBook::open(dir.path(), true).unwrap();
+        assert_eq!(book.len("a"), 4, "the repeats added no line");
+    }
+
+    #[test]
+    fn the_measure_index_finds_what_the_flat_search_finds() {
+        let released = vec![
+            cell("cases.closed", 0, 11, &[], 100),
+            cell("cases.filed", 0, 11, &[], 100),
+            cell("cases.filed", 0, 11, &[(Dimension::Region, &["1"])], 50),
+        ];
+        let mut index: HashMap<String, Vec<CellSet>> = HashMap::new();
+        for r in &released {
+            index.entry(r.measure.clone()).or_default().push(r.clone());
+        }
+        let indexed = |new: &[CellSet]| {
+            find_risk_by_measure(|m| index.get(m).map_or(&[][..], Vec::as_slice), new, 10).map(|r| r.measure)
+        };
+        let cases: Vec<Vec<CellSet>> = vec![
+            vec![cell("cases.filed", 0, 11, &[(Dimension::Region, &["2"])], 47)],
+            vec![cell("cases.closed", 0, 11, &[(Dimension::Region, &["2"])], 47)],
+            vec![cell("cases.closed", 0, 10, &[], 95), cell("cases.filed", 0, 10, &[], 95)],
+            vec![cell("cases.closed", 0, 10, &[], 60), cell("cases.filed", 0, 10, &[], 60)],
+        ];
+        let expected = [Some("cases.filed"), None, Some("cases.closed"), None];
+        for (new, want) in cases.iter().zip(expected) {
+            let flat = find_risk(&released, new, 10).map(|r| r.measure);
+            assert_eq!(flat.as_deref(), want);
+            assert_eq!(indexed(new), flat);
+        }
     }
 }
 
