@@ -734,6 +734,38 @@ mod tests {
     }
 
     #[test]
+    fn a_last_segment_killed_before_its_header_was_written_is_removed_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
+        let log: SegmentLog<()> = SegmentLog::open(dir.path(), Box::new(FsIo), &rec, 1 << 20, no_hook()).unwrap();
+        for _ in 0..3 {
+            log.append(|_| (b"whole".to_vec(), ())).unwrap();
+        }
+        drop(log);
+        // A crash between creating the next segment and its header write: empty, or part of it.
+        for kept in [0usize, 7, 15] {
+            let path = segment_path(dir.path(), 3);
+            fs::write(&path, &header(3)[..kept]).unwrap();
+            let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
+            assert_eq!(rec.records, 3);
+            assert_eq!(rec.segments, vec![0]);
+            assert_eq!(rec.torn, Some(TornTail { segment: path.clone(), kept_bytes: 0, dropped_bytes: kept as u64 }));
+            assert!(!path.exists(), "the header-less segment is removed");
+        }
+        // The log carries on after it, recreating the segment it rolls to.
+        let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
+        let log: SegmentLog<()> = SegmentLog::open(dir.path(), Box::new(FsIo), &rec, 1 << 20, no_hook()).unwrap();
+        assert_eq!(log.append(|_| (b"next".to_vec(), ())).unwrap(), 3);
+        drop(log);
+        // Bytes after a header that was never written are damage no crash leaves: an error.
+        let path = segment_path(dir.path(), 4);
+        let mut frame = Vec::new();
+        encode_frame(&[7u8; 100], &mut frame);
+        fs::write(&path, &frame[..50]).unwrap();
+        assert!(matches!(recover(dir.path(), |_, _, _| Ok(())), Err(SegmentError::Corrupt { offset: 0, .. })));
+    }
+
+    #[test]
     fn damage_before_the_tail_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
