@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +37,28 @@ pub enum ReleaseError {
     /// A line of the file is not a released cell.
     #[error("release ledger line {0} is corrupt")]
     Corrupt(usize),
+}
+
+/// Opens an append-only JSON-lines file (creating it), returning its whole lines and the file ready for
+/// appending. Every record is written as one line ending in `\n` and synced before it is acknowledged, so
+/// an unterminated last line is a write torn by a crash, never acknowledged: it is cut off (and the cut
+/// synced) so that the next append starts on a line of its own instead of gluing onto the fragment.
+fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseError> {
+    let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if whole < bytes.len() {
+        tracing::warn!(path = %path.display(), bytes = bytes.len() - whole, "cutting a torn last line");
+        file.set_len(whole as u64)?;
+        file.sync_data()?;
+    }
+    let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count();
+        ReleaseError::Corrupt(line + 1)
+    })?;
+    let lines = text.lines().map(str::to_owned).collect();
+    Ok((lines, file))
 }
 
 /// One released cell: the set of records it counts and how many contributed.
@@ -384,21 +406,11 @@ impl ReleaseBook {
         let path = dir.join(RELEASES_FILE_NAME);
         let scope = |agency: &str| if across_agencies { "*".to_string() } else { format!("agency:{agency}") };
         let mut scopes: BTreeMap<String, Scope> = BTreeMap::new();
-        if path.exists() {
-            for (i, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Line>(&line) {
-                    Ok(l) => scopes.entry(scope(&l.agency)).or_default().push(l.cell),
-                    // A torn last line (crash mid-write) was never acknowledged; anything else is corrupt.
-                    Err(_) if !line.ends_with('}') => break,
-                    Err(_) => return Err(ReleaseError::Corrupt(i + 1)),
-                }
-            }
+        let (lines, file) = open_lines(&path)?;
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let l: Line = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
+            scopes.entry(scope(&l.agency)).or_default().push(l.cell);
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Self::with(across_agencies, Some(file), scopes))
     }
 
@@ -722,20 +734,11 @@ impl BudgetBook {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(BUDGET_FILE_NAME);
         let mut spent: BTreeMap<(String, String), u64> = BTreeMap::new();
-        if path.exists() {
-            for (i, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Spend>(&line) {
-                    Ok(s) => *spent.entry((s.agency, s.dataset)).or_default() += s.milli,
-                    Err(_) if !line.ends_with('}') => break,
-                    Err(_) => return Err(ReleaseError::Corrupt(i + 1)),
-                }
-            }
+        let (lines, file) = open_lines(&path)?;
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let s: Spend = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
+            *spent.entry((s.agency, s.dataset)).or_default() += s.milli;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(BudgetBook { file: Some(Mutex::new(file)), spent: Mutex::new(spent) })
     }
 
@@ -792,5 +795,26 @@ mod budget_tests {
         let book = BudgetBook::open(dir.path()).unwrap();
         assert_eq!(book.spend("a", "cases", 200, 1000).unwrap(), Ok(1000));
         assert!(book.spend("a", "cases", 1, 1000).unwrap().is_err());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_so_later_appends_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = BudgetBook::open(dir.path()).unwrap();
+        assert_eq!(book.spend("a", "cases", 100, 1000).unwrap(), Ok(100));
+        drop(book);
+        // A crash in the middle of the next write leaves an unterminated fragment (here ending in `}`).
+        let path = dir.path().join(BUDGET_FILE_NAME);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"agency":"a","dataset":"cases","milli":1}"#).unwrap();
+        drop(f);
+        let book = BudgetBook::open(dir.path()).unwrap();
+        assert_eq!(book.spend("a", "cases", 100, 1000).unwrap(), Ok(200), "the torn spend was never acknowledged");
+        drop(book);
+        let book = BudgetBook::open(dir.path()).expect("the append after the cut is a line of its own");
+        assert_eq!(book.spend("a", "cases", 0, 1000).unwrap(), Ok(200));
+        // A damaged whole line is still refused, naming it.
+        std::fs::write(&path, "{\"agency\":\"a\"}\n").unwrap();
+        assert!(matches!(BudgetBook::open(dir.path()), Err(ReleaseError::Corrupt(1))));
     }
 }
