@@ -188,9 +188,12 @@ pub async fn execute(
             return Err(with_version(Status::permission_denied(message), &policy.version));
         }
     };
-    if let Err(over) =
-        state.quotas.take(&principal.agency, policy.policy.quota(&principal.agency), std::time::Instant::now(), today())
-    {
+    if let Err(over) = state.quotas.take(
+        &principal.agency,
+        policy.policy.quota(&principal.agency, today()),
+        std::time::Instant::now(),
+        today(),
+    ) {
         record.decision = "deny".into();
         record.reason = format!("quota: {over}");
         return Err(with_version(Status::resource_exhausted(over.to_string()), &policy.version));
@@ -354,6 +357,41 @@ pub async fn execute(
         cells[i] = Cell::suppressed("secondary suppression");
     }
 
+    // Differential privacy spends the agency's budget for the dataset first.
+    if protection == Protection::Dp {
+        let cost = u64::from(dp_epsilon_milli) * count_measures(q.indicator);
+        // Spent before the release ledger records the cells, so that a refusal here never leaves cells
+        // recorded as released that were not; the spend may fdatasync, so off the async worker threads.
+        let (book, agency, dataset) = (Arc::clone(&state.budget), principal.agency.clone(), q.indicator.dataset);
+        let spent = tokio::task::spawn_blocking(move || book.spend(&agency, dataset, cost, u64::from(dp_budget_milli)))
+            .await
+            .unwrap_or_else(|e| Err(crate::releases::ReleaseError::Io(std::io::Error::other(e.to_string()))));
+        match spent {
+            Ok(Ok(_)) => {}
+            Ok(Err(over)) => {
+                record.decision = "deny".into();
+                record.reason = "privacy budget spent".into();
+                let message = format!(
+                    "privacy budget spent: agency {} has used ε {}.{:03} of {}.{:03} on dataset {}; this query needs {}.{:03}",
+                    principal.agency,
+                    over.used_milli / 1000,
+                    over.used_milli % 1000,
+                    over.budget_milli / 1000,
+                    over.budget_milli % 1000,
+                    q.indicator.dataset,
+                    cost / 1000,
+                    cost % 1000
+                );
+                return Err(with_version(Status::resource_exhausted(clip(&message)), &policy.version));
+            }
+            Err(e) => {
+                record.decision = "error".into();
+                record.reason = "privacy budget ledger unavailable".into();
+                tracing::error!(request_id, error = %e, "privacy budget ledger failed");
+                return Err(Status::unavailable("the privacy budget ledger is unavailable; nothing was answered"));
+            }
+        }
+    }
     // Differencing defence: the shown cells and the margins they imply, against earlier releases.
     let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
@@ -389,34 +427,6 @@ pub async fn execute(
     }
 
     // Protection beyond suppression, on the cells shown.
-    if protection == Protection::Dp {
-        let cost = u64::from(dp_epsilon_milli) * count_measures(q.indicator);
-        match state.budget.spend(&principal.agency, q.indicator.dataset, cost, u64::from(dp_budget_milli)) {
-            Ok(Ok(_)) => {}
-            Ok(Err(over)) => {
-                record.decision = "deny".into();
-                record.reason = "privacy budget spent".into();
-                let message = format!(
-                    "privacy budget spent: agency {} has used ε {}.{:03} of {}.{:03} on dataset {}; this query needs {}.{:03}",
-                    principal.agency,
-                    over.used_milli / 1000,
-                    over.used_milli % 1000,
-                    over.budget_milli / 1000,
-                    over.budget_milli % 1000,
-                    q.indicator.dataset,
-                    cost / 1000,
-                    cost % 1000
-                );
-                return Err(with_version(Status::resource_exhausted(clip(&message)), &policy.version));
-            }
-            Err(e) => {
-                record.decision = "error".into();
-                record.reason = "privacy budget ledger unavailable".into();
-                tracing::error!(request_id, error = %e, "privacy budget ledger failed");
-                return Err(Status::unavailable("the privacy budget ledger is unavailable; nothing was answered"));
-            }
-        }
-    }
     if protection != Protection::Suppress {
         let rng = ring::rand::SystemRandom::new();
         let mut uniform = protect::Uniform::new(&rng);
@@ -595,6 +605,10 @@ fn check_answer(a: pb::AggregateResponse, q: &ParsedQuery, measures: &[&str]) ->
     for g in &a.groups {
         if g.key.len() != q.group_by.len()
             || g.measures.iter().any(|m| !measures.contains(&m.id.as_str()) || m.value < 0)
+            // A time label that does not parse would escape the release ledger's differencing check.
+            || q.group_by.iter().zip(&g.key).any(|(d, label)| {
+                d.is_time() && crate::releases::label_months(*d, label).is_none()
+            })
         {
             return Err("malformed answer".into());
         }

@@ -253,12 +253,13 @@ fn residual_small(x: &CellSet, seed: &[&CellSet], inner: &[&CellSet], k: u32) ->
 }
 
 /// Month indices `(first, last)` a time-dimension label covers (`2023`, `2023-Q2`, `2023-05`).
-fn label_months(dim: Dimension, label: &str) -> Option<(i32, i32)> {
+/// `None` for anything else: the gateway refuses a node answer whose time labels do not parse.
+pub(crate) fn label_months(dim: Dimension, label: &str) -> Option<(i32, i32)> {
     let year: i32 = label.get(..4)?.parse().ok()?;
     let (a, b) = match dim {
         Dimension::Year => (1, 12),
         Dimension::Quarter => {
-            let q: u32 = label.strip_prefix(&format!("{year}-Q"))?.parse().ok()?;
+            let q: u32 = label.strip_prefix(&format!("{year}-Q"))?.parse().ok().filter(|q| (1..=4).contains(q))?;
             (3 * q - 2, 3 * q)
         }
         Dimension::Month => {
@@ -327,7 +328,7 @@ pub fn cells_of_answer(
             let slot = lines.entry(k).or_insert_with(|| (vec![0; measures.len()], true));
             slot.1 &= *ok;
             for (s, p) in slot.0.iter_mut().zip(partials.iter()) {
-                *s += p.contributors;
+                *s = s.saturating_add(p.contributors);
             }
         }
         for (k, (counts, all_shown)) in lines {
@@ -795,6 +796,14 @@ mod budget_tests {
         let book = BudgetBook::open(dir.path()).unwrap();
         assert_eq!(book.spend("a", "cases", 200, 1000).unwrap(), Ok(1000));
         assert!(book.spend("a", "cases", 1, 1000).unwrap().is_err());
+    }
+
+    #[test]
+    fn time_labels_out_of_range_do_not_parse() {
+        assert_eq!(label_months(Dimension::Quarter, "2024-Q0"), None);
+        assert_eq!(label_months(Dimension::Quarter, "2024-Q5"), None);
+        assert_eq!(label_months(Dimension::Month, "2024-13"), None);
+        assert!(label_months(Dimension::Quarter, "2024-Q4").is_some());
     }
 
     #[test]

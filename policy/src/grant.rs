@@ -294,6 +294,15 @@ pub struct AccessRequest<'a> {
     pub today: i32,
 }
 
+impl Grant {
+    /// Whether the grant's validity window holds `today` (a day number). A date that does not parse
+    /// never validates (the check refuses such a file anyway).
+    pub fn valid_on(&self, today: i32) -> bool {
+        self.valid_from.as_deref().is_none_or(|f| parse_day(f).is_some_and(|f| today >= f))
+            && self.valid_until.as_deref().is_none_or(|u| parse_day(u).is_some_and(|u| today <= u))
+    }
+}
+
 impl FederationPolicy {
     /// Parses and checks a policy file's text.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
@@ -549,9 +558,10 @@ impl FederationPolicy {
         hex::encode(&ctx.finish().as_ref()[..8])
     }
 
-    /// The quotas of `agency`: the smallest of each its grants set (strictest wins).
-    pub fn quota(&self, agency: &str) -> Quota {
-        let grants = || self.grants.iter().filter(|g| g.agency == agency);
+    /// The quotas of `agency` on day `today`: the smallest of each its grants valid that day set (strictest
+    /// wins). An expired or not yet valid grant no longer throttles the agency.
+    pub fn quota(&self, agency: &str, today: i32) -> Quota {
+        let grants = || self.grants.iter().filter(|g| g.agency == agency && g.valid_on(today));
         Quota {
             per_minute: grants().filter_map(|g| g.rate_limit).min(),
             per_day: grants().filter_map(|g| g.daily_quota).min(),
@@ -859,8 +869,13 @@ threshold = 12
             "{text}\n[[grant]]\nagency = \"xm-spb\"\nclearance = \"L2\"\nindicators = [\"filed\"]\npurposes = [\"司法统计\"]\nrate_limit = 3\n"
         );
         let p = FederationPolicy::parse(&text).unwrap();
-        assert_eq!(p.quota("xm-spb"), Quota { per_minute: Some(3), per_day: Some(200) });
-        assert_eq!(p.quota("xm-sfj"), Quota::default());
+        let today = crate::period::days_from_civil(2025, 1, 1);
+        assert_eq!(p.quota("xm-spb", today), Quota { per_minute: Some(3), per_day: Some(200) });
+        assert_eq!(p.quota("xm-sfj", today), Quota::default());
+        // A grant that has expired no longer throttles the agency.
+        let lapsed = text.replace("rate_limit = 3\n", "rate_limit = 3\nvalid_until = \"2024-12-31\"\n");
+        let p = FederationPolicy::parse(&lapsed).unwrap();
+        assert_eq!(p.quota("xm-spb", today), Quota { per_minute: Some(10), per_day: Some(200) });
     }
 
     /// The policy of the table: two outside agencies, a court manager, a statistics agency under a

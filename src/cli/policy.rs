@@ -174,7 +174,7 @@ fn explain(a: ExplainArgs) -> Result<ExitCode> {
                 ),
                 other => println!("protection: {}", other.as_str()),
             }
-            let q = policy.quota(&a.agency);
+            let q = policy.quota(&a.agency, today);
             let show = |v: Option<u32>| v.map_or("none".to_string(), |v| v.to_string());
             println!("quotas: {} per minute, {} per day", show(q.per_minute), show(q.per_day));
             Ok(ExitCode::SUCCESS)
