@@ -89,6 +89,14 @@ pub enum LedgerError {
         "audit ledger directory {0} holds an old hash-chain ledger (audit-chain.jsonl); move it aside to start a new ledger"
     )]
     LegacyChain(PathBuf),
+    /// An offline tool was pointed at a ledger directory without its signing key (the gateway keeps it
+    /// elsewhere, or this is an auditor's copy): opening would create a new key and overwrite the
+    /// directory's public key.
+    #[error(
+        "audit ledger directory {0} has no checkpoint-key.pk8 (the gateway's key is kept elsewhere or this is a copy); \
+         verify an export instead: shuzhu audit export --out FILE, then shuzhu audit verify --export FILE --key PUB"
+    )]
+    NoSigningKey(PathBuf),
     /// An auditor's request names something the ledger cannot serve (a bad cursor, a size out of range).
     #[error("invalid audit request: {0}")]
     InvalidRequest(&'static str),
@@ -186,6 +194,16 @@ impl AuditChain {
     /// against its last signed checkpoint.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         Self::open_with(dir, &LedgerSettings::default())
+    }
+
+    /// Opens an existing ledger directory for an offline tool (`audit verify --ledger`, `audit reconcile
+    /// --ledger`) with the key kept in it. Unlike [`AuditChain::open`] it never creates a signing key, so
+    /// it never replaces the directory's public key with one the gateway did not sign with.
+    pub fn open_offline(dir: &Path) -> Result<Self, LedgerError> {
+        if !dir.join(KEY_FILE_NAME).is_file() {
+            return Err(LedgerError::NoSigningKey(dir.to_owned()));
+        }
+        Self::open(dir)
     }
 
     /// Opens (creating) the ledger in `dir` with the key and checkpoint cadence of `settings`.
@@ -389,7 +407,7 @@ impl Drop for AuditChain {
 /// checks the export against the key in `DIR/checkpoint-key.pub`.
 pub fn verify_ledger_dir(dir: &Path) -> Result<ExportSummary, LedgerError> {
     let verifier = load_verifier(&dir.join(PUBLIC_KEY_FILE_NAME))?;
-    let chain = AuditChain::open(dir)?;
+    let chain = AuditChain::open_offline(dir)?;
     let mut buf = Vec::new();
     chain.export(&mut buf)?;
     drop(chain);
@@ -504,5 +522,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(LEGACY_CHAIN_FILE_NAME), "{}\n").unwrap();
         assert!(matches!(AuditChain::open(dir.path()), Err(LedgerError::LegacyChain(_))));
+    }
+
+    #[test]
+    fn offline_tools_never_create_a_key_or_replace_the_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = AuditChain::open(dir.path()).unwrap();
+        chain.append(r#"{"action":"query"}"#.to_owned()).unwrap();
+        drop(chain);
+        // An auditor's copy without the private key: verify refuses clearly and changes nothing.
+        std::fs::remove_file(dir.path().join(KEY_FILE_NAME)).unwrap();
+        let public = std::fs::read(dir.path().join(PUBLIC_KEY_FILE_NAME)).unwrap();
+        assert!(matches!(verify_ledger_dir(dir.path()), Err(LedgerError::NoSigningKey(_))));
+        assert!(!dir.path().join(KEY_FILE_NAME).exists());
+        assert_eq!(std::fs::read(dir.path().join(PUBLIC_KEY_FILE_NAME)).unwrap(), public);
     }
 }

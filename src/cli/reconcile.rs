@@ -182,7 +182,7 @@ pub(crate) fn reconcile(records: &[ReadRecord], entries: &[(u64, Option<String>)
 /// Every ledger entry's seq and body, from a ledger directory or an export.
 fn ledger_entries(args: &Args) -> Result<Vec<(u64, Option<String>)>> {
     if let Some(dir) = &args.ledger {
-        let chain = shuzhu_gateway::ledger::AuditChain::open(dir)
+        let chain = shuzhu_gateway::ledger::AuditChain::open_offline(dir)
             .with_context(|| format!("opening ledger {}", dir.display()))?;
         let mut out = Vec::new();
         let mut from = 1;
