@@ -528,18 +528,25 @@ impl MeasurePlan {
         let accept = match m.condition {
             Condition::Any => None,
             cond => {
+                // Which type codes and closure methods pass, decided once per code (not once per slot of
+                // the 131 072-slot table, which this plan builds for every measure of every query).
+                let (mut t_pass, mut m_pass) = ([true; 256], [true; 256]);
+                if let Condition::Cases { type_codes, closure_methods, .. } = cond {
+                    for (t, pass) in t_pass.iter_mut().enumerate() {
+                        *pass = type_codes.is_empty() || TYPE_CODES.get(t).is_some_and(|l| type_codes.contains(l));
+                    }
+                    for (method, pass) in m_pass.iter_mut().enumerate() {
+                        *pass = closure_methods.is_empty()
+                            || CLOSURE_METHODS.get(method).is_some_and(|l| closure_methods.contains(l));
+                    }
+                }
                 let mut table = vec![false; 256 << 9];
                 for (i, slot) in table.iter_mut().enumerate() {
                     let (t, method, on_time) = (i >> 9, (i >> 1) & 0xff, i & 1 == 1);
                     *slot = match cond {
                         Condition::Any => true,
                         Condition::ClosedOnTime => on_time,
-                        Condition::Cases { type_codes, closure_methods, .. } => {
-                            let t_ok = TYPE_CODES.get(t).is_some_and(|l| type_codes.contains(l));
-                            let m_ok = closure_methods.is_empty()
-                                || CLOSURE_METHODS.get(method).is_some_and(|l| closure_methods.contains(l));
-                            (type_codes.is_empty() || t_ok) && m_ok
-                        }
+                        Condition::Cases { .. } => t_pass[t] && m_pass[method],
                     };
                 }
                 Some(table)

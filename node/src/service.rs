@@ -158,11 +158,6 @@ impl NodeState {
         self.cases.regions()
     }
 
-    /// The release journal.
-    pub fn journal(&self) -> &ReleaseJournal {
-        &self.journal
-    }
-
     /// Court codes the node's cases come from.
     pub fn courts(&self) -> Vec<String> {
         self.cases.courts()
