@@ -207,13 +207,28 @@ fn filter_sets(filters: &[String]) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// A query's period and filters, parsed once per entry (the pairwise search below compares every pair
+/// of one principal's similar queries, so parsing inside it would repeat for each pair).
+struct Shape<'a> {
+    seen: &'a Seen,
+    period: Option<(i64, i64)>,
+    filters: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Shape<'a> {
+    fn of(seen: &'a Seen) -> Self {
+        Shape { seen, period: period(&seen.s("/period")), filters: filter_sets(&seen.list("filters")) }
+    }
+}
+
 /// How two queries over the same indicator and dimensions differ by one step, if they do.
-fn one_step(a: &Seen, b: &Seen) -> Option<String> {
-    let (pa, pb) = (period(&a.s("/period"))?, period(&b.s("/period"))?);
-    let (fa, fb) = (filter_sets(&a.list("filters")), filter_sets(&b.list("filters")));
+fn one_step(a: &Shape<'_>, b: &Shape<'_>) -> Option<String> {
+    let (pa, pb) = (a.period?, b.period?);
+    let (fa, fb) = (&a.filters, &b.filters);
     if fa == fb {
         let step = (pa.0 == pb.0 && (pa.1 - pb.1).abs() == 1) || (pa.1 == pb.1 && (pa.0 - pb.0).abs() == 1);
-        return step.then(|| format!("periods {} and {} differ by one month", a.s("/period"), b.s("/period")));
+        return step
+            .then(|| format!("periods {} and {} differ by one month", a.seen.s("/period"), b.seen.s("/period")));
     }
     if pa != pb {
         return None;
@@ -229,9 +244,9 @@ fn one_step(a: &Seen, b: &Seen) -> Option<String> {
 
 /// Allowed queries by one principal, same indicator and dimensions, differing by one step.
 fn differencing(entries: &[Seen]) -> Vec<Finding> {
-    let mut groups: BTreeMap<(String, String, Vec<String>), Vec<&Seen>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, Vec<String>), Vec<Shape<'_>>> = BTreeMap::new();
     for e in queries(entries).filter(|e| e.s("/decision") == "allow") {
-        groups.entry((e.principal(), e.s("/indicator"), e.list("group_by"))).or_default().push(e);
+        groups.entry((e.principal(), e.s("/indicator"), e.list("group_by"))).or_default().push(Shape::of(e));
     }
     let mut out = Vec::new();
     for ((principal, indicator, _), list) in groups {
@@ -241,7 +256,7 @@ fn differencing(entries: &[Seen]) -> Vec<Finding> {
                     out.push(Finding {
                         kind: "differencing",
                         principal: principal.clone(),
-                        seqs: vec![a.seq, b.seq],
+                        seqs: vec![a.seen.seq, b.seen.seq],
                         detail: format!("{indicator}: {how}"),
                     });
                 }
