@@ -153,6 +153,7 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
 
 /// What the gateway asks each node for one query: group-by, period and, for a deviation, the time
 /// grain the answer is split by.
+#[derive(Debug)]
 struct NodePlan {
     /// Group-by dimensions of the node request.
     dims: Vec<Dimension>,
@@ -859,4 +860,106 @@ fn answer_digest(rows: &[pb::Row]) -> String {
         ctx.update(line.as_bytes());
     }
     hex::encode(ctx.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(group_by: &[Dimension], from: u32, to: u32) -> ParsedQuery {
+        ParsedQuery {
+            indicator: indicator::indicator("filing_deviation").unwrap(),
+            group_by: group_by.to_vec(),
+            period: Period::from_wire(from, to).unwrap(),
+            filters: Vec::new(),
+            purpose: "诉源治理".into(),
+            region_level: 6,
+            region_members: BTreeMap::new(),
+        }
+    }
+
+    fn p(n: i64) -> Partial {
+        Partial { value: n, contributors: n as u64, max_single: 1 }
+    }
+
+    #[test]
+    fn the_node_request_spans_the_baseline_at_the_coarsest_exact_grain() {
+        let plan = node_plan(&q(&[Dimension::Region], 202401, 202412)).unwrap();
+        assert_eq!(plan.dims, vec![Dimension::Region, Dimension::Year]);
+        assert_eq!((plan.period.from().yyyymm(), plan.period.to().yyyymm()), (202101, 202412));
+        assert_eq!(plan.deviation, Some((Dimension::Year, 3)));
+        let plan = node_plan(&q(&[Dimension::Year, Dimension::Court], 202304, 202309)).unwrap();
+        assert_eq!(plan.dims, vec![Dimension::Court, Dimension::Quarter]);
+        assert_eq!(plan.period.from().yyyymm(), 202004);
+        // A month asked, or a period of loose months, splits by month.
+        assert_eq!(node_plan(&q(&[Dimension::Month], 202401, 202412)).unwrap().dims, vec![Dimension::Month]);
+        assert_eq!(node_plan(&q(&[], 202402, 202403)).unwrap().dims, vec![Dimension::Month]);
+        // The span never starts before the first year any data is held.
+        assert_eq!(node_plan(&q(&[], 199101, 199112)).unwrap().period.from().yyyymm(), 199001);
+        let four = [Dimension::Region, Dimension::Division, Dimension::Instance, Dimension::Cause];
+        assert!(node_plan(&q(&four, 202401, 202412)).unwrap_err().contains("at most 3"));
+        // Other indicators ask for exactly what was asked.
+        let mut other = q(&four, 202401, 202412);
+        other.indicator = indicator::indicator("filed").unwrap();
+        let plan = node_plan(&other).unwrap();
+        assert_eq!((plan.dims, plan.deviation), (four.to_vec(), None));
+    }
+
+    #[test]
+    fn grain_units_fold_into_p_and_each_baseline_year() {
+        // P = 2024-Q2..Q3 by region × quarter; node groups by region and quarter from 2021-Q2.
+        let query = q(&[Dimension::Region, Dimension::Quarter], 202404, 202409);
+        let mut merged = BTreeMap::new();
+        for (region, label, n) in [
+            ("350203", "2024-Q2", 40),
+            ("350203", "2023-Q2", 30),
+            ("350203", "2022-Q2", 20),
+            ("350203", "2021-Q2", 10),
+            ("350203", "2021-Q3", 11),
+            // Outside every shifted period: dropped.
+            ("350203", "2021-Q4", 99),
+            ("350203", "2024-Q1", 99),
+        ] {
+            merged.insert(vec![region.to_string(), label.to_string()], vec![p(n)]);
+        }
+        let folded = fold_deviation(&query, Dimension::Quarter, 3, merged);
+        let q2 = &folded[&vec!["350203".to_string(), "2024-Q2".to_string()]];
+        assert_eq!(q2.iter().map(|x| x.value).collect::<Vec<_>>(), vec![40, 30, 20, 10]);
+        let q3 = &folded[&vec!["350203".to_string(), "2024-Q3".to_string()]];
+        assert_eq!(q3.iter().map(|x| x.value).collect::<Vec<_>>(), vec![0, 0, 0, 11]);
+        assert_eq!(folded.len(), 2);
+    }
+
+    #[test]
+    fn the_ledger_gets_the_count_of_p_and_of_each_baseline_year() {
+        let query = q(&[Dimension::Region, Dimension::Year], 202401, 202412);
+        let key = vec!["350203".to_string(), "2024".to_string()];
+        let partials = vec![p(40), p(30), p(20), p(10)];
+        let answer = vec![(&key, &partials, true)];
+        let cells = deviation_release(&query, &answer, false, &BTreeMap::new());
+        let mut got: Vec<(i32, i32, u64)> = cells.iter().map(|c| (c.from, c.to, c.count)).collect();
+        got.sort();
+        let year = |y: i32| Month::new(y, 1).unwrap().index();
+        let want: Vec<(i32, i32, u64)> =
+            [(2021, 10), (2022, 20), (2023, 30), (2024, 40)].iter().map(|&(y, n)| (year(y), year(y) + 11, n)).collect();
+        assert_eq!(got, want);
+        assert!(cells.iter().all(|c| c.measure == "cases.filed" && c.dims["region"] == ["350203"]));
+        assert_eq!(shift_label("2024-Q3", 2), "2022-Q3");
+        assert_eq!(shift_label("2024-05", 3), "2021-05");
+        assert_eq!(shift_label("2024", 1), "2023");
+    }
+
+    #[test]
+    fn rows_carry_the_level_or_no_baseline() {
+        let ind = indicator::indicator("filing_deviation").unwrap();
+        let cell = disclosure::evaluate_deviation(ind, 10, p(131), &[p(100), p(100), p(100)]);
+        assert_eq!(row_status_and_level(ind, &cell), ("ok".into(), "red".into()));
+        let cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(0), p(0), p(0)]);
+        assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
+        let cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(5), p(20), p(20)]);
+        assert_eq!(row_status_and_level(ind, &cell), ("suppressed".into(), String::new()));
+        let filed = indicator::indicator("filed").unwrap();
+        let cell = disclosure::evaluate(filed, 10, |_| p(50));
+        assert_eq!(row_status_and_level(filed, &cell), ("ok".into(), String::new()));
+    }
 }
