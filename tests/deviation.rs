@@ -250,3 +250,32 @@ fn the_cli_shows_the_level() {
         assert_eq!(row["level"].as_str().unwrap_or(""), want[region], "{row}");
     }
 }
+
+#[test]
+fn baseline_years_are_released_so_a_later_query_cannot_subtract_from_them() {
+    // A region and a case type with 1..9 filings in 2021: the deviation of 2024 uses 2021 as a baseline
+    // year, so the ledger knows the region's 2021 count; all types but that one in 2021 would differ
+    // from it by 1..9. (No other query of these tests asks for filings in 2021.)
+    let filings = load();
+    let mut by: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for f in filings.iter().filter(|f| f.year == 2021) {
+        *by.entry((f.region.as_str(), f.type_code.as_str())).or_default() += 1;
+    }
+    let (&(region, rare), _) = by.iter().find(|(_, n)| small(**n)).expect("a rare case type in some region in 2021");
+    let others: Vec<String> =
+        by.keys().filter(|(r, t)| *r == region && *t != rare).map(|(_, t)| t.to_string()).collect();
+    let t = fx().token("requester");
+    let mut dev = request("filing_deviation", &[], 202401, 202412, "诉源治理");
+    dev.filters = vec![shuzhu_proto::v1::DimensionFilter { dimension: "region".into(), values: vec![region.into()] }];
+    let resp = fx().query(&t, dev).unwrap();
+    assert_eq!(resp.rows.len(), 1, "{:?}", resp.rows);
+    assert_eq!(resp.rows[0].status, "ok", "{:?}", resp.rows);
+    let mut rest = request("filed", &[], 202101, 202112, "诉源治理");
+    rest.filters = vec![
+        shuzhu_proto::v1::DimensionFilter { dimension: "region".into(), values: vec![region.into()] },
+        shuzhu_proto::v1::DimensionFilter { dimension: "type_code".into(), values: others },
+    ];
+    let err = fx().query(&t, rest).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().starts_with("differencing:"), "{}", err.message());
+}
