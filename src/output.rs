@@ -197,6 +197,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deviation_rows_show_a_signed_value_and_a_level() {
+        let row = |status: &str, value: Option<f64>, level: &str| pb::Row {
+            status: status.into(),
+            value,
+            numerator: value.map(|_| 131),
+            denominator: value.map(|_| 300),
+            level: level.into(),
+            ..Default::default()
+        };
+        assert_eq!(show_value("deviation", &row("ok", Some(0.31), "red"), 10), "+31.00%");
+        assert_eq!(show_value("deviation", &row("ok", Some(-0.4), "red"), 10), "-40.00%");
+        assert_eq!(show_value("deviation", &row("no_baseline", None, ""), 10), "n/a (no baseline)");
+        assert_eq!(show_level("red"), "红 red");
+        assert_eq!(show_level(""), "");
+        let resp = pb::QueryResponse {
+            indicator: "filing_deviation".into(),
+            rows: vec![row("ok", Some(0.31), "red"), row("suppressed", None, "")],
+            threshold: 10,
+            ..Default::default()
+        };
+        let table = answer_table(&resp, &[], "deviation");
+        assert!(table.lines().next().unwrap().ends_with("level"), "{table}");
+        assert!(table.lines().nth(2).unwrap().ends_with("131        300          红 red"), "{table}");
+        let csv = answer_csv(&resp, &[]);
+        assert!(csv.starts_with("value,status,numerator,denominator,level\n0.31,ok,131,300,red\n"), "{csv}");
+        assert_eq!(answer_json(&resp)["rows"][0]["level"], "red");
+        assert!(answer_json(&resp)["rows"][1].get("level").is_none());
+    }
+
+    #[test]
     fn chinese_counts_double() {
         assert_eq!(width("结案率"), 6);
         assert_eq!(width("ab"), 2);
