@@ -289,3 +289,49 @@ fn baseline_years_are_released_so_a_later_query_cannot_subtract_from_them() {
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     assert!(err.message().starts_with("differencing:"), "{}", err.message());
 }
+
+#[test]
+fn a_missing_node_leaves_deviation_rows_partial_without_a_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 800, seed: 13, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let specs: Vec<_> =
+        shuzhu::federation::discover(&data).unwrap().into_iter().filter(|s| s.id.starts_with("court-")).collect();
+    let prepared = shuzhu::federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    rt.block_on(async {
+        let mut running = shuzhu::federation::start(&prepared).await.unwrap();
+        let url = running.gateway_url.clone();
+        let ask = |dims: &'static [&'static str]| {
+            let (url, ca, token) = (url.clone(), prepared.pki.ca_cert.clone(), token.clone());
+            async move {
+                let ch = shuzhu::client::connect(&url, &ca).await.unwrap();
+                shuzhu::client::query(ch, &token, request("filing_deviation", dims, 202401, 202412, "诉源治理"))
+                    .await
+                    .unwrap()
+            }
+        };
+        let full = ask(&["region"]).await;
+        assert!(full.rows.iter().all(|r| r.status == "ok" && !r.level.is_empty()), "{:?}", full.rows);
+        let stopped = running.nodes[1].id.clone();
+        let stopped_regions = running.nodes[1].regions.clone();
+        running.stop_node(&stopped).await;
+        // By region: the other region is whole and unchanged; the stopped node's region has no row.
+        let part = ask(&["region"]).await;
+        assert_eq!(part.coverage.as_ref().unwrap().answered, 1);
+        assert!(!part.rows.is_empty());
+        for r in &part.rows {
+            assert!(!stopped_regions.contains(&r.group["region"]), "{r:?}");
+            assert_eq!(Some(r), full.rows.iter().find(|f| f.group == r.group));
+        }
+        // By year: the row could hold the missing node's cases: partial, no number, no level.
+        let by_year = ask(&["year"]).await;
+        assert!(!by_year.rows.is_empty());
+        for r in &by_year.rows {
+            assert_eq!((r.status.as_str(), r.value, r.numerator, r.level.as_str()), ("partial", None, None, ""));
+        }
+        running.shutdown().await;
+    });
+}
