@@ -33,6 +33,9 @@ pub fn answer_json(r: &pb::QueryResponse) -> Value {
             if let Some(d) = row.denominator {
                 o.insert("denominator".into(), json!(d));
             }
+            if !row.level.is_empty() {
+                o.insert("level".into(), Value::String(row.level.clone()));
+            }
             Value::Object(o)
         })
         .collect();
@@ -99,19 +102,37 @@ pub fn show_value(kind: &str, row: &pb::Row, threshold: u32) -> String {
     match row.status.as_str() {
         "suppressed" => format!("<{threshold} (suppressed)"),
         "partial" => "partial (node missing)".into(),
+        "no_baseline" => "n/a (no baseline)".into(),
         _ => match (row.value, kind) {
             (None, _) => "n/a (0 of 0)".into(),
             (Some(v), "ratio") => format!("{:.2}%", v * 100.0),
+            (Some(v), "deviation") => format!("{:+.2}%", v * 100.0),
             (Some(v), "mean") => format!("{v:.1}"),
             (Some(v), _) => format!("{v:.0}"),
         },
     }
 }
 
-/// Renders an answer as a table, with coverage and provenance underneath.
+/// A warning level as a person reads it: `红 red`, `黄 yellow`, `绿 green` (empty when none).
+pub fn show_level(level: &str) -> String {
+    shuzhu_policy::deviation::Level::parse(level).map(|l| format!("{} {}", l.zh(), l.as_str())).unwrap_or_default()
+}
+
+/// Whether the answer is of a deviation indicator (its rows carry a warning level).
+fn has_levels(r: &pb::QueryResponse) -> bool {
+    shuzhu_policy::indicator::indicator(&r.indicator).is_some_and(|i| i.kind.as_str() == "deviation")
+        || r.rows.iter().any(|row| !row.level.is_empty())
+}
+
+/// Renders an answer as a table, with coverage and provenance underneath. A deviation's table has a
+/// level column; its numerator is the count in P and its denominator the baseline years' sum.
 pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> String {
+    let levels = has_levels(r);
     let mut header: Vec<String> = group_by.to_vec();
     header.extend(["value".to_string(), "numerator".into(), "denominator".into()]);
+    if levels {
+        header.push("level".into());
+    }
     let rows: Vec<Vec<String>> = r
         .rows
         .iter()
@@ -121,6 +142,9 @@ pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> S
             cells.push(show_value(kind, row, r.threshold));
             cells.push(row.numerator.map(|n| n.to_string()).unwrap_or_default());
             cells.push(row.denominator.map(|n| n.to_string()).unwrap_or_default());
+            if levels {
+                cells.push(show_level(&row.level));
+            }
             cells
         })
         .collect();
@@ -147,8 +171,12 @@ pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> S
 /// Renders an answer as CSV.
 pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
+    let levels = has_levels(r);
     let mut header: Vec<String> = group_by.to_vec();
     header.extend(["value".into(), "status".into(), "numerator".into(), "denominator".into()]);
+    if levels {
+        header.push("level".into());
+    }
     let _ = w.write_record(&header);
     for row in &r.rows {
         let mut cells: Vec<String> = group_by.iter().map(|d| row.group.get(d).cloned().unwrap_or_default()).collect();
@@ -156,6 +184,9 @@ pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
         cells.push(row.status.clone());
         cells.push(row.numerator.map(|n| n.to_string()).unwrap_or_default());
         cells.push(row.denominator.map(|n| n.to_string()).unwrap_or_default());
+        if levels {
+            cells.push(row.level.clone());
+        }
         let _ = w.write_record(&cells);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -164,6 +195,36 @@ pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deviation_rows_show_a_signed_value_and_a_level() {
+        let row = |status: &str, value: Option<f64>, level: &str| pb::Row {
+            status: status.into(),
+            value,
+            numerator: value.map(|_| 131),
+            denominator: value.map(|_| 300),
+            level: level.into(),
+            ..Default::default()
+        };
+        assert_eq!(show_value("deviation", &row("ok", Some(0.31), "red"), 10), "+31.00%");
+        assert_eq!(show_value("deviation", &row("ok", Some(-0.4), "red"), 10), "-40.00%");
+        assert_eq!(show_value("deviation", &row("no_baseline", None, ""), 10), "n/a (no baseline)");
+        assert_eq!(show_level("red"), "红 red");
+        assert_eq!(show_level(""), "");
+        let resp = pb::QueryResponse {
+            indicator: "filing_deviation".into(),
+            rows: vec![row("ok", Some(0.31), "red"), row("suppressed", None, "")],
+            threshold: 10,
+            ..Default::default()
+        };
+        let table = answer_table(&resp, &[], "deviation");
+        assert!(table.lines().next().unwrap().ends_with("level"), "{table}");
+        assert!(table.lines().nth(2).unwrap().ends_with("131        300          红 red"), "{table}");
+        let csv = answer_csv(&resp, &[]);
+        assert!(csv.starts_with("value,status,numerator,denominator,level\n0.31,ok,131,300,red\n"), "{csv}");
+        assert_eq!(answer_json(&resp)["rows"][0]["level"], "red");
+        assert!(answer_json(&resp)["rows"][1].get("level").is_none());
+    }
 
     #[test]
     fn chinese_counts_double() {

@@ -98,6 +98,9 @@ fn demo_once_runs_a_federation_and_writes_demo_json() {
     let (code, out, err) = shuzhu(&["demo", "--once", "--dir", &ds, "--courts", "2", "--cases-per-court", "600"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("结案率") && out.contains("refused"), "{out}");
+    // The latest year's 立案偏离度 by region, and which regions are red (two courts: maybe none).
+    assert!(out.contains("立案偏离度") && out.contains("level"), "{out}");
+    assert!(out.contains("red regions in 2024"), "{out}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("demo.json")).unwrap()).unwrap();
     assert!(v["gateway"].as_str().unwrap().starts_with("https://127.0.0.1:"));
     for p in [&v["ca"], &v["issuer_key"], &v["tokens"]["requester"], &v["tokens"]["auditor"]] {

@@ -569,7 +569,7 @@ fn the_catalogue_and_health_are_served() {
         (list, health)
     });
     let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
-    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 13, "{names:?}");
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 14, "{names:?}");
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
 

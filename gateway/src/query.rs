@@ -9,7 +9,7 @@ use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::disclosure::{self, Cell, Partial, Status as CellStatus};
 use shuzhu_policy::grant::{AccessRequest, Decision};
 use shuzhu_policy::indicator::{self, Indicator, IndicatorKind};
-use shuzhu_policy::period::{Period, days_from_civil};
+use shuzhu_policy::period::{Month, Period, days_from_civil};
 use shuzhu_policy::protect::{self, Protection};
 use shuzhu_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -136,7 +136,7 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
     if req.legal_basis.chars().count() > 500 {
         return Err(invalid(record, "legal_basis is longer than 500 characters".into()));
     }
-    Ok(ParsedQuery {
+    let q = ParsedQuery {
         indicator: ind,
         group_by,
         period,
@@ -144,7 +144,153 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
         purpose,
         region_level,
         region_members: BTreeMap::new(),
-    })
+    };
+    if let Err(why) = node_plan(&q) {
+        return Err(invalid(record, why));
+    }
+    Ok(q)
+}
+
+/// What the gateway asks each node for one query: group-by, period and, for a deviation, the time
+/// grain the answer is split by.
+#[derive(Debug)]
+struct NodePlan {
+    /// Group-by dimensions of the node request.
+    dims: Vec<Dimension>,
+    /// Period of the node request.
+    period: Period,
+    /// For a deviation: the time dimension (last of `dims`) whose labels are folded into P and its
+    /// baseline years, and how many baseline years.
+    deviation: Option<(Dimension, u32)>,
+}
+
+/// The node request of a query. Most indicators ask for exactly what the requester asked. A deviation
+/// asks once per node for the whole span from `baseline_years` before P to the end of P, split by the
+/// coarsest time grain that keeps P and each shifted period whole (year when P is whole years, quarter
+/// when whole quarters, else month; never coarser than a time dimension asked), so that the gateway can
+/// add each grain unit to P or to the baseline year it falls in, exactly; one request per node keeps
+/// the nodes' journals and receipts to one entry per query.
+fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
+    let IndicatorKind::Deviation { baseline_years, .. } = q.indicator.kind else {
+        return Ok(NodePlan { dims: q.group_by.clone(), period: q.period, deviation: None });
+    };
+    let (from, to) = (q.period.from(), q.period.to());
+    let aligned = |n: u32| (from.month() - 1) % n == 0 && to.month() % n == 0;
+    let rank = |d: Dimension| match d {
+        Dimension::Month => 0,
+        Dimension::Quarter => 1,
+        _ => 2,
+    };
+    let by_period = if aligned(12) {
+        Dimension::Year
+    } else if aligned(3) {
+        Dimension::Quarter
+    } else {
+        Dimension::Month
+    };
+    let grain = q.group_by.iter().copied().filter(|d| d.is_time()).chain([by_period]).min_by_key(|d| rank(*d));
+    let grain = grain.unwrap_or(by_period);
+    let mut dims: Vec<Dimension> = q.group_by.iter().copied().filter(|d| !d.is_time()).collect();
+    if dims.len() > 3 {
+        return Err(format!(
+            "indicator {} takes at most 3 group-by dimensions besides year, quarter and month",
+            q.indicator.id
+        ));
+    }
+    dims.push(grain);
+    // Months before the earliest year held anywhere have no data: the span starts there at the latest.
+    let earliest = Month::new(shuzhu_policy::period::MIN_YEAR, 1).map_err(|e| e.to_string())?;
+    let start = Month::from_index(from.index() - 12 * baseline_years as i32).max(earliest);
+    let period = Period::new(start, to).map_err(|e| format!("period with its {baseline_years} baseline years: {e}"))?;
+    Ok(NodePlan { dims, period, deviation: Some((grain, baseline_years)) })
+}
+
+/// Folds a deviation's node-level groups (the asked record dimensions, then a time-grain label) into
+/// the requester's cells: for each cell, the partial of P and of each of the `years` previous years'
+/// same months (year −1 first). A grain unit counts for baseline year `y` when, moved `y` years later,
+/// it lies in P; its time labels are those of the moved unit.
+fn fold_deviation(
+    q: &ParsedQuery,
+    grain: Dimension,
+    years: u32,
+    merged: BTreeMap<Vec<String>, Vec<Partial>>,
+) -> BTreeMap<Vec<String>, Vec<Partial>> {
+    let (from, to) = (q.period.from().index(), q.period.to().index());
+    let mut out: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
+    for (key, partials) in merged {
+        // check_answer has refused keys of the wrong length or with a time label that does not parse.
+        let (Some((label, rest)), Some(p)) = (key.split_last(), partials.first()) else { continue };
+        let Some((a, b)) = crate::releases::label_months(grain, label) else { continue };
+        for y in 0..=years {
+            let (a, b) = (a + 12 * y as i32, b + 12 * y as i32);
+            if a < from || b > to {
+                continue;
+            }
+            let month = Month::from_index(a);
+            let mut rest = rest.iter();
+            let cell: Vec<String> = q
+                .group_by
+                .iter()
+                .map(|d| match d {
+                    Dimension::Year => month.year().to_string(),
+                    Dimension::Quarter => format!("{}-Q{}", month.year(), month.quarter()),
+                    Dimension::Month => month.to_string(),
+                    _ => rest.next().cloned().unwrap_or_default(),
+                })
+                .collect();
+            out.entry(cell).or_insert_with(|| vec![Partial::default(); years as usize + 1])[y as usize].merge(*p);
+        }
+    }
+    out
+}
+
+/// Moves a time label (`2024`, `2024-Q2`, `2024-05`) `years` years earlier.
+fn shift_label(label: &str, years: u32) -> String {
+    match (label.get(..4).and_then(|y| y.parse::<i32>().ok()), label.get(4..)) {
+        (Some(year), Some(rest)) => format!("{:04}{rest}", year - years as i32),
+        _ => label.to_string(),
+    }
+}
+
+/// The cells a deviation answer releases, for the release ledger: each shown cell's count in P and
+/// each baseline year's count, as cells of the measure over P and over P moved back that many years
+/// (with the margins each implies), so that later queries over those periods are checked against them.
+fn deviation_release(
+    q: &ParsedQuery,
+    answer: &[(&Vec<String>, &Vec<Partial>, bool)],
+    margins: bool,
+    court_region: &BTreeMap<String, String>,
+) -> Vec<crate::releases::CellSet> {
+    let IndicatorKind::Deviation { baseline_years, .. } = q.indicator.kind else { return Vec::new() };
+    let measures = q.indicator.measures();
+    let mut out = Vec::new();
+    for y in 0..=baseline_years {
+        let shift = |m: Month| Month::from_index(m.index() - 12 * y as i32);
+        let Ok(period) = Period::new(shift(q.period.from()), shift(q.period.to())) else { continue };
+        let shifted = ParsedQuery {
+            indicator: q.indicator,
+            group_by: q.group_by.clone(),
+            period,
+            filters: q.filters.clone(),
+            purpose: q.purpose.clone(),
+            region_level: q.region_level,
+            region_members: q.region_members.clone(),
+        };
+        let owned: Vec<(Vec<String>, Vec<Partial>, bool)> = answer
+            .iter()
+            .map(|(key, partials, ok)| {
+                let key = q
+                    .group_by
+                    .iter()
+                    .zip(key.iter())
+                    .map(|(d, v)| if d.is_time() { shift_label(v, y) } else { v.clone() });
+                (key.collect(), vec![partials.get(y as usize).copied().unwrap_or_default()], *ok)
+            })
+            .collect();
+        let view: Vec<(&Vec<String>, &Vec<Partial>, bool)> = owned.iter().map(|(k, p, ok)| (k, p, *ok)).collect();
+        out.extend(crate::releases::cells_of_answer(&shifted, &measures, &view, margins, court_region));
+    }
+    out
 }
 
 /// Today as a day number (UTC).
@@ -224,12 +370,13 @@ pub async fn execute(
         })
         .collect();
     let measures = q.indicator.measures();
+    let plan = node_plan(&q).map_err(|why| invalid(record, why))?;
     let node_req = pb::AggregateRequest {
         request_id: request_id.to_string(),
         dataset: q.indicator.dataset.into(),
         measures: measures.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
-        group_by: q.group_by.iter().map(|d| d.as_str().into()).collect(),
-        period: Some(pb::Period { from_month: q.period.from().yyyymm(), to_month: q.period.to().yyyymm() }),
+        group_by: plan.dims.iter().map(|d| d.as_str().into()).collect(),
+        period: Some(pb::Period { from_month: plan.period.from().yyyymm(), to_month: plan.period.to().yyyymm() }),
         filters: q
             .filters
             .iter()
@@ -246,6 +393,7 @@ pub async fn execute(
 
     // Merge exactly, by group key (a region rolled up to its city or province first).
     let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
+    let node_region_pos = plan.dims.iter().position(|d| *d == Dimension::Region);
     let level = q.region_level;
     let roll = |district: &str| format!("{:0<6}", district.get(..level).unwrap_or(district));
     let mut members: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
@@ -258,7 +406,7 @@ pub async fn execute(
     let mut missing: Vec<(&NodeHandle, String)> = Vec::new();
     let mut data_until: Option<String> = None;
     for (node, answer) in chosen.iter().zip(answers) {
-        let answer = answer.and_then(|a| check_answer(a, &q, &measures));
+        let answer = answer.and_then(|a| check_answer(a, &plan.dims, &measures));
         let answer = answer.and_then(|a| check_receipt(node, request_id, a));
         match answer {
             Ok((a, receipt)) => {
@@ -273,7 +421,7 @@ pub async fn execute(
                     data_until = Some(a.data_until.clone());
                 }
                 for mut g in a.groups {
-                    if let Some(i) = region_pos.filter(|_| level < 6)
+                    if let Some(i) = node_region_pos.filter(|_| level < 6)
                         && let Some(district) = g.key.get_mut(i)
                     {
                         let rolled = roll(district);
@@ -323,6 +471,12 @@ pub async fn execute(
 
     q.region_members = members.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
     let q = q;
+    // A deviation's groups are folded into P and its baseline years: [current, year −1, year −2, …].
+    let merged = match plan.deviation {
+        Some((grain, years)) => fold_deviation(&q, grain, years, merged),
+        None => merged,
+    };
+    let deviation = plan.deviation.is_some();
 
     // Evaluate and suppress each cell (primary rules), then secondary suppression across lines.
     let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
@@ -342,11 +496,22 @@ pub async fn execute(
                 (r, c) => r.unwrap_or(true) && c.unwrap_or(true),
             }
         });
-        let cell: Cell =
-            if affected { Cell::partial() } else { disclosure::evaluate(q.indicator, threshold, |m| get(partials, m)) };
+        let (current, baseline) = partials.split_first().map_or((Partial::default(), &[][..]), |(c, b)| (*c, b));
+        let cell: Cell = if affected {
+            Cell::partial()
+        } else if deviation {
+            disclosure::evaluate_deviation(q.indicator, threshold, current, baseline)
+        } else {
+            disclosure::evaluate(q.indicator, threshold, |m| get(partials, m))
+        };
+        let counts = if deviation {
+            disclosure::deviation_protected_counts(current, baseline)
+        } else {
+            disclosure::protected_counts(q.indicator, |m| get(partials, m))
+        };
         protected.push(disclosure::Protected {
             key: key.clone(),
-            counts: disclosure::protected_counts(q.indicator, |m| get(partials, m)),
+            counts,
             suppressed: cell.status == CellStatus::Suppressed,
             eligible: cell.status == CellStatus::Ok,
         });
@@ -396,7 +561,11 @@ pub async fn execute(
     let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
     // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
-    let release = crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &court_regions(state));
+    let release = if deviation {
+        deviation_release(&q, &answer, missing.is_empty(), &court_regions(state))
+    } else {
+        crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &court_regions(state))
+    };
     // The check takes a lock and may fdatasync the ledger file: keep it off the async worker threads.
     let book = state.releases.clone();
     let agency = principal.agency.clone();
@@ -466,12 +635,14 @@ pub async fn execute(
             suppressed += 1;
         }
         let group = q.group_by.iter().zip(key).map(|(d, v)| (d.as_str().to_string(), clip(v))).collect();
+        let (status, level) = row_status_and_level(q.indicator, cell);
         rows.push(pb::Row {
             group,
             value: cell.value,
-            status: cell.status.as_str().into(),
+            status,
             numerator: cell.numerator,
             denominator: cell.denominator,
+            level,
         });
     }
     record.cells = rows.len() as u32;
@@ -495,6 +666,21 @@ pub async fn execute(
     })
 }
 
+/// A row's status and warning level. A shown deviation has the level of its numerator (the count in P)
+/// against its denominator (the baseline years' sum), or, over a zero baseline, status `no_baseline`
+/// and no level; every other row has no level.
+fn row_status_and_level(ind: &Indicator, cell: &Cell) -> (String, String) {
+    let status = cell.status.as_str().to_string();
+    let IndicatorKind::Deviation { baseline_years, levels, .. } = ind.kind else { return (status, String::new()) };
+    match (cell.status, cell.numerator, cell.denominator) {
+        (CellStatus::Ok, Some(n), Some(d)) => match levels.level(n, d, baseline_years) {
+            Some(level) => (status, level.as_str().into()),
+            None => ("no_baseline".into(), String::new()),
+        },
+        _ => (status, String::new()),
+    }
+}
+
 /// Courts whose cases all lie in one known region: those of a node configured with exactly one
 /// court and one region.
 fn court_regions(state: &GatewayState) -> BTreeMap<String, String> {
@@ -509,7 +695,8 @@ fn court_regions(state: &GatewayState) -> BTreeMap<String, String> {
 /// How many counts a cell of the indicator releases (the ε cost of a `dp` query is this times ε).
 fn count_measures(ind: &Indicator) -> u64 {
     match ind.kind {
-        IndicatorKind::Ratio { .. } => 2,
+        // A deviation shows the count in P and the baseline's sum (each case counts in one year only).
+        IndicatorKind::Ratio { .. } | IndicatorKind::Deviation { .. } => 2,
         IndicatorKind::Count { .. } | IndicatorKind::Mean { .. } => 1,
     }
 }
@@ -562,6 +749,14 @@ fn protect_cell(
                 cell.numerator = None;
             }
         }
+        IndicatorKind::Deviation { baseline_years, .. } => {
+            if let (Some(n), Some(d)) = (cell.numerator, cell.denominator) {
+                let (n2, d2) = (noisy("numerator", n)?, noisy("denominator", d)?);
+                cell.numerator = Some(n2);
+                cell.denominator = Some(d2);
+                cell.value = shuzhu_policy::deviation::deviation(n2, d2, baseline_years);
+            }
+        }
     }
     Ok(())
 }
@@ -601,12 +796,16 @@ async fn ask_node(
 
 /// Refuses a node answer whose shape does not match the question (a node must never be trusted to be
 /// well-formed).
-fn check_answer(a: pb::AggregateResponse, q: &ParsedQuery, measures: &[&str]) -> Result<pb::AggregateResponse, String> {
+fn check_answer(
+    a: pb::AggregateResponse,
+    dims: &[Dimension],
+    measures: &[&str],
+) -> Result<pb::AggregateResponse, String> {
     for g in &a.groups {
-        if g.key.len() != q.group_by.len()
+        if g.key.len() != dims.len()
             || g.measures.iter().any(|m| !measures.contains(&m.id.as_str()) || m.value < 0)
             // A time label that does not parse would escape the release ledger's differencing check.
-            || q.group_by.iter().zip(&g.key).any(|(d, label)| {
+            || dims.iter().zip(&g.key).any(|(d, label)| {
                 d.is_time() && crate::releases::label_months(*d, label).is_none()
             })
         {
@@ -661,4 +860,106 @@ fn answer_digest(rows: &[pb::Row]) -> String {
         ctx.update(line.as_bytes());
     }
     hex::encode(ctx.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(group_by: &[Dimension], from: u32, to: u32) -> ParsedQuery {
+        ParsedQuery {
+            indicator: indicator::indicator("filing_deviation").unwrap(),
+            group_by: group_by.to_vec(),
+            period: Period::from_wire(from, to).unwrap(),
+            filters: Vec::new(),
+            purpose: "诉源治理".into(),
+            region_level: 6,
+            region_members: BTreeMap::new(),
+        }
+    }
+
+    fn p(n: i64) -> Partial {
+        Partial { value: n, contributors: n as u64, max_single: 1 }
+    }
+
+    #[test]
+    fn the_node_request_spans_the_baseline_at_the_coarsest_exact_grain() {
+        let plan = node_plan(&q(&[Dimension::Region], 202401, 202412)).unwrap();
+        assert_eq!(plan.dims, vec![Dimension::Region, Dimension::Year]);
+        assert_eq!((plan.period.from().yyyymm(), plan.period.to().yyyymm()), (202101, 202412));
+        assert_eq!(plan.deviation, Some((Dimension::Year, 3)));
+        let plan = node_plan(&q(&[Dimension::Year, Dimension::Court], 202304, 202309)).unwrap();
+        assert_eq!(plan.dims, vec![Dimension::Court, Dimension::Quarter]);
+        assert_eq!(plan.period.from().yyyymm(), 202004);
+        // A month asked, or a period of loose months, splits by month.
+        assert_eq!(node_plan(&q(&[Dimension::Month], 202401, 202412)).unwrap().dims, vec![Dimension::Month]);
+        assert_eq!(node_plan(&q(&[], 202402, 202403)).unwrap().dims, vec![Dimension::Month]);
+        // The span never starts before the first year any data is held.
+        assert_eq!(node_plan(&q(&[], 199101, 199112)).unwrap().period.from().yyyymm(), 199001);
+        let four = [Dimension::Region, Dimension::Division, Dimension::Instance, Dimension::Cause];
+        assert!(node_plan(&q(&four, 202401, 202412)).unwrap_err().contains("at most 3"));
+        // Other indicators ask for exactly what was asked.
+        let mut other = q(&four, 202401, 202412);
+        other.indicator = indicator::indicator("filed").unwrap();
+        let plan = node_plan(&other).unwrap();
+        assert_eq!((plan.dims, plan.deviation), (four.to_vec(), None));
+    }
+
+    #[test]
+    fn grain_units_fold_into_p_and_each_baseline_year() {
+        // P = 2024-Q2..Q3 by region × quarter; node groups by region and quarter from 2021-Q2.
+        let query = q(&[Dimension::Region, Dimension::Quarter], 202404, 202409);
+        let mut merged = BTreeMap::new();
+        for (region, label, n) in [
+            ("350203", "2024-Q2", 40),
+            ("350203", "2023-Q2", 30),
+            ("350203", "2022-Q2", 20),
+            ("350203", "2021-Q2", 10),
+            ("350203", "2021-Q3", 11),
+            // Outside every shifted period: dropped.
+            ("350203", "2021-Q4", 99),
+            ("350203", "2024-Q1", 99),
+        ] {
+            merged.insert(vec![region.to_string(), label.to_string()], vec![p(n)]);
+        }
+        let folded = fold_deviation(&query, Dimension::Quarter, 3, merged);
+        let q2 = &folded[&vec!["350203".to_string(), "2024-Q2".to_string()]];
+        assert_eq!(q2.iter().map(|x| x.value).collect::<Vec<_>>(), vec![40, 30, 20, 10]);
+        let q3 = &folded[&vec!["350203".to_string(), "2024-Q3".to_string()]];
+        assert_eq!(q3.iter().map(|x| x.value).collect::<Vec<_>>(), vec![0, 0, 0, 11]);
+        assert_eq!(folded.len(), 2);
+    }
+
+    #[test]
+    fn the_ledger_gets_the_count_of_p_and_of_each_baseline_year() {
+        let query = q(&[Dimension::Region, Dimension::Year], 202401, 202412);
+        let key = vec!["350203".to_string(), "2024".to_string()];
+        let partials = vec![p(40), p(30), p(20), p(10)];
+        let answer = vec![(&key, &partials, true)];
+        let cells = deviation_release(&query, &answer, false, &BTreeMap::new());
+        let mut got: Vec<(i32, i32, u64)> = cells.iter().map(|c| (c.from, c.to, c.count)).collect();
+        got.sort();
+        let year = |y: i32| Month::new(y, 1).unwrap().index();
+        let want: Vec<(i32, i32, u64)> =
+            [(2021, 10), (2022, 20), (2023, 30), (2024, 40)].iter().map(|&(y, n)| (year(y), year(y) + 11, n)).collect();
+        assert_eq!(got, want);
+        assert!(cells.iter().all(|c| c.measure == "cases.filed" && c.dims["region"] == ["350203"]));
+        assert_eq!(shift_label("2024-Q3", 2), "2022-Q3");
+        assert_eq!(shift_label("2024-05", 3), "2021-05");
+        assert_eq!(shift_label("2024", 1), "2023");
+    }
+
+    #[test]
+    fn rows_carry_the_level_or_no_baseline() {
+        let ind = indicator::indicator("filing_deviation").unwrap();
+        let cell = disclosure::evaluate_deviation(ind, 10, p(131), &[p(100), p(100), p(100)]);
+        assert_eq!(row_status_and_level(ind, &cell), ("ok".into(), "red".into()));
+        let cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(0), p(0), p(0)]);
+        assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
+        let cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(5), p(20), p(20)]);
+        assert_eq!(row_status_and_level(ind, &cell), ("suppressed".into(), String::new()));
+        let filed = indicator::indicator("filed").unwrap();
+        let cell = disclosure::evaluate(filed, 10, |_| p(50));
+        assert_eq!(row_status_and_level(filed, &cell), ("ok".into(), String::new()));
+    }
 }

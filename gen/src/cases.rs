@@ -4,7 +4,9 @@
 //! 20 %, …), causes skewed the way Xiamen's dockets are, durations and statutory time limits per
 //! type (so a realistic share closes late), cases still pending at the as-of date (recent ones, and
 //! a few old ones pending for years), enforcement amounts that are rarely recovered in full, and
-//! parties whose kinds fit the cause (banks sue card holders; the procuratorate prosecutes).
+//! parties whose kinds fit the cause (banks sue card holders; the procuratorate prosecutes). The fifth
+//! court's filings surge in the latest year, so that a federation of five or more courts has a region
+//! whose 立案偏离度 is red.
 
 use std::path::Path;
 
@@ -14,7 +16,12 @@ use crate::output::CsvOut;
 use crate::people::{Party, PartyKind, People, Role, push_address};
 use crate::regions::Region;
 use crate::sample::{GenRng, Weighted, chance, pick, rng_for, uniform, uniform64};
-use crate::seasons::{spread_over_year, spread_over_years};
+use crate::seasons::{spread_over_year, spread_over_years_surging};
+
+/// The court (by position) whose filings surge in the latest year.
+pub(crate) const SURGE_COURT: usize = 4;
+/// How much heavier its latest year is than its growth alone would make it, per mille.
+pub(crate) const SURGE_PER_MILLE: u64 = 1400;
 use crate::text::{push_date, push_padded, push_uint, push_yuan, push_yuan_grouped};
 
 /// The columns of `cases.csv`, in order.
@@ -1232,7 +1239,10 @@ pub(crate) fn write_cases(
     let mut cases_gen = CaseGen::new(seed, index, region, cases, years);
     let growth = u64::from(uniform(&mut cases_gen.rng, 30, 90));
     let mut rows = 0usize;
-    for (year, count) in spread_over_years(cases, from_year, to_year, growth) {
+    // One court of a larger federation sees its filings surge in the latest year (a wave of loan
+    // disputes), so that filing_deviation has a red region to show; the first four courts are as before.
+    let surge = if index == SURGE_COURT { SURGE_PER_MILLE } else { 1000 };
+    for (year, count) in spread_over_years_surging(cases, from_year, to_year, growth, surge) {
         cases_gen.seq = [0; 12];
         let days: Vec<(Day, u64)> = spread_over_year(&mut cases_gen.rng, year, count).collect();
         for (day, n) in days {

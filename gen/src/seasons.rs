@@ -79,11 +79,41 @@ pub(crate) fn spread_over_years(total: u64, from: i32, to: i32, growth_per_mille
     (from..=to).zip(apportion(total, &weights)).collect()
 }
 
+/// [`spread_over_years`] with the last year's weight scaled by `last_year_per_mille` (1000: unchanged), for
+/// a court whose filings surge in the latest year; the total is still apportioned exactly.
+pub(crate) fn spread_over_years_surging(
+    total: u64,
+    from: i32,
+    to: i32,
+    growth_per_mille: u64,
+    last_year_per_mille: u64,
+) -> Vec<(i32, u64)> {
+    let mut weights = Vec::new();
+    let mut w = 1_000_000u64;
+    for year in from..=to {
+        let base = if year == 2020 { w * 92 / 100 } else { w };
+        weights.push(if year == to { base * last_year_per_mille / 1000 } else { base });
+        w = w * (1000 + growth_per_mille) / 1000;
+    }
+    (from..=to).zip(apportion(total, &weights)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::calendar::civil_from_day;
     use crate::sample::rng_for;
+
+    #[test]
+    fn a_surge_raises_only_the_last_year_and_keeps_the_total() {
+        let plain = spread_over_years(120_000, 2019, 2024, 60);
+        assert_eq!(spread_over_years_surging(120_000, 2019, 2024, 60, 1000), plain);
+        let surging = spread_over_years_surging(120_000, 2019, 2024, 60, 1400);
+        assert_eq!(surging.iter().map(|y| y.1).sum::<u64>(), 120_000);
+        // The last year against the mean of the three before it: well above 30 %.
+        let mean3 = surging[2..5].iter().map(|y| y.1).sum::<u64>() / 3;
+        assert!(surging[5].1 * 100 > mean3 * 140, "{surging:?}");
+    }
 
     #[test]
     fn years_grow_and_sum_exactly() {

@@ -170,6 +170,24 @@ pub struct IndicatorEntry {
     pub subset: bool,
     /// Dimensions it may be grouped or filtered by.
     pub dimensions: Vec<String>,
+    /// For a `deviation`: how many previous years' same months the baseline averages (e.g. 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_years: Option<u32>,
+    /// For a `deviation`: the warning levels on |deviation|.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<LevelsEntry>,
+}
+
+/// Warning levels of a deviation, as decimal fractions written as strings so that they stay exact
+/// (`"0.15"` is 15 %): green when |deviation| < `yellow_from`, yellow up to and including `red_above`,
+/// red above it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelsEntry {
+    /// Lowest |deviation| that is yellow, e.g. `"0.15"`.
+    pub yellow_from: String,
+    /// Highest |deviation| that is still yellow; anything above is red, e.g. `"0.30"`.
+    pub red_above: String,
 }
 
 /// The whole catalogue.

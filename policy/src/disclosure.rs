@@ -109,6 +109,38 @@ pub fn protected_counts(indicator: &Indicator, get: impl Fn(MeasureId) -> Partia
             if subset { vec![n, d, d.saturating_sub(n)] } else { vec![n, d] }
         }
         IndicatorKind::Mean { count, .. } => vec![get(count).contributors],
+        // The count in P only; [`deviation_protected_counts`] adds the baseline years.
+        IndicatorKind::Deviation { measure, .. } => vec![get(measure).contributors],
+    }
+}
+
+/// The protected counts of a deviation cell: the count in P and each baseline year's count.
+pub fn deviation_protected_counts(current: Partial, baseline: &[Partial]) -> Vec<u64> {
+    std::iter::once(current).chain(baseline.iter().copied()).map(|p| p.contributors).collect()
+}
+
+/// Evaluates a deviation cell from the count in P (`current`) and each previous year's count of the
+/// same months (`baseline`, year −1 first). Every count used follows the threshold rule: if any has
+/// 1..k−1 contributors the cell is suppressed. Shown: the deviation as value, the count in P as
+/// numerator and the baseline's sum as denominator (a zero denominator: no value, no level).
+pub fn evaluate_deviation(indicator: &Indicator, k: u32, current: Partial, baseline: &[Partial]) -> Cell {
+    let k = k.max(MIN_THRESHOLD);
+    let IndicatorKind::Deviation { baseline_years, .. } = indicator.kind else {
+        return Cell::suppressed("not a deviation indicator");
+    };
+    if is_small(current.contributors, k) {
+        return Cell::suppressed("count below threshold");
+    }
+    if baseline.iter().any(|b| is_small(b.contributors, k)) {
+        return Cell::suppressed("baseline year count below threshold");
+    }
+    let sum = baseline.iter().fold(0i64, |a, b| a.saturating_add(b.value));
+    Cell {
+        status: Status::Ok,
+        value: crate::deviation::deviation(current.value, sum, baseline_years),
+        numerator: Some(current.value),
+        denominator: Some(sum),
+        rule: None,
     }
 }
 
@@ -268,6 +300,8 @@ pub fn evaluate(indicator: &Indicator, k: u32, get: impl Fn(MeasureId) -> Partia
             let value = (c.value != 0).then(|| s.value as f64 / c.value as f64);
             Cell { status: Status::Ok, value, numerator: Some(s.value), denominator: Some(c.value), rule: None }
         }
+        // A deviation needs its baseline years: [`evaluate_deviation`]. Never shown from P alone.
+        IndicatorKind::Deviation { .. } => Cell::suppressed("deviation needs its baseline"),
     }
 }
 
@@ -278,6 +312,28 @@ mod tests {
 
     fn p(n: i64) -> Partial {
         Partial { value: n, contributors: n as u64, max_single: 1 }
+    }
+
+    #[test]
+    fn a_deviation_is_suppressed_when_any_count_it_uses_is_small() {
+        let ind = indicator("filing_deviation").unwrap();
+        let cell = evaluate_deviation(ind, 10, p(115), &[p(100), p(90), p(110)]);
+        assert_eq!(cell.status, Status::Ok);
+        assert_eq!((cell.numerator, cell.denominator), (Some(115), Some(300)));
+        assert!((cell.value.unwrap() - 0.15).abs() < 1e-12);
+        // One baseline year of 1..k−1 suppresses, whatever the others are; zero does not.
+        let small = evaluate_deviation(ind, 10, p(115), &[p(100), p(9), p(110)]);
+        assert_eq!(small.status, Status::Suppressed);
+        assert_eq!(small.rule, Some("baseline year count below threshold"));
+        assert_eq!(evaluate_deviation(ind, 10, p(3), &[p(100), p(100), p(100)]).status, Status::Suppressed);
+        let zero_year = evaluate_deviation(ind, 10, p(50), &[p(0), p(60), p(60)]);
+        assert_eq!(zero_year.status, Status::Ok);
+        // A zero baseline: shown, no value.
+        let none = evaluate_deviation(ind, 10, p(50), &[p(0), p(0), p(0)]);
+        assert_eq!((none.status, none.value, none.denominator), (Status::Ok, None, Some(0)));
+        assert_eq!(deviation_protected_counts(p(50), &[p(0), p(60), p(61)]), vec![50, 0, 60, 61]);
+        // The generic path never shows a deviation from P alone.
+        assert_eq!(evaluate(ind, 10, |_| p(100)).status, Status::Suppressed);
     }
 
     fn ratio(id: &str, num: i64, den: i64) -> Cell {

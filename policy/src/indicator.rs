@@ -126,15 +126,26 @@ pub enum IndicatorKind {
         /// The counted measure.
         count: MeasureId,
     },
+    /// (count in P − mean count in the same months of the `baseline_years` previous years) ÷ that mean,
+    /// with a warning level (see [`crate::deviation`]).
+    Deviation {
+        /// The counted measure (a dated count, e.g. `cases.filed`).
+        measure: MeasureId,
+        /// How many previous years the baseline averages.
+        baseline_years: u32,
+        /// Warning thresholds on |deviation|.
+        levels: crate::deviation::Levels,
+    },
 }
 
 impl IndicatorKind {
-    /// `count`, `ratio` or `mean`.
+    /// `count`, `ratio`, `mean` or `deviation`.
     pub fn as_str(&self) -> &'static str {
         match self {
             IndicatorKind::Count { .. } => "count",
             IndicatorKind::Ratio { .. } => "ratio",
             IndicatorKind::Mean { .. } => "mean",
+            IndicatorKind::Deviation { .. } => "deviation",
         }
     }
 }
@@ -398,11 +409,16 @@ fn build_indicator(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, Stri
         ("count", [m]) => IndicatorKind::Count { measure: m },
         ("ratio", [n, d]) => IndicatorKind::Ratio { numerator: n, denominator: d, subset: e.subset },
         ("mean", [s, c]) => IndicatorKind::Mean { sum: s, count: c },
-        ("count" | "ratio" | "mean", _) => {
-            return Err(format!("kind {} takes {} measures", e.kind, if e.kind == "count" { 1 } else { 2 }));
+        ("deviation", [m]) => deviation_kind(e, ms, m)?,
+        ("count" | "ratio" | "mean" | "deviation", _) => {
+            let n = if matches!(e.kind.as_str(), "count" | "deviation") { 1 } else { 2 };
+            return Err(format!("kind {} takes {n} measures", e.kind));
         }
-        (other, _) => return Err(format!("kind {other:?} is not count, ratio or mean")),
+        (other, _) => return Err(format!("kind {other:?} is not count, ratio, mean or deviation")),
     };
+    if !matches!(kind, IndicatorKind::Deviation { .. }) && (e.baseline_years.is_some() || e.levels.is_some()) {
+        return Err("only a deviation has baseline_years and levels".into());
+    }
     if e.subset && !matches!(kind, IndicatorKind::Ratio { .. }) {
         return Err("only a ratio can be a subset".into());
     }
@@ -426,11 +442,28 @@ fn build_indicator(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, Stri
     })
 }
 
+/// A deviation's kind: a dated count measure, 1..=10 baseline years (3 when not given) and its levels.
+fn deviation_kind(e: &IndicatorEntry, ms: &[Measure], m: MeasureId) -> Result<IndicatorKind, String> {
+    let dated_count = ms.iter().any(|x| x.id == m && !x.anchor.is_stock() && x.accumulate == Accumulate::Count);
+    if !dated_count {
+        return Err(format!("a deviation needs a count of dated records (filed_on or closed_on), not {m}"));
+    }
+    let baseline_years = e.baseline_years.unwrap_or(3);
+    if !(1..=crate::deviation::MAX_BASELINE_YEARS).contains(&baseline_years) {
+        return Err(format!("baseline_years must be 1 to {}", crate::deviation::MAX_BASELINE_YEARS));
+    }
+    let Some(levels) = &e.levels else {
+        return Err("a deviation needs levels = { yellow_from = \"0.15\", red_above = \"0.30\" }".into());
+    };
+    let levels = crate::deviation::Levels::parse(&levels.yellow_from, &levels.red_above)?;
+    Ok(IndicatorKind::Deviation { measure: m, baseline_years, levels })
+}
+
 impl Indicator {
     /// The measures the indicator needs, without repeats, in a fixed order.
     pub fn measures(&self) -> Vec<MeasureId> {
         let mut out: Vec<MeasureId> = match self.kind {
-            IndicatorKind::Count { measure } => vec![measure],
+            IndicatorKind::Count { measure } | IndicatorKind::Deviation { measure, .. } => vec![measure],
             IndicatorKind::Ratio { numerator, denominator, .. } => vec![numerator, denominator],
             IndicatorKind::Mean { sum, count } => vec![sum, count],
         };
@@ -544,9 +577,32 @@ mod tests {
                 "unknown measure",
             ),
         ];
+        let dev = |body: &str| {
+            format!(
+                "[[indicator]]\nid = \"x\"\nname = \"某\"\nformula = \"f\"\ndataset = \"cases\"\nkind = \"deviation\"\ndimensions = []\n{body}\n"
+            )
+        };
+        let levels = "levels = { yellow_from = \"0.15\", red_above = \"0.30\" }";
+        let cases = cases.into_iter().map(|(e, w)| (e, w.to_string())).chain([
+            (dev("measures = [\"cases.filed\"]"), "needs levels".to_string()),
+            (dev(&format!("measures = [\"cases.active\"]\n{levels}")), "dated records".into()),
+            (dev(&format!("measures = [\"cases.trial_days\"]\n{levels}")), "dated records".into()),
+            (dev(&format!("measures = [\"cases.filed\"]\nbaseline_years = 0\n{levels}")), "baseline_years".into()),
+            (
+                dev("measures = [\"cases.filed\"]\nlevels = { yellow_from = \"0.4\", red_above = \"0.30\" }"),
+                "above".into(),
+            ),
+            (dev("measures = [\"cases.filed\"]\nlevels = { yellow_from = \"15%\", red_above = \"0.30\" }"), "15%".into()),
+            (
+                format!(
+                    "[[indicator]]\nid = \"x\"\nname = \"某\"\nformula = \"f\"\ndataset = \"cases\"\nkind = \"count\"\nmeasures = [\"cases.filed\"]\ndimensions = []\n{levels}\n"
+                ),
+                "only a deviation".into(),
+            ),
+        ]);
         for (extra, why) in cases {
             let err = with(&extra).unwrap_err();
-            assert!(err.contains(why), "{err} should mention {why}");
+            assert!(err.contains(why.as_str()), "{err} should mention {why}");
         }
     }
 
@@ -558,6 +614,16 @@ mod tests {
         .unwrap();
         let (_, is) = build(&cat).unwrap();
         let ind = is.iter().find(|i| i.id == "withdrawal_rate_test").unwrap();
+        let dev = indicator("filing_deviation").unwrap();
+        assert_eq!(
+            dev.kind,
+            IndicatorKind::Deviation {
+                measure: "cases.filed",
+                baseline_years: 3,
+                levels: crate::deviation::Levels { yellow_from_ppm: 150_000, red_above_ppm: 300_000 }
+            }
+        );
+        assert_eq!(dev.measures(), vec!["cases.filed"]);
         assert_eq!(ind.name, "撤诉率");
         assert_eq!(ind.dimensions, &[Dimension::Region, Dimension::Year]);
         assert!(matches!(ind.kind, IndicatorKind::Ratio { subset: true, .. }));

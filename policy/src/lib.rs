@@ -22,6 +22,7 @@
 
 pub mod catalogue;
 pub mod check;
+pub mod deviation;
 pub mod dimension;
 pub mod disclosure;
 pub mod grant;

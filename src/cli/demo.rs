@@ -126,6 +126,10 @@ async fn run_async(a: Args) -> Result<ExitCode> {
             Err(s) => println!("  {}\n", crate::client::explain(&s)),
         }
     }
+    // 立案偏离度 of the latest year, and which regions are red.
+    let latest = a.gen_args.config().to_year;
+    let ch = crate::client::connect(&running.gateway_url, &ca).await?;
+    println!("{}", red_regions(ch, &analyst, latest).await);
     // A refusal, to show deny-by-default: the analyst's agency may not compare courts.
     let ch = crate::client::connect(&running.gateway_url, &ca).await?;
     let refused = crate::client::query(
@@ -162,4 +166,55 @@ async fn run_async(a: Args) -> Result<ExitCode> {
     eprintln!("stopping: draining queries in flight");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `filing_deviation` by region for `year` against its three previous years, as a table, then the
+/// regions whose level is red (or "no red regions").
+async fn red_regions(ch: tonic::transport::Channel, token: &str, year: i32) -> String {
+    let (from, to) = (year as u32 * 100 + 1, year as u32 * 100 + 12);
+    let req = pb::QueryRequest {
+        indicator: "filing_deviation".into(),
+        group_by: vec!["region".into()],
+        period: Some(pb::Period { from_month: from, to_month: to }),
+        filters: vec![],
+        purpose: "诉源治理".into(),
+        legal_basis: String::new(),
+    };
+    let mut out = format!(
+        "filing_deviation 立案偏离度 — agency analyst by region ({year} against {}..{})
+",
+        year - 3,
+        year - 1
+    );
+    let resp = match crate::client::query(ch, token, req).await {
+        Ok(resp) => resp,
+        Err(s) => {
+            return format!(
+                "{out}  {}
+",
+                crate::client::explain(&s)
+            );
+        }
+    };
+    out.push_str(&crate::output::answer_table(&resp, &["region".into()], "deviation"));
+    let red: Vec<String> = resp
+        .rows
+        .iter()
+        .filter(|r| r.level == "red")
+        .map(|r| {
+            format!("{} ({:+.1}%)", r.group.get("region").map_or("?", String::as_str), r.value.unwrap_or(0.0) * 100.0)
+        })
+        .collect();
+    if red.is_empty() {
+        out.push_str(&format!("no red regions in {year}\n"));
+    } else {
+        let above = match shuzhu_policy::indicator::indicator("filing_deviation").map(|i| i.kind) {
+            Some(shuzhu_policy::indicator::IndicatorKind::Deviation { levels, .. }) => {
+                format!(" (|deviation| above {}%)", f64::from(levels.red_above_ppm) / 10_000.0)
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!("red regions in {year}{above}: {}\n", red.join(", ")));
+    }
+    out
 }

@@ -13,10 +13,13 @@ pub(crate) const EXAMPLES: &str = "Examples:
   shuzhu query --gateway https://127.0.0.1:8443 --ca pki/ca.pem --token-file analyst.jwt \\
       --indicator on_time_rate --group-by cause --filter region=350213 --from 2024-01 --to 2024-06 --purpose 诉源治理
   shuzhu query --demo ./demo --indicator filed --group-by month --from 2024-01 --to 2024-12 --format csv
+  shuzhu query --demo ./demo --indicator filing_deviation --group-by region --from 2024-01 --to 2024-12
 
 Indicators: `shuzhu indicators --local` lists them with their formulas and dimensions
 Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month
-Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.";
+Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.
+filing_deviation rows have a level (绿 green < 15 %, 黄 yellow to 30 %, 红 red above, on |deviation|) and compare
+with the same months of the three previous years; no baseline means none was filed in them.";
 
 /// Arguments of `shuzhu query`.
 #[derive(clap::Args, Debug)]
