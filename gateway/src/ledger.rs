@@ -327,10 +327,10 @@ impl AuditChain {
         self.ledger.checkpoint()?.ok_or(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(size)))
     }
 
-    /// The stored signed checkpoint note of exactly `size` entries, if any.
+    /// The stored signed checkpoint note of exactly `size` entries, if any (from memory, or one
+    /// positioned read; never waits for appends).
     pub fn checkpoint_of_size(&self, size: u64) -> Result<Option<String>, LedgerError> {
-        let v = self.ledger.verifier();
-        Ok(self.ledger.checkpoints()?.into_iter().find(|n| v.verify(n).is_ok_and(|c| c.size == size)))
+        Ok(self.ledger.checkpoint_note(size)?)
     }
 
     /// Deletes the plaintext of entries older than `before_ms` and past their retention at

@@ -296,17 +296,23 @@ pub fn recover_from(
 pub fn read_record(dir: &Path, loc: Location) -> Result<Vec<u8>, SegmentError> {
     let path = segment_path(dir, loc.segment);
     let f = File::open(&path).map_err(io_err("open", &path))?;
+    read_frame_at(&f, &path, loc.offset)
+}
+
+/// Reads the payload of the frame at `offset` of the open file `f` (named `path` in errors),
+/// checking its checksum. Takes `&File`: positioned reads need no lock.
+pub fn read_frame_at(f: &File, path: &Path, offset: u64) -> Result<Vec<u8>, SegmentError> {
     let mut head = [0u8; FRAME_HEADER_LEN as usize];
-    f.read_exact_at(&mut head, loc.offset).map_err(io_err("read", &path))?;
+    f.read_exact_at(&mut head, offset).map_err(io_err("read", path))?;
     let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
     if len > MAX_PAYLOAD {
-        return Err(SegmentError::Corrupt { path, offset: loc.offset, what: "frame too long" });
+        return Err(SegmentError::Corrupt { path: path.to_owned(), offset, what: "frame too long" });
     }
     let mut payload = vec![0u8; len as usize];
-    f.read_exact_at(&mut payload, loc.offset + FRAME_HEADER_LEN).map_err(io_err("read", &path))?;
+    f.read_exact_at(&mut payload, offset + FRAME_HEADER_LEN).map_err(io_err("read", path))?;
     if crc32fast::hash(&payload) != crc {
-        return Err(SegmentError::Corrupt { path, offset: loc.offset, what: "checksum mismatch" });
+        return Err(SegmentError::Corrupt { path: path.to_owned(), offset, what: "checksum mismatch" });
     }
     Ok(payload)
 }
