@@ -1,6 +1,7 @@
 //! The gateway's audit ledger: a thin wrapper over [`shuzhu_ledger::Ledger`] (an RFC 9162 Merkle
 //! log in `fdatasync`ed segments with group commit, sled indexes, signed checkpoints) that keeps
-//! the small API the services use: append a request's canonical JSON record and get its seq,
+//! the small API the services use: append a request's [`AuditRecord`] (its canonical JSON, with
+//! the indexed values taken from the typed record, so nothing is parsed back) and get its seq,
 //! list entries from a seq, count them. [`AuditChain::open`] refuses to start on a ledger that
 //! does not recover consistently with its last signed checkpoint: the gateway fails closed.
 //!
@@ -35,6 +36,7 @@ use shuzhu_ledger::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier}
 pub use shuzhu_ledger::verify::{ExportSummary, VerifyError, verify_export};
 use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, PurgeReport, StoredEntry};
 
+use crate::audit::AuditRecord;
 use crate::config::LedgerSettings;
 
 /// File of the checkpoint signing key (PKCS#8), inside the ledger directory.
@@ -111,6 +113,15 @@ pub enum LedgerError {
         /// The limit.
         max: usize,
     },
+}
+
+/// The values of an entry that the ledger indexes (and its time), wherever they come from.
+struct Indexed<'a> {
+    time: Option<&'a str>,
+    agency: Option<&'a str>,
+    principal: Option<&'a str>,
+    indicator: Option<&'a str>,
+    decision: Option<&'a str>,
 }
 
 /// The gateway's audit ledger. `Send + Sync`.
@@ -233,25 +244,56 @@ impl AuditChain {
         Ok(Self { dir: dir.to_owned(), ledger })
     }
 
-    /// Appends one canonical JSON record durably; returns its 1-based seq.
+    /// Appends the gateway's own record durably; returns its 1-based seq. The indexed values and
+    /// the time come from the typed record: its canonical JSON is written, never parsed back.
+    pub fn append_record(&self, record: &AuditRecord) -> Result<u64, LedgerError> {
+        let principal = record.principal.as_ref();
+        let indexed = Indexed {
+            time: Some(record.time.as_str()),
+            agency: principal.map(|p| p.agency.as_str()),
+            principal: principal.map(|p| p.sub.as_str()),
+            indicator: Some(record.indicator.as_str()),
+            decision: Some(record.decision.as_str()),
+        };
+        self.append_indexed(&indexed, record.canonical())
+    }
+
+    /// Appends one canonical JSON record given as text durably (tools and tests that hold a
+    /// body, not a record); returns its 1-based seq. The text is parsed once for its indexed
+    /// values and refused when it is not JSON.
     pub fn append(&self, body: String) -> Result<u64, LedgerError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(LedgerError::BodyTooLarge { len: body.len(), max: MAX_BODY_BYTES });
         }
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| LedgerError::InvalidBody)?;
-        let time_ms = str_at(&v, "/time")
+        let indexed = Indexed {
+            time: str_at(&v, "/time"),
+            agency: str_at(&v, "/principal/agency"),
+            principal: str_at(&v, "/principal/sub"),
+            indicator: str_at(&v, "/indicator"),
+            decision: str_at(&v, "/decision"),
+        };
+        self.append_indexed(&indexed, body)
+    }
+
+    fn append_indexed(&self, indexed: &Indexed<'_>, body: String) -> Result<u64, LedgerError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(LedgerError::BodyTooLarge { len: body.len(), max: MAX_BODY_BYTES });
+        }
+        let time_ms = indexed
+            .time
             .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
             .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
         let mut entry = EntryFields::new(time_ms);
-        for (name, pointer) in [
-            ("agency", "/principal/agency"),
-            ("principal", "/principal/sub"),
-            ("indicator", "/indicator"),
-            ("decision", "/decision"),
+        for (name, value) in [
+            ("agency", indexed.agency),
+            ("principal", indexed.principal),
+            ("indicator", indexed.indicator),
+            ("decision", indexed.decision),
         ] {
-            if let Some(s) = str_at(&v, pointer) {
-                entry = entry.with(name, s);
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                entry = entry.with(name, value);
             }
         }
         let appended = self.ledger.append(entry.with("body", body))?;
@@ -369,7 +411,7 @@ impl AuditChain {
             report.entries
         );
         record.filters = vec![format!("before_ms={before_ms}"), format!("operator={}", crate::audit::clip(who))];
-        let seq = self.append(record.canonical())?;
+        let seq = self.append_record(&record)?;
         self.ledger.checkpoint()?;
         Ok((report, seq))
     }
@@ -439,6 +481,38 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!(summary.entries, 2);
+    }
+
+    #[test]
+    fn a_typed_record_is_indexed_and_timed_exactly_like_its_text() {
+        use crate::audit::PrincipalRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let chain = AuditChain::open(dir.path()).unwrap();
+        let mut r = AuditRecord::new("gw-1", "req-1", "query", "v1");
+        r.time = "2026-12-01T00:00:01Z".into();
+        r.principal =
+            Some(PrincipalRecord { sub: "u1".into(), agency: "a1".into(), roles: vec![], issuer: "idp".into() });
+        r.indicator = "closure_rate".into();
+        r.decision = "allow".into();
+        assert_eq!(chain.append_record(&r).unwrap(), 1);
+        assert_eq!(chain.append(r.canonical()).unwrap(), 2);
+        let (typed_listed, typed) = chain.entry(1).unwrap();
+        let (_, text) = chain.entry(2).unwrap();
+        assert_eq!(typed.time_ms, 1_796_083_201_000);
+        assert_eq!(typed_listed.body, r.canonical());
+        let plain = |e: &StoredEntry| -> Vec<(String, Option<String>)> {
+            e.fields.iter().map(|f| (f.name.clone(), f.plaintext.as_ref().map(|p| p.1.clone()))).collect()
+        };
+        assert_eq!((typed.time_ms, plain(&typed)), (text.time_ms, plain(&text)));
+        for f in [
+            shuzhu_ledger::Filter { agency: Some("a1".into()), ..Default::default() },
+            shuzhu_ledger::Filter { principal: Some("u1".into()), ..Default::default() },
+            shuzhu_ledger::Filter { indicator: Some("closure_rate".into()), ..Default::default() },
+            shuzhu_ledger::Filter { decision: Some("allow".into()), ..Default::default() },
+        ] {
+            let seqs: Vec<u64> = chain.ledger().list(&f, None, 10).unwrap().entries.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, [0, 1], "{f:?}");
+        }
     }
 
     #[test]

@@ -71,13 +71,13 @@ impl Services {
         outcome: Result<T, Status>,
     ) -> Result<(u64, T), Status> {
         record.latency_ms = started.elapsed().as_millis() as u64;
-        let body = record.canonical();
+        let request_id = record.request_id.clone();
         let ledger = Arc::clone(&self.state.ledger);
-        let appended = tokio::task::spawn_blocking(move || ledger.append(body)).await;
+        let appended = tokio::task::spawn_blocking(move || ledger.append_record(&record)).await;
         match appended {
             Ok(Ok(seq)) => outcome.map(|v| (seq, v)),
             Ok(Err(error)) => {
-                tracing::error!(request_id = %record.request_id, %error, "audit append failed; refusing to answer");
+                tracing::error!(%request_id, %error, "audit append failed; refusing to answer");
                 Err(Status::unavailable("the audit ledger cannot record this request, so it is not answered"))
             }
             Err(_) => Err(Status::unavailable("the audit ledger cannot record this request, so it is not answered")),
