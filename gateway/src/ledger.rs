@@ -61,6 +61,10 @@ pub struct ChainEntry {
     pub body: String,
     /// Hex RFC 9162 leaf hash of this entry.
     pub hash: String,
+    /// Time of the entry, ms since the epoch.
+    pub time_ms: u64,
+    /// Whether its plaintext was purged.
+    pub purged: bool,
 }
 
 /// Why the ledger could not be opened, appended to, read or verified.
@@ -325,21 +329,28 @@ impl AuditChain {
         &self.ledger
     }
 
-    /// Up to `limit` entries from 1-based `from_seq` on.
+    /// Up to `limit` entries from 1-based `from_seq` on, each read once.
     pub fn list(&self, from_seq: u64, limit: usize) -> Result<Vec<ChainEntry>, LedgerError> {
         let size = self.len();
         let first = from_seq.max(1) - 1;
         let mut out = Vec::new();
         for index in first..size.min(first.saturating_add(limit as u64)) {
-            let e = self.ledger.get(index)?;
-            out.push(ChainEntry {
-                seq: index + 1,
-                prev_hash: hex::encode(self.ledger.root_at(index)?),
-                body: e.value("body").unwrap_or_default().to_owned(),
-                hash: hex::encode(e.leaf_hash()),
-            });
+            out.push(self.listed(&self.ledger.get(index)?)?);
         }
         Ok(out)
+    }
+
+    /// An entry already read from the ledger, as listed (no second read; only the root before
+    /// it is looked up).
+    pub fn listed(&self, e: &StoredEntry) -> Result<ChainEntry, LedgerError> {
+        Ok(ChainEntry {
+            seq: e.seq + 1,
+            prev_hash: hex::encode(self.ledger.root_at(e.seq)?),
+            body: e.value("body").unwrap_or_default().to_owned(),
+            hash: hex::encode(e.leaf_hash()),
+            time_ms: e.time_ms,
+            purged: e.purged(),
+        })
     }
 
     /// Writes a verifiable export (signing a checkpoint of the current tree first).
@@ -351,13 +362,7 @@ impl AuditChain {
     pub fn entry(&self, seq: u64) -> Result<(ChainEntry, StoredEntry), LedgerError> {
         let index = seq.checked_sub(1).ok_or(shuzhu_ledger::LedgerError::NotFound(0))?;
         let e = self.ledger.get(index)?;
-        let listed = ChainEntry {
-            seq,
-            prev_hash: hex::encode(self.ledger.root_at(index)?),
-            body: e.value("body").unwrap_or_default().to_owned(),
-            hash: hex::encode(e.leaf_hash()),
-        };
-        Ok((listed, e))
+        Ok((self.listed(&e)?, e))
     }
 
     /// A signed checkpoint covering at least `size` entries: the last one if it does, else one
@@ -472,8 +477,12 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].body, body);
         assert_eq!(listed[1].prev_hash, hex::encode(chain.ledger().root_at(1).unwrap()));
+        assert_eq!((listed[0].time_ms, listed[0].purged), (1_796_083_200_000, false));
         let f = shuzhu_ledger::Filter { agency: Some("a1".into()), ..Default::default() };
-        assert_eq!(chain.ledger().list(&f, None, 10).unwrap().entries.len(), 1);
+        let page = chain.ledger().list(&f, None, 10).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        // An entry a filtered page already read is listed as the unfiltered listing shows it.
+        assert_eq!(chain.listed(&page.entries[0]).unwrap(), listed[0]);
         let head = chain.head_hash();
         drop(chain);
         let chain = AuditChain::open(dir.path()).unwrap();
@@ -538,6 +547,9 @@ mod tests {
         assert_eq!(seq, 5);
         let purged: Vec<bool> = (0..4).map(|i| chain.ledger().get(i).unwrap().purged()).collect();
         assert_eq!(purged, vec![true, false, true, false]);
+        let listed: Vec<(bool, bool)> =
+            chain.list(1, 4).unwrap().iter().map(|e| (e.purged, e.body.is_empty())).collect();
+        assert_eq!(listed, [(true, true), (false, false), (true, true), (false, false)]);
         let last = chain.list(5, 1).unwrap().remove(0);
         assert!(last.body.contains(r#""action":"audit.purge""#), "{}", last.body);
         drop(chain);
