@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shuzhu_ledger::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
-pub use shuzhu_ledger::verify::{ExportSummary, VerifyError, verify_export};
+pub use shuzhu_ledger::verify::EntryVisitor;
+pub use shuzhu_ledger::verify::{ExportField, ExportSummary, VerifyError, verify_export};
+use shuzhu_ledger::verify::{VerifyOptions, verify_export_with};
 use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, PurgeReport, StoredEntry};
 
 use crate::audit::AuditRecord;
@@ -450,15 +452,91 @@ impl Drop for AuditChain {
     }
 }
 
+/// Directory inside a ledger directory where [`verify_ledger_dir`] keeps the tree it re-derives
+/// (removed when it is done).
+pub const VERIFY_TREE_DIR_NAME: &str = "verify-tree.tmp";
+
 /// Verifies a ledger directory offline (no gateway may have it open): recovers it, exports it and
 /// checks the export against the key in `DIR/checkpoint-key.pub`.
 pub fn verify_ledger_dir(dir: &Path) -> Result<ExportSummary, LedgerError> {
+    verify_ledger_dir_with_progress(dir, &mut |_, _| {})
+}
+
+/// [`verify_ledger_dir`], calling `progress(entries checked, entries in all)` every
+/// [`shuzhu_ledger::verify::PROGRESS_EVERY`] entries. The export streams through a pipe from a
+/// second thread into the verifier, which keeps the tree it re-derives in node files in
+/// `DIR/verify-tree.tmp/`: memory stays bounded whatever the ledger's size.
+pub fn verify_ledger_dir_with_progress(
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary, LedgerError> {
     let verifier = load_verifier(&dir.join(PUBLIC_KEY_FILE_NAME))?;
     let chain = AuditChain::open_offline(dir)?;
-    let mut buf = Vec::new();
-    chain.export(&mut buf)?;
+    let tree_dir = dir.join(VERIFY_TREE_DIR_NAME);
+    let io = |op, source| LedgerError::Io { op, path: dir.to_owned(), source };
+    let (reader, writer) = io::pipe().map_err(|e| io("open a pipe to verify", e))?;
+    let (verified, exported) = std::thread::scope(|scope| {
+        let exporter = scope.spawn(|| {
+            // Dropping the writer at the end closes the pipe: the verifier then sees the end.
+            let mut w = io::BufWriter::with_capacity(1 << 16, writer);
+            chain.export(&mut w)
+        });
+        let options =
+            VerifyOptions { tree_dir: Some(&tree_dir), progress: Some(&mut *progress), ..VerifyOptions::default() };
+        // The reader is dropped when verification returns, so an exporter still writing after
+        // a failure stops with a broken pipe instead of blocking.
+        let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, reader), &verifier, options);
+        let exported = exporter.join().unwrap_or_else(|_| Err(io("export", io::Error::other("exporter panicked"))));
+        (verified, exported)
+    });
+    // Derived data only; a leftover is overwritten by the next verification.
+    let _ = std::fs::remove_dir_all(&tree_dir);
     drop(chain);
-    Ok(verify_export(buf.as_slice(), &verifier)?)
+    match (verified, exported) {
+        (Ok(summary), Ok(_)) => Ok(summary),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(v), Err(e)) if !is_broken_pipe(&e) => {
+            tracing::debug!(verify = %v, "verification stopped because the export failed");
+            Err(e)
+        }
+        (Err(v), _) => Err(v.into()),
+    }
+}
+
+/// Whether the export failed only because its reader went away.
+fn is_broken_pipe(e: &LedgerError) -> bool {
+    matches!(e, LedgerError::Verify(VerifyError::Io(io)) if io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Verifies an export file against `verifier`, keeping the re-derived tree in node files beside
+/// it (`FILE.verify-tree.tmp/`, removed afterwards; in memory when that cannot be created), with
+/// `progress` as for [`verify_ledger_dir_with_progress`] and `on_entry` given each checked entry
+/// (see [`VerifyOptions::on_entry`]: trust what it collected only when this returns `Ok`).
+pub fn verify_export_file(
+    file: &Path,
+    verifier: &NoteVerifier,
+    progress: &mut dyn FnMut(u64, u64),
+    on_entry: Option<&mut EntryVisitor<'_>>,
+) -> Result<ExportSummary, LedgerError> {
+    let f = std::fs::File::open(file).map_err(|source| LedgerError::Io { op: "open", path: file.into(), source })?;
+    let mut name = file.as_os_str().to_owned();
+    name.push(".verify-tree.tmp");
+    let tree_dir = PathBuf::from(name);
+    let in_files = std::fs::create_dir_all(&tree_dir).is_ok();
+    let options = VerifyOptions {
+        tree_dir: in_files.then_some(tree_dir.as_path()),
+        progress: Some(&mut *progress),
+        on_entry: match on_entry {
+            Some(f) => Some(&mut *f),
+            None => None,
+        },
+        ..VerifyOptions::default()
+    };
+    let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, f), verifier, options);
+    if in_files {
+        let _ = std::fs::remove_dir_all(&tree_dir);
+    }
+    Ok(verified?)
 }
 
 #[cfg(test)]
@@ -555,6 +633,37 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!((summary.entries, summary.purged), (5, 2));
+    }
+
+    #[test]
+    fn verifying_streams_the_export_and_leaves_no_tree_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_dir = dir.path().join("ledger");
+        let chain = AuditChain::open(&ledger_dir).unwrap();
+        // More than a pipe's buffer, so the exporter must wait for the verifier to read.
+        let pad = "x".repeat(1000);
+        for i in 0..300 {
+            chain.append(format!(r#"{{"action":"query","decision":"allow","n":{i},"pad":"{pad}"}}"#)).unwrap();
+        }
+        let export = dir.path().join("audit.jsonl");
+        chain.export(std::fs::File::create(&export).unwrap()).unwrap();
+        drop(chain);
+        let summary = verify_ledger_dir(&ledger_dir).unwrap();
+        assert_eq!((summary.entries, summary.latest.size), (300, 300));
+        assert!(!ledger_dir.join(VERIFY_TREE_DIR_NAME).exists());
+        let verifier = load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap();
+        let mut bodies = 0;
+        let mut count = |_: u64, f: Option<&[ExportField]>| bodies += usize::from(f.is_some());
+        let s = verify_export_file(&export, &verifier, &mut |_, _| {}, Some(&mut count)).unwrap();
+        assert_eq!((s.entries, bodies), (300, 300));
+        let tree_dir = dir.path().join("audit.jsonl.verify-tree.tmp");
+        assert!(!tree_dir.exists());
+        // A flipped byte in a body is refused, and the tree files are still cleaned up.
+        let text = std::fs::read_to_string(&export).unwrap().replacen(r#"\"n\":7,"#, r#"\"n\":8,"#, 1);
+        std::fs::write(&export, text).unwrap();
+        let r = verify_export_file(&export, &verifier, &mut |_, _| {}, None);
+        assert!(matches!(r, Err(LedgerError::Verify(VerifyError::Entry { seq: 7, .. }))), "{r:?}");
+        assert!(!tree_dir.exists());
     }
 
     #[test]
