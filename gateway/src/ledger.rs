@@ -509,7 +509,8 @@ fn is_broken_pipe(e: &LedgerError) -> bool {
 }
 
 /// Verifies an export file against `verifier`, keeping the re-derived tree in node files beside
-/// it (`FILE.verify-tree.tmp/`, removed afterwards; in memory when that cannot be created), with
+/// it (`FILE.verify-tree.tmp/`, removed afterwards; in memory when it cannot be created or already
+/// exists), with
 /// `progress` as for [`verify_ledger_dir_with_progress`] and `on_entry` given each checked entry
 /// (see [`VerifyOptions::on_entry`]: trust what it collected only when this returns `Ok`).
 pub fn verify_export_file(
@@ -522,7 +523,8 @@ pub fn verify_export_file(
     let mut name = file.as_os_str().to_owned();
     name.push(".verify-tree.tmp");
     let tree_dir = PathBuf::from(name);
-    let in_files = std::fs::create_dir_all(&tree_dir).is_ok();
+    // Never reuse (and so never delete) a directory this did not create.
+    let in_files = std::fs::create_dir(&tree_dir).is_ok();
     let options = VerifyOptions {
         tree_dir: in_files.then_some(tree_dir.as_path()),
         progress: Some(&mut *progress),
@@ -658,6 +660,12 @@ mod tests {
         assert_eq!((s.entries, bodies), (300, 300));
         let tree_dir = dir.path().join("audit.jsonl.verify-tree.tmp");
         assert!(!tree_dir.exists());
+        // A directory of that name that verification did not create is left alone.
+        std::fs::create_dir(&tree_dir).unwrap();
+        std::fs::write(tree_dir.join("keep"), "mine").unwrap();
+        verify_export_file(&export, &verifier, &mut |_, _| {}, None).unwrap();
+        assert_eq!(std::fs::read_to_string(tree_dir.join("keep")).unwrap(), "mine");
+        std::fs::remove_dir_all(&tree_dir).unwrap();
         // A flipped byte in a body is refused, and the tree files are still cleaned up.
         let text = std::fs::read_to_string(&export).unwrap().replacen(r#"\"n\":7,"#, r#"\"n\":8,"#, 1);
         std::fs::write(&export, text).unwrap();
