@@ -101,6 +101,7 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     }
     let export = tmp.path().join("audit.jsonl");
     ledger.export(std::fs::File::create(&export).unwrap()).unwrap();
+    let key = ledger.path().join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME);
     let bodies: Vec<String> = ledger.list(1, 1000).unwrap().into_iter().map(|e| e.body).collect();
     rt.block_on(running.shutdown());
 
@@ -111,9 +112,11 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     let (code, out) = shuzhu(&["node", "journal", "verify", "--journal", p(&refusing_store)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 releases, 4 refusals"), "the refusals are journalled: {out}");
-    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&refusing_store), "--export", p(&export)]);
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&refusing_store), "--export", p(&export), "--key", p(&key)]);
     assert_eq!(code, 0, "nothing released, nothing recorded: {out}");
-    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--export", p(&export)]);
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--export", p(&export), "--key", p(&key)]);
     assert_eq!(code, 0, "an intact ledger agrees with the journal: {out}");
     assert!(out.contains("4 matched, 4 receipts checked"), "{out}");
     // The same from the node's own export of its journal.
@@ -121,12 +124,29 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     let jexport = tmp.path().join("good.journal.jsonl");
     let (code, out) = shuzhu(&["node", "journal", "export", "--config", p(good_config), "--out", p(&jexport)]);
     assert_eq!(code, 0, "{out}");
-    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&jexport), "--export", p(&export)]);
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&jexport), "--export", p(&export), "--key", p(&key)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("4 matched, 4 receipts checked"), "{out}");
+    // An export altered after it was written is refused before anything in it is compared: here
+    // the first query's request id, edited out of its entry, would otherwise show up as a
+    // release missing from the ledger.
+    let tampered = tmp.path().join("audit-tampered.jsonl");
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.contains(&request_ids[0]));
+    std::fs::write(&tampered, text.replacen(&request_ids[0], "0123456789abcdef", 1)).unwrap();
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--export", p(&tampered), "--key", p(&key)]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("does not verify") && !out.contains("matched"), "{out}");
+    // And an export cannot be reconciled without the key to verify it with.
+    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--export", p(&export)]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("--key"), "{out}");
     // The forged node released (and journalled) what the gateway refused to count.
     let forged_store = tmp.path().join("fed/nodes").join(&forged).join("store");
-    let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&forged_store), "--export", p(&export)]);
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&forged_store), "--export", p(&export), "--key", p(&key)]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("receipt invalid") && out.contains("4 discrepancies"), "{out}");
 
@@ -151,8 +171,18 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     drop(j);
     let (code, out) = shuzhu(&["node", "journal", "verify", "--journal", p(&jcopy)]);
     assert_eq!(code, 0, "the rebuilt chain itself verifies: {out}");
-    let (code, out) =
-        shuzhu(&["audit", "reconcile", "--journal", p(&jcopy), "--export", p(&export), "--format", "json"]);
+    let (code, out) = shuzhu(&[
+        "audit",
+        "reconcile",
+        "--journal",
+        p(&jcopy),
+        "--export",
+        p(&export),
+        "--key",
+        p(&key),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 1, "{out}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let missing: Vec<&serde_json::Value> =

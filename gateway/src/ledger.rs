@@ -1,6 +1,7 @@
 //! The gateway's audit ledger: a thin wrapper over [`shuzhu_ledger::Ledger`] (an RFC 9162 Merkle
 //! log in `fdatasync`ed segments with group commit, sled indexes, signed checkpoints) that keeps
-//! the small API the services use: append a request's canonical JSON record and get its seq,
+//! the small API the services use: append a request's [`AuditRecord`] (its canonical JSON, with
+//! the indexed values taken from the typed record, so nothing is parsed back) and get its seq,
 //! list entries from a seq, count them. [`AuditChain::open`] refuses to start on a ledger that
 //! does not recover consistently with its last signed checkpoint: the gateway fails closed.
 //!
@@ -32,9 +33,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shuzhu_ledger::checkpoint::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
-pub use shuzhu_ledger::verify::{ExportSummary, VerifyError, verify_export};
+pub use shuzhu_ledger::verify::EntryVisitor;
+pub use shuzhu_ledger::verify::{ExportField, ExportSummary, VerifyError, verify_export};
+use shuzhu_ledger::verify::{VerifyOptions, verify_export_with};
 use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, PurgeReport, StoredEntry};
 
+use crate::audit::AuditRecord;
 use crate::config::LedgerSettings;
 
 /// File of the checkpoint signing key (PKCS#8), inside the ledger directory.
@@ -59,6 +63,10 @@ pub struct ChainEntry {
     pub body: String,
     /// Hex RFC 9162 leaf hash of this entry.
     pub hash: String,
+    /// Time of the entry, ms since the epoch.
+    pub time_ms: u64,
+    /// Whether its plaintext was purged.
+    pub purged: bool,
 }
 
 /// Why the ledger could not be opened, appended to, read or verified.
@@ -111,6 +119,15 @@ pub enum LedgerError {
         /// The limit.
         max: usize,
     },
+}
+
+/// The values of an entry that the ledger indexes (and its time), wherever they come from.
+struct Indexed<'a> {
+    time: Option<&'a str>,
+    agency: Option<&'a str>,
+    principal: Option<&'a str>,
+    indicator: Option<&'a str>,
+    decision: Option<&'a str>,
 }
 
 /// The gateway's audit ledger. `Send + Sync`.
@@ -233,25 +250,56 @@ impl AuditChain {
         Ok(Self { dir: dir.to_owned(), ledger })
     }
 
-    /// Appends one canonical JSON record durably; returns its 1-based seq.
+    /// Appends the gateway's own record durably; returns its 1-based seq. The indexed values and
+    /// the time come from the typed record: its canonical JSON is written, never parsed back.
+    pub fn append_record(&self, record: &AuditRecord) -> Result<u64, LedgerError> {
+        let principal = record.principal.as_ref();
+        let indexed = Indexed {
+            time: Some(record.time.as_str()),
+            agency: principal.map(|p| p.agency.as_str()),
+            principal: principal.map(|p| p.sub.as_str()),
+            indicator: Some(record.indicator.as_str()),
+            decision: Some(record.decision.as_str()),
+        };
+        self.append_indexed(&indexed, record.canonical())
+    }
+
+    /// Appends one canonical JSON record given as text durably (tools and tests that hold a
+    /// body, not a record); returns its 1-based seq. The text is parsed once for its indexed
+    /// values and refused when it is not JSON.
     pub fn append(&self, body: String) -> Result<u64, LedgerError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(LedgerError::BodyTooLarge { len: body.len(), max: MAX_BODY_BYTES });
         }
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|_| LedgerError::InvalidBody)?;
-        let time_ms = str_at(&v, "/time")
+        let indexed = Indexed {
+            time: str_at(&v, "/time"),
+            agency: str_at(&v, "/principal/agency"),
+            principal: str_at(&v, "/principal/sub"),
+            indicator: str_at(&v, "/indicator"),
+            decision: str_at(&v, "/decision"),
+        };
+        self.append_indexed(&indexed, body)
+    }
+
+    fn append_indexed(&self, indexed: &Indexed<'_>, body: String) -> Result<u64, LedgerError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(LedgerError::BodyTooLarge { len: body.len(), max: MAX_BODY_BYTES });
+        }
+        let time_ms = indexed
+            .time
             .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
             .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
         let mut entry = EntryFields::new(time_ms);
-        for (name, pointer) in [
-            ("agency", "/principal/agency"),
-            ("principal", "/principal/sub"),
-            ("indicator", "/indicator"),
-            ("decision", "/decision"),
+        for (name, value) in [
+            ("agency", indexed.agency),
+            ("principal", indexed.principal),
+            ("indicator", indexed.indicator),
+            ("decision", indexed.decision),
         ] {
-            if let Some(s) = str_at(&v, pointer) {
-                entry = entry.with(name, s);
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                entry = entry.with(name, value);
             }
         }
         let appended = self.ledger.append(entry.with("body", body))?;
@@ -283,21 +331,28 @@ impl AuditChain {
         &self.ledger
     }
 
-    /// Up to `limit` entries from 1-based `from_seq` on.
+    /// Up to `limit` entries from 1-based `from_seq` on, each read once.
     pub fn list(&self, from_seq: u64, limit: usize) -> Result<Vec<ChainEntry>, LedgerError> {
         let size = self.len();
         let first = from_seq.max(1) - 1;
         let mut out = Vec::new();
         for index in first..size.min(first.saturating_add(limit as u64)) {
-            let e = self.ledger.get(index)?;
-            out.push(ChainEntry {
-                seq: index + 1,
-                prev_hash: hex::encode(self.ledger.root_at(index)?),
-                body: e.value("body").unwrap_or_default().to_owned(),
-                hash: hex::encode(e.leaf_hash()),
-            });
+            out.push(self.listed(&self.ledger.get(index)?)?);
         }
         Ok(out)
+    }
+
+    /// An entry already read from the ledger, as listed (no second read; only the root before
+    /// it is looked up).
+    pub fn listed(&self, e: &StoredEntry) -> Result<ChainEntry, LedgerError> {
+        Ok(ChainEntry {
+            seq: e.seq + 1,
+            prev_hash: hex::encode(self.ledger.root_at(e.seq)?),
+            body: e.value("body").unwrap_or_default().to_owned(),
+            hash: hex::encode(e.leaf_hash()),
+            time_ms: e.time_ms,
+            purged: e.purged(),
+        })
     }
 
     /// Writes a verifiable export (signing a checkpoint of the current tree first).
@@ -309,13 +364,7 @@ impl AuditChain {
     pub fn entry(&self, seq: u64) -> Result<(ChainEntry, StoredEntry), LedgerError> {
         let index = seq.checked_sub(1).ok_or(shuzhu_ledger::LedgerError::NotFound(0))?;
         let e = self.ledger.get(index)?;
-        let listed = ChainEntry {
-            seq,
-            prev_hash: hex::encode(self.ledger.root_at(index)?),
-            body: e.value("body").unwrap_or_default().to_owned(),
-            hash: hex::encode(e.leaf_hash()),
-        };
-        Ok((listed, e))
+        Ok((self.listed(&e)?, e))
     }
 
     /// A signed checkpoint covering at least `size` entries: the last one if it does, else one
@@ -327,10 +376,10 @@ impl AuditChain {
         self.ledger.checkpoint()?.ok_or(LedgerError::Ledger(shuzhu_ledger::LedgerError::NotFound(size)))
     }
 
-    /// The stored signed checkpoint note of exactly `size` entries, if any.
+    /// The stored signed checkpoint note of exactly `size` entries, if any (from memory, or one
+    /// positioned read; never waits for appends).
     pub fn checkpoint_of_size(&self, size: u64) -> Result<Option<String>, LedgerError> {
-        let v = self.ledger.verifier();
-        Ok(self.ledger.checkpoints()?.into_iter().find(|n| v.verify(n).is_ok_and(|c| c.size == size)))
+        Ok(self.ledger.checkpoint_note(size)?)
     }
 
     /// Deletes the plaintext of entries older than `before_ms` and past their retention at
@@ -369,7 +418,7 @@ impl AuditChain {
             report.entries
         );
         record.filters = vec![format!("before_ms={before_ms}"), format!("operator={}", crate::audit::clip(who))];
-        let seq = self.append(record.canonical())?;
+        let seq = self.append_record(&record)?;
         self.ledger.checkpoint()?;
         Ok((report, seq))
     }
@@ -403,15 +452,93 @@ impl Drop for AuditChain {
     }
 }
 
+/// Directory inside a ledger directory where [`verify_ledger_dir`] keeps the tree it re-derives
+/// (removed when it is done).
+pub const VERIFY_TREE_DIR_NAME: &str = "verify-tree.tmp";
+
 /// Verifies a ledger directory offline (no gateway may have it open): recovers it, exports it and
 /// checks the export against the key in `DIR/checkpoint-key.pub`.
 pub fn verify_ledger_dir(dir: &Path) -> Result<ExportSummary, LedgerError> {
+    verify_ledger_dir_with_progress(dir, &mut |_, _| {})
+}
+
+/// [`verify_ledger_dir`], calling `progress(entries checked, entries in all)` every
+/// [`shuzhu_ledger::verify::PROGRESS_EVERY`] entries. The export streams through a pipe from a
+/// second thread into the verifier, which keeps the tree it re-derives in node files in
+/// `DIR/verify-tree.tmp/`: memory stays bounded whatever the ledger's size.
+pub fn verify_ledger_dir_with_progress(
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary, LedgerError> {
     let verifier = load_verifier(&dir.join(PUBLIC_KEY_FILE_NAME))?;
     let chain = AuditChain::open_offline(dir)?;
-    let mut buf = Vec::new();
-    chain.export(&mut buf)?;
+    let tree_dir = dir.join(VERIFY_TREE_DIR_NAME);
+    let io = |op, source| LedgerError::Io { op, path: dir.to_owned(), source };
+    let (reader, writer) = io::pipe().map_err(|e| io("open a pipe to verify", e))?;
+    let (verified, exported) = std::thread::scope(|scope| {
+        let exporter = scope.spawn(|| {
+            // Dropping the writer at the end closes the pipe: the verifier then sees the end.
+            let mut w = io::BufWriter::with_capacity(1 << 16, writer);
+            chain.export(&mut w)
+        });
+        let options =
+            VerifyOptions { tree_dir: Some(&tree_dir), progress: Some(&mut *progress), ..VerifyOptions::default() };
+        // The reader is dropped when verification returns, so an exporter still writing after
+        // a failure stops with a broken pipe instead of blocking.
+        let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, reader), &verifier, options);
+        let exported = exporter.join().unwrap_or_else(|_| Err(io("export", io::Error::other("exporter panicked"))));
+        (verified, exported)
+    });
+    // Derived data only; a leftover is overwritten by the next verification.
+    let _ = std::fs::remove_dir_all(&tree_dir);
     drop(chain);
-    Ok(verify_export(buf.as_slice(), &verifier)?)
+    match (verified, exported) {
+        (Ok(summary), Ok(_)) => Ok(summary),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(v), Err(e)) if !is_broken_pipe(&e) => {
+            tracing::debug!(verify = %v, "verification stopped because the export failed");
+            Err(e)
+        }
+        (Err(v), _) => Err(v.into()),
+    }
+}
+
+/// Whether the export failed only because its reader went away.
+fn is_broken_pipe(e: &LedgerError) -> bool {
+    matches!(e, LedgerError::Verify(VerifyError::Io(io)) if io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Verifies an export file against `verifier`, keeping the re-derived tree in node files beside
+/// it (`FILE.verify-tree.tmp/`, removed afterwards; in memory when it cannot be created or already
+/// exists), with
+/// `progress` as for [`verify_ledger_dir_with_progress`] and `on_entry` given each checked entry
+/// (see [`VerifyOptions::on_entry`]: trust what it collected only when this returns `Ok`).
+pub fn verify_export_file(
+    file: &Path,
+    verifier: &NoteVerifier,
+    progress: &mut dyn FnMut(u64, u64),
+    on_entry: Option<&mut EntryVisitor<'_>>,
+) -> Result<ExportSummary, LedgerError> {
+    let f = std::fs::File::open(file).map_err(|source| LedgerError::Io { op: "open", path: file.into(), source })?;
+    let mut name = file.as_os_str().to_owned();
+    name.push(".verify-tree.tmp");
+    let tree_dir = PathBuf::from(name);
+    // Never reuse (and so never delete) a directory this did not create.
+    let in_files = std::fs::create_dir(&tree_dir).is_ok();
+    let options = VerifyOptions {
+        tree_dir: in_files.then_some(tree_dir.as_path()),
+        progress: Some(&mut *progress),
+        on_entry: match on_entry {
+            Some(f) => Some(&mut *f),
+            None => None,
+        },
+        ..VerifyOptions::default()
+    };
+    let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, f), verifier, options);
+    if in_files {
+        let _ = std::fs::remove_dir_all(&tree_dir);
+    }
+    Ok(verified?)
 }
 
 #[cfg(test)]
@@ -430,8 +557,12 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].body, body);
         assert_eq!(listed[1].prev_hash, hex::encode(chain.ledger().root_at(1).unwrap()));
+        assert_eq!((listed[0].time_ms, listed[0].purged), (1_796_083_200_000, false));
         let f = shuzhu_ledger::Filter { agency: Some("a1".into()), ..Default::default() };
-        assert_eq!(chain.ledger().list(&f, None, 10).unwrap().entries.len(), 1);
+        let page = chain.ledger().list(&f, None, 10).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        // An entry a filtered page already read is listed as the unfiltered listing shows it.
+        assert_eq!(chain.listed(&page.entries[0]).unwrap(), listed[0]);
         let head = chain.head_hash();
         drop(chain);
         let chain = AuditChain::open(dir.path()).unwrap();
@@ -439,6 +570,38 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!(summary.entries, 2);
+    }
+
+    #[test]
+    fn a_typed_record_is_indexed_and_timed_exactly_like_its_text() {
+        use crate::audit::PrincipalRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let chain = AuditChain::open(dir.path()).unwrap();
+        let mut r = AuditRecord::new("gw-1", "req-1", "query", "v1");
+        r.time = "2026-12-01T00:00:01Z".into();
+        r.principal =
+            Some(PrincipalRecord { sub: "u1".into(), agency: "a1".into(), roles: vec![], issuer: "idp".into() });
+        r.indicator = "closure_rate".into();
+        r.decision = "allow".into();
+        assert_eq!(chain.append_record(&r).unwrap(), 1);
+        assert_eq!(chain.append(r.canonical()).unwrap(), 2);
+        let (typed_listed, typed) = chain.entry(1).unwrap();
+        let (_, text) = chain.entry(2).unwrap();
+        assert_eq!(typed.time_ms, 1_796_083_201_000);
+        assert_eq!(typed_listed.body, r.canonical());
+        let plain = |e: &StoredEntry| -> Vec<(String, Option<String>)> {
+            e.fields.iter().map(|f| (f.name.clone(), f.plaintext.as_ref().map(|p| p.1.clone()))).collect()
+        };
+        assert_eq!((typed.time_ms, plain(&typed)), (text.time_ms, plain(&text)));
+        for f in [
+            shuzhu_ledger::Filter { agency: Some("a1".into()), ..Default::default() },
+            shuzhu_ledger::Filter { principal: Some("u1".into()), ..Default::default() },
+            shuzhu_ledger::Filter { indicator: Some("closure_rate".into()), ..Default::default() },
+            shuzhu_ledger::Filter { decision: Some("allow".into()), ..Default::default() },
+        ] {
+            let seqs: Vec<u64> = chain.ledger().list(&f, None, 10).unwrap().entries.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, [0, 1], "{f:?}");
+        }
     }
 
     #[test]
@@ -464,11 +627,51 @@ mod tests {
         assert_eq!(seq, 5);
         let purged: Vec<bool> = (0..4).map(|i| chain.ledger().get(i).unwrap().purged()).collect();
         assert_eq!(purged, vec![true, false, true, false]);
+        let listed: Vec<(bool, bool)> =
+            chain.list(1, 4).unwrap().iter().map(|e| (e.purged, e.body.is_empty())).collect();
+        assert_eq!(listed, [(true, true), (false, false), (true, true), (false, false)]);
         let last = chain.list(5, 1).unwrap().remove(0);
         assert!(last.body.contains(r#""action":"audit.purge""#), "{}", last.body);
         drop(chain);
         let summary = verify_ledger_dir(dir.path()).unwrap();
         assert_eq!((summary.entries, summary.purged), (5, 2));
+    }
+
+    #[test]
+    fn verifying_streams_the_export_and_leaves_no_tree_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_dir = dir.path().join("ledger");
+        let chain = AuditChain::open(&ledger_dir).unwrap();
+        // More than a pipe's buffer, so the exporter must wait for the verifier to read.
+        let pad = "x".repeat(1000);
+        for i in 0..300 {
+            chain.append(format!(r#"{{"action":"query","decision":"allow","n":{i},"pad":"{pad}"}}"#)).unwrap();
+        }
+        let export = dir.path().join("audit.jsonl");
+        chain.export(std::fs::File::create(&export).unwrap()).unwrap();
+        drop(chain);
+        let summary = verify_ledger_dir(&ledger_dir).unwrap();
+        assert_eq!((summary.entries, summary.latest.size), (300, 300));
+        assert!(!ledger_dir.join(VERIFY_TREE_DIR_NAME).exists());
+        let verifier = load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap();
+        let mut bodies = 0;
+        let mut count = |_: u64, f: Option<&[ExportField]>| bodies += usize::from(f.is_some());
+        let s = verify_export_file(&export, &verifier, &mut |_, _| {}, Some(&mut count)).unwrap();
+        assert_eq!((s.entries, bodies), (300, 300));
+        let tree_dir = dir.path().join("audit.jsonl.verify-tree.tmp");
+        assert!(!tree_dir.exists());
+        // A directory of that name that verification did not create is left alone.
+        std::fs::create_dir(&tree_dir).unwrap();
+        std::fs::write(tree_dir.join("keep"), "mine").unwrap();
+        verify_export_file(&export, &verifier, &mut |_, _| {}, None).unwrap();
+        assert_eq!(std::fs::read_to_string(tree_dir.join("keep")).unwrap(), "mine");
+        std::fs::remove_dir_all(&tree_dir).unwrap();
+        // A flipped byte in a body is refused, and the tree files are still cleaned up.
+        let text = std::fs::read_to_string(&export).unwrap().replacen(r#"\"n\":7,"#, r#"\"n\":8,"#, 1);
+        std::fs::write(&export, text).unwrap();
+        let r = verify_export_file(&export, &verifier, &mut |_, _| {}, None);
+        assert!(matches!(r, Err(LedgerError::Verify(VerifyError::Entry { seq: 7, .. }))), "{r:?}");
+        assert!(!tree_dir.exists());
     }
 
     #[test]

@@ -71,13 +71,13 @@ impl Services {
         outcome: Result<T, Status>,
     ) -> Result<(u64, T), Status> {
         record.latency_ms = started.elapsed().as_millis() as u64;
-        let body = record.canonical();
+        let request_id = record.request_id.clone();
         let ledger = Arc::clone(&self.state.ledger);
-        let appended = tokio::task::spawn_blocking(move || ledger.append(body)).await;
+        let appended = tokio::task::spawn_blocking(move || ledger.append_record(&record)).await;
         match appended {
             Ok(Ok(seq)) => outcome.map(|v| (seq, v)),
             Ok(Err(error)) => {
-                tracing::error!(request_id = %record.request_id, %error, "audit append failed; refusing to answer");
+                tracing::error!(%request_id, %error, "audit append failed; refusing to answer");
                 Err(Status::unavailable("the audit ledger cannot record this request, so it is not answered"))
             }
             Err(_) => Err(Status::unavailable("the audit ledger cannot record this request, so it is not answered")),
@@ -205,8 +205,15 @@ impl Services {
     }
 }
 
-fn entry_pb(e: ChainEntry, time_ms: u64, purged: bool) -> pb::AuditEntry {
-    pb::AuditEntry { seq: e.seq, body: e.body, prev_hash: e.prev_hash, hash: e.hash, time_ms, purged }
+fn entry_pb(e: ChainEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        seq: e.seq,
+        body: e.body,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+        time_ms: e.time_ms,
+        purged: e.purged,
+    }
 }
 
 /// A `Write` that sends what is written as chunks of a server stream (from a blocking thread).
@@ -280,12 +287,7 @@ impl pb::audit_server::Audit for Services {
             let total = ledger.len();
             if !filtered {
                 let from = r.from_seq.max(1);
-                let entries = ledger.list(from, limit)?;
-                let mut out = Vec::with_capacity(entries.len());
-                for e in entries {
-                    let stored = ledger.ledger().get(e.seq - 1)?;
-                    out.push(entry_pb(e, stored.time_ms, stored.purged()));
-                }
+                let out: Vec<pb::AuditEntry> = ledger.list(from, limit)?.into_iter().map(entry_pb).collect();
                 return Ok(pb::ListEntriesResponse {
                     next_seq: out.last().map_or(from, |e| e.seq + 1),
                     entries: out,
@@ -296,9 +298,8 @@ impl pb::audit_server::Audit for Services {
             let page = ledger.ledger().list(&filter, cursor.as_deref(), limit)?;
             let mut out = Vec::with_capacity(page.entries.len());
             // With filters, `from_seq` still bounds the page from below (a page may then hold fewer).
-            for stored in page.entries.into_iter().filter(|e| e.seq + 1 >= r.from_seq) {
-                let (e, _) = ledger.entry(stored.seq + 1)?;
-                out.push(entry_pb(e, stored.time_ms, stored.purged()));
+            for stored in page.entries.iter().filter(|e| e.seq + 1 >= r.from_seq) {
+                out.push(entry_pb(ledger.listed(stored)?));
             }
             Ok(pb::ListEntriesResponse {
                 next_seq: out.last().map_or(0, |e| e.seq + 1),
@@ -335,7 +336,7 @@ impl pb::audit_server::Audit for Services {
                 .collect();
             Ok(pb::GetEntryResponse {
                 leaf: stored.leaf.clone(),
-                entry: Some(entry_pb(listed, stored.time_ms, stored.purged())),
+                entry: Some(entry_pb(listed)),
                 fields,
                 tree_size: size,
                 inclusion_proof: proof.into_iter().map(|h| h.to_vec()).collect(),

@@ -1,6 +1,7 @@
 //! Ledger benchmark (not a test): durable appends per second with 1, 8 and 64 concurrent
 //! writers against raw sled `insert` + `flush` per entry on the same disk in the same run, then
-//! inclusion-proof time at 1 M and 10 M entries.
+//! inclusion-proof time at 1 M and 10 M entries, and finding a signed checkpoint by size (what a
+//! proof request needs) against reading back and verifying every note (what it used to cost).
 //!
 //! `cargo run --release -p shuzhu-ledger --example ledger_bench [-- SECONDS_PER_RUN [MAX_PROOF_SIZE [WRITERS,…]]]`
 
@@ -101,6 +102,50 @@ fn proof_time(size: u64, dir: &std::path::Path) {
     );
 }
 
+/// A proof request names a signed checkpoint by size: look one up among the hundreds signed while
+/// 20 000 entries are appended, from the in-memory index, against reading and verifying every
+/// note in `checkpoints.log`.
+fn checkpoint_lookup(dir: &std::path::Path, key: &[u8]) {
+    let mut o = LedgerOptions::new(NoteSigner::from_pkcs8("bench/audit", key).expect("signer"));
+    o.checkpoint_interval = None;
+    o.checkpoint_every = 0;
+    let ledger = Arc::new(Ledger::open(dir, o).expect("open"));
+    // 64 writers (group commit keeps this quick), each asking for a checkpoint every 10 entries.
+    let threads: Vec<_> = (0..64u64)
+        .map(|t| {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                for i in 0..313 {
+                    ledger.append(entry(t * 1_000 + i)).expect("append");
+                    if i % 10 == 9 {
+                        ledger.checkpoint().expect("checkpoint");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let start = Instant::now();
+    let all = ledger.checkpoints().expect("read all");
+    let read_all = start.elapsed();
+    let sizes: Vec<u64> = all.iter().map(|n| ledger.verifier().verify(n).expect("signed").size).collect();
+    let n = 2_000usize;
+    let start = Instant::now();
+    for i in 0..n {
+        let size = sizes[(i * 7919) % sizes.len()];
+        ledger.checkpoint_note(size).expect("read").expect("signed");
+    }
+    let by_size = start.elapsed() / n as u32;
+    println!(
+        "checkpoint by size among {} signed: {:.1} µs each (index in memory, one pread + signature check); reading back and verifying every note: {:.1} ms",
+        all.len(),
+        by_size.as_secs_f64() * 1e6,
+        read_all.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4.0);
@@ -151,6 +196,8 @@ fn main() {
         let _ = std::fs::remove_dir_all(base.path().join(format!("sled-{writers}")));
         println!("   ({size} entries appended in that run)");
     }
+    checkpoint_lookup(&base.path().join("lookup"), &key);
+    let _ = std::fs::remove_dir_all(base.path().join("lookup"));
     for size in [1_000_000u64, 10_000_000] {
         if size > max_proof {
             continue;

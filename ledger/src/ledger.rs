@@ -10,7 +10,9 @@
 //!
 //! An append is acknowledged only after its segment frame is synced and the tree and indexes
 //! include it. A checkpoint is signed every N entries, every T seconds (a background thread) and
-//! on [`Ledger::close`], never when it is not consistent with the last one signed.
+//! on [`Ledger::close`], never when it is not consistent with the last one signed. Signed
+//! checkpoints are verified once (on open, or as they are signed) and kept in memory by size, so
+//! proof requests read them without re-reading `checkpoints.log` or taking the signing lock.
 //!
 //! ```
 //! use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, checkpoint::NoteSigner};
@@ -202,8 +204,29 @@ struct Item {
     index_values: Vec<(u8, String)>,
 }
 
+/// Where one signed checkpoint's note sits in `checkpoints.log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CpRef {
+    /// The checkpoint's tree size.
+    size: u64,
+    /// Offset of its frame in `checkpoints.log`.
+    offset: u64,
+}
+
+/// The signed checkpoints, verified once (on open, or as they are signed) and kept in memory, so
+/// a proof request never re-reads `checkpoints.log` whole nor waits for the lock that appends
+/// and signing take.
+#[derive(Debug, Default)]
+struct Signed {
+    /// Every signed checkpoint, in signing order (sizes strictly increase: a checkpoint is only
+    /// signed for a tree that grew and is consistent with the last one).
+    refs: Vec<CpRef>,
+    /// The last signed checkpoint and its note.
+    latest: Option<(Checkpoint, String)>,
+}
+
+/// The signer's side of `checkpoints.log`; locked while a checkpoint is signed.
 struct CpState {
-    last: Option<(Checkpoint, String)>,
     file: File,
     path: PathBuf,
 }
@@ -214,6 +237,11 @@ struct Shared {
     index: sled::Tree,
     db: sled::Db,
     cp: Mutex<CpState>,
+    /// Read by proof requests without taking `cp`; written (briefly) by the signer.
+    signed: RwLock<Signed>,
+    /// Read-only handle on `checkpoints.log` for positioned reads of single notes.
+    cp_reader: File,
+    cp_path: PathBuf,
     signer: NoteSigner,
     verifier: NoteVerifier,
     origin: String,
@@ -306,7 +334,9 @@ impl Shared {
         }
         let root = merkle::root(&*tree, size)?;
         let mut cp = lock(&self.cp);
-        if let Some((last, note)) = &cp.last {
+        // Only signers change `latest`, and they hold `cp`: it cannot move under us.
+        let latest = read(&self.signed).latest.clone();
+        if let Some((last, note)) = &latest {
             if last.size == size && last.root == root {
                 return Ok(Some((last.clone(), note.clone())));
             }
@@ -326,9 +356,13 @@ impl Shared {
         let mut frame = Vec::with_capacity(note.len() + 8);
         segment::encode_frame(note.as_bytes(), &mut frame);
         let path = cp.path.clone();
+        // The file is opened for appending: the frame lands at its current end.
+        let offset = cp.file.metadata().map_err(io_err("stat", &path))?.len();
         cp.file.write_all(&frame).map_err(io_err("write", &path))?;
         cp.file.sync_data().map_err(io_err("sync", &path))?;
-        cp.last = Some((checkpoint.clone(), note.clone()));
+        let mut signed = write(&self.signed);
+        signed.refs.push(CpRef { size, offset });
+        signed.latest = Some((checkpoint.clone(), note.clone()));
         Ok(Some((checkpoint, note)))
     }
 
@@ -345,12 +379,24 @@ impl Shared {
         self.index.apply_batch(ops)?;
         if self.checkpoint_every > 0 {
             let size = self.size();
-            let last = lock(&self.cp).last.as_ref().map_or(0, |(c, _)| c.size);
+            let last = read(&self.signed).latest.as_ref().map_or(0, |(c, _)| c.size);
             if size - last >= self.checkpoint_every {
                 self.sign_checkpoint()?;
             }
         }
         Ok(())
+    }
+
+    /// Reads one signed note from `checkpoints.log` (a positioned read, no lock) and checks it
+    /// is signed by this ledger's key and is the checkpoint `r` describes.
+    fn read_note(&self, r: CpRef) -> Result<(Checkpoint, String), LedgerError> {
+        let payload = segment::read_frame_at(&self.cp_reader, &self.cp_path, r.offset)?;
+        let note = String::from_utf8(payload).map_err(|_| NoteError::Malformed("not utf-8"))?;
+        let checkpoint = self.verifier.verify(&note)?;
+        if checkpoint.size != r.size {
+            return Err(LedgerError::Corrupt("checkpoints.log changed under the ledger"));
+        }
+        Ok((checkpoint, note))
     }
 
     fn read_entry(&self, seq: u64) -> Result<StoredEntry, LedgerError> {
@@ -386,20 +432,23 @@ impl std::fmt::Debug for Ledger {
 }
 
 /// Reads the signed notes in `checkpoints.log`, truncating a torn tail; every note must verify.
-fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Vec<(Checkpoint, String)>, LedgerError> {
+fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Signed, LedgerError> {
     let buf = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Signed::default()),
         Err(e) => return Err(io_err("read", path)(e)),
     };
-    let mut out = Vec::new();
+    let mut out = Signed::default();
     let mut bad = None;
-    let (end, rest) = segment::scan_frames(&buf, 0, |_, payload| {
+    let (end, rest) = segment::scan_frames(&buf, 0, |offset, payload| {
         let parsed = std::str::from_utf8(payload)
             .map_err(|_| NoteError::Malformed("not utf-8"))
             .and_then(|note| Ok((verifier.verify(note)?, note.to_owned())));
         match parsed {
-            Ok(p) => out.push(p),
+            Ok(p) => {
+                out.refs.push(CpRef { size: p.0.size, offset });
+                out.latest = Some(p);
+            }
             Err(e) => {
                 bad.get_or_insert(e);
             }
@@ -452,8 +501,8 @@ impl Ledger {
         };
         let verifier = options.signer.verifier();
         let cp_path = dir.join("checkpoints.log");
-        let checkpoints = load_checkpoints(&cp_path, &verifier)?;
-        let last = checkpoints.last().cloned();
+        let signed = load_checkpoints(&cp_path, &verifier)?;
+        let last = signed.latest.clone();
         let cp_size = last.as_ref().map_or(0, |(c, _)| c.size);
 
         let tree_dir = dir.join("tree");
@@ -511,12 +560,16 @@ impl Ledger {
 
         let cp_file = OpenOptions::new().create(true).append(true).open(&cp_path).map_err(io_err("open", &cp_path))?;
         segment::sync_dir(dir).map_err(io_err("sync", dir))?;
+        let cp_reader = File::open(&cp_path).map_err(io_err("open", &cp_path))?;
         let shared = Arc::new(Shared {
             segments_dir: segments_dir.clone(),
             tree: RwLock::new(tree),
             index,
             db,
-            cp: Mutex::new(CpState { last, file: cp_file, path: cp_path }),
+            cp: Mutex::new(CpState { file: cp_file, path: cp_path.clone() }),
+            signed: RwLock::new(signed),
+            cp_reader,
+            cp_path,
             signer: options.signer,
             verifier,
             origin: options.origin,
@@ -723,15 +776,37 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The last signed checkpoint and its note.
+    /// The last signed checkpoint and its note (kept in memory; never waits for appends).
     pub fn last_checkpoint(&self) -> Option<(Checkpoint, String)> {
-        lock(&self.shared.cp).last.clone()
+        read(&self.shared.signed).latest.clone()
+    }
+
+    /// The signed note of the checkpoint of exactly `size` entries, if one was signed. The latest
+    /// comes from memory; an older one is one positioned read of `checkpoints.log`, checked
+    /// against this ledger's key. Neither waits for appends or for a checkpoint being signed.
+    pub fn checkpoint_note(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        let found = {
+            let signed = read(&self.shared.signed);
+            if let Some((cp, note)) = &signed.latest
+                && cp.size == size
+            {
+                return Ok(Some(note.clone()));
+            }
+            signed.refs.binary_search_by_key(&size, |r| r.size).ok().map(|i| signed.refs[i])
+        };
+        found.map(|r| self.shared.read_note(r).map(|(_, note)| note)).transpose()
+    }
+
+    /// Every signed checkpoint note of at most `max_size` entries, oldest first, each read back
+    /// and checked against this ledger's key (without holding any lock appends take).
+    pub fn checkpoints_up_to(&self, max_size: u64) -> Result<Vec<String>, LedgerError> {
+        let refs: Vec<CpRef> = read(&self.shared.signed).refs.iter().copied().filter(|r| r.size <= max_size).collect();
+        refs.into_iter().map(|r| self.shared.read_note(r).map(|(_, note)| note)).collect()
     }
 
     /// Every signed checkpoint note, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<String>, LedgerError> {
-        let cp = lock(&self.shared.cp);
-        Ok(load_checkpoints(&cp.path, &self.shared.verifier)?.into_iter().map(|(_, n)| n).collect())
+        self.checkpoints_up_to(u64::MAX)
     }
 
     /// Signs a checkpoint of the current tree now (returns the last one when nothing changed).
@@ -883,6 +958,64 @@ mod tests {
         let p = ledger.consistency_proof(20, 23).unwrap();
         merkle::verify_consistency(20, 23, &cp.root, &root, &p).unwrap();
         assert_eq!(ledger.append(entry(23)).unwrap().seq, 23);
+    }
+
+    #[test]
+    fn checkpoint_reads_never_wait_for_the_lock_appends_and_signing_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(Ledger::open(dir.path(), options(&NoteSigner::generate_pkcs8().unwrap())).unwrap());
+        for i in 0..12 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.checkpoint().unwrap();
+        // Hold the lock a checkpoint being signed holds (and that the commit of every append
+        // takes), then serve what a proof request needs from another thread.
+        let held = lock(&ledger.shared.cp);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = ledger.clone();
+        let reader = std::thread::spawn(move || {
+            let latest = l.last_checkpoint().unwrap().0.size;
+            let note = l.checkpoint_note(5).unwrap();
+            let all = l.checkpoints().unwrap().len();
+            let proof = l.inclusion_proof(3, 10).unwrap().len();
+            tx.send((latest, note.is_some(), all, proof)).unwrap();
+        });
+        // A bound on liveness, not on speed: reads that took the lock would wait until it is
+        // released below, after this gives up.
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        drop(held);
+        reader.join().unwrap();
+        assert_eq!(got.expect("checkpoint reads waited for the signing lock"), (12, true, 3, 4));
+    }
+
+    #[test]
+    fn checkpoint_notes_are_found_by_size_after_reopen_and_a_note_changed_on_disk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..12 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.close().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        let verifier = ledger.verifier().clone();
+        for size in [5, 10, 12] {
+            let note = ledger.checkpoint_note(size).unwrap().expect("signed");
+            let cp = verifier.verify(&note).unwrap();
+            assert_eq!((cp.size, cp.root), (size, ledger.root_at(size).unwrap()));
+        }
+        assert_eq!(ledger.checkpoint_note(7).unwrap(), None, "no checkpoint of size 7 was signed");
+        assert_eq!(ledger.checkpoints_up_to(10).unwrap().len(), 2);
+        ledger.append(entry(12)).unwrap();
+        assert_eq!(ledger.checkpoint().unwrap().unwrap().0.size, 13);
+        assert!(ledger.checkpoint_note(13).unwrap().is_some(), "a checkpoint signed after open is found too");
+        // Flip a byte of the first note under the open ledger: it is refused, not served.
+        let path = dir.path().join("checkpoints.log");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[segment::FRAME_HEADER_LEN as usize + 2] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert!(ledger.checkpoint_note(5).is_err());
+        assert!(ledger.checkpoint_note(13).unwrap().is_some(), "the latest is served from memory");
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub struct TornTail {
     pub dropped_bytes: u64,
 }
 
-/// What [`recover`] found.
+/// What [`recover`] found (or, for [`scan`], what it would have repaired).
 #[derive(Clone, Debug)]
 pub struct Recovery {
     /// First seqs of the segments, in order.
@@ -170,7 +170,7 @@ pub struct Recovery {
     pub records: u64,
     /// Length of the last segment after any truncation.
     pub last_len: u64,
-    /// The torn tail removed, if any.
+    /// The torn tail removed (by [`scan`]: left in place), if any.
     pub torn: Option<TornTail>,
 }
 
@@ -237,6 +237,28 @@ pub fn recover(
 pub fn recover_from(
     dir: &Path,
     skip_before: u64,
+    visit: impl FnMut(u64, Location, &[u8]) -> Result<(), SegmentError>,
+) -> Result<Recovery, SegmentError> {
+    walk(dir, skip_before, true, visit)
+}
+
+/// [`recover`] for a reader: scans every segment in order the same way, calling `visit(seq,
+/// location, payload)` for each whole record, but changes nothing. A torn tail (which a writer
+/// appending at that instant may also leave) is left in place and reported in
+/// [`Recovery::torn`] as what a recovery would drop.
+pub fn scan(
+    dir: &Path,
+    visit: impl FnMut(u64, Location, &[u8]) -> Result<(), SegmentError>,
+) -> Result<Recovery, SegmentError> {
+    walk(dir, 0, false, visit)
+}
+
+/// The one walk over the segment files that recovery and read-only scans share; `repair`
+/// truncates (or removes) a torn tail instead of only reporting it.
+fn walk(
+    dir: &Path,
+    skip_before: u64,
+    repair: bool,
     mut visit: impl FnMut(u64, Location, &[u8]) -> Result<(), SegmentError>,
 ) -> Result<Recovery, SegmentError> {
     let mut segments = list_segments(dir)?;
@@ -258,8 +280,10 @@ pub fn recover_from(
         if buf.len() < HEADER_LEN as usize || buf[..8] != MAGIC[..] {
             if is_last && (buf.len() < HEADER_LEN as usize) && MAGIC.starts_with(&buf[..buf.len().min(8)]) {
                 // Created but its header never fully reached the disk: nothing in it was acknowledged.
-                fs::remove_file(&path).map_err(io_err("remove torn segment", &path))?;
-                sync_dir(dir).map_err(io_err("sync", dir))?;
+                if repair {
+                    fs::remove_file(&path).map_err(io_err("remove torn segment", &path))?;
+                    sync_dir(dir).map_err(io_err("sync", dir))?;
+                }
                 torn = Some(TornTail { segment: path, kept_bytes: 0, dropped_bytes: buf.len() as u64 });
                 segments.pop();
                 break;
@@ -280,9 +304,11 @@ pub fn recover_from(
             if !is_last {
                 return Err(SegmentError::Corrupt { path, offset: end, what: "bad frame before the last segment" });
             }
-            let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
-            f.set_len(end).map_err(io_err("truncate", &path))?;
-            f.sync_all().map_err(io_err("sync", &path))?;
+            if repair {
+                let f = OpenOptions::new().write(true).open(&path).map_err(io_err("open", &path))?;
+                f.set_len(end).map_err(io_err("truncate", &path))?;
+                f.sync_all().map_err(io_err("sync", &path))?;
+            }
             torn = Some(TornTail { segment: path, kept_bytes: end, dropped_bytes: buf.len() as u64 - end });
         }
         next_seq = seq;
@@ -296,17 +322,23 @@ pub fn recover_from(
 pub fn read_record(dir: &Path, loc: Location) -> Result<Vec<u8>, SegmentError> {
     let path = segment_path(dir, loc.segment);
     let f = File::open(&path).map_err(io_err("open", &path))?;
+    read_frame_at(&f, &path, loc.offset)
+}
+
+/// Reads the payload of the frame at `offset` of the open file `f` (named `path` in errors),
+/// checking its checksum. Takes `&File`: positioned reads need no lock.
+pub fn read_frame_at(f: &File, path: &Path, offset: u64) -> Result<Vec<u8>, SegmentError> {
     let mut head = [0u8; FRAME_HEADER_LEN as usize];
-    f.read_exact_at(&mut head, loc.offset).map_err(io_err("read", &path))?;
+    f.read_exact_at(&mut head, offset).map_err(io_err("read", path))?;
     let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
     if len > MAX_PAYLOAD {
-        return Err(SegmentError::Corrupt { path, offset: loc.offset, what: "frame too long" });
+        return Err(SegmentError::Corrupt { path: path.to_owned(), offset, what: "frame too long" });
     }
     let mut payload = vec![0u8; len as usize];
-    f.read_exact_at(&mut payload, loc.offset + FRAME_HEADER_LEN).map_err(io_err("read", &path))?;
+    f.read_exact_at(&mut payload, offset + FRAME_HEADER_LEN).map_err(io_err("read", path))?;
     if crc32fast::hash(&payload) != crc {
-        return Err(SegmentError::Corrupt { path, offset: loc.offset, what: "checksum mismatch" });
+        return Err(SegmentError::Corrupt { path: path.to_owned(), offset, what: "checksum mismatch" });
     }
     Ok(payload)
 }
@@ -731,6 +763,53 @@ mod tests {
         assert!(rec.torn.is_some());
         let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
         assert!(rec.torn.is_none(), "a clean log reports no torn tail");
+    }
+
+    #[test]
+    fn a_scan_reads_what_recovery_reads_and_reports_a_torn_tail_without_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
+        let log: SegmentLog<()> = SegmentLog::open(dir.path(), Box::new(FsIo), &rec, 64, no_hook()).unwrap();
+        for i in 0..6u8 {
+            log.append(|_| (vec![i; 20], ())).unwrap();
+        }
+        drop(log);
+        let segments = list_segments(dir.path()).unwrap();
+        assert!(segments.len() > 1, "rolled: {segments:?}");
+        let last = segment_path(dir.path(), *segments.last().unwrap());
+        let whole_len = fs::metadata(&last).unwrap().len();
+        // A segment created after the last whose header never reached the disk.
+        let next = segment_path(dir.path(), 6);
+        fs::write(&next, &MAGIC[..5]).unwrap();
+        let mut seen = Vec::new();
+        let scanned = scan(dir.path(), |seq, _, p| {
+            seen.push((seq, p[0]));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, (0..6u8).map(|i| (u64::from(i), i)).collect::<Vec<_>>());
+        assert_eq!((scanned.records, scanned.segments.clone()), (6, segments.clone()));
+        assert_eq!(scanned.torn.as_ref().map(|t| t.dropped_bytes), Some(5));
+        assert!(next.exists(), "a scan removes nothing");
+        fs::remove_file(&next).unwrap();
+        // A frame half written at the end of the last segment.
+        let mut frame = Vec::new();
+        encode_frame(&[9u8; 50], &mut frame);
+        OpenOptions::new().append(true).open(&last).unwrap().write_all(&frame[..20]).unwrap();
+        let scanned = scan(dir.path(), |_, _, _| Ok(())).unwrap();
+        assert_eq!(scanned.torn, Some(TornTail { segment: last.clone(), kept_bytes: whole_len, dropped_bytes: 20 }));
+        assert_eq!(fs::metadata(&last).unwrap().len(), whole_len + 20, "a scan truncates nothing");
+        // Recovery reads the same records and repairs what the scan reported.
+        let rec = recover(dir.path(), |_, _, _| Ok(())).unwrap();
+        assert_eq!((rec.records, rec.torn), (6, scanned.torn));
+        assert_eq!(fs::metadata(&last).unwrap().len(), whole_len);
+        // Damage before the last segment is an error for a scan as for recovery.
+        let first = segment_path(dir.path(), segments[0]);
+        let mut bytes = fs::read(&first).unwrap();
+        let at = HEADER_LEN as usize + FRAME_HEADER_LEN as usize;
+        bytes[at] ^= 1;
+        fs::write(&first, bytes).unwrap();
+        assert!(matches!(scan(dir.path(), |_, _, _| Ok(())), Err(SegmentError::Corrupt { .. })));
     }
 
     #[test]

@@ -12,10 +12,14 @@
 //!
 //! [`verify_export`] re-derives the tree from the leaves, checks every plaintext against the
 //! digest its leaf commits to, and checks every checkpoint's signature and root; the export must
-//! be covered whole by a checkpoint. [`check_consistent`] is what a watcher runs on a new
-//! checkpoint against the last one it verified.
+//! be covered whole by a checkpoint. It reads the export as a stream; [`verify_export_with`]
+//! can keep the re-derived node hashes in files instead of memory (so memory stays bounded
+//! whatever the size of the export), report progress, and hand each entry to the caller.
+//! [`check_consistent`] is what a watcher runs on a new checkpoint against the last one it
+//! verified.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -24,7 +28,11 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{Checkpoint, NoteError, NoteVerifier};
 use crate::entry::{self, EntryError};
 use crate::ledger::{Ledger, LedgerError};
-use crate::merkle::{self, Hash, MemTree, MerkleError};
+use crate::merkle::{self, Hash, MemTree, MerkleError, NodeStore};
+use crate::tree::NodeFiles;
+
+/// [`verify_export_with`] reports progress every this many entries.
+pub const PROGRESS_EVERY: u64 = 1 << 20;
 
 /// Format tag of the header line.
 pub const EXPORT_FORMAT: &str = "shuzhu-ledger-export-v1";
@@ -202,12 +210,10 @@ pub fn write_export(ledger: &Ledger, mut w: impl Write) -> Result<ExportSummary,
         };
         write_line(&mut w, &ExportLine::Entry { seq, leaf: STANDARD.encode(&e.leaf), fields })?;
     }
-    let notes = ledger.checkpoints()?;
-    let count = notes.iter().filter(|n| ledger.verifier().verify(n).is_ok_and(|c| c.size <= size)).count();
+    let notes = ledger.checkpoints_up_to(size)?;
+    let count = notes.len();
     for note in notes {
-        if ledger.verifier().verify(&note).is_ok_and(|c| c.size <= size) {
-            write_line(&mut w, &ExportLine::Checkpoint { note })?;
-        }
+        write_line(&mut w, &ExportLine::Checkpoint { note })?;
     }
     w.flush()?;
     Ok(ExportSummary { entries: size, purged, checkpoints: count, root: latest.root, latest })
@@ -238,9 +244,95 @@ fn check_entry(seq: u64, leaf_b64: &str, fields: Option<&[ExportField]>) -> Resu
     Ok((merkle::leaf_hash(&leaf_bytes), fields.is_none()))
 }
 
-/// Re-derives the tree from an export and checks it against every signed checkpoint in it.
+/// What [`VerifyOptions::on_entry`] is called with: an entry's seq and fields (`None` once purged).
+pub type EntryVisitor<'a> = dyn FnMut(u64, Option<&[ExportField]>) + 'a;
+
+/// How [`verify_export_with`] keeps the tree it re-derives, and what it tells the caller.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// Keep the re-derived node hashes in files in this directory (created; any node files in it
+    /// are overwritten; the caller removes it) instead of in memory (64 bytes per entry).
+    pub tree_dir: Option<&'a Path>,
+    /// Called with (entries checked, entries the header announces) every `progress_every`
+    /// entries.
+    pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
+    /// How often `progress` is called (0: every [`PROGRESS_EVERY`] entries).
+    pub progress_every: u64,
+    /// Called with each entry's seq and fields (`None` once purged) after its leaf and fields
+    /// were checked. The export as a whole is verified only when [`verify_export_with`] returns
+    /// `Ok`: discard what was collected otherwise.
+    pub on_entry: Option<&'a mut EntryVisitor<'a>>,
+}
+
+/// The re-derived tree: in memory, or in node files for big exports.
+enum Rederived {
+    Mem(MemTree),
+    Files { tree: NodeFiles, pending: Vec<Hash> },
+}
+
+impl Rederived {
+    fn push(&mut self, leaf: Hash) -> std::io::Result<()> {
+        match self {
+            Rederived::Mem(t) => t.push(leaf),
+            Rederived::Files { tree, pending } => {
+                pending.push(leaf);
+                if pending.len() >= 4096 {
+                    tree.append(pending)?;
+                    pending.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered; call before reading nodes.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Rederived::Files { tree, pending } = self {
+            tree.append(pending)?;
+            pending.clear();
+        }
+        Ok(())
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Rederived::Mem(t) => t.leaf_count(),
+            Rederived::Files { tree, pending } => tree.size() + pending.len() as u64,
+        }
+    }
+}
+
+impl NodeStore for Rederived {
+    fn node(&self, level: u32, index: u64) -> std::io::Result<Hash> {
+        match self {
+            Rederived::Mem(t) => t.node(level, index),
+            Rederived::Files { tree, .. } => tree.node(level, index),
+        }
+    }
+
+    fn leaf_count(&self) -> u64 {
+        self.count()
+    }
+}
+
+/// Re-derives the tree from an export and checks it against every signed checkpoint in it,
+/// keeping the tree in memory.
 pub fn verify_export(reader: impl BufRead, verifier: &NoteVerifier) -> Result<ExportSummary, VerifyError> {
-    let mut tree = MemTree::default();
+    verify_export_with(reader, verifier, VerifyOptions::default())
+}
+
+/// [`verify_export`] with the options of [`VerifyOptions`]. The export is read line by line;
+/// beside the tree, only the checkpoint notes are held until the end.
+pub fn verify_export_with(
+    reader: impl BufRead,
+    verifier: &NoteVerifier,
+    mut options: VerifyOptions<'_>,
+) -> Result<ExportSummary, VerifyError> {
+    let progress_every = if options.progress_every == 0 { PROGRESS_EVERY } else { options.progress_every };
+    let mut tree = match options.tree_dir {
+        Some(dir) => Rederived::Files { tree: NodeFiles::open(dir, 0)?, pending: Vec::with_capacity(4096) },
+        None => Rederived::Mem(MemTree::default()),
+    };
     let mut header: Option<(String, u64)> = None;
     let mut notes = Vec::new();
     let mut purged = 0;
@@ -256,16 +348,24 @@ pub fn verify_export(reader: impl BufRead, verifier: &NoteVerifier) -> Result<Ex
                 header = Some((origin, size));
             }
             ExportLine::Entry { seq, leaf, fields } => {
-                let expected = tree.leaf_count();
-                if header.is_none() {
+                let expected = tree.count();
+                let Some((_, announced)) = &header else {
                     return Err(VerifyError::BadHeader);
-                }
+                };
                 if seq != expected || !notes.is_empty() {
                     return Err(VerifyError::OutOfOrder { line: n, expected });
                 }
                 let (hash, was_purged) = check_entry(seq, &leaf, fields.as_deref())?;
                 purged += u64::from(was_purged);
-                tree.push(hash);
+                tree.push(hash)?;
+                if let Some(f) = options.on_entry.as_mut() {
+                    f(seq, fields.as_deref());
+                }
+                if (seq + 1).is_multiple_of(progress_every)
+                    && let Some(p) = options.progress.as_mut()
+                {
+                    p(seq + 1, *announced);
+                }
             }
             ExportLine::Checkpoint { note } => {
                 if header.is_none() {
@@ -275,9 +375,9 @@ pub fn verify_export(reader: impl BufRead, verifier: &NoteVerifier) -> Result<Ex
             }
         }
     }
-    use merkle::NodeStore as _;
+    tree.finish()?;
     let (origin, announced) = header.ok_or(VerifyError::BadHeader)?;
-    let have = tree.leaf_count();
+    let have = tree.count();
     if announced != have {
         return Err(VerifyError::SizeMismatch { announced, have });
     }
@@ -397,6 +497,47 @@ mod tests {
         // No checkpoint at all.
         let bare: Vec<String> = lines.iter().filter(|l| !l.contains("\"checkpoint\"")).cloned().collect();
         assert!(matches!(verify(&bare, &v), Err(VerifyError::Uncovered { uncovered: 10 })));
+    }
+
+    #[test]
+    fn a_tree_kept_in_files_verifies_alike_reports_progress_and_hands_over_each_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(&dir.path().join("ledger"), &key);
+        l.purge_before(3).unwrap();
+        let lines = export(&l);
+        let in_memory = verify(&lines, l.verifier()).unwrap();
+        let tree_dir = dir.path().join("rederived");
+        let mut seen = Vec::new();
+        let mut ticks = Vec::new();
+        let mut on_entry = |seq: u64, fields: Option<&[ExportField]>| {
+            let agency = fields.and_then(|f| f.iter().find(|x| x.name == "agency")).map(|x| x.value.clone());
+            seen.push((seq, agency));
+        };
+        let mut progress = |done: u64, total: u64| ticks.push((done, total));
+        let options = VerifyOptions {
+            tree_dir: Some(&tree_dir),
+            progress: Some(&mut progress),
+            progress_every: 4,
+            on_entry: Some(&mut on_entry),
+        };
+        let in_files = verify_export_with(lines.join("\n").as_bytes(), l.verifier(), options).unwrap();
+        assert_eq!(in_files, in_memory);
+        assert!(tree_dir.join("level-00.hash").exists(), "the node hashes went to files");
+        assert_eq!(ticks, [(4, 10), (8, 10)]);
+        let want: Vec<(u64, Option<String>)> = (0..10).map(|i| (i, (i >= 3).then(|| format!("a{i}")))).collect();
+        assert_eq!(seen, want, "purged entries come without fields");
+        // Tampering is caught the same way with the tree in files.
+        let mut bad = lines.clone();
+        bad[5] = bad[5].replace("\"a4\"", "\"a8\"");
+        let options = VerifyOptions { tree_dir: Some(&tree_dir), ..VerifyOptions::default() };
+        let r = verify_export_with(bad.join("\n").as_bytes(), l.verifier(), options);
+        assert!(matches!(r, Err(VerifyError::Entry { seq: 4, .. })));
+        let mut bad = lines.clone();
+        bad.swap(6, 7);
+        let options = VerifyOptions { tree_dir: Some(&tree_dir), ..VerifyOptions::default() };
+        let r = verify_export_with(bad.join("\n").as_bytes(), l.verifier(), options);
+        assert!(matches!(r, Err(VerifyError::OutOfOrder { line: 7, expected: 5 })));
     }
 
     #[test]

@@ -228,53 +228,17 @@ pub fn check_chain(records: impl IntoIterator<Item = Vec<u8>>) -> Result<(Vec<Re
     Ok((out, report))
 }
 
-/// The payload position and length of a whole, intact frame at `off`, if there is one.
-fn frame_at(buf: &[u8], off: usize) -> Option<(usize, usize)> {
-    let head = buf.get(off..off + segment::FRAME_HEADER_LEN as usize)?;
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    let body = off + segment::FRAME_HEADER_LEN as usize;
-    let payload = buf.get(body..body.checked_add(len as usize)?)?;
-    (len <= segment::MAX_PAYLOAD && crc32fast::hash(payload) == crc).then_some((body, len as usize))
-}
-
 /// Reads every record of a journal directory without changing it, stopping before a partly
-/// written last frame (as a node that is appending may leave for an instant).
+/// written last frame (as a node that is appending may leave for an instant). The segment files
+/// are read by the ledger crate's own scanner ([`segment::scan`]): one implementation of the
+/// frame format for the ledger and the journal.
 pub fn read_dir_records(dir: &Path) -> Result<(Vec<Vec<u8>>, u64), JournalError> {
-    let segments = segment::list_segments(dir)?;
     let mut out = Vec::new();
-    let mut torn = 0;
-    for (i, &first) in segments.iter().enumerate() {
-        let path = segment::segment_path(dir, first);
-        let buf = fs::read(&path).map_err(io_err("read", &path))?;
-        let is_last = i + 1 == segments.len();
-        if buf.len() < segment::HEADER_LEN as usize || buf[..16] != segment::header(first) {
-            if is_last && buf.len() < segment::HEADER_LEN as usize {
-                torn = buf.len() as u64;
-                break;
-            }
-            return Err(JournalError::Broken { seq: out.len() as u64, what: "segment header is damaged" });
-        }
-        if first != out.len() as u64 {
-            return Err(JournalError::Broken { seq: out.len() as u64, what: "a segment is missing" });
-        }
-        let mut off = segment::HEADER_LEN as usize;
-        while off < buf.len() {
-            let Some((body, len)) = frame_at(&buf, off) else {
-                if !is_last {
-                    return Err(JournalError::Broken {
-                        seq: out.len() as u64,
-                        what: "damaged frame inside the journal",
-                    });
-                }
-                torn = (buf.len() - off) as u64;
-                break;
-            };
-            out.push(buf[body..body + len].to_vec());
-            off = body + len;
-        }
-    }
-    Ok((out, torn))
+    let scanned = segment::scan(dir, |_, _, payload| {
+        out.push(payload.to_vec());
+        Ok(())
+    })?;
+    Ok((out, scanned.torn.map_or(0, |t| t.dropped_bytes)))
 }
 
 /// Reads and verifies a journal: a journal directory, a node store directory holding `journal/`,

@@ -4,17 +4,18 @@
 //! A release is matched by request id and release digest: the journal's `release` records (from
 //! the ledger's gateways) against the ledger entries that record the node as `answered`. Where the
 //! ledger holds the node's receipt, the journal record it names (seq and hash) must be that
-//! release. The journal's own hash chain is verified first. Exit status: 0 when both sides agree,
-//! 1 when any release is missing or a receipt does not match, 2 when an input cannot be read.
+//! release. The journal's own hash chain is verified first, and an export is verified (as
+//! `shuzhu audit verify --export` does) before anything in it is trusted. Exit status: 0 when both
+//! sides agree, 1 when any release is missing or a receipt does not match, 2 when an input cannot
+//! be read or does not verify.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use shuzhu_ledger::verify::ExportLine;
+use shuzhu_gateway::ledger::ExportField;
 use shuzhu_node::journal::{self, KIND_RELEASE, ReadRecord};
 
 use crate::output::Format;
@@ -22,7 +23,7 @@ use crate::output::Format;
 /// Arguments of `shuzhu audit reconcile`.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  shuzhu audit reconcile --journal ./demo/nodes/court-350203/store --ledger ./demo/ledger\n  shuzhu audit reconcile --journal court-350203.journal.jsonl --export audit.jsonl --format json\n\nExit status: 0 when journal and ledger agree, 1 when a release is missing from either side, 2 when an input cannot be read or the journal's chain is broken."
+    after_help = "Examples:\n  shuzhu audit reconcile --journal ./demo/nodes/court-350203/store --ledger ./demo/ledger\n  shuzhu audit reconcile --journal court-350203.journal.jsonl --export audit.jsonl --key checkpoint-key.pub --format json\n\nExit status: 0 when journal and ledger agree, 1 when a release is missing from either side, 2 when an input cannot be read, the journal's chain is broken or the export does not verify."
 )]
 pub(crate) struct Args {
     /// The node's journal: its store directory, its journal directory, or a `node journal export` file.
@@ -31,9 +32,12 @@ pub(crate) struct Args {
     /// Ledger directory, read offline (no running gateway may hold it).
     #[arg(long, required_unless_present = "export", conflicts_with = "export")]
     ledger: Option<PathBuf>,
-    /// Audit export (JSON lines, `shuzhu audit export`) to read instead.
-    #[arg(long)]
+    /// Audit export (JSON lines, `shuzhu audit export`) to read instead; verified with `--key` first.
+    #[arg(long, requires = "key")]
     export: Option<PathBuf>,
+    /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`), to verify `--export`.
+    #[arg(long, requires = "export")]
+    key: Option<PathBuf>,
     /// Node id (default: the one the journal names; needed only for an empty journal).
     #[arg(long)]
     node: Option<String>,
@@ -195,20 +199,18 @@ fn ledger_entries(args: &Args) -> Result<Vec<(u64, Option<String>)>> {
         return Ok(out);
     }
     let file = args.export.as_ref().ok_or_else(|| anyhow::anyhow!("give --ledger or --export"))?;
-    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let key = args.key.as_ref().ok_or_else(|| anyhow::anyhow!("--export needs --key"))?;
+    let verifier = shuzhu_gateway::ledger::load_verifier(key)?;
+    std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    // The same check as `audit verify --export`; the bodies it hands over are used only if the
+    // whole export verifies.
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: ExportLine = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {}: not an export line", file.display(), i + 1))?;
-        if let ExportLine::Entry { seq, fields, .. } = parsed {
-            let body = fields.and_then(|f| f.into_iter().find(|x| x.name == "body")).map(|x| x.value);
-            out.push((seq + 1, body));
-        }
-    }
+    let mut collect = |seq: u64, fields: Option<&[ExportField]>| {
+        let body = fields.and_then(|f| f.iter().find(|x| x.name == "body")).map(|x| x.value.clone());
+        out.push((seq + 1, body));
+    };
+    shuzhu_gateway::ledger::verify_export_file(file, &verifier, &mut |_, _| {}, Some(&mut collect))
+        .with_context(|| format!("export {} does not verify, so it is not reconciled", file.display()))?;
     Ok(out)
 }
 

@@ -509,17 +509,17 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
 }
 
 fn verify(ledger: Option<PathBuf>, export: Option<PathBuf>, key: Option<PathBuf>) -> Result<ExitCode> {
+    // Big ledgers take a while: say how far verification got (on stderr, every ~1 M entries).
+    let mut progress = |done: u64, total: u64| eprintln!("verified {done} of {total} entries");
     let (what, result) = match (ledger, export) {
-        (Some(dir), _) => (dir.clone(), shuzhu_gateway::ledger::verify_ledger_dir(&dir)),
+        (Some(dir), _) => (dir.clone(), shuzhu_gateway::ledger::verify_ledger_dir_with_progress(&dir, &mut progress)),
         (None, Some(file)) => {
-            let result = key
+            let verifier = key
                 .ok_or_else(|| anyhow::anyhow!("--export needs --key"))
-                .and_then(|k| Ok(shuzhu_gateway::ledger::load_verifier(&k)?))
-                .and_then(|v| {
-                    let f = std::fs::File::open(&file)?;
-                    Ok(shuzhu_gateway::ledger::verify_export(std::io::BufReader::new(f), &v)
-                        .map_err(shuzhu_gateway::ledger::LedgerError::from))
-                })?;
+                .and_then(|k| Ok(shuzhu_gateway::ledger::load_verifier(&k)?))?;
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            drop(f);
+            let result = shuzhu_gateway::ledger::verify_export_file(&file, &verifier, &mut progress, None);
             (file, result)
         }
         (None, None) => bail!("give --ledger or --export"),
