@@ -342,13 +342,44 @@ pub fn cells_of_answer(
                 if drops_time && measure(m).is_some_and(|x| x.anchor.is_stock()) {
                     continue;
                 }
-                if let Some(c) = base(m, &kept, count) {
+                let Some((recorded, types)) = ledger_measure(m) else { continue };
+                if let Some(mut c) = base(recorded, &kept, count) {
+                    if let Some(types) = types {
+                        c.restrict(Dimension::TypeCode, &types);
+                    }
                     out.push(c);
                 }
             }
         }
     }
     out
+}
+
+/// How the ledger records cells of measure `m`: `None` for public figures that count no one (population
+/// totals); a count whose only condition is a set of case types as the same dated count without it,
+/// restricted to those types (民初 filed = `cases.filed` with type_code 民初), so that it nests with
+/// every other query of those records; any other measure as itself.
+fn ledger_measure(m: &str) -> Option<(&str, Option<Vec<String>>)> {
+    use shuzhu_policy::indicator::{Accumulate, Condition, measures};
+    let Some(x) = measure(m) else { return Some((m, None)) };
+    match (x.accumulate, x.condition) {
+        (Accumulate::Total { .. }, _) => None,
+        (Accumulate::Count, Condition::Cases { type_codes, closure_methods: [], flags: [] })
+            if !type_codes.is_empty() && !x.anchor.is_stock() =>
+        {
+            let plain = measures().into_iter().find(|p| {
+                p.dataset == x.dataset
+                    && p.anchor == x.anchor
+                    && p.condition == Condition::Any
+                    && p.accumulate == Accumulate::Count
+            });
+            match plain {
+                Some(p) => Some((p.id, Some(type_codes.iter().map(|t| t.to_string()).collect()))),
+                None => Some((m, None)),
+            }
+        }
+        _ => Some((m, None)),
+    }
 }
 
 /// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file. Cloning
