@@ -370,3 +370,26 @@ fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
         running.shutdown().await;
     });
 }
+
+/// A 万人成讼率 numerator is the 民初 filings of its region and months: the same count `filed` filtered to
+/// 民初 shows, and the release ledger records it as that cell (so the two nest, and an identical ask is
+/// never refused; the refusal of a small difference is tested in `gateway::releases`).
+#[test]
+fn litigation_numerators_are_typed_filings() {
+    let filed = civil_first_filed();
+    let region = filed.iter().map(|(r, _)| r.clone()).min().unwrap();
+    let want = filed.iter().filter(|(r, m)| *r == region && (202207..=202209).contains(m)).count() as i64;
+    assert!(want >= K);
+    let mut first = request("litigation_per_10k", &["region"], 202207, 202209, "诉源治理");
+    first.filters = vec![pb::DimensionFilter { dimension: "region".into(), values: vec![region.clone()] }];
+    let shown = fx().query(&fx().token("requester"), first).unwrap();
+    assert_eq!((shown.rows.len(), shown.rows[0].status.as_str()), (1, "ok"));
+    assert_eq!(shown.rows[0].numerator, Some(want));
+    let mut second = request("filed", &[], 202207, 202209, "诉源治理");
+    second.filters = vec![
+        pb::DimensionFilter { dimension: "region".into(), values: vec![region] },
+        pb::DimensionFilter { dimension: "type_code".into(), values: vec!["民初".into()] },
+    ];
+    let same = fx().query(&fx().token("requester"), second).unwrap();
+    assert_eq!(same.rows[0].value, Some(want as f64));
+}

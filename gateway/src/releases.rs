@@ -524,6 +524,42 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_per_population_records_its_count_as_typed_filings_and_no_population() {
+        let ind = shuzhu_policy::indicator::indicator("litigation_per_10k").unwrap();
+        let period = shuzhu_policy::period::Period::from_wire(202301, 202303).unwrap();
+        let q = ParsedQuery {
+            indicator: ind,
+            group_by: vec![Dimension::Region],
+            period,
+            filters: vec![],
+            purpose: "诉源治理".into(),
+            region_level: 6,
+            region_members: BTreeMap::new(),
+        };
+        let measures = ind.measures();
+        let key = vec!["350203".to_string()];
+        let partials = vec![
+            Partial { value: 120, contributors: 120, max_single: 1 },
+            Partial { value: 1_400_000, contributors: 1, max_single: 1_400_000 },
+        ];
+        let cells = cells_of_answer(&q, &measures, &[(&key, &partials, true)], true, &BTreeMap::new());
+        // The cell and its margin; both are 民初 filings, none is a population figure.
+        assert_eq!(cells.len(), 2, "{cells:?}");
+        for c in &cells {
+            assert_eq!((c.measure.as_str(), c.count), ("cases.filed", 120));
+            assert_eq!(c.dims["type_code"], vec!["民初".to_string()]);
+        }
+        // `filed` of 民初 in the region over one month less, 3 cases fewer: a period tracker.
+        let (jan, feb) = (period.from().index(), period.from().index() + 1);
+        let typed: &[(Dimension, &[&str])] = &[(Dimension::Region, &["350203"]), (Dimension::TypeCode, &["民初"])];
+        assert!(find_risk(&cells, &[cell("cases.filed", jan, feb, typed, 117)], 10).is_some());
+        assert!(find_risk(&cells, &[cell("cases.filed", jan, feb, typed, 80)], 10).is_none());
+        // Other measures keep their own names.
+        assert_eq!(ledger_measure("cases.closed_on_time"), Some(("cases.closed_on_time", None)));
+        assert_eq!(ledger_measure("population.resident_and_floating"), None);
+    }
+
+    #[test]
     fn period_tracker_is_caught() {
         let jan_mar = cell("cases.filed", 0, 2, &[], 120);
         let jan_feb = cell("cases.filed", 0, 1, &[], 117);
