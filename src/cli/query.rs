@@ -15,7 +15,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
   shuzhu query --demo ./demo --indicator filed --group-by month --from 2024-01 --to 2024-12 --format csv
 
 Indicators: `shuzhu indicators --local` lists them with their formulas and dimensions
-Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month
+Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month dispute_type
 Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.";
 
 /// Arguments of `shuzhu query`.
