@@ -300,13 +300,14 @@ fn litigation_per_10k_over_several_years_needs_year_grouping() {
 fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 1500, seed: 41, ..Default::default() };
+    // Three districts generated, two of their courts in the federation: the statistics node holds a
+    // district no court counts, which must not swell any denominator.
+    let cfg = shuzhu_gen::GenConfig { courts: 3, cases_per_court: 1500, seed: 41, ..Default::default() };
     shuzhu_gen::generate(&data, &cfg).unwrap();
-    let specs: Vec<_> = federation::discover(&data)
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.id.starts_with("court-") || s.id == shuzhu_gen::STATISTICS_NODE_ID)
-        .collect();
+    let all = federation::discover(&data).unwrap();
+    let courts: Vec<String> = all.iter().filter(|s| s.id.starts_with("court-")).map(|s| s.id.clone()).take(2).collect();
+    let specs: Vec<_> =
+        all.into_iter().filter(|s| courts.contains(&s.id) || s.id == shuzhu_gen::STATISTICS_NODE_ID).collect();
     let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
@@ -317,7 +318,11 @@ fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
         .filter(|r| r["type_code"] == "民初")
         .map(|r| (r["region_code"].clone(), ym(&r["filed_on"])))
         .collect();
-    let pop = population(&data);
+    let counted: BTreeSet<&String> = filed.iter().map(|(r, _)| r).collect();
+    let everywhere = population(&data);
+    let pop: BTreeMap<(String, u32), i64> =
+        everywhere.iter().filter(|((r, _), _)| counted.contains(r)).map(|(k, v)| (k.clone(), *v)).collect();
+    assert!(pop.len() < everywhere.len(), "the statistics node holds a district no court counts");
     let dims: &[&str] = &["region", "year"];
     rt.block_on(async {
         let mut running = federation::start(&prepared).await.unwrap();
@@ -336,6 +341,10 @@ fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
         let want = litigation_brute(&filed, &pop, dims, 202201, 202412);
         assert!(compare("with every node up", &full.rows, dims, &want) >= 4);
         assert!(full.rows.iter().all(|r| r.status != "partial"));
+        // Without region grouping each year's rate is over the counted districts' population only.
+        let by_year = ask(running.gateway_url.clone(), &["year"]).await;
+        let want = litigation_brute(&filed, &pop, &["year"], 202201, 202412);
+        assert_eq!(compare("by year over the counted districts", &by_year.rows, &["year"], &want), 3);
 
         // One court node down: its district's rows are partial, the other district's are unchanged.
         let court = running.nodes.iter().find(|n| n.id.starts_with("court-")).unwrap();

@@ -487,10 +487,29 @@ mod tests {
             region_filter in prop::option::of(prop::sample::subsequence(vec!["350203", "350206", "350299"], 1..=3)),
             dispute_filter in prop::option::of(prop::sample::subsequence(vec!["邻里", "合同", "劳动"], 1..=3)),
         ) {
+            // Beside the catalogue's: accepted mediations, and failed or ended ones without a confirmation.
+            let accepted = Measure {
+                id: "mediations.accepted_test",
+                dataset: "mediations",
+                anchor: Anchor::Accepted,
+                condition: Condition::Any,
+                accumulate: Accumulate::Count,
+                reads: &["accepted_on"],
+            };
+            let unconfirmed = Measure {
+                id: "mediations.closed_unsuccessful_unconfirmed_test",
+                dataset: "mediations",
+                anchor: Anchor::Closed,
+                condition: Condition::Mediations { results: &["失败", "终止"], confirmed: Some(false) },
+                accumulate: Accumulate::Count,
+                reads: &["closed_on", "judicial_confirm_case_no", "result"],
+            };
             let measures = [
                 m("mediations.closed"),
                 m("mediations.closed_success"),
                 m("mediations.closed_success_confirmed"),
+                &accepted,
+                &unconfirmed,
             ];
             let mut filters = Vec::new();
             if let Some(v) = region_filter {

@@ -715,6 +715,27 @@ mod tests {
     }
 
     #[test]
+    fn a_catalogue_entry_adds_a_rate_per_population() {
+        let cat = with(
+            "[[measure]]\nid = \"population.hukou_test\"\ndataset = \"population\"\nanchor = \"year\"\naccumulate = \"sum:hukou_pop\"\n\n[[measure]]\nid = \"cases.filed_criminal_first_test\"\ndataset = \"cases\"\nanchor = \"filed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"type_code\", any_of = [\"刑初\"] }]\n\n[[indicator]]\nid = \"crime_per_100k_test\"\nname = \"十万户籍人口刑事案件数\"\nformula = \"刑初 filed in P ÷ hukou_pop of P's year × 100 000\"\ndataset = \"cases\"\nkind = \"per_population\"\nmeasures = [\"cases.filed_criminal_first_test\", \"population.hukou_test\"]\nscale = 100000\ndimensions = [\"region\", \"year\"]\n",
+        )
+        .unwrap();
+        let (ms, is) = build(&cat).unwrap();
+        let ind = is.iter().find(|i| i.id == "crime_per_100k_test").unwrap();
+        assert_eq!(
+            ind.kind,
+            IndicatorKind::PerPopulation {
+                numerator: "cases.filed_criminal_first_test",
+                population: "population.hukou_test",
+                scale: 100_000
+            }
+        );
+        let pop = ms.iter().find(|m| m.id == "population.hukou_test").unwrap();
+        assert_eq!(pop.accumulate, Accumulate::Total { fields: &["hukou_pop"] });
+        assert_eq!(pop.reads, &["hukou_pop", "year"]);
+    }
+
+    #[test]
     fn bad_cross_agency_definitions_are_refused() {
         let m = |ds: &str, body: &str| format!("[[measure]]\nid = \"{ds}.x\"\ndataset = \"{ds}\"\n{body}\n");
         let pp = |measures: &str, rest: &str| {
