@@ -101,12 +101,14 @@ pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
 pub fn show_value(kind: &str, row: &pb::Row, threshold: u32) -> String {
     match row.status.as_str() {
         "suppressed" => format!("<{threshold} (suppressed)"),
+        "partial" if kind == "per_population" => "partial (node or population figure missing)".into(),
         "partial" => "partial (node missing)".into(),
         "no_baseline" => "n/a (no baseline)".into(),
         _ => match (row.value, kind) {
             (None, _) => "n/a (0 of 0)".into(),
             (Some(v), "ratio") => format!("{:.2}%", v * 100.0),
             (Some(v), "deviation") => format!("{:+.2}%", v * 100.0),
+            (Some(v), "per_population") => format!("{v:.2}"),
             (Some(v), "mean") => format!("{v:.1}"),
             (Some(v), _) => format!("{v:.0}"),
         },

@@ -101,6 +101,16 @@ fn demo_once_runs_a_federation_and_writes_demo_json() {
     // The latest year's 立案偏离度 by region, and which regions are red (two courts: maybe none).
     assert!(out.contains("立案偏离度") && out.contains("level"), "{out}");
     assert!(out.contains("red regions in 2024"), "{out}");
+    // One of each cross-agency indicator, saying which kinds of node answered.
+    for (name, kinds) in [
+        ("万人成讼率", "court nodes (cases) + the statistics bureau's node (population)"),
+        ("人民调解成功率", "the justice bureau's node (mediations)"),
+        ("司法确认率", "the justice bureau's node (mediations)"),
+    ] {
+        let at = out.find(name).unwrap_or_else(|| panic!("{name} missing: {out}"));
+        let line = out[at..].lines().nth(1).unwrap_or_default();
+        assert!(line.contains("answered by") && line.ends_with(kinds), "{name}: {line}");
+    }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("demo.json")).unwrap()).unwrap();
     assert!(v["gateway"].as_str().unwrap().starts_with("https://127.0.0.1:"));
     for p in [&v["ca"], &v["issuer_key"], &v["tokens"]["requester"], &v["tokens"]["auditor"]] {

@@ -569,7 +569,14 @@ fn the_catalogue_and_health_are_served() {
         (list, health)
     });
     let names: Vec<(&str, &str)> = list.indicators.iter().map(|i| (i.id.as_str(), i.name.as_str())).collect();
-    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 14, "{names:?}");
+    assert!(names.contains(&("closure_rate", "结案率")) && names.len() == 17, "{names:?}");
+    for cross in [
+        ("litigation_per_10k", "万人成讼率"),
+        ("mediation_success_rate", "人民调解成功率"),
+        ("judicial_confirmation_rate", "司法确认率"),
+    ] {
+        assert!(names.contains(&cross), "{cross:?} missing from {names:?}");
+    }
     assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
 

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod cli;
 mod coverage;
+mod cross;
 mod deviation;
 mod import;
 mod indicators;

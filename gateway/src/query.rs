@@ -18,6 +18,10 @@ use crate::audit::{AuditRecord, NodeRecord, ReceiptRecord, clip};
 use crate::auth::Principal;
 use crate::state::{GatewayState, NodeHandle};
 
+/// Most values a node accepts in a region filter (`shuzhu_node::service::MAX_REGION_FILTER`; the gateway
+/// does not link the node crate). Beyond it population figures are not restricted to the counted districts.
+const NODE_MAX_REGION_FILTER: usize = 4096;
+
 /// Largest node answer the gateway reads.
 const MAX_NODE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -104,6 +108,20 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
     };
     let period = Period::from_wire(p.from_month, p.to_month).map_err(|e| invalid(record, format!("period: {e}")))?;
     record.period = period.to_string();
+    // A rate per population relates P to the population of P's year: a period over several years has
+    // no one population unless each year is its own row.
+    if matches!(ind.kind, IndicatorKind::PerPopulation { .. })
+        && shuzhu_policy::dimension::time_grain(&group_by) == shuzhu_policy::dimension::TimeGrain::Whole
+        && period.from().year() != period.to().year()
+    {
+        return Err(invalid(
+            record,
+            format!(
+                "indicator {} divides by the population of P's year: keep the period within one calendar year or group by year",
+                ind.id
+            ),
+        ));
+    }
     if req.filters.len() > 8 {
         return Err(invalid(record, "at most 8 filters".into()));
     }
@@ -356,39 +374,23 @@ pub async fn execute(
     }
     record.decision = "allow".into();
 
-    // Plan: nodes serving the dataset and, where a region or court filter is given, serving it.
-    let chosen: Vec<&NodeHandle> = state
-        .nodes
-        .iter()
-        .filter(|n| n.entry.datasets.iter().any(|d| d == q.indicator.dataset))
-        .filter(|n| {
-            q.filters.iter().all(|(d, vals)| match d {
-                Dimension::Region if !n.entry.regions.is_empty() => vals.iter().any(|v| n.entry.regions.contains(v)),
-                Dimension::Court if !n.entry.courts.is_empty() => vals.iter().any(|v| n.entry.courts.contains(v)),
-                _ => true,
-            })
-        })
-        .collect();
+    // Plan: for each dataset the indicator reads, the nodes serving it and, where a region or court
+    // filter is given, serving that; each is asked for the measures over its dataset.
     let measures = q.indicator.measures();
     let plan = node_plan(&q).map_err(|why| invalid(record, why))?;
-    let node_req = pb::AggregateRequest {
+    let (chosen, requests) = plan_nodes(state, &q, &measures, |dataset, ms, filters| pb::AggregateRequest {
         request_id: request_id.to_string(),
-        dataset: q.indicator.dataset.into(),
-        measures: measures.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
+        dataset: dataset.into(),
+        measures: ms.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
         group_by: plan.dims.iter().map(|d| d.as_str().into()).collect(),
         period: Some(pb::Period { from_month: plan.period.from().yyyymm(), to_month: plan.period.to().yyyymm() }),
-        filters: q
-            .filters
-            .iter()
-            .map(|(d, v)| pb::DimensionFilter { dimension: d.as_str().into(), values: v.clone() })
-            .collect(),
+        filters,
         agency: principal.agency.clone(),
         purpose: q.purpose.clone(),
         policy_version: policy.version.clone(),
         threshold,
-    };
-    let node_req = Arc::new(node_req);
-    let calls = chosen.iter().map(|n| ask_node(n, Arc::clone(&node_req), state.node_timeout));
+    });
+    let calls = chosen.iter().zip(&requests).map(|(n, r)| ask_node(n, Arc::clone(r), state.node_timeout));
     let answers = futures::future::join_all(calls).await;
 
     // Merge exactly, by group key (a region rolled up to its city or province first).
@@ -405,8 +407,9 @@ pub async fn execute(
     let mut merged: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
     let mut missing: Vec<(&NodeHandle, String)> = Vec::new();
     let mut data_until: Option<String> = None;
-    for (node, answer) in chosen.iter().zip(answers) {
-        let answer = answer.and_then(|a| check_answer(a, &plan.dims, &measures));
+    for ((node, answer), asked) in chosen.iter().zip(answers).zip(&requests) {
+        let asked: Vec<&str> = asked.measures.iter().map(|m| m.id.as_str()).collect();
+        let answer = answer.and_then(|a| check_answer(a, &plan.dims, &asked));
         let answer = answer.and_then(|a| check_receipt(node, request_id, a));
         match answer {
             Ok((a, receipt)) => {
@@ -697,8 +700,83 @@ fn count_measures(ind: &Indicator) -> u64 {
     match ind.kind {
         // A deviation shows the count in P and the baseline's sum (each case counts in one year only).
         IndicatorKind::Ratio { .. } | IndicatorKind::Deviation { .. } => 2,
-        IndicatorKind::Count { .. } | IndicatorKind::Mean { .. } => 1,
+        IndicatorKind::Count { .. } | IndicatorKind::Mean { .. } | IndicatorKind::PerPopulation { .. } => 1,
     }
+}
+
+/// The nodes to ask and, for each, its request (made by `request` from the dataset, its measures and
+/// the filters to send). A population measure is restricted to the districts the counting nodes serve,
+/// when they all say which, so that the two sides of a rate per population cover the same districts.
+fn plan_nodes<'a>(
+    state: &'a GatewayState,
+    q: &ParsedQuery,
+    measures: &[&'static str],
+    request: impl Fn(&str, Vec<&'static str>, Vec<pb::DimensionFilter>) -> pb::AggregateRequest,
+) -> (Vec<&'a NodeHandle>, Vec<Arc<pb::AggregateRequest>>) {
+    let serving = |dataset: &str| -> Vec<&'a NodeHandle> {
+        state
+            .nodes
+            .iter()
+            .filter(|n| n.entry.datasets.iter().any(|d| d == dataset))
+            .filter(|n| {
+                q.filters.iter().all(|(d, vals)| match d {
+                    Dimension::Region if !n.entry.regions.is_empty() => {
+                        vals.iter().any(|v| n.entry.regions.contains(v))
+                    }
+                    Dimension::Court if !n.entry.courts.is_empty() => vals.iter().any(|v| n.entry.courts.contains(v)),
+                    _ => true,
+                })
+            })
+            .collect()
+    };
+    let filters = |extra_regions: Option<Vec<String>>| -> Vec<pb::DimensionFilter> {
+        let mut out: Vec<pb::DimensionFilter> = q
+            .filters
+            .iter()
+            .map(|(d, v)| pb::DimensionFilter { dimension: d.as_str().into(), values: v.clone() })
+            .collect();
+        if let Some(regions) = extra_regions {
+            match out.iter_mut().find(|f| f.dimension == Dimension::Region.as_str()) {
+                Some(f) => f.values.retain(|v| regions.contains(v)),
+                None => out.push(pb::DimensionFilter { dimension: Dimension::Region.as_str().into(), values: regions }),
+            }
+        }
+        out
+    };
+    let own = serving(q.indicator.dataset);
+    if own.is_empty() {
+        // Nothing counts the indicator's records here: no figure of another dataset can make a row.
+        return (vec![], vec![]);
+    }
+    let counted_regions: Option<Vec<String>> = (!own.is_empty() && own.iter().all(|n| !n.entry.regions.is_empty()))
+        .then(|| {
+            let mut r: Vec<String> = own.iter().flat_map(|n| n.entry.regions.iter().cloned()).collect();
+            r.sort();
+            r.dedup();
+            r
+        })
+        .filter(|r| r.len() <= NODE_MAX_REGION_FILTER);
+    let (mut chosen, mut requests) = (Vec::new(), Vec::new());
+    for dataset in q.indicator.datasets() {
+        let ms: Vec<&'static str> =
+            measures.iter().copied().filter(|m| indicator::measure(m).is_some_and(|x| x.dataset == dataset)).collect();
+        let population = ms.iter().any(|m| {
+            indicator::measure(m).is_some_and(|x| matches!(x.accumulate, indicator::Accumulate::Total { .. }))
+        });
+        let extra = if population { counted_regions.clone() } else { None };
+        let nodes = if dataset == q.indicator.dataset { own.clone() } else { serving(dataset) };
+        let filters = filters(extra);
+        if filters.iter().any(|f| f.values.is_empty()) {
+            // The filter leaves no district that is counted: nothing to join.
+            continue;
+        }
+        let req = Arc::new(request(dataset, ms, filters));
+        for n in nodes {
+            chosen.push(n);
+            requests.push(Arc::clone(&req));
+        }
+    }
+    (chosen, requests)
 }
 
 /// The canonical description of a query's cells (without the group values), for the cell key.
@@ -755,6 +833,14 @@ fn protect_cell(
                 cell.numerator = Some(n2);
                 cell.denominator = Some(d2);
                 cell.value = shuzhu_policy::deviation::deviation(n2, d2, baseline_years);
+            }
+        }
+        IndicatorKind::PerPopulation { scale, .. } => {
+            // The population is public; only the count is protected, and the rate recomputed from it.
+            if let (Some(n), Some(p)) = (cell.numerator, cell.denominator) {
+                let n2 = noisy("numerator", n)?;
+                cell.numerator = Some(n2);
+                cell.value = (p > 0).then(|| (i128::from(n2) * i128::from(scale)) as f64 / p as f64);
             }
         }
     }

@@ -342,13 +342,44 @@ pub fn cells_of_answer(
                 if drops_time && measure(m).is_some_and(|x| x.anchor.is_stock()) {
                     continue;
                 }
-                if let Some(c) = base(m, &kept, count) {
+                let Some((recorded, types)) = ledger_measure(m) else { continue };
+                if let Some(mut c) = base(recorded, &kept, count) {
+                    if let Some(types) = types {
+                        c.restrict(Dimension::TypeCode, &types);
+                    }
                     out.push(c);
                 }
             }
         }
     }
     out
+}
+
+/// How the ledger records cells of measure `m`: `None` for public figures that count no one (population
+/// totals); a count whose only condition is a set of case types as the same dated count without it,
+/// restricted to those types (民初 filed = `cases.filed` with type_code 民初), so that it nests with
+/// every other query of those records; any other measure as itself.
+fn ledger_measure(m: &str) -> Option<(&str, Option<Vec<String>>)> {
+    use shuzhu_policy::indicator::{Accumulate, Condition, measures};
+    let Some(x) = measure(m) else { return Some((m, None)) };
+    match (x.accumulate, x.condition) {
+        (Accumulate::Total { .. }, _) => None,
+        (Accumulate::Count, Condition::Cases { type_codes, closure_methods: [], flags: [] })
+            if !type_codes.is_empty() && !x.anchor.is_stock() =>
+        {
+            let plain = measures().into_iter().find(|p| {
+                p.dataset == x.dataset
+                    && p.anchor == x.anchor
+                    && p.condition == Condition::Any
+                    && p.accumulate == Accumulate::Count
+            });
+            match plain {
+                Some(p) => Some((p.id, Some(type_codes.iter().map(|t| t.to_string()).collect()))),
+                None => Some((m, None)),
+            }
+        }
+        _ => Some((m, None)),
+    }
 }
 
 /// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file. Cloning
@@ -490,6 +521,42 @@ mod tests {
             c.restrict(*d, &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         }
         c
+    }
+
+    #[test]
+    fn a_rate_per_population_records_its_count_as_typed_filings_and_no_population() {
+        let ind = shuzhu_policy::indicator::indicator("litigation_per_10k").unwrap();
+        let period = shuzhu_policy::period::Period::from_wire(202301, 202303).unwrap();
+        let q = ParsedQuery {
+            indicator: ind,
+            group_by: vec![Dimension::Region],
+            period,
+            filters: vec![],
+            purpose: "诉源治理".into(),
+            region_level: 6,
+            region_members: BTreeMap::new(),
+        };
+        let measures = ind.measures();
+        let key = vec!["350203".to_string()];
+        let partials = vec![
+            Partial { value: 120, contributors: 120, max_single: 1 },
+            Partial { value: 1_400_000, contributors: 1, max_single: 1_400_000 },
+        ];
+        let cells = cells_of_answer(&q, &measures, &[(&key, &partials, true)], true, &BTreeMap::new());
+        // The cell and its margin; both are 民初 filings, none is a population figure.
+        assert_eq!(cells.len(), 2, "{cells:?}");
+        for c in &cells {
+            assert_eq!((c.measure.as_str(), c.count), ("cases.filed", 120));
+            assert_eq!(c.dims["type_code"], vec!["民初".to_string()]);
+        }
+        // `filed` of 民初 in the region over one month less, 3 cases fewer: a period tracker.
+        let (jan, feb) = (period.from().index(), period.from().index() + 1);
+        let typed: &[(Dimension, &[&str])] = &[(Dimension::Region, &["350203"]), (Dimension::TypeCode, &["民初"])];
+        assert!(find_risk(&cells, &[cell("cases.filed", jan, feb, typed, 117)], 10).is_some());
+        assert!(find_risk(&cells, &[cell("cases.filed", jan, feb, typed, 80)], 10).is_none());
+        // Other measures keep their own names.
+        assert_eq!(ledger_measure("cases.closed_on_time"), Some(("cases.closed_on_time", None)));
+        assert_eq!(ledger_measure("population.resident_and_floating"), None);
     }
 
     #[test]

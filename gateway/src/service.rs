@@ -130,6 +130,7 @@ impl pb::gateway_server::Gateway for Services {
                         formula: i.formula.into(),
                         dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
                         kind: i.kind.as_str().into(),
+                        datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
                     })
                     .collect(),
             }

@@ -76,6 +76,9 @@ pub enum EngineError {
     /// A dimension has more distinct values than its column can encode.
     #[error("dimension {0} has more than 65 535 distinct values")]
     Cardinality(&'static str),
+    /// A measure over another dataset (served by [`crate::tables`]).
+    #[error("measure {0} is not over dataset cases")]
+    Measure(&'static str),
 }
 
 /// One filter, already parsed.
@@ -429,6 +432,9 @@ impl CaseTable {
         period: Period,
         filters: &[Filter],
     ) -> Result<Vec<GroupOut>, EngineError> {
+        if let Some(m) = measures.iter().find(|m| m.dataset != "cases") {
+            return Err(EngineError::Measure(m.id));
+        }
         let plan = Plan::new(self, measures, group_by, period, filters)?;
         let n = self.len();
         let accs = if plan.dense && n >= PARALLEL_ROWS {
@@ -454,7 +460,7 @@ impl CaseTable {
             Dimension::TypeCode | Dimension::Division | Dimension::Instance => {
                 type_labels(d).get(code as usize).copied().unwrap_or("").to_string()
             }
-            Dimension::Year | Dimension::Quarter | Dimension::Month => String::new(),
+            Dimension::Year | Dimension::Quarter | Dimension::Month | Dimension::DisputeType => String::new(),
         }
     }
 }
@@ -524,6 +530,8 @@ impl MeasurePlan {
             (_, Accumulate::Sum { field }) => {
                 Kernel::Sum { closed_anchor, column: SUM_FIELDS.iter().position(|f| *f == field).unwrap_or(0) }
             }
+            // Population totals never reach this engine (`aggregate` refuses measures of other datasets).
+            (_, Accumulate::Total { .. }) => Kernel::Count { closed_anchor },
         };
         let accept = match m.condition {
             Condition::Any => None,
@@ -547,6 +555,8 @@ impl MeasurePlan {
                         Condition::Any => true,
                         Condition::ClosedOnTime => on_time,
                         Condition::Cases { .. } => t_pass[t] && m_pass[method],
+                        // Refused by `aggregate` (a mediations measure); it would match nothing.
+                        Condition::Mediations { .. } => false,
                     };
                 }
                 Some(table)
@@ -672,6 +682,9 @@ impl Plan {
         let mut cause = base(t.causes.len(), &cause_ok);
         let mut type_code: Vec<u64> = type_ok.iter().map(|ok| if *ok { 0 } else { REJECTED }).collect();
 
+        if let Some(d) = group_by.iter().find(|d| **d == Dimension::DisputeType) {
+            return Err(EngineError::Dimension(d.to_string()));
+        }
         let mut dims = Vec::new();
         let mut stride: u64 = 1;
         let mut overflow = false;
@@ -1009,7 +1022,7 @@ impl Plan {
 }
 
 /// The label of a time dimension for sub-period `bucket` of a period starting at month index `pa`.
-fn time_label(d: Dimension, grain: TimeGrain, pa: i32, bucket: u32) -> String {
+pub(crate) fn time_label(d: Dimension, grain: TimeGrain, pa: i32, bucket: u32) -> String {
     let b = bucket as i32;
     // The first month of the bucket; year and quarter labels follow from it.
     let first = match grain {
@@ -1124,6 +1137,7 @@ mod tests {
                                 || (*method != NO_METHOD
                                     && closure_methods.contains(&CLOSURE_METHODS[*method as usize])))
                     }
+                    Condition::Mediations { .. } => unreachable!(),
                 };
                 if !ok {
                     continue;
@@ -1136,6 +1150,7 @@ mod tests {
                         NO_AMOUNT => continue,
                         a => a,
                     },
+                    Accumulate::Total { .. } => unreachable!(),
                 };
                 for month in period.iter() {
                     let next = first_day(month.next());
@@ -1157,6 +1172,7 @@ mod tests {
                             let end = next - 1;
                             last == Some(month) && end - *filed > older_than_days && *closed > end
                         }
+                        Anchor::Accepted | Anchor::Year => unreachable!(),
                     };
                     if !inside {
                         continue;

@@ -7,6 +7,7 @@
 //! - [`store`] is the node's storage trait and its sled implementation (with real fsync);
 //! - [`engine`] holds the cases as columns in memory and computes partial measures with contributor
 //!   counts;
+//! - [`tables`] holds the small `mediations` and `population` datasets and aggregates them exactly;
 //! - [`journal`] is the hash-chained, fsynced journal of every release and refusal, and the signed
 //!   receipts the node returns;
 //! - [`service`] is the `Node` gRPC service over mutual TLS, which checks that the caller is a
@@ -21,3 +22,4 @@ pub mod journal;
 pub mod record;
 pub mod service;
 pub mod store;
+pub mod tables;

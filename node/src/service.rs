@@ -28,9 +28,14 @@ use crate::config::{LocalPolicy, NodeConfig};
 use crate::engine::{CaseTable, Filter};
 use crate::journal::{KIND_REFUSAL, KIND_RELEASE, Release, ReleaseJournal};
 use crate::store::{SledStore, Store};
+use crate::tables::{MediationTable, PopulationTable};
 
 /// Largest request a node accepts.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Most values a region filter may list (a gateway joining population figures lists every district its
+/// court nodes serve).
+pub const MAX_REGION_FILTER: usize = 4096;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,9 @@ pub enum NodeError {
     /// Engine problem while loading.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// Problem loading the mediations or population table.
+    #[error(transparent)]
+    Table(#[from] crate::tables::TableError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -63,6 +71,8 @@ pub struct NodeState {
     id: String,
     policy: RwLock<Arc<LocalPolicy>>,
     cases: Arc<CaseTable>,
+    mediations: Arc<MediationTable>,
+    population: Arc<PopulationTable>,
     /// Every dataset the store knows; `Describe` shows those the policy in force serves.
     datasets: Vec<pb::DatasetInfo>,
     /// Where every release and refusal is journalled before the node answers.
@@ -74,6 +84,8 @@ impl NodeState {
     pub fn open(config: &NodeConfig) -> Result<Self, NodeError> {
         let store = SledStore::open(&config.store)?;
         let cases = CaseTable::load(&store)?;
+        let mediations = MediationTable::load(&store)?;
+        let population = PopulationTable::load(&store)?;
         let mut datasets = Vec::new();
         for ds in schema::DATASETS {
             let name = &ds.name.to_string();
@@ -93,11 +105,13 @@ impl NodeState {
                     .into(),
                 })
                 .collect();
-            let (data_until, regions) = if name == "cases" {
-                (cases.data_until().unwrap_or_default(), cases.regions())
-            } else {
-                (String::new(), vec![])
+            let (data_until, regions) = match name.as_str() {
+                "cases" => (cases.data_until(), cases.regions()),
+                "mediations" => (mediations.data_until(), mediations.regions()),
+                "population" => (population.data_until(), population.regions()),
+                _ => (None, vec![]),
             };
+            let data_until = data_until.unwrap_or_default();
             datasets.push(pb::DatasetInfo {
                 name: name.clone(),
                 rows,
@@ -119,6 +133,8 @@ impl NodeState {
             id: config.node_id.clone(),
             policy: RwLock::new(Arc::new(config.policy.clone())),
             cases: Arc::new(cases),
+            mediations: Arc::new(mediations),
+            population: Arc::new(population),
             datasets,
         })
     }
@@ -153,9 +169,14 @@ impl NodeState {
         self.cases.len()
     }
 
-    /// District codes the node's cases come from.
+    /// District codes the node's data (cases, mediations, population figures) come from.
     pub fn regions(&self) -> Vec<String> {
-        self.cases.regions()
+        let mut all = self.cases.regions();
+        all.extend(self.mediations.regions());
+        all.extend(self.population.regions());
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// Court codes the node's cases come from.
@@ -266,11 +287,8 @@ impl pb::node_server::Node for NodeService {
             let why = format!("threshold {} is below this node's own threshold {}", r.threshold, policy.threshold);
             return Err(local_refusal(st, facts, why).await);
         }
-        if r.dataset != "cases" {
-            return Err(Status::unimplemented(format!(
-                "dataset {} has no aggregation engine on this node yet",
-                r.dataset
-            )));
+        if !["cases", "mediations", "population"].contains(&r.dataset.as_str()) {
+            return Err(Status::unimplemented(format!("dataset {} has no aggregation engine", mask(&r.dataset))));
         }
         let dataset = schema::dataset(&r.dataset).ok_or_else(|| Status::invalid_argument("unknown dataset"))?;
         let mut measures = Vec::with_capacity(r.measures.len());
@@ -307,19 +325,28 @@ impl pb::node_server::Node for NodeService {
             let d = Dimension::parse(&f.dimension)
                 .filter(|d| !d.is_time())
                 .ok_or_else(|| Status::invalid_argument(format!("cannot filter on {}", mask(&f.dimension))))?;
-            if f.values.is_empty() || f.values.len() > 64 || !f.values.iter().all(|v| d.accepts_value(v)) {
-                return Err(Status::invalid_argument(format!("filter {d} needs 1 to 64 valid {d} values")));
+            // A gateway restricts population figures to the districts its court nodes serve: more than a
+            // requester may list.
+            let most = if d == Dimension::Region { MAX_REGION_FILTER } else { 64 };
+            if f.values.is_empty() || f.values.len() > most || !f.values.iter().all(|v| d.accepts_value(v)) {
+                return Err(Status::invalid_argument(format!("filter {d} needs 1 to {most} valid {d} values")));
             }
             filters.push(Filter { dimension: d, values: f.values.clone() });
         }
         let period = r.period.ok_or_else(|| Status::invalid_argument("period is required"))?;
         let period = Period::from_wire(period.from_month, period.to_month)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let table = Arc::clone(&st.cases);
-        let groups = tokio::task::spawn_blocking(move || table.aggregate(&measures, &group_by, period, &filters))
-            .await
-            .map_err(|_| Status::internal("aggregation task failed"))?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (cases, mediations, population) =
+            (Arc::clone(&st.cases), Arc::clone(&st.mediations), Arc::clone(&st.population));
+        let dataset_name = r.dataset.clone();
+        let groups = tokio::task::spawn_blocking(move || match dataset_name.as_str() {
+            "mediations" => mediations.aggregate(&measures, &group_by, period, &filters).map_err(|e| e.to_string()),
+            "population" => population.aggregate(&measures, &group_by, period, &filters).map_err(|e| e.to_string()),
+            _ => cases.aggregate(&measures, &group_by, period, &filters).map_err(|e| e.to_string()),
+        })
+        .await
+        .map_err(|_| Status::internal("aggregation task failed"))?
+        .map_err(Status::invalid_argument)?;
         let groups: Vec<pb::GroupPartial> = groups
             .into_iter()
             .map(|g| pb::GroupPartial {
@@ -354,7 +381,12 @@ impl pb::node_server::Node for NodeService {
             receipt,
             node_id: st.id.clone(),
             groups,
-            data_until: st.cases.data_until().unwrap_or_default(),
+            data_until: match r.dataset.as_str() {
+                "mediations" => st.mediations.data_until(),
+                "population" => st.population.data_until(),
+                _ => st.cases.data_until(),
+            }
+            .unwrap_or_default(),
             release_digest: digest,
             threshold: policy.threshold,
             local_policy_version: policy.version(),

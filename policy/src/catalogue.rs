@@ -104,6 +104,9 @@ pub struct ConditionEntry {
     /// The required boolean value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is: Option<bool>,
+    /// Whether the (optional) field must have a value (`true`) or be empty (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
 }
 
 /// A partial measure nodes compute, as catalogued.
@@ -141,7 +144,7 @@ impl MeasureEntry {
         }
         let mut parts = self.accumulate.split(':');
         if let (Some("days" | "sum"), rest) = (parts.next(), parts) {
-            out.extend(rest.map(str::to_string));
+            out.extend(rest.flat_map(|p| p.split('+')).map(str::to_string));
         }
         out.sort();
         out.dedup();
@@ -159,15 +162,20 @@ pub struct IndicatorEntry {
     pub name: String,
     /// The formula in words.
     pub formula: String,
-    /// Dataset it reads.
+    /// Dataset its counted records come from (a `per_population` indicator's numerator dataset; its
+    /// population measure names its own dataset).
     pub dataset: String,
-    /// `count` (one measure), `ratio` (numerator, denominator) or `mean` (sum, count).
+    /// `count` (one measure), `ratio` (numerator, denominator), `mean` (sum, count) or `per_population`
+    /// (a count ÷ a population total of the same region and year × `scale`).
     pub kind: String,
     /// Measure ids, in the order the kind names them.
     pub measures: Vec<String>,
     /// For a ratio: the numerator's records are a subset of the denominator's.
     #[serde(default)]
     pub subset: bool,
+    /// For `per_population`: the rate is per this many people (10 000 for 万人成讼率).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u32>,
     /// Dimensions it may be grouped or filtered by.
     pub dimensions: Vec<String>,
     /// For a `deviation`: how many previous years' same months the baseline averages (e.g. 3).
@@ -309,11 +317,24 @@ impl Catalogue {
     /// Every field indicator `id` reads through its measures, sorted, without repeats; `None` when the
     /// catalogue lacks the indicator. A measure the catalogue lacks reads an unknown field (就高从严).
     pub fn reads(&self, id: &str) -> Option<Vec<String>> {
+        let mut out: Vec<String> = self.reads_in(id)?.into_iter().map(|(_, f)| f).collect();
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+
+    /// Every (dataset, field) indicator `id` reads through its measures, each field in its measure's
+    /// dataset (an indicator may join datasets); `None` when the catalogue lacks the indicator. A measure
+    /// the catalogue lacks reads an unknown field of the indicator's dataset.
+    pub fn reads_in(&self, id: &str) -> Option<Vec<(String, String)>> {
         let ind = self.indicator(id)?;
-        let mut out: Vec<String> = ind
+        let mut out: Vec<(String, String)> = ind
             .measures
             .iter()
-            .flat_map(|m| self.measure(m).map_or_else(|| vec![format!("?{m}")], MeasureEntry::reads))
+            .flat_map(|m| match self.measure(m) {
+                Some(e) => e.reads().into_iter().map(|f| (e.dataset.clone(), f)).collect(),
+                None => vec![(ind.dataset.clone(), format!("?{m}"))],
+            })
             .collect();
         out.sort();
         out.dedup();
@@ -325,10 +346,10 @@ impl Catalogue {
     /// (就高从严).
     pub fn grade_of(&self, id: &str, dims: &[Dimension]) -> Option<Grade> {
         let ind = self.indicator(id)?;
-        let reads = self.reads(id)?;
-        let grade_of = |f: &str| self.field(&ind.dataset, f).map_or(Grade::L4, |f| f.grade);
-        let fields = reads.iter().map(|f| grade_of(f));
-        let dims = dims.iter().filter_map(|d| dimension_field(*d)).map(grade_of);
+        let reads = self.reads_in(id)?;
+        let grade_of = |ds: &str, f: &str| self.field(ds, f).map_or(Grade::L4, |f| f.grade);
+        let fields = reads.iter().map(|(ds, f)| grade_of(ds, f));
+        let dims = dims.iter().filter_map(|d| dimension_field(*d)).map(|f| grade_of(&ind.dataset, f));
         Some(fields.chain(dims).max().unwrap_or(Grade::L1))
     }
 
@@ -336,6 +357,18 @@ impl Catalogue {
     pub fn fields_read(&self, id: &str, dims: &[Dimension]) -> Vec<String> {
         let mut out: Vec<String> = self.reads(id).unwrap_or_default();
         out.extend(dims.iter().filter_map(|d| dimension_field(*d)).map(str::to_string));
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every field indicator `id` reads with dimensions `dims` as `dataset.field` (dimensions read the
+    /// indicator's own dataset), sorted, without repeats.
+    pub fn qualified_fields_read(&self, id: &str, dims: &[Dimension]) -> Vec<String> {
+        let Some(ind) = self.indicator(id) else { return vec![] };
+        let mut out: Vec<String> =
+            self.reads_in(id).unwrap_or_default().into_iter().map(|(ds, f)| format!("{ds}.{f}")).collect();
+        out.extend(dims.iter().filter_map(|d| dimension_field(*d)).map(|f| format!("{}.{f}", ind.dataset)));
         out.sort();
         out.dedup();
         out
@@ -372,6 +405,7 @@ pub fn dimension_field(d: Dimension) -> Option<&'static str> {
         Dimension::Court => Some("court_code"),
         Dimension::Division | Dimension::Instance | Dimension::TypeCode => Some("type_code"),
         Dimension::Cause => Some("cause"),
+        Dimension::DisputeType => Some("dispute_type"),
         Dimension::Year | Dimension::Quarter | Dimension::Month => None,
     }
 }

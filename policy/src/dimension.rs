@@ -1,5 +1,5 @@
 //! The dimensions an answer may be grouped or filtered by. Record dimensions (region, court, case type,
-//! cause, division, instance) come from a case's own fields; time dimensions (year, quarter, month) split
+//! cause, division, instance; dispute type for mediations) come from a record's own fields; time dimensions (year, quarter, month) split
 //! the requested period into sub-periods, and each cell is the indicator computed over its sub-period.
 
 use std::fmt;
@@ -27,6 +27,8 @@ pub enum Dimension {
     Quarter,
     /// Calendar month (`2023-05`).
     Month,
+    /// Kind of dispute of a mediation (婚姻家庭, 邻里, 合同, …); only indicators over `mediations` list it.
+    DisputeType,
 }
 
 /// Every dimension, in a fixed order.
@@ -40,6 +42,7 @@ pub const ALL: &[Dimension] = &[
     Dimension::Year,
     Dimension::Quarter,
     Dimension::Month,
+    Dimension::DisputeType,
 ];
 
 /// The time granularity a set of dimensions asks for.
@@ -68,6 +71,7 @@ impl Dimension {
             "year" => Dimension::Year,
             "quarter" => Dimension::Quarter,
             "month" => Dimension::Month,
+            "dispute_type" => Dimension::DisputeType,
             _ => return None,
         })
     }
@@ -84,6 +88,7 @@ impl Dimension {
             Dimension::Year => "year",
             Dimension::Quarter => "quarter",
             Dimension::Month => "month",
+            Dimension::DisputeType => "dispute_type",
         }
     }
 
@@ -111,6 +116,7 @@ impl Dimension {
             Dimension::Instance => ["一审", "二审", "再审", "执行"].contains(&value),
             Dimension::TypeCode => crate::schema::TYPE_CODES.contains(&value),
             Dimension::Cause => (1..=40).contains(&n) && !value.chars().any(|c| c.is_ascii_digit() || c.is_control()),
+            Dimension::DisputeType => crate::schema::DISPUTE_TYPES.contains(&value),
             Dimension::Year | Dimension::Quarter | Dimension::Month => false,
         }
     }
@@ -161,5 +167,7 @@ mod tests {
         assert!(!Dimension::Cause.accepts_value("13800138000"));
         assert!(Dimension::TypeCode.accepts_value("民初"));
         assert!(!Dimension::Year.accepts_value("2023"));
+        assert!(Dimension::DisputeType.accepts_value("邻里"));
+        assert!(!Dimension::DisputeType.accepts_value("民间借贷纠纷"));
     }
 }

@@ -4,7 +4,9 @@
 //! directly or by derivation. A ratio of counts is suppressed when its numerator or denominator has
 //! 1..k−1 contributors or, when the numerator's records are a subset of the denominator's, when their
 //! difference has; a mean follows the threshold rule on its contributor count. Zero is shown as zero.
-//! A sum of money (or a ratio of such sums) is also suppressed under (1, 85) dominance.
+//! A sum of money (or a ratio of such sums) is also suppressed under (1, 85) dominance. A rate per
+//! population is suppressed when its count has 1..k−1 contributors (the population is public), and
+//! withheld as `partial` when no population figure joins it.
 //!
 //! Secondary suppression: every margin of an answer (the cells of one "line", all group values but one
 //! fixed) can be had from another allowed query, so within each line the suppressed cells together must
@@ -111,6 +113,8 @@ pub fn protected_counts(indicator: &Indicator, get: impl Fn(MeasureId) -> Partia
         IndicatorKind::Mean { count, .. } => vec![get(count).contributors],
         // The count in P only; [`deviation_protected_counts`] adds the baseline years.
         IndicatorKind::Deviation { measure, .. } => vec![get(measure).contributors],
+        // The population is public (L1): only the counted records are protected.
+        IndicatorKind::PerPopulation { numerator, .. } => vec![get(numerator).contributors],
     }
 }
 
@@ -302,6 +306,25 @@ pub fn evaluate(indicator: &Indicator, k: u32, get: impl Fn(MeasureId) -> Partia
         }
         // A deviation needs its baseline years: [`evaluate_deviation`]. Never shown from P alone.
         IndicatorKind::Deviation { .. } => Cell::suppressed("deviation needs its baseline"),
+        IndicatorKind::PerPopulation { numerator, population, scale } => {
+            let (n, p) = (get(numerator), get(population));
+            if is_small(n.contributors, k) {
+                return Cell::suppressed("numerator below threshold");
+            }
+            // No population figure for the group (or a non-positive one): no rate, never a guess.
+            if p.contributors == 0 || p.value <= 0 {
+                return Cell { rule: Some("no population figure"), ..Cell::partial() };
+            }
+            // Exact integers until the one final division.
+            let value = (i128::from(n.value) * i128::from(scale)) as f64 / p.value as f64;
+            Cell {
+                status: Status::Ok,
+                value: Some(value),
+                numerator: Some(n.value),
+                denominator: Some(p.value),
+                rule: None,
+            }
+        }
     }
 }
 
@@ -351,6 +374,33 @@ mod tests {
                 Partial::default()
             }
         })
+    }
+
+    #[test]
+    fn a_rate_per_population_is_suppressed_on_its_count_and_withheld_without_a_population() {
+        let ind = indicator("litigation_per_10k").unwrap();
+        let IndicatorKind::PerPopulation { numerator, population, .. } = ind.kind else { unreachable!() };
+        let cell = |num: i64, pop: Partial| {
+            evaluate(ind, 10, |m| {
+                if m == numerator {
+                    p(num)
+                } else if m == population {
+                    pop
+                } else {
+                    Partial::default()
+                }
+            })
+        };
+        let pop = Partial { value: 1_234_567, contributors: 2, max_single: 1_000_000 };
+        let ok = cell(25, pop);
+        assert_eq!(ok.status, Status::Ok);
+        assert_eq!((ok.numerator, ok.denominator), (Some(25), Some(1_234_567)));
+        assert_eq!(ok.value, Some(250_000.0 / 1_234_567.0));
+        assert_eq!(cell(0, pop).value, Some(0.0));
+        assert_eq!(cell(9, pop).status, Status::Suppressed);
+        let none = cell(25, Partial::default());
+        assert_eq!((none.status, none.value), (Status::Partial, None));
+        assert_eq!(protected_counts(ind, |m| if m == numerator { p(12) } else { pop }), vec![12]);
     }
 
     #[test]

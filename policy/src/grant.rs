@@ -589,11 +589,8 @@ impl FederationPolicy {
             return deny("deny_rule", format!("deny rule {i}: {why}"));
         }
         let ind = req.indicator;
-        if self.catalogue.is_protected(ind.dataset) {
-            return deny(
-                "protected_dataset",
-                format!("dataset {} is important or core data and is never served", ind.dataset),
-            );
+        if let Some(ds) = ind.datasets().into_iter().find(|d| self.catalogue.is_protected(d)) {
+            return deny("protected_dataset", format!("dataset {ds} is important or core data and is never served"));
         }
         let dims: Vec<Dimension> = req.group_by.iter().chain(req.filters).copied().collect();
         let Some(grade) = self.catalogue.grade_of(ind.id, &dims) else {
@@ -648,8 +645,7 @@ impl FederationPolicy {
                 }
             }
         }
-        let fields: Vec<String> =
-            self.catalogue.fields_read(ind.id, &dims).into_iter().map(|f| format!("{}.{f}", ind.dataset)).collect();
+        let fields: Vec<String> = self.catalogue.qualified_fields_read(ind.id, &dims);
         let by_constraint = applicable().filter(|c| fields.contains(&c.field)).filter_map(|c| c.threshold);
         let threshold = allowed
             .iter()

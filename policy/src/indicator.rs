@@ -12,7 +12,7 @@ use std::sync::{OnceLock, RwLock};
 
 use crate::catalogue::{Catalogue, IndicatorEntry, MeasureEntry};
 use crate::dimension::Dimension;
-use crate::schema::{CASES, CLOSURE_METHODS, Grade, TYPE_CODES};
+use crate::schema::{CASES, CLOSURE_METHODS, Grade, MEDIATION_RESULTS, TYPE_CODES};
 
 /// Which date places a record in a sub-period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,11 @@ pub enum Anchor {
         /// Minimum age, exclusive, in days at the end of the sub-period.
         older_than_days: i32,
     },
+    /// `accepted_on` falls in the sub-period (mediations).
+    Accepted,
+    /// The record's `year` is the sub-period's year (yearly figures: population). A sub-period that is
+    /// part of a year takes that year's figure; a sub-period spanning several years has none.
+    Year,
 }
 
 impl Anchor {
@@ -58,6 +63,14 @@ pub enum Condition {
         /// Required values of boolean fields.
         flags: &'static [(&'static str, bool)],
     },
+    /// A mediation whose `result` is one of `results` (empty: any, including none) and, unless
+    /// `confirmed` is `None`, whose `judicial_confirm_case_no` is present (`Some(true)`) or absent.
+    Mediations {
+        /// Accepted results (labels of [`MEDIATION_RESULTS`]).
+        results: &'static [&'static str],
+        /// Required presence of a judicial confirmation case number.
+        confirmed: Option<bool>,
+    },
 }
 
 /// What is accumulated per record.
@@ -73,7 +86,16 @@ pub enum Accumulate {
         /// The summed field.
         field: &'static str,
     },
+    /// The sum of integer fields of a yearly figure (population: one of [`POPULATION_FIELDS`]), over
+    /// every record anchored in the sub-period; contributors are the records (regions × years).
+    Total {
+        /// The added fields.
+        fields: &'static [&'static str],
+    },
 }
+
+/// The integer `population` fields a `sum:A+B` measure may add.
+pub const POPULATION_FIELDS: &[&str] = &["resident_pop", "registered_floating_pop", "hukou_pop"];
 
 /// The integer `cases` fields a measure may sum (money in fen; the engine keeps a column of each).
 pub const SUM_FIELDS: &[&str] = &["enforce_requested", "enforce_collected"];
@@ -136,6 +158,17 @@ pub enum IndicatorKind {
         /// Warning thresholds on |deviation|.
         levels: crate::deviation::Levels,
     },
+    /// numerator ÷ population × scale: a count of records per `scale` people, the population being a
+    /// [`Accumulate::Total`] measure over another dataset (held by other nodes), joined by group key
+    /// (region and year).
+    PerPopulation {
+        /// The counted measure.
+        numerator: MeasureId,
+        /// The population measure.
+        population: MeasureId,
+        /// People per rate unit (10 000 for 万人成讼率).
+        scale: u32,
+    },
 }
 
 impl IndicatorKind {
@@ -146,6 +179,7 @@ impl IndicatorKind {
             IndicatorKind::Ratio { .. } => "ratio",
             IndicatorKind::Mean { .. } => "mean",
             IndicatorKind::Deviation { .. } => "deviation",
+            IndicatorKind::PerPopulation { .. } => "per_population",
         }
     }
 }
@@ -159,7 +193,8 @@ pub struct Indicator {
     pub name: &'static str,
     /// The formula in words.
     pub formula: &'static str,
-    /// Dataset the indicator reads.
+    /// Dataset the indicator's counted records come from ([`Indicator::datasets`] lists every dataset
+    /// its measures read).
     pub dataset: &'static str,
     /// How it is computed.
     pub kind: IndicatorKind,
@@ -273,18 +308,26 @@ enum Clause<'a> {
     In(&'a str, &'a [String]),
     AtMost(&'a str, &'a str),
     Is(&'a str, bool),
+    Present(&'a str, bool),
 }
 
 fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
     let Some(ds) = cat.dataset(&e.dataset) else { return Err(format!("unknown dataset {}", e.dataset)) };
     let known = |f: &str| ds.fields.iter().any(|x| x.name == f);
     let mut reads: Vec<String> = Vec::new();
-    let anchor = match e.anchor.as_str() {
-        "filed_on" => Anchor::Filed,
-        "closed_on" => Anchor::Closed,
-        "active" => Anchor::Active,
-        "open_at_end" => Anchor::OpenAtEnd { older_than_days: e.filed_more_than_days_before.map_or(-1, i32::from) },
-        other => return Err(format!("anchor {other:?} is not filed_on, closed_on, active or open_at_end")),
+    let anchor = match (e.dataset.as_str(), e.anchor.as_str()) {
+        ("cases", "filed_on") => Anchor::Filed,
+        ("cases" | "mediations", "closed_on") => Anchor::Closed,
+        ("cases", "active") => Anchor::Active,
+        ("cases", "open_at_end") => {
+            Anchor::OpenAtEnd { older_than_days: e.filed_more_than_days_before.map_or(-1, i32::from) }
+        }
+        ("mediations", "accepted_on") => Anchor::Accepted,
+        ("population", "year") => Anchor::Year,
+        ("cases", other) => return Err(format!("anchor {other:?} is not filed_on, closed_on, active or open_at_end")),
+        ("mediations", other) => return Err(format!("anchor {other:?} is not accepted_on or closed_on")),
+        ("population", other) => return Err(format!("anchor {other:?} is not year")),
+        (ds, _) => return Err(format!("dataset {ds} has no aggregation engine")),
     };
     if e.filed_more_than_days_before.is_some() && !matches!(anchor, Anchor::OpenAtEnd { .. }) {
         return Err("filed_more_than_days_before needs anchor open_at_end".into());
@@ -295,11 +338,12 @@ fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
     }
     let mut clauses = Vec::new();
     for c in &e.conditions {
-        let clause = match (&c.any_of, &c.at_most, c.is) {
-            (Some(v), None, None) => Clause::In(&c.field, v),
-            (None, Some(other), None) => Clause::AtMost(&c.field, other),
-            (None, None, Some(b)) => Clause::Is(&c.field, b),
-            _ => return Err(format!("condition on {} needs exactly one of any_of, at_most, is", c.field)),
+        let clause = match (&c.any_of, &c.at_most, c.is, c.present) {
+            (Some(v), None, None, None) => Clause::In(&c.field, v),
+            (None, Some(other), None, None) => Clause::AtMost(&c.field, other),
+            (None, None, Some(b), None) => Clause::Is(&c.field, b),
+            (None, None, None, Some(b)) => Clause::Present(&c.field, b),
+            _ => return Err(format!("condition on {} needs exactly one of any_of, at_most, is, present", c.field)),
         };
         for f in std::iter::once(c.field.as_str()).chain(c.at_most.as_deref()) {
             if !known(f) {
@@ -309,8 +353,48 @@ fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
         }
         clauses.push(clause);
     }
-    let condition = condition_of(&clauses)?;
-    let accumulate = match e.accumulate.as_str() {
+    let condition = match e.dataset.as_str() {
+        "mediations" => mediation_condition_of(&clauses)?,
+        "population" if !clauses.is_empty() => return Err("population figures take no conditions".into()),
+        _ => condition_of(&clauses)?,
+    };
+    let accumulate = match (e.dataset.as_str(), e.accumulate.as_str()) {
+        ("population", total) => {
+            let fields: Vec<String> =
+                total.strip_prefix("sum:").map(|f| f.split('+').map(str::to_string).collect()).unwrap_or_default();
+            if fields.is_empty() || !fields.iter().all(|f| POPULATION_FIELDS.contains(&f.as_str())) {
+                return Err(format!(
+                    "accumulation {total:?} is not sum:A+B+… with each field one of {}",
+                    POPULATION_FIELDS.join(", ")
+                ));
+            }
+            reads.extend(fields.iter().cloned());
+            Accumulate::Total { fields: leak_strs(&fields) }
+        }
+        ("mediations", "count") => Accumulate::Count,
+        ("mediations", other) => return Err(format!("accumulation {other:?} over mediations is not count")),
+        (_, acc) => cases_accumulate(acc, anchor, &mut reads)?,
+    };
+    for f in &reads {
+        if !known(f) {
+            return Err(format!("reads unknown field {}.{f}", e.dataset));
+        }
+    }
+    reads.sort();
+    reads.dedup();
+    Ok(Measure {
+        id: leak_str(&e.id),
+        dataset: leak_str(&e.dataset),
+        anchor,
+        condition,
+        accumulate,
+        reads: leak_strs(&reads),
+    })
+}
+
+/// What a `cases` measure accumulates.
+fn cases_accumulate(acc: &str, anchor: Anchor, reads: &mut Vec<String>) -> Result<Accumulate, String> {
+    Ok(match acc {
         "count" => Accumulate::Count,
         "days:filed_on:closed_on" if matches!(anchor, Anchor::OpenAtEnd { .. }) => {
             return Err("an open case has no trial days".into());
@@ -332,22 +416,29 @@ fn build_measure(cat: &Catalogue, e: &MeasureEntry) -> Result<Measure, String> {
                 ));
             }
         },
-    };
-    for f in &reads {
-        if !known(f) {
-            return Err(format!("reads unknown field {}.{f}", e.dataset));
+    })
+}
+
+/// Matches conditions on mediations: `result` labels and the presence of a judicial confirmation.
+fn mediation_condition_of(clauses: &[Clause<'_>]) -> Result<Condition, String> {
+    if clauses.is_empty() {
+        return Ok(Condition::Any);
+    }
+    let mut results: Option<&[String]> = None;
+    let mut confirmed = None;
+    for c in clauses {
+        match c {
+            Clause::In("result", v) if results.is_none() => {
+                check_labels(v, MEDIATION_RESULTS, "result")?;
+                results = Some(v);
+            }
+            Clause::Present("judicial_confirm_case_no", b) if confirmed.is_none() => confirmed = Some(*b),
+            Clause::In(f, _) | Clause::Present(f, _) | Clause::Is(f, _) | Clause::AtMost(f, _) => {
+                return Err(format!("a condition on mediations.{f} is not supported here"));
+            }
         }
     }
-    reads.sort();
-    reads.dedup();
-    Ok(Measure {
-        id: leak_str(&e.id),
-        dataset: leak_str(&e.dataset),
-        anchor,
-        condition,
-        accumulate,
-        reads: leak_strs(&reads),
-    })
+    Ok(Condition::Mediations { results: leak_strs(results.unwrap_or_default()), confirmed })
 }
 
 /// Matches conditions to the engine's condition shapes.
@@ -377,6 +468,7 @@ fn condition_of(clauses: &[Clause<'_>]) -> Result<Condition, String> {
                 Some(name) if !flags.iter().any(|(n, _)| n == name) => flags.push((name, *v)),
                 _ => return Err(format!("a condition {f} is {v} is not supported here")),
             },
+            Clause::Present(f, _) => return Err(format!("a presence condition on {f} is not supported here")),
         }
     }
     Ok(Condition::Cases {
@@ -404,6 +496,12 @@ fn build_indicator(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, Stri
         }
         Ok(m.id)
     };
+    if e.kind == "per_population" {
+        return build_per_population(e, ms);
+    }
+    if e.scale.is_some() {
+        return Err("only a per_population indicator has a scale".into());
+    }
     let ids = e.measures.iter().map(id_of).collect::<Result<Vec<_>, _>>()?;
     let kind = match (e.kind.as_str(), ids.as_slice()) {
         ("count", [m]) => IndicatorKind::Count { measure: m },
@@ -414,7 +512,7 @@ fn build_indicator(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, Stri
             let n = if matches!(e.kind.as_str(), "count" | "deviation") { 1 } else { 2 };
             return Err(format!("kind {} takes {n} measures", e.kind));
         }
-        (other, _) => return Err(format!("kind {other:?} is not count, ratio, mean or deviation")),
+        (other, _) => return Err(format!("kind {other:?} is not count, ratio, mean, deviation or per_population")),
     };
     if !matches!(kind, IndicatorKind::Deviation { .. }) && (e.baseline_years.is_some() || e.levels.is_some()) {
         return Err("only a deviation has baseline_years and levels".into());
@@ -422,6 +520,34 @@ fn build_indicator(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, Stri
     if e.subset && !matches!(kind, IndicatorKind::Ratio { .. }) {
         return Err("only a ratio can be a subset".into());
     }
+    finish_indicator(e, kind)
+}
+
+/// A count per population: a count measure over the indicator's dataset and a population total over
+/// another, joined by region and year.
+fn build_per_population(e: &IndicatorEntry, ms: &[Measure]) -> Result<Indicator, String> {
+    let find = |name: &String| ms.iter().find(|m| m.id == name).ok_or_else(|| format!("unknown measure {name}"));
+    let [n, p] = e.measures.as_slice() else { return Err("kind per_population takes 2 measures".into()) };
+    let (n, p) = (find(n)?, find(p)?);
+    if n.dataset != e.dataset || n.accumulate != Accumulate::Count || n.anchor.is_stock() {
+        return Err(format!("measure {} must count records of {} by a date", n.id, e.dataset));
+    }
+    if !matches!(p.accumulate, Accumulate::Total { .. }) || p.anchor != Anchor::Year {
+        return Err(format!("measure {} must be a yearly population total (anchor year, sum:…)", p.id));
+    }
+    let scale = e.scale.filter(|s| *s > 0).ok_or("kind per_population needs a scale above 0")?;
+    if e.subset {
+        return Err("only a ratio can be a subset".into());
+    }
+    let ind = finish_indicator(e, IndicatorKind::PerPopulation { numerator: n.id, population: p.id, scale })?;
+    // The population side is joined by region and year only: no other dimension can split it.
+    if let Some(d) = ind.dimensions.iter().find(|d| !matches!(d, Dimension::Region | Dimension::Year)) {
+        return Err(format!("dimension {d} cannot split a population; use region and year"));
+    }
+    Ok(ind)
+}
+
+fn finish_indicator(e: &IndicatorEntry, kind: IndicatorKind) -> Result<Indicator, String> {
     let mut dims = Vec::new();
     for d in &e.dimensions {
         let dim = Dimension::parse(d).ok_or_else(|| format!("unknown dimension {d:?}"))?;
@@ -466,8 +592,20 @@ impl Indicator {
             IndicatorKind::Count { measure } | IndicatorKind::Deviation { measure, .. } => vec![measure],
             IndicatorKind::Ratio { numerator, denominator, .. } => vec![numerator, denominator],
             IndicatorKind::Mean { sum, count } => vec![sum, count],
+            IndicatorKind::PerPopulation { numerator, population, .. } => vec![numerator, population],
         };
         out.dedup();
+        out
+    }
+
+    /// Every dataset the indicator's measures read, its own first.
+    pub fn datasets(&self) -> Vec<&'static str> {
+        let mut out = vec![self.dataset];
+        for ds in self.measures().iter().filter_map(|m| measure(m)).map(|m| m.dataset) {
+            if !out.contains(&ds) {
+                out.push(ds);
+            }
+        }
         out
     }
 
@@ -482,8 +620,10 @@ impl Indicator {
 
     /// The highest grade among the fields the indicator reads and the dimensions `dims` read.
     pub fn grade_with(&self, dims: &[Dimension]) -> Grade {
-        let dataset = crate::schema::dataset(self.dataset).unwrap_or(&CASES);
-        let fields = self.fields_read().into_iter().filter_map(|f| dataset.field(f)).map(|f| f.grade);
+        let fields = self.measures().into_iter().filter_map(measure).flat_map(|m| {
+            let dataset = crate::schema::dataset(m.dataset).unwrap_or(&CASES);
+            m.reads.iter().filter_map(|f| dataset.field(f)).map(|f| f.grade)
+        });
         fields.chain(dims.iter().map(|d| d.grade())).max().unwrap_or(Grade::L1)
     }
 
@@ -509,7 +649,10 @@ mod tests {
         for ind in indicators() {
             for m in ind.measures() {
                 let measure = measure(m).unwrap_or_else(|| panic!("{} names unknown measure {m}", ind.id));
-                assert_eq!(measure.dataset, ind.dataset);
+                // Only a per-population indicator joins a second dataset (its population measure).
+                if !matches!(ind.kind, IndicatorKind::PerPopulation { population, .. } if population == m) {
+                    assert_eq!(measure.dataset, ind.dataset);
+                }
                 let ds = crate::schema::dataset(measure.dataset).unwrap();
                 for f in measure.reads {
                     assert!(ds.field(f).is_some(), "{m} reads unknown field {f}");
@@ -540,6 +683,103 @@ mod tests {
             ind.kind,
             IndicatorKind::Ratio { numerator: "cases.closed", denominator: "cases.active", subset: true }
         );
+    }
+
+    #[test]
+    fn cross_agency_measures_and_indicators_parse() {
+        let m = measure("mediations.closed_success_confirmed").unwrap();
+        assert_eq!(m.anchor, Anchor::Closed);
+        assert_eq!(m.condition, Condition::Mediations { results: &["成功"], confirmed: Some(true) });
+        assert_eq!(m.reads, &["closed_on", "judicial_confirm_case_no", "result"]);
+        let p = measure("population.resident_and_floating").unwrap();
+        assert_eq!(
+            (p.anchor, p.accumulate),
+            (Anchor::Year, Accumulate::Total { fields: &["resident_pop", "registered_floating_pop"] })
+        );
+        let ind = indicator("litigation_per_10k").unwrap();
+        assert_eq!(
+            ind.kind,
+            IndicatorKind::PerPopulation {
+                numerator: "cases.filed_civil_first",
+                population: "population.resident_and_floating",
+                scale: 10_000
+            }
+        );
+        assert_eq!(ind.datasets(), vec!["cases", "population"]);
+        assert_eq!(ind.grade_with(&[Dimension::Region]), Grade::L2);
+        // Reading whether a judicial confirmation case number exists reads an L3 field (就高从严).
+        assert_eq!(indicator("judicial_confirmation_rate").unwrap().grade_with(&[]), Grade::L3);
+        assert_eq!(indicator("mediation_success_rate").unwrap().grade_with(&[Dimension::DisputeType]), Grade::L2);
+        assert!(indicator("mediation_success_rate").unwrap().allows(Dimension::DisputeType));
+        assert!(!indicator("filed").unwrap().allows(Dimension::DisputeType));
+    }
+
+    #[test]
+    fn a_catalogue_entry_adds_a_rate_per_population() {
+        let cat = with(
+            "[[measure]]\nid = \"population.hukou_test\"\ndataset = \"population\"\nanchor = \"year\"\naccumulate = \"sum:hukou_pop\"\n\n[[measure]]\nid = \"cases.filed_criminal_first_test\"\ndataset = \"cases\"\nanchor = \"filed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"type_code\", any_of = [\"刑初\"] }]\n\n[[indicator]]\nid = \"crime_per_100k_test\"\nname = \"十万户籍人口刑事案件数\"\nformula = \"刑初 filed in P ÷ hukou_pop of P's year × 100 000\"\ndataset = \"cases\"\nkind = \"per_population\"\nmeasures = [\"cases.filed_criminal_first_test\", \"population.hukou_test\"]\nscale = 100000\ndimensions = [\"region\", \"year\"]\n",
+        )
+        .unwrap();
+        let (ms, is) = build(&cat).unwrap();
+        let ind = is.iter().find(|i| i.id == "crime_per_100k_test").unwrap();
+        assert_eq!(
+            ind.kind,
+            IndicatorKind::PerPopulation {
+                numerator: "cases.filed_criminal_first_test",
+                population: "population.hukou_test",
+                scale: 100_000
+            }
+        );
+        let pop = ms.iter().find(|m| m.id == "population.hukou_test").unwrap();
+        assert_eq!(pop.accumulate, Accumulate::Total { fields: &["hukou_pop"] });
+        assert_eq!(pop.reads, &["hukou_pop", "year"]);
+    }
+
+    #[test]
+    fn bad_cross_agency_definitions_are_refused() {
+        let m = |ds: &str, body: &str| format!("[[measure]]\nid = \"{ds}.x\"\ndataset = \"{ds}\"\n{body}\n");
+        let pp = |measures: &str, rest: &str| {
+            format!(
+                "[[indicator]]\nid = \"x\"\nname = \"某\"\nformula = \"f\"\ndataset = \"cases\"\nkind = \"per_population\"\nmeasures = [{measures}]\n{rest}\n"
+            )
+        };
+        let cases = [
+            (m("mediations", "anchor = \"filed_on\"\naccumulate = \"count\""), "accepted_on or closed_on"),
+            (m("population", "anchor = \"year\"\naccumulate = \"sum:resident_pop+party_name\""), "sum:A+B"),
+            (
+                m(
+                    "mediations",
+                    "anchor = \"closed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"result\", any_of = [\"赢\"] }]",
+                ),
+                "赢",
+            ),
+            (
+                m(
+                    "cases",
+                    "anchor = \"filed_on\"\naccumulate = \"count\"\nconditions = [{ field = \"closed_on\", present = true }]",
+                ),
+                "presence",
+            ),
+            (
+                pp("\"cases.filed_civil_first\", \"population.resident_and_floating\"", "dimensions = [\"region\"]"),
+                "needs a scale",
+            ),
+            (
+                pp("\"cases.filed_civil_first\", \"cases.filed\"", "scale = 10000\ndimensions = [\"region\"]"),
+                "yearly population total",
+            ),
+            (
+                pp(
+                    "\"cases.filed_civil_first\", \"population.resident_and_floating\"",
+                    "scale = 10000\ndimensions = [\"region\", \"cause\"]",
+                ),
+                "cannot split a population",
+            ),
+        ];
+        for (extra, why) in cases {
+            let err = with(&extra).unwrap_err();
+            assert!(err.contains(why), "{err} should mention {why}");
+        }
     }
 
     #[test]

@@ -80,12 +80,16 @@ async fn run_async(a: Args) -> Result<ExitCode> {
     let manager = crate::client::read_token(&prepared.tokens["manager"])?;
     // (token, indicator, group-by, from, to, purpose)
     type Example<'a> = (&'a str, &'a str, &'a [&'a str], &'a str, &'a str, &'a str);
-    let examples: [Example<'_>; 5] = [
+    let examples: [Example<'_>; 8] = [
         ("requester", "closure_rate", &["region", "year"], "2023-01", "2024-12", "诉源治理"),
         ("requester", "on_time_rate", &["year"], "2019-01", "2024-12", "司法统计"),
         ("requester", "avg_trial_days", &["division"], "2024-01", "2024-12", "司法统计"),
         ("requester", "filed", &["cause"], "2024-01", "2024-12", "诉源治理"),
         ("manager", "closed", &["court", "quarter"], "2024-01", "2024-06", "审判管理"),
+        // Cross-agency: courts with the statistics bureau, and the justice bureau's mediations.
+        ("requester", "litigation_per_10k", &["region", "year"], "2023-01", "2024-12", "诉源治理"),
+        ("requester", "mediation_success_rate", &["dispute_type"], "2024-01", "2024-12", "诉源治理"),
+        ("manager", "judicial_confirmation_rate", &["region:city", "year"], "2022-01", "2024-12", "审判管理"),
     ];
     for (who, ind, dims, from, to, purpose) in examples {
         let token = if who == "manager" { &manager } else { &analyst };
@@ -110,7 +114,12 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         );
         match crate::client::query(ch, token, req).await {
             Ok(resp) => {
-                let g: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+                if let Some(i) = ind_meta.filter(|i| i.datasets() != ["cases"]) {
+                    let kinds: Vec<&str> = i.datasets().iter().map(|d| node_kind(d)).collect();
+                    let cov = resp.coverage.clone().unwrap_or_default();
+                    println!("  answered by {} of {} nodes: {}", cov.answered, cov.asked, kinds.join(" + "));
+                }
+                let g: Vec<String> = dims.iter().map(|d| d.split(':').next().unwrap_or(d).to_string()).collect();
                 let mut text = crate::output::answer_table(&resp, &g, ind_meta.map_or("count", |i| i.kind.as_str()));
                 let lines: Vec<&str> = text.lines().collect();
                 if lines.len() > 18 {
@@ -217,4 +226,14 @@ async fn red_regions(ch: tonic::transport::Channel, token: &str, year: i32) -> S
         out.push_str(&format!("red regions in {year}{above}: {}\n", red.join(", ")));
     }
     out
+}
+
+/// Which kind of node serves a dataset, for the demo's explanations.
+fn node_kind(dataset: &str) -> &'static str {
+    match dataset {
+        "cases" => "court nodes (cases)",
+        "mediations" => "the justice bureau's node (mediations)",
+        "population" => "the statistics bureau's node (population)",
+        _ => "other nodes",
+    }
 }

@@ -35,6 +35,7 @@ pub(crate) fn local() -> Vec<pb::IndicatorInfo> {
             formula: i.formula.into(),
             dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
             kind: i.kind.as_str().into(),
+            datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
         })
         .collect()
 }
@@ -46,6 +47,9 @@ pub(crate) fn render(list: &[pb::IndicatorInfo]) -> String {
         out.push_str(&format!("{}  {}  ({})\n", i.id, i.name, i.kind));
         out.push_str(&format!("    formula:    {}\n", i.formula));
         out.push_str(&format!("    dimensions: {}\n", i.dimensions.join(", ")));
+        if !i.datasets.is_empty() {
+            out.push_str(&format!("    datasets:   {}\n", i.datasets.join(" + ")));
+        }
     }
     out
 }

@@ -16,7 +16,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
   shuzhu query --demo ./demo --indicator filing_deviation --group-by region --from 2024-01 --to 2024-12
 
 Indicators: `shuzhu indicators --local` lists them with their formulas and dimensions
-Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month
+Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month dispute_type
 Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.
 filing_deviation rows have a level (绿 green < 15 %, 黄 yellow to 30 %, 红 red above, on |deviation|) and compare
 with the same months of the three previous years; no baseline means none was filed in them.";
