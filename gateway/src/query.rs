@@ -431,6 +431,7 @@ pub async fn execute(
         let rng = ring::rand::SystemRandom::new();
         let mut uniform = protect::Uniform::new(&rng);
         let shape = describe_query(&q);
+        let cell_key = protect::CellKey::new(state.cell_key_secret.as_deref().unwrap_or_default());
         for ((key, _), cell) in merged.iter().zip(cells.iter_mut()) {
             if cell.status != CellStatus::Ok {
                 continue;
@@ -440,11 +441,7 @@ pub async fn execute(
                 let out = match protection {
                     Protection::Suppress => v,
                     Protection::Round5 => protect::round_to(v, 5),
-                    Protection::CellKey => protect::cell_key(
-                        state.cell_key_secret.as_deref().unwrap_or_default(),
-                        &format!("{desc}|{what}"),
-                        v,
-                    ),
+                    Protection::CellKey => cell_key.apply(&format!("{desc}|{what}"), v),
                     Protection::Dp => protect::dp_count(&mut uniform, v, dp_epsilon_milli)?,
                 };
                 // A shown count stays at or above k (post-processing; true values below k are suppressed).
