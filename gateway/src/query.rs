@@ -396,7 +396,7 @@ pub async fn execute(
     let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
     // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
-    let release = crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &court_regions(state));
+    let release = crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &state.court_region);
     // The check takes a lock and may fdatasync the ledger file: keep it off the async worker threads.
     let book = state.releases.clone();
     let agency = principal.agency.clone();
@@ -490,17 +490,6 @@ pub async fn execute(
         data_until: data_until.unwrap_or_default(),
         threshold,
     })
-}
-
-/// Courts whose cases all lie in one known region: those of a node configured with exactly one
-/// court and one region.
-fn court_regions(state: &GatewayState) -> BTreeMap<String, String> {
-    state
-        .nodes
-        .iter()
-        .filter(|n| n.entry.courts.len() == 1 && n.entry.regions.len() == 1)
-        .map(|n| (n.entry.courts[0].clone(), n.entry.regions[0].clone()))
-        .collect()
 }
 
 /// How many counts a cell of the indicator releases (the ε cost of a `dp` query is this times ε).

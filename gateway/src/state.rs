@@ -95,6 +95,9 @@ pub struct GatewayState {
     pub ledger: Arc<AuditChain>,
     /// Nodes.
     pub nodes: Vec<NodeHandle>,
+    /// The region of each court served by a node of one court and one region (built once with the
+    /// nodes: the release ledger nests court cells in region cells with it).
+    pub court_region: std::collections::BTreeMap<String, String>,
     /// Deadline of one node call.
     pub node_timeout: Duration,
     /// The policy file (watched for reloads).
@@ -119,6 +122,15 @@ pub fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, StartError> {
         .map_err(|source| StartError::Policy { path: path.display().to_string(), source })?;
     let version = policy.version();
     Ok(LoadedPolicy { policy, version })
+}
+
+/// Court → region for every node serving exactly one court and one region.
+fn court_regions(nodes: &[NodeHandle]) -> std::collections::BTreeMap<String, String> {
+    nodes
+        .iter()
+        .filter(|n| n.entry.courts.len() == 1 && n.entry.regions.len() == 1)
+        .map(|n| (n.entry.courts[0].clone(), n.entry.regions[0].clone()))
+        .collect()
 }
 
 impl GatewayState {
@@ -179,12 +191,14 @@ impl GatewayState {
                 .map_err(|e| err(e.to_string()))?;
             nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key });
         }
+        let court_region = court_regions(&nodes);
         Ok(GatewayState {
             id: config.gateway_id.clone(),
             policy: RwLock::new(Arc::new(policy)),
             auth,
             ledger,
             nodes,
+            court_region,
             node_timeout,
             policy_path: config.policy.clone(),
             quotas: crate::quota::QuotaBook::default(),
