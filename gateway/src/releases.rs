@@ -43,7 +43,7 @@ pub enum ReleaseError {
 /// appending. Every record is written as one line ending in `\n` and synced before it is acknowledged, so
 /// an unterminated last line is a write torn by a crash, never acknowledged: it is cut off (and the cut
 /// synced) so that the next append starts on a line of its own instead of gluing onto the fragment.
-fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseError> {
+pub(crate) fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseError> {
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;

@@ -38,6 +38,9 @@ pub enum StartError {
     /// The release ledger could not be opened (the gateway fails closed).
     #[error(transparent)]
     Releases(#[from] crate::releases::ReleaseError),
+    /// The quota file could not be opened (the gateway fails closed).
+    #[error(transparent)]
+    Quotas(#[from] crate::quota::QuotaFileError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -155,6 +158,7 @@ impl GatewayState {
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = Arc::new(crate::releases::BudgetBook::open(&config.ledger_dir)?);
+        let quotas = crate::quota::QuotaBook::open(&config.ledger_dir)?;
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
             Some(path) => Some(
@@ -201,7 +205,7 @@ impl GatewayState {
             court_region,
             node_timeout,
             policy_path: config.policy.clone(),
-            quotas: crate::quota::QuotaBook::default(),
+            quotas,
             releases,
             budget,
             cell_key_secret,
