@@ -923,6 +923,66 @@ mod tests {
         }
     }
 
+    /// Times the packed search against the reference on a fresh answer (no refusal, so every cell is
+    /// searched in full) and checks that they agree. Run by hand, optimised:
+    /// `cargo test --profile bench -p shuzhu-gateway --lib search_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn search_cost() {
+        let answer_cells =
+            |group_by: Vec<Dimension>, filters, months: (u32, u32), keys: Vec<Vec<String>>, base: u64| {
+                let mut q = parsed(group_by, filters);
+                q.period = shuzhu_policy::period::Period::from_wire(months.0, months.1).unwrap();
+                let parts: Vec<Vec<Partial>> =
+                    (0..keys.len() as u64).map(|i| vec![part(base + 7 * i), part(3 * base + 11 * i)]).collect();
+                let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+                    keys.iter().zip(&parts).map(|(k, p)| (k, p, true)).collect();
+                cells_of_answer(&q, &["cases.closed", "cases.active"], &answer, true, &BTreeMap::new())
+            };
+        let regions: Vec<String> = (0..32).map(|r| format!("3502{r:02}")).collect();
+        let years: Vec<String> = (2019..=2024).map(|y| y.to_string()).collect();
+        let quarters: Vec<String> = (1..=4).map(|q| format!("2024-Q{q}")).collect();
+        let cross = |a: &[String], b: &[String]| -> Vec<Vec<String>> {
+            a.iter().flat_map(|x| b.iter().map(move |y| vec![x.clone(), y.clone()])).collect()
+        };
+        let by_year = answer_cells(
+            vec![Dimension::Region, Dimension::Year],
+            vec![],
+            (201901, 202412),
+            cross(&regions, &years),
+            1000,
+        );
+        let by_quarter = answer_cells(
+            vec![Dimension::Region, Dimension::Quarter],
+            vec![(Dimension::Division, vec!["民事".into()])],
+            (202401, 202412),
+            cross(&regions, &quarters),
+            400,
+        );
+        let time = |f: &dyn Fn() -> Option<Risk>| {
+            let mut best = std::time::Duration::MAX;
+            let mut out = None;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                out = f();
+                best = best.min(t.elapsed());
+            }
+            (best, out)
+        };
+        let (old, old_risk) = time(&|| reference_find_risk(&by_year, &by_quarter, 10));
+        let (new, new_risk) = time(&|| find_risk(&by_year, &by_quarter, 10));
+        assert_eq!(old_risk, new_risk);
+        println!(
+            "{} released cells, {} new: reference {:?}, packed {:?} ({:.1}×), decision {:?}",
+            by_year.len(),
+            by_quarter.len(),
+            old,
+            new,
+            old.as_secs_f64() / new.as_secs_f64(),
+            new_risk
+        );
+    }
+
     /// The book as it decided before: one list of released cells per scope, the reference search.
     #[derive(Default)]
     struct ReferenceBook {
