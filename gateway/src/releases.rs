@@ -280,9 +280,12 @@ impl Index {
             position.push(same.len());
             same.push(p);
         }
+        // What each container's packing runs over depends on the container only: kept per measure.
+        let mut packings: HashMap<&str, Vec<Option<Vec<Vec<usize>>>>> = HashMap::new();
         for (c, n) in new.iter().zip(position) {
             let (same, released, dated) = &groups[c.measure.as_str()];
-            if cell_is_risky(same, *released, n, *dated, k) {
+            let cache = packings.entry(c.measure.as_str()).or_insert_with(|| vec![None; same.len()]);
+            if cell_is_risky(same, *released, n, *dated, k, cache) {
                 return Some(Risk { measure: c.measure.clone() });
             }
         }
@@ -300,8 +303,16 @@ pub fn find_risk(released: &[CellSet], new: &[CellSet], k: u32) -> Option<Risk> 
 }
 
 /// Whether `same[n]` is risky, where `same` holds the released cells of its measure (the first
-/// `released`) followed by the new ones (`same[n]` among them).
-fn cell_is_risky(same: &[&Packed], released: usize, n: usize, dated: bool, k: u32) -> bool {
+/// `released`) followed by the new ones (`same[n]` among them). `packings[x]` keeps the candidate lists
+/// of container `same[x]` once made (see [`packings_of`]).
+fn cell_is_risky(
+    same: &[&Packed],
+    released: usize,
+    n: usize,
+    dated: bool,
+    k: u32,
+    packings: &mut [Option<Vec<Vec<usize>>>],
+) -> bool {
     let cell = same[n];
     for r in &same[..released] {
         if (cell.inside(r) || r.inside(cell)) && is_small(cell.count.abs_diff(r.count), k) {
@@ -310,12 +321,11 @@ fn cell_is_risky(same: &[&Packed], released: usize, n: usize, dated: bool, k: u3
     }
     // n as a container, and n as one of the siblings inside a container.
     let containers = std::iter::once(n).chain((0..same.len()).filter(|&x| x != n && cell.inside(same[x])));
+    let mut family: Vec<usize> = Vec::new();
     for x in containers {
-        let container = same[x];
-        let inner: Vec<usize> =
-            (0..same.len()).filter(|&y| same[y].inside(container) && same[y] != container).collect();
+        let lists = packings[x].get_or_insert_with(|| packings_of(same, x));
         let seed = if x == n { None } else { Some(n) };
-        if residual_small(same, x, seed, &inner, dated, k) {
+        if residual_small(same, x, seed, lists, dated, k, &mut family) {
             return true;
         }
     }
@@ -333,33 +343,55 @@ enum Axis {
     Dim(u32),
 }
 
-/// Greedily packs disjoint cells of `inner` (after `seed`) into `same[x]` and checks what is left
-/// over, both over all of them and along each single axis (cells that differ from the container in one
-/// dimension only).
-fn residual_small(same: &[&Packed], x: usize, seed: Option<usize>, inner: &[usize], dated: bool, k: u32) -> bool {
+/// For container `same[x]`, one candidate list per axis: the cells inside it (itself and its equals
+/// excepted) over all of them and along each single axis (cells that differ from the container in one
+/// dimension only), largest count first. Cells of equal counts keep their order (released first,
+/// then new): the decision depends on which of them the greedy packing takes.
+fn packings_of(same: &[&Packed], x: usize) -> Vec<Vec<usize>> {
     let container = same[x];
+    let inner: Vec<usize> = (0..same.len()).filter(|&y| same[y].inside(container) && same[y] != container).collect();
     let mut axes: Vec<Axis> = vec![Axis::All, Axis::Period];
     axes.extend(inner.iter().flat_map(|&c| same[c].dims.iter().map(|(d, _)| Axis::Dim(*d))));
     axes.sort_unstable();
     axes.dedup();
-    let mut family: Vec<usize> = Vec::new();
-    let mut candidates: Vec<usize> = Vec::new();
-    for axis in axes {
+    axes.into_iter()
+        .map(|axis| {
+            let mut candidates: Vec<usize> = inner
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    let c = same[c];
+                    match axis {
+                        Axis::All => true,
+                        Axis::Period => c.dims == container.dims,
+                        Axis::Dim(a) => {
+                            c.from == container.from && c.to == container.to && c.same_dims_except(container, a)
+                        }
+                    }
+                })
+                .collect();
+            candidates.sort_by_key(|&c| std::cmp::Reverse(same[c].count));
+            candidates
+        })
+        .collect()
+}
+
+/// Greedily packs disjoint cells of each candidate list (after `seed`) into `same[x]` and checks what
+/// is left over. `family` is scratch space.
+fn residual_small(
+    same: &[&Packed],
+    x: usize,
+    seed: Option<usize>,
+    lists: &[Vec<usize>],
+    dated: bool,
+    k: u32,
+    family: &mut Vec<usize>,
+) -> bool {
+    let container = same[x];
+    for candidates in lists {
         family.clear();
         family.extend(seed);
-        candidates.clear();
-        candidates.extend(inner.iter().copied().filter(|&c| {
-            let c = same[c];
-            match axis {
-                Axis::All => true,
-                Axis::Period => c.dims == container.dims,
-                Axis::Dim(a) => c.from == container.from && c.to == container.to && c.same_dims_except(container, a),
-            }
-        }));
-        // Stable: cells of equal counts keep their order (released first, then new), as the decision
-        // depends on which of them the greedy packing takes.
-        candidates.sort_by_key(|&c| std::cmp::Reverse(same[c].count));
-        for &c in &candidates {
+        for &c in candidates {
             if family.iter().all(|&f| same[f].disjoint(same[c], dated)) {
                 family.push(c);
             }
