@@ -565,9 +565,9 @@ pub async fn execute(
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
     // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
     let release = if deviation {
-        deviation_release(&q, &answer, missing.is_empty(), &court_regions(state))
+        deviation_release(&q, &answer, missing.is_empty(), &state.court_region)
     } else {
-        crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &court_regions(state))
+        crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &state.court_region)
     };
     // The check takes a lock and may fdatasync the ledger file: keep it off the async worker threads.
     let book = state.releases.clone();
@@ -603,6 +603,7 @@ pub async fn execute(
         let rng = ring::rand::SystemRandom::new();
         let mut uniform = protect::Uniform::new(&rng);
         let shape = describe_query(&q);
+        let cell_key = protect::CellKey::new(state.cell_key_secret.as_deref().unwrap_or_default());
         for ((key, _), cell) in merged.iter().zip(cells.iter_mut()) {
             if cell.status != CellStatus::Ok {
                 continue;
@@ -612,11 +613,7 @@ pub async fn execute(
                 let out = match protection {
                     Protection::Suppress => v,
                     Protection::Round5 => protect::round_to(v, 5),
-                    Protection::CellKey => protect::cell_key(
-                        state.cell_key_secret.as_deref().unwrap_or_default(),
-                        &format!("{desc}|{what}"),
-                        v,
-                    ),
+                    Protection::CellKey => cell_key.apply(&format!("{desc}|{what}"), v),
                     Protection::Dp => protect::dp_count(&mut uniform, v, dp_epsilon_milli)?,
                 };
                 // A shown count stays at or above k (post-processing; true values below k are suppressed).
@@ -682,17 +679,6 @@ fn row_status_and_level(ind: &Indicator, cell: &Cell) -> (String, String) {
         },
         _ => (status, String::new()),
     }
-}
-
-/// Courts whose cases all lie in one known region: those of a node configured with exactly one
-/// court and one region.
-fn court_regions(state: &GatewayState) -> BTreeMap<String, String> {
-    state
-        .nodes
-        .iter()
-        .filter(|n| n.entry.courts.len() == 1 && n.entry.regions.len() == 1)
-        .map(|n| (n.entry.courts[0].clone(), n.entry.regions[0].clone()))
-        .collect()
 }
 
 /// How many counts a cell of the indicator releases (the ε cost of a `dp` query is this times ε).

@@ -2,12 +2,25 @@
 //! day), both taken from the policy in force (the smallest each of the agency's grants sets). Only
 //! queries the policy allows are counted; a refused query costs nothing. A query over either limit is
 //! refused with `RESOURCE_EXHAUSTED` and a message naming the limit and when it frees up.
+//!
+//! The daily counts survive a restart: each query counted against a daily quota is appended to
+//! `quota.jsonl` in the ledger directory and `fdatasync`ed before the query goes on (a torn last line is
+//! cut at start, as for the release ledger), and a restart picks up each agency's count of its latest
+//! day. The file is compacted to one line per agency when the gateway starts. The per-minute window is
+//! kept in memory only: a restart forgets at most one minute of it.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use shuzhu_policy::grant::Quota;
+
+/// File name of the daily quota counts inside the gateway's ledger directory.
+pub const QUOTA_FILE_NAME: &str = "quota.jsonl";
 
 /// The sliding window of the rate limit.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -33,6 +46,44 @@ pub enum QuotaExceeded {
         /// The quota.
         limit: u32,
     },
+    /// The query could not be counted durably (the quota file failed), so it is not run.
+    #[error("the daily quota count could not be recorded; nothing was answered, try again")]
+    Unrecorded,
+}
+
+/// Why the quota file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaFileError {
+    /// The file could not be read, compacted or written.
+    #[error("quota file i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line of the file is not a count.
+    #[error("quota file line {0} is corrupt")]
+    Corrupt(usize),
+}
+
+impl From<crate::releases::ReleaseError> for QuotaFileError {
+    fn from(e: crate::releases::ReleaseError) -> Self {
+        match e {
+            crate::releases::ReleaseError::Io(e) => QuotaFileError::Io(e),
+            crate::releases::ReleaseError::Corrupt(line) => QuotaFileError::Corrupt(line),
+        }
+    }
+}
+
+/// One line of the quota file: `count` more queries of `agency` on UTC day `day`.
+#[derive(Serialize, Deserialize)]
+struct Counted {
+    agency: String,
+    day: i32,
+    count: u32,
+}
+
+fn line_of(agency: &str, day: i32, count: u32) -> Vec<u8> {
+    // A struct of a string and integers always serialises.
+    let mut buf = serde_json::to_vec(&Counted { agency: agency.into(), day, count }).unwrap_or_default();
+    buf.push(b'\n');
+    buf
 }
 
 #[derive(Default)]
@@ -43,16 +94,81 @@ struct Usage {
     day: (i32, u32),
 }
 
-/// What each agency has used.
+/// What each agency has used: in memory only ([`QuotaBook::default`]) or with the daily counts durable
+/// in a file ([`QuotaBook::open`]).
 #[derive(Default)]
 pub struct QuotaBook {
     usage: Mutex<HashMap<String, Usage>>,
+    file: Option<Mutex<File>>,
 }
 
 impl QuotaBook {
+    /// Opens (or creates) the quota file in `dir` and takes up each agency's count of its latest day,
+    /// compacting the file to those counts.
+    pub fn open(dir: &Path) -> Result<Self, QuotaFileError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(QUOTA_FILE_NAME);
+        let (lines, file) = crate::releases::open_lines(&path)?;
+        let mut latest: HashMap<String, (i32, u32)> = HashMap::new();
+        let mut kept = 0usize;
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            kept += 1;
+            let c: Counted = serde_json::from_str(line).map_err(|_| QuotaFileError::Corrupt(i + 1))?;
+            let slot = latest.entry(c.agency).or_insert((c.day, 0));
+            if c.day > slot.0 {
+                *slot = (c.day, 0);
+            }
+            if c.day == slot.0 {
+                slot.1 = slot.1.saturating_add(c.count);
+            }
+        }
+        let file = if kept > latest.len() {
+            drop(file);
+            let mut agencies: Vec<(&String, &(i32, u32))> = latest.iter().collect();
+            agencies.sort();
+            let tmp = dir.join(format!("{QUOTA_FILE_NAME}.tmp"));
+            let mut out = File::create(&tmp)?;
+            for (agency, (day, count)) in agencies {
+                out.write_all(&line_of(agency, *day, *count))?;
+            }
+            out.sync_all()?;
+            drop(out);
+            std::fs::rename(&tmp, &path)?;
+            File::open(dir)?.sync_all()?;
+            crate::releases::open_lines(&path)?.1
+        } else {
+            file
+        };
+        let usage = latest.into_iter().map(|(agency, day)| (agency, Usage { recent: VecDeque::new(), day })).collect();
+        Ok(QuotaBook { usage: Mutex::new(usage), file: Some(Mutex::new(file)) })
+    }
+
     /// Counts one query of `agency` at `now` on UTC day `today`, or refuses it when a limit is reached
-    /// (a refused query is not counted).
+    /// (a refused query is not counted). Against a daily quota the count is made durable first (blocks
+    /// on the file for one `fdatasync`).
     pub fn take(&self, agency: &str, quota: Quota, now: Instant, today: i32) -> Result<(), QuotaExceeded> {
+        self.count(agency, quota, now, today)?;
+        let Some(file) = self.file.as_ref().filter(|_| quota.per_day.is_some()) else {
+            return Ok(());
+        };
+        let written = {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            f.write_all(&line_of(agency, today, 1)).and_then(|()| f.sync_data())
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, "the quota file failed; the query is refused");
+            // Give the count back: the query does not run.
+            let mut book = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(u) = book.get_mut(agency).filter(|u| u.day.0 == today) {
+                u.day.1 = u.day.1.saturating_sub(1);
+            }
+            return Err(QuotaExceeded::Unrecorded);
+        }
+        Ok(())
+    }
+
+    /// The in-memory decision and count of [`Self::take`].
+    fn count(&self, agency: &str, quota: Quota, now: Instant, today: i32) -> Result<(), QuotaExceeded> {
         if quota.per_minute.is_none() && quota.per_day.is_none() {
             return Ok(());
         }
@@ -120,5 +236,50 @@ mod tests {
         }
         assert!(book.take("a", q, t, 101).is_ok());
         assert!(book.take("a", Quota::default(), t, 101).is_ok());
+    }
+
+    #[test]
+    fn the_daily_counts_survive_a_restart_and_the_file_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(QUOTA_FILE_NAME);
+        let q = Quota { per_minute: None, per_day: Some(3) };
+        let t = Instant::now();
+        let book = QuotaBook::open(dir.path()).unwrap();
+        // Day 100: two of a's three, all of b's.
+        assert!(book.take("a", q, t, 100).is_ok());
+        assert!(book.take("b", q, t, 100).is_ok());
+        assert!(book.take("a", q, t, 100).is_ok());
+        // A rate limit alone writes nothing.
+        assert!(book.take("c", Quota { per_minute: Some(5), per_day: None }, t, 100).is_ok());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        drop(book);
+        let book = QuotaBook::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2, "one line per agency");
+        assert!(book.take("a", q, t, 100).is_ok());
+        assert_eq!(book.take("a", q, t, 100), Err(QuotaExceeded::Daily { agency: "a".into(), limit: 3 }));
+        assert!(book.take("b", q, t, 100).is_ok());
+        assert!(book.take("b", q, t, 100).is_ok());
+        assert!(book.take("b", q, t, 100).is_err());
+        drop(book);
+        // A crash tore the last write: the fragment is cut, the whole lines still count.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"agency":"b","day":100,"cou"#).unwrap();
+        drop(f);
+        let book = QuotaBook::open(dir.path()).unwrap();
+        assert!(book.take("a", q, t, 100).is_err(), "a used its three before the restart");
+        assert!(book.take("b", q, t, 100).is_err());
+        // The next day starts from zero, and a restart keeps the new day's count only.
+        assert!(book.take("a", q, t, 101).is_ok());
+        drop(book);
+        let book = QuotaBook::open(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains(r#"{"agency":"a","day":101,"count":1}"#), "{text}");
+        assert!(book.take("a", q, t, 101).is_ok());
+        assert!(book.take("a", q, t, 101).is_ok());
+        assert!(book.take("a", q, t, 101).is_err());
+        // A damaged whole line is refused, naming it.
+        std::fs::write(&path, "{\"agency\":\"a\"}\n").unwrap();
+        assert!(matches!(QuotaBook::open(dir.path()), Err(QuotaFileError::Corrupt(1))));
     }
 }

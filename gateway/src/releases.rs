@@ -43,7 +43,7 @@ pub enum ReleaseError {
 /// appending. Every record is written as one line ending in `\n` and synced before it is acknowledged, so
 /// an unterminated last line is a write torn by a crash, never acknowledged: it is cut off (and the cut
 /// synced) so that the next append starts on a line of its own instead of gluing onto the fragment.
-fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseError> {
+pub(crate) fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseError> {
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
@@ -158,94 +158,250 @@ pub struct Risk {
     pub measure: String,
 }
 
+/// Numbers for the dimension names and values of one scope's cells, so that the search compares
+/// integers instead of strings. Two strings get the same number exactly when they are equal.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        // Fewer than 2³² distinct names and values: the vocabulary of regions, courts, case types
+        // and causes is a few thousand strings.
+        let id = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+        self.ids.insert(s.to_owned(), id);
+        id
+    }
+}
+
+/// A cell as the search compares it: its measure is implied by the bucket it sits in, each
+/// dimension name and value is a number of the scope's [`Interner`], the dimensions are sorted by
+/// number and so are the values of each. A [`CellSet`]'s values are sorted and distinct (as
+/// [`CellSet::restrict`] leaves them), so two cells' value lists are equal exactly when their packed
+/// lists are, and the packed tests below decide exactly as [`CellSet::inside`] and
+/// [`CellSet::disjoint`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Packed {
+    from: i32,
+    to: i32,
+    count: u64,
+    dims: Vec<(u32, Vec<u32>)>,
+}
+
+impl Packed {
+    fn of(cell: &CellSet, names: &mut Interner) -> Packed {
+        let mut dims: Vec<(u32, Vec<u32>)> = cell
+            .dims
+            .iter()
+            .map(|(d, vals)| {
+                let mut ids: Vec<u32> = vals.iter().map(|v| names.id(v)).collect();
+                ids.sort_unstable();
+                (names.id(d), ids)
+            })
+            .collect();
+        dims.sort_unstable_by_key(|(d, _)| *d);
+        Packed { from: cell.from, to: cell.to, count: cell.count, dims }
+    }
+
+    fn dim(&self, d: u32) -> Option<&[u32]> {
+        self.dims.binary_search_by_key(&d, |(id, _)| *id).ok().map(|i| self.dims[i].1.as_slice())
+    }
+
+    /// [`CellSet::inside`] for two cells of one measure.
+    fn inside(&self, other: &Packed) -> bool {
+        self.from >= other.from
+            && self.to <= other.to
+            && other.dims.iter().all(|(d, allowed)| {
+                self.dim(*d).is_some_and(|mine| mine.iter().all(|v| allowed.binary_search(v).is_ok()))
+            })
+    }
+
+    /// [`CellSet::disjoint`] for two cells of one measure, `dated` when its anchor is not a stock.
+    fn disjoint(&self, other: &Packed, dated: bool) -> bool {
+        (dated && (self.to < other.from || other.to < self.from))
+            || self.dims.iter().any(|(d, mine)| {
+                other.dim(*d).is_some_and(|theirs| mine.iter().all(|v| theirs.binary_search(v).is_err()))
+            })
+    }
+
+    /// Whether the two cells restrict the same dimensions to the same values, `axis` aside.
+    fn same_dims_except(&self, other: &Packed, axis: u32) -> bool {
+        self.dims.iter().filter(|(d, _)| *d != axis).eq(other.dims.iter().filter(|(d, _)| *d != axis))
+    }
+}
+
+/// Whether a measure counts dated events (records of different periods are different records), as
+/// opposed to a stock such as active cases. An unknown measure is treated as a stock.
+fn is_dated(measure_id: &str) -> bool {
+    measure(measure_id).is_some_and(|m| !m.anchor.is_stock())
+}
+
+/// The released cells of one measure in a scope.
+struct Bucket {
+    dated: bool,
+    cells: Vec<Packed>,
+}
+
+/// Released cells indexed by measure, with the numbering of their names and values.
+#[derive(Default)]
+struct Index {
+    names: Interner,
+    by_measure: HashMap<String, Bucket>,
+}
+
+impl Index {
+    fn push(&mut self, cell: &CellSet) {
+        let packed = Packed::of(cell, &mut self.names);
+        self.by_measure
+            .entry(cell.measure.clone())
+            .or_insert_with(|| Bucket { dated: is_dated(&cell.measure), cells: Vec::new() })
+            .cells
+            .push(packed);
+    }
+
+    /// Finds whether `new` cells, added to the released ones, let someone derive a count of 1..k−1:
+    /// the first risky cell in `new`'s order. Every comparison is between cells of one measure.
+    fn find_risk(&mut self, new: &[CellSet], k: u32) -> Option<Risk> {
+        let packed: Vec<Packed> = new.iter().map(|c| Packed::of(c, &mut self.names)).collect();
+        // Per measure: the released cells, then every new cell of the measure in order (each new cell
+        // is compared with the others, itself excepted).
+        let mut groups: HashMap<&str, (Vec<&Packed>, usize, bool)> = HashMap::new();
+        let mut position: Vec<usize> = Vec::with_capacity(new.len());
+        for (c, p) in new.iter().zip(&packed) {
+            let (same, _, _) =
+                groups.entry(c.measure.as_str()).or_insert_with(|| match self.by_measure.get(&c.measure) {
+                    Some(b) => (b.cells.iter().collect(), b.cells.len(), b.dated),
+                    None => (Vec::new(), 0, is_dated(&c.measure)),
+                });
+            position.push(same.len());
+            same.push(p);
+        }
+        // What each container's packing runs over depends on the container only: kept per measure.
+        let mut packings: HashMap<&str, Vec<Option<Vec<Vec<usize>>>>> = HashMap::new();
+        for (c, n) in new.iter().zip(position) {
+            let (same, released, dated) = &groups[c.measure.as_str()];
+            let cache = packings.entry(c.measure.as_str()).or_insert_with(|| vec![None; same.len()]);
+            if cell_is_risky(same, *released, n, *dated, k, cache) {
+                return Some(Risk { measure: c.measure.clone() });
+            }
+        }
+        None
+    }
+}
+
 /// Finds whether `new` cells, added to `released`, let someone derive a count of 1..k−1.
 pub fn find_risk(released: &[CellSet], new: &[CellSet], k: u32) -> Option<Risk> {
-    let mut by_measure: HashMap<&str, Vec<&CellSet>> = HashMap::new();
+    let mut index = Index::default();
     for r in released {
-        by_measure.entry(r.measure.as_str()).or_default().push(r);
+        index.push(r);
     }
-    find_risk_by_measure(|m| by_measure.get(m).map_or(&[][..], Vec::as_slice), new, k)
+    index.find_risk(new, k)
 }
 
-/// [`find_risk`] over released cells already indexed by measure: every comparison is between cells of
-/// one measure, so only `released_of(n.measure)` is searched for a new cell `n`.
-fn find_risk_by_measure<'a, R>(released_of: impl Fn(&str) -> &'a [R], new: &[CellSet], k: u32) -> Option<Risk>
-where
-    R: std::borrow::Borrow<CellSet> + 'a,
-{
-    // New cells by measure, in order, as references into `new` (identity matters below).
-    let mut new_of: HashMap<&str, Vec<&CellSet>> = HashMap::new();
-    for n in new {
-        new_of.entry(n.measure.as_str()).or_default().push(n);
-    }
-    for n in new {
-        let released: Vec<&CellSet> = released_of(&n.measure).iter().map(|r| r.borrow()).collect();
-        let fresh = new_of.get(n.measure.as_str()).map_or(&[][..], Vec::as_slice);
-        if cell_is_risky(n, &released, fresh, k) {
-            return Some(Risk { measure: n.measure.clone() });
-        }
-    }
-    None
-}
-
-/// Whether `n` (one of `fresh`, the new cells of its measure) is risky against `released` (the
-/// released cells of its measure).
-fn cell_is_risky(n: &CellSet, released: &[&CellSet], fresh: &[&CellSet], k: u32) -> bool {
-    for r in released {
-        if (n.inside(r) || r.inside(n)) && is_small(n.count.abs_diff(r.count), k) {
+/// Whether `same[n]` is risky, where `same` holds the released cells of its measure (the first
+/// `released`) followed by the new ones (`same[n]` among them). `packings[x]` keeps the candidate lists
+/// of container `same[x]` once made (see [`packings_of`]).
+fn cell_is_risky(
+    same: &[&Packed],
+    released: usize,
+    n: usize,
+    dated: bool,
+    k: u32,
+    packings: &mut [Option<Vec<Vec<usize>>>],
+) -> bool {
+    let cell = same[n];
+    for r in &same[..released] {
+        if (cell.inside(r) || r.inside(cell)) && is_small(cell.count.abs_diff(r.count), k) {
             return true;
         }
     }
-    let same: Vec<&CellSet> = released.iter().chain(fresh.iter()).copied().collect();
     // n as a container, and n as one of the siblings inside a container.
-    let containers: Vec<&CellSet> =
-        std::iter::once(n).chain(same.iter().copied().filter(|x| n.inside(x) && !std::ptr::eq(*x, n))).collect();
+    let containers = std::iter::once(n).chain((0..same.len()).filter(|&x| x != n && cell.inside(same[x])));
+    let mut family: Vec<usize> = Vec::new();
     for x in containers {
-        let inner: Vec<&CellSet> =
-            same.iter().copied().filter(|y| y.inside(x) && !std::ptr::eq(*y, x) && *y != x).collect();
-        let seed: Vec<&CellSet> = if std::ptr::eq(x, n) { Vec::new() } else { vec![n] };
-        if residual_small(x, &seed, &inner, k) {
+        let lists = packings[x].get_or_insert_with(|| packings_of(same, x));
+        let seed = if x == n { None } else { Some(n) };
+        if residual_small(same, x, seed, lists, dated, k, &mut family) {
             return true;
         }
     }
     false
 }
 
-/// Greedily packs disjoint cells of `inner` (after `seed`) into `x` and checks what is left over, both
-/// over all of them and along each single axis (cells that differ from `x` in one dimension only).
-fn residual_small(x: &CellSet, seed: &[&CellSet], inner: &[&CellSet], k: u32) -> bool {
-    let mut axes: Vec<Option<String>> = vec![None, Some("period".into())];
-    axes.extend(inner.iter().flat_map(|c| c.dims.keys().cloned()).map(Some));
-    axes.sort();
+/// An axis the greedy packing runs along.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Axis {
+    /// Every inner cell.
+    All,
+    /// Cells of the container's dimensions over other months.
+    Period,
+    /// Cells of the container's months differing from it in this dimension only.
+    Dim(u32),
+}
+
+/// For container `same[x]`, one candidate list per axis: the cells inside it (itself and its equals
+/// excepted) over all of them and along each single axis (cells that differ from the container in one
+/// dimension only), largest count first. Cells of equal counts keep their order (released first,
+/// then new): the decision depends on which of them the greedy packing takes.
+fn packings_of(same: &[&Packed], x: usize) -> Vec<Vec<usize>> {
+    let container = same[x];
+    let inner: Vec<usize> = (0..same.len()).filter(|&y| same[y].inside(container) && same[y] != container).collect();
+    let mut axes: Vec<Axis> = vec![Axis::All, Axis::Period];
+    axes.extend(inner.iter().flat_map(|&c| same[c].dims.iter().map(|(d, _)| Axis::Dim(*d))));
+    axes.sort_unstable();
     axes.dedup();
-    for axis in axes {
-        let mut family: Vec<&CellSet> = seed.to_vec();
-        let mut candidates: Vec<&CellSet> = inner
-            .iter()
-            .copied()
-            .filter(|c| match &axis {
-                None => true,
-                Some(a) if a == "period" => c.dims == x.dims,
-                Some(a) => {
-                    c.from == x.from
-                        && c.to == x.to
-                        && c.dims.iter().filter(|(d, _)| *d != a).all(|(d, v)| x.dims.get(d) == Some(v))
-                        && x.dims.iter().filter(|(d, _)| *d != a).all(|(d, v)| c.dims.get(d) == Some(v))
-                }
-            })
-            .collect();
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.count));
-        for c in candidates {
-            if family.iter().all(|f| f.disjoint(c)) {
+    axes.into_iter()
+        .map(|axis| {
+            let mut candidates: Vec<usize> = inner
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    let c = same[c];
+                    match axis {
+                        Axis::All => true,
+                        Axis::Period => c.dims == container.dims,
+                        Axis::Dim(a) => {
+                            c.from == container.from && c.to == container.to && c.same_dims_except(container, a)
+                        }
+                    }
+                })
+                .collect();
+            candidates.sort_by_key(|&c| std::cmp::Reverse(same[c].count));
+            candidates
+        })
+        .collect()
+}
+
+/// Greedily packs disjoint cells of each candidate list (after `seed`) into `same[x]` and checks what
+/// is left over. `family` is scratch space.
+fn residual_small(
+    same: &[&Packed],
+    x: usize,
+    seed: Option<usize>,
+    lists: &[Vec<usize>],
+    dated: bool,
+    k: u32,
+    family: &mut Vec<usize>,
+) -> bool {
+    let container = same[x];
+    for candidates in lists {
+        family.clear();
+        family.extend(seed);
+        for &c in candidates {
+            if family.iter().all(|&f| same[f].disjoint(same[c], dated)) {
                 family.push(c);
             }
         }
-        if family.len() < 2 && seed.is_empty() {
+        if family.len() < 2 && seed.is_none() {
             // One inner cell is the pairwise case, checked already.
             continue;
         }
-        let inside: u64 = family.iter().map(|f| f.count).sum();
-        if x.count >= inside && is_small(x.count - inside, k) && family.len() >= 2 {
+        let inside: u64 = family.iter().map(|&f| same[f].count).sum();
+        if container.count >= inside && is_small(container.count - inside, k) && family.len() >= 2 {
             return true;
         }
     }
@@ -285,15 +441,17 @@ pub fn cells_of_answer(
     let dims = &q.group_by;
     let mut out = Vec::new();
     let (from, to) = (q.period.from().index(), q.period.to().index());
-    let base = |m: &str, kept: &[(Dimension, &String)], count: u64| -> Option<CellSet> {
-        let mut c = CellSet::new(m, from, to, count);
-        for (d, vals) in &q.filters {
-            if *d == Dimension::Court {
-                c.restrict_courts(vals, court_region);
-            } else {
-                c.restrict(*d, vals);
-            }
+    // The query's filters restrict every cell alike: apply them once.
+    let mut filtered = CellSet::new("", from, to, 0);
+    for (d, vals) in &q.filters {
+        if *d == Dimension::Court {
+            filtered.restrict_courts(vals, court_region);
+        } else {
+            filtered.restrict(*d, vals);
         }
+    }
+    let base = |m: &str, kept: &[(Dimension, &String)], count: u64| -> Option<CellSet> {
+        let mut c = CellSet { measure: m.to_string(), count, ..filtered.clone() };
         for (d, v) in kept {
             if d.is_time() {
                 let (a, b) = label_months(*d, v)?;
@@ -383,7 +541,9 @@ fn ledger_measure(m: &str) -> Option<(&str, Option<Vec<String>>)> {
 }
 
 /// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file. Cloning
-/// shares the book (so a check can run on a blocking thread).
+/// shares the book (so a check can run on a blocking thread). Each scope has its own lock: checks of
+/// different agencies (when the ledger is kept per agency) run side by side; the file has a lock of its
+/// own, taken for one whole append.
 #[derive(Clone)]
 pub struct ReleaseBook {
     inner: Arc<BookInner>,
@@ -392,20 +552,22 @@ pub struct ReleaseBook {
 struct BookInner {
     across_agencies: bool,
     file: Option<Mutex<File>>,
-    scopes: Mutex<BTreeMap<String, Scope>>,
+    scopes: Mutex<HashMap<String, Arc<Mutex<Scope>>>>,
 }
 
-/// One scope's released cells, indexed by measure, with the set of them for the repeat test.
+/// One scope's released cells, indexed by measure for the search, with the set of them for the
+/// repeat test.
 #[derive(Default)]
 struct Scope {
-    by_measure: HashMap<String, Vec<CellSet>>,
+    index: Index,
     seen: HashSet<CellSet>,
 }
 
 impl Scope {
     fn push(&mut self, cell: CellSet) {
-        if self.seen.insert(cell.clone()) {
-            self.by_measure.entry(cell.measure.clone()).or_default().push(cell);
+        if !self.seen.contains(&cell) {
+            self.index.push(&cell);
+            self.seen.insert(cell);
         }
     }
 
@@ -420,8 +582,15 @@ struct Line {
     cell: CellSet,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a check panicked; what it guards is only changed after the file
+    // append succeeded, so it is whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl ReleaseBook {
-    fn with(across_agencies: bool, file: Option<File>, scopes: BTreeMap<String, Scope>) -> Self {
+    fn with(across_agencies: bool, file: Option<File>, scopes: HashMap<String, Scope>) -> Self {
+        let scopes = scopes.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
         ReleaseBook {
             inner: Arc::new(BookInner { across_agencies, file: file.map(Mutex::new), scopes: Mutex::new(scopes) }),
         }
@@ -429,7 +598,7 @@ impl ReleaseBook {
 
     /// A book kept only in memory (tests, tools).
     pub fn in_memory(across_agencies: bool) -> Self {
-        Self::with(across_agencies, None, BTreeMap::new())
+        Self::with(across_agencies, None, HashMap::new())
     }
 
     /// Opens (or creates) the book in `dir`, reading every earlier release.
@@ -437,7 +606,7 @@ impl ReleaseBook {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(RELEASES_FILE_NAME);
         let scope = |agency: &str| if across_agencies { "*".to_string() } else { format!("agency:{agency}") };
-        let mut scopes: BTreeMap<String, Scope> = BTreeMap::new();
+        let mut scopes: HashMap<String, Scope> = HashMap::new();
         let (lines, file) = open_lines(&path)?;
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let l: Line = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
@@ -446,8 +615,15 @@ impl ReleaseBook {
         Ok(Self::with(across_agencies, Some(file), scopes))
     }
 
-    fn scope(&self, agency: &str) -> String {
+    fn scope_name(&self, agency: &str) -> String {
         if self.inner.across_agencies { "*".into() } else { format!("agency:{agency}") }
+    }
+
+    /// The agency's scope, created empty when new.
+    fn scope(&self, agency: &str) -> Arc<Mutex<Scope>> {
+        let name = self.scope_name(agency);
+        let mut scopes = lock(&self.inner.scopes);
+        Arc::clone(scopes.entry(name).or_default())
     }
 
     /// Checks `new` against the agency's scope and, when safe, records it durably. Returns the risk
@@ -458,11 +634,7 @@ impl ReleaseBook {
     /// repeat), nothing is searched or written: the answer shows nothing the scope has not seen.
     pub fn check_and_record(&self, agency: &str, new: Vec<CellSet>, k: u32) -> Result<Option<Risk>, ReleaseError> {
         let scope = self.scope(agency);
-        let mut scopes = match self.inner.scopes.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let released = scopes.entry(scope).or_default();
+        let mut released = lock(&scope);
         let mut fresh: Vec<&CellSet> = Vec::new();
         let mut fresh_seen: HashSet<&CellSet> = HashSet::new();
         for c in &new {
@@ -473,15 +645,10 @@ impl ReleaseBook {
         if fresh.is_empty() {
             return Ok(None);
         }
-        if let Some(risk) = find_risk_by_measure(|m| released.by_measure.get(m).map_or(&[][..], Vec::as_slice), &new, k)
-        {
+        if let Some(risk) = released.index.find_risk(&new, k) {
             return Ok(Some(risk));
         }
         if let Some(file) = &self.inner.file {
-            let mut f = match file.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
             let mut buf = Vec::new();
             for c in &fresh {
                 let line = Line { agency: agency.to_string(), cell: (*c).clone() };
@@ -489,6 +656,7 @@ impl ReleaseBook {
                 buf.extend(serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?);
                 buf.push(b'\n');
             }
+            let mut f = lock(file);
             f.write_all(&buf)?;
             f.sync_data()?;
         }
@@ -501,8 +669,9 @@ impl ReleaseBook {
 
     /// How many cells a scope holds (for tests and diagnostics).
     pub fn len(&self, agency: &str) -> usize {
-        let scope = self.scope(agency);
-        self.inner.scopes.lock().map(|c| c.get(&scope).map_or(0, Scope::len)).unwrap_or(0)
+        let name = self.scope_name(agency);
+        let scope = lock(&self.inner.scopes).get(&name).cloned();
+        scope.map_or(0, |s| lock(&s).len())
     }
 
     /// Whether the scope holds no cell.
@@ -514,6 +683,102 @@ impl ReleaseBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The search as it was before cells were packed and the ledger split by scope: the new path must
+    // decide exactly as this one.
+    /// Finds whether `new` cells, added to `released`, let someone derive a count of 1..k−1.
+    fn reference_find_risk(released: &[CellSet], new: &[CellSet], k: u32) -> Option<Risk> {
+        let mut by_measure: HashMap<&str, Vec<&CellSet>> = HashMap::new();
+        for r in released {
+            by_measure.entry(r.measure.as_str()).or_default().push(r);
+        }
+        reference_by_measure(|m| by_measure.get(m).map_or(&[][..], Vec::as_slice), new, k)
+    }
+
+    /// [`find_risk`] over released cells already indexed by measure: every comparison is between cells of
+    /// one measure, so only `released_of(n.measure)` is searched for a new cell `n`.
+    fn reference_by_measure<'a, R>(released_of: impl Fn(&str) -> &'a [R], new: &[CellSet], k: u32) -> Option<Risk>
+    where
+        R: std::borrow::Borrow<CellSet> + 'a,
+    {
+        // New cells by measure, in order, as references into `new` (identity matters below).
+        let mut new_of: HashMap<&str, Vec<&CellSet>> = HashMap::new();
+        for n in new {
+            new_of.entry(n.measure.as_str()).or_default().push(n);
+        }
+        for n in new {
+            let released: Vec<&CellSet> = released_of(&n.measure).iter().map(|r| r.borrow()).collect();
+            let fresh = new_of.get(n.measure.as_str()).map_or(&[][..], Vec::as_slice);
+            if reference_cell_is_risky(n, &released, fresh, k) {
+                return Some(Risk { measure: n.measure.clone() });
+            }
+        }
+        None
+    }
+
+    /// Whether `n` (one of `fresh`, the new cells of its measure) is risky against `released` (the
+    /// released cells of its measure).
+    fn reference_cell_is_risky(n: &CellSet, released: &[&CellSet], fresh: &[&CellSet], k: u32) -> bool {
+        for r in released {
+            if (n.inside(r) || r.inside(n)) && is_small(n.count.abs_diff(r.count), k) {
+                return true;
+            }
+        }
+        let same: Vec<&CellSet> = released.iter().chain(fresh.iter()).copied().collect();
+        // n as a container, and n as one of the siblings inside a container.
+        let containers: Vec<&CellSet> =
+            std::iter::once(n).chain(same.iter().copied().filter(|x| n.inside(x) && !std::ptr::eq(*x, n))).collect();
+        for x in containers {
+            let inner: Vec<&CellSet> =
+                same.iter().copied().filter(|y| y.inside(x) && !std::ptr::eq(*y, x) && *y != x).collect();
+            let seed: Vec<&CellSet> = if std::ptr::eq(x, n) { Vec::new() } else { vec![n] };
+            if reference_residual_small(x, &seed, &inner, k) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Greedily packs disjoint cells of `inner` (after `seed`) into `x` and checks what is left over, both
+    /// over all of them and along each single axis (cells that differ from `x` in one dimension only).
+    fn reference_residual_small(x: &CellSet, seed: &[&CellSet], inner: &[&CellSet], k: u32) -> bool {
+        let mut axes: Vec<Option<String>> = vec![None, Some("period".into())];
+        axes.extend(inner.iter().flat_map(|c| c.dims.keys().cloned()).map(Some));
+        axes.sort();
+        axes.dedup();
+        for axis in axes {
+            let mut family: Vec<&CellSet> = seed.to_vec();
+            let mut candidates: Vec<&CellSet> = inner
+                .iter()
+                .copied()
+                .filter(|c| match &axis {
+                    None => true,
+                    Some(a) if a == "period" => c.dims == x.dims,
+                    Some(a) => {
+                        c.from == x.from
+                            && c.to == x.to
+                            && c.dims.iter().filter(|(d, _)| *d != a).all(|(d, v)| x.dims.get(d) == Some(v))
+                            && x.dims.iter().filter(|(d, _)| *d != a).all(|(d, v)| c.dims.get(d) == Some(v))
+                    }
+                })
+                .collect();
+            candidates.sort_by_key(|c| std::cmp::Reverse(c.count));
+            for c in candidates {
+                if family.iter().all(|f| f.disjoint(c)) {
+                    family.push(c);
+                }
+            }
+            if family.len() < 2 && seed.is_empty() {
+                // One inner cell is the pairwise case, checked already.
+                continue;
+            }
+            let inside: u64 = family.iter().map(|f| f.count).sum();
+            if x.count >= inside && is_small(x.count - inside, k) && family.len() >= 2 {
+                return true;
+            }
+        }
+        false
+    }
 
     fn cell(measure: &str, from: i32, to: i32, dims: &[(Dimension, &[&str])], count: u64) -> CellSet {
         let mut c = CellSet::new(measure, from, to, count);
@@ -737,19 +1002,12 @@ mod tests {
     }
 
     #[test]
-    fn the_measure_index_finds_what_the_flat_search_finds() {
+    fn the_packed_search_finds_what_the_reference_finds() {
         let released = vec![
             cell("cases.closed", 0, 11, &[], 100),
             cell("cases.filed", 0, 11, &[], 100),
             cell("cases.filed", 0, 11, &[(Dimension::Region, &["1"])], 50),
         ];
-        let mut index: HashMap<String, Vec<CellSet>> = HashMap::new();
-        for r in &released {
-            index.entry(r.measure.clone()).or_default().push(r.clone());
-        }
-        let indexed = |new: &[CellSet]| {
-            find_risk_by_measure(|m| index.get(m).map_or(&[][..], Vec::as_slice), new, 10).map(|r| r.measure)
-        };
         let cases: Vec<Vec<CellSet>> = vec![
             vec![cell("cases.filed", 0, 11, &[(Dimension::Region, &["2"])], 47)],
             vec![cell("cases.closed", 0, 11, &[(Dimension::Region, &["2"])], 47)],
@@ -758,9 +1016,171 @@ mod tests {
         ];
         let expected = [Some("cases.filed"), None, Some("cases.closed"), None];
         for (new, want) in cases.iter().zip(expected) {
-            let flat = find_risk(&released, new, 10).map(|r| r.measure);
-            assert_eq!(flat.as_deref(), want);
-            assert_eq!(indexed(new), flat);
+            let reference = reference_find_risk(&released, new, 10).map(|r| r.measure);
+            assert_eq!(reference.as_deref(), want);
+            assert_eq!(find_risk(&released, new, 10).map(|r| r.measure), reference);
+        }
+    }
+
+    /// Times the packed search against the reference on a fresh answer (no refusal, so every cell is
+    /// searched in full) and checks that they agree. Run by hand, optimised:
+    /// `cargo test --profile bench -p shuzhu-gateway --lib search_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn search_cost() {
+        let answer_cells =
+            |group_by: Vec<Dimension>, filters, months: (u32, u32), keys: Vec<Vec<String>>, base: u64| {
+                let mut q = parsed(group_by, filters);
+                q.period = shuzhu_policy::period::Period::from_wire(months.0, months.1).unwrap();
+                let parts: Vec<Vec<Partial>> =
+                    (0..keys.len() as u64).map(|i| vec![part(base + 7 * i), part(3 * base + 11 * i)]).collect();
+                let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+                    keys.iter().zip(&parts).map(|(k, p)| (k, p, true)).collect();
+                cells_of_answer(&q, &["cases.closed", "cases.active"], &answer, true, &BTreeMap::new())
+            };
+        let regions: Vec<String> = (0..32).map(|r| format!("3502{r:02}")).collect();
+        let years: Vec<String> = (2019..=2024).map(|y| y.to_string()).collect();
+        let quarters: Vec<String> = (1..=4).map(|q| format!("2024-Q{q}")).collect();
+        let cross = |a: &[String], b: &[String]| -> Vec<Vec<String>> {
+            a.iter().flat_map(|x| b.iter().map(move |y| vec![x.clone(), y.clone()])).collect()
+        };
+        let by_year = answer_cells(
+            vec![Dimension::Region, Dimension::Year],
+            vec![],
+            (201901, 202412),
+            cross(&regions, &years),
+            1000,
+        );
+        let by_quarter = answer_cells(
+            vec![Dimension::Region, Dimension::Quarter],
+            vec![(Dimension::Division, vec!["民事".into()])],
+            (202401, 202412),
+            cross(&regions, &quarters),
+            400,
+        );
+        let time = |f: &dyn Fn() -> Option<Risk>| {
+            let mut best = std::time::Duration::MAX;
+            let mut out = None;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                out = f();
+                best = best.min(t.elapsed());
+            }
+            (best, out)
+        };
+        let (old, old_risk) = time(&|| reference_find_risk(&by_year, &by_quarter, 10));
+        let (new, new_risk) = time(&|| find_risk(&by_year, &by_quarter, 10));
+        assert_eq!(old_risk, new_risk);
+        println!(
+            "{} released cells, {} new: reference {:?}, packed {:?} ({:.1}×), decision {:?}",
+            by_year.len(),
+            by_quarter.len(),
+            old,
+            new,
+            old.as_secs_f64() / new.as_secs_f64(),
+            new_risk
+        );
+    }
+
+    /// The book as it decided before: one list of released cells per scope, the reference search.
+    #[derive(Default)]
+    struct ReferenceBook {
+        scopes: HashMap<String, (Vec<CellSet>, HashSet<CellSet>)>,
+    }
+
+    impl ReferenceBook {
+        fn check_and_record(&mut self, scope: &str, new: Vec<CellSet>, k: u32) -> Option<Risk> {
+            let (released, seen) = self.scopes.entry(scope.to_string()).or_default();
+            let fresh: Vec<CellSet> = {
+                let mut out: Vec<CellSet> = Vec::new();
+                for c in &new {
+                    if !seen.contains(c) && !out.contains(c) {
+                        out.push(c.clone());
+                    }
+                }
+                out
+            };
+            if fresh.is_empty() {
+                return None;
+            }
+            if let Some(risk) = reference_find_risk(released, &new, k) {
+                return Some(risk);
+            }
+            for c in fresh {
+                if seen.insert(c.clone()) {
+                    released.push(c);
+                }
+            }
+            None
+        }
+    }
+
+    mod equivalence {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A cell over a small vocabulary, so that nesting, disjointness and small differences are
+        /// frequent; built through `restrict`, as every cell of an answer is.
+        fn arb_cell() -> impl Strategy<Value = CellSet> {
+            let measure = prop::sample::select(vec!["cases.filed", "cases.active", "cases.closed"]);
+            let period = (0i32..4, 0i32..3).prop_map(|(from, len)| (from, from + len));
+            let values = |pool: &'static [&'static str]| {
+                prop::option::of(prop::sample::subsequence(pool.to_vec(), 1..=pool.len()))
+            };
+            (
+                measure,
+                period,
+                values(&["1", "2", "3"]),
+                values(&["民初", "民终", "刑初"]),
+                prop::option::of(prop::sample::select(vec!["民事", "刑事"])),
+                prop_oneof![0u64..40, 40u64..120],
+            )
+                .prop_map(|(m, (from, to), region, types, division, count)| {
+                    let mut c = CellSet::new(m, from, to, count);
+                    let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect::<Vec<_>>();
+                    if let Some(r) = region {
+                        c.restrict(Dimension::Region, &owned(r));
+                    }
+                    if let Some(t) = types {
+                        c.restrict(Dimension::TypeCode, &owned(t));
+                    }
+                    if let Some(d) = division {
+                        c.restrict(Dimension::Division, &owned(vec![d]));
+                    }
+                    c
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_search_decides_as_the_reference(
+                released in prop::collection::vec(arb_cell(), 0..12),
+                new in prop::collection::vec(arb_cell(), 1..8),
+                k in 5u32..12,
+            ) {
+                prop_assert_eq!(find_risk(&released, &new, k), reference_find_risk(&released, &new, k));
+            }
+
+            #[test]
+            fn the_book_decides_as_the_reference_book(
+                batches in prop::collection::vec(
+                    (prop::sample::select(vec!["a", "b"]), prop::collection::vec(arb_cell(), 1..6)),
+                    1..10,
+                ),
+                across in any::<bool>(),
+            ) {
+                let book = ReleaseBook::in_memory(across);
+                let mut reference = ReferenceBook::default();
+                for (agency, new) in batches {
+                    let scope = if across { "*" } else { agency };
+                    let want = reference.check_and_record(scope, new.clone(), 10);
+                    let got = book.check_and_record(agency, new, 10).unwrap();
+                    prop_assert_eq!(got, want);
+                    prop_assert_eq!(book.len(agency), reference.scopes[scope].1.len());
+                }
+            }
         }
     }
 }

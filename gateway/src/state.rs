@@ -38,6 +38,9 @@ pub enum StartError {
     /// The release ledger could not be opened (the gateway fails closed).
     #[error(transparent)]
     Releases(#[from] crate::releases::ReleaseError),
+    /// The quota file could not be opened (the gateway fails closed).
+    #[error(transparent)]
+    Quotas(#[from] crate::quota::QuotaFileError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -95,6 +98,9 @@ pub struct GatewayState {
     pub ledger: Arc<AuditChain>,
     /// Nodes.
     pub nodes: Vec<NodeHandle>,
+    /// The region of each court served by a node of one court and one region (built once with the
+    /// nodes: the release ledger nests court cells in region cells with it).
+    pub court_region: std::collections::BTreeMap<String, String>,
     /// Deadline of one node call.
     pub node_timeout: Duration,
     /// The policy file (watched for reloads).
@@ -121,6 +127,15 @@ pub fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, StartError> {
     Ok(LoadedPolicy { policy, version })
 }
 
+/// Court → region for every node serving exactly one court and one region.
+fn court_regions(nodes: &[NodeHandle]) -> std::collections::BTreeMap<String, String> {
+    nodes
+        .iter()
+        .filter(|n| n.entry.courts.len() == 1 && n.entry.regions.len() == 1)
+        .map(|n| (n.entry.courts[0].clone(), n.entry.regions[0].clone()))
+        .collect()
+}
+
 impl GatewayState {
     /// Builds the state from a loaded configuration. Must run inside a tokio runtime.
     pub fn open(config: &GatewayConfig) -> Result<Self, StartError> {
@@ -143,6 +158,7 @@ impl GatewayState {
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = Arc::new(crate::releases::BudgetBook::open(&config.ledger_dir)?);
+        let quotas = crate::quota::QuotaBook::open(&config.ledger_dir)?;
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
             Some(path) => Some(
@@ -179,15 +195,17 @@ impl GatewayState {
                 .map_err(|e| err(e.to_string()))?;
             nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key });
         }
+        let court_region = court_regions(&nodes);
         Ok(GatewayState {
             id: config.gateway_id.clone(),
             policy: RwLock::new(Arc::new(policy)),
             auth,
             ledger,
             nodes,
+            court_region,
             node_timeout,
             policy_path: config.policy.clone(),
-            quotas: crate::quota::QuotaBook::default(),
+            quotas,
             releases,
             budget,
             cell_key_secret,

@@ -2,9 +2,11 @@
 //! hash of its content, polled about every second) and listens for SIGHUP, and hands the new text to
 //! a callback that checks it and swaps it in. The callback decides; this module only notices and logs.
 //! A rejected file leaves whatever the callback kept in force, and the task keeps watching, so fixing
-//! the file is enough to have it picked up.
+//! the file is enough to have it picked up. Reading the file and running the callback (which reads and
+//! parses files of its own) happen on tokio's blocking pool, never on the runtime's worker threads.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -19,12 +21,21 @@ struct Seen {
     content: u64,
 }
 
+/// Opens the file once and takes its modification time and its text from that one handle.
 fn look(path: &Path) -> Option<(Seen, String)> {
-    let modified = std::fs::metadata(path).ok()?.modified().ok();
-    let text = std::fs::read_to_string(path).ok()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    let modified = file.metadata().ok()?.modified().ok();
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
     Some((Seen { modified, content: h.finish() }, text))
+}
+
+/// [`look`] on the blocking pool.
+async fn look_blocking(path: &Path) -> Option<(Seen, String)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || look(&path)).await.ok().flatten()
 }
 
 /// Why a reload happened.
@@ -49,8 +60,9 @@ impl Trigger {
 /// Spawns the watcher of `path`. On every change (and on SIGHUP) `apply` gets the file's text and
 /// returns `Ok(version)` when it swapped the new content in, `Err(reason)` when it refused it (the old
 /// content keeps deciding). `what` names the file in logs (`policy`, `node local policy`). Reasons
-/// must not carry personal data or secrets: they are logged. Abort the returned handle to stop. Must be
-/// called inside a tokio runtime.
+/// must not carry personal data or secrets: they are logged. `apply` runs on the blocking pool, one call
+/// at a time. Abort the returned handle to stop watching (a call of `apply` already under way finishes).
+/// Must be called inside a tokio runtime.
 pub fn spawn_watcher<F>(what: &'static str, path: PathBuf, every: Duration, mut apply: F) -> tokio::task::JoinHandle<()>
 where
     F: FnMut(&str) -> Result<String, String> + Send + 'static,
@@ -74,7 +86,7 @@ where
                 tick.tick().await;
                 Trigger::FileChanged
             };
-            let Some((seen, text)) = look(&path) else {
+            let Some((seen, text)) = look_blocking(&path).await else {
                 if trigger == Trigger::Hangup {
                     tracing::warn!(what, path = %path.display(), "reload refused: the file cannot be read; the old version stays");
                 }
@@ -84,7 +96,22 @@ where
                 continue;
             }
             last = Some(seen);
-            match apply(&text) {
+            // The callback moves to the blocking pool for the call and comes back with its result.
+            let mut callback = apply;
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = callback(&text);
+                (callback, result)
+            })
+            .await;
+            let result;
+            (apply, result) = match joined {
+                Ok(back) => back,
+                Err(e) => {
+                    tracing::error!(what, path = %path.display(), error = %e, "the reload callback failed; watching stops");
+                    return;
+                }
+            };
+            match result {
                 Ok(version) => {
                     tracing::info!(what, path = %path.display(), trigger = trigger.as_str(), %version, "reloaded")
                 }
@@ -147,6 +174,30 @@ mod tests {
         assert_eq!(next_new(&mut rx, "good 1").await, "broken");
         std::fs::write(&p, "good 2").unwrap();
         assert_eq!(next_new(&mut rx, "broken").await, "good 2");
+        h.abort();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_callback_runs_off_the_runtime_thread() {
+        let dir = tempfile_dir("blocking");
+        let p = dir.join("policy.toml");
+        std::fs::write(&p, "good 1").unwrap();
+        // A current-thread runtime: every task of the test runs on this thread.
+        let runtime_thread = std::thread::current().id();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let h = spawn_watcher("test", p.clone(), Duration::from_millis(20), move |text| {
+            let _ = tx.send((text.to_string(), std::thread::current().id()));
+            Ok(text.into())
+        });
+        std::fs::write(&p, "good 2 (changed)").unwrap();
+        loop {
+            let (text, thread) = rx.recv().await.unwrap();
+            assert_ne!(thread, runtime_thread, "the callback ran on the runtime's thread");
+            if text == "good 2 (changed)" {
+                break;
+            }
+        }
         h.abort();
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -13,6 +13,7 @@ pub use shuzhu_net::config::TlsFiles;
 
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::disclosure::MIN_THRESHOLD;
+use shuzhu_policy::grant::VersionCache;
 use shuzhu_policy::schema::Grade;
 
 /// The node's own say over what it releases.
@@ -38,6 +39,9 @@ pub struct LocalPolicy {
     /// Personal fields kept raw at import (normally none; never served).
     #[serde(default)]
     pub keep_raw: Vec<String>,
+    /// The version, hashed on first use and kept (an empty cache in a clone).
+    #[serde(skip)]
+    version_cache: VersionCache,
 }
 
 fn default_grade() -> Grade {
@@ -81,8 +85,14 @@ impl LocalPolicy {
         self.gateways.iter().any(|g| g == gateway) && self.agencies_for(gateway).iter().any(|a| a == "*" || a == agency)
     }
 
-    /// The local policy version: the first 16 hex digits of SHA-256 over the canonical (JSON) form.
+    /// The local policy version: the first 16 hex digits of SHA-256 over the canonical (JSON) form,
+    /// hashed once per policy (asked for on every `Aggregate`). A policy is not changed once its version
+    /// has been read: a reload builds a new one.
     pub fn version(&self) -> String {
+        self.version_cache.get_or_compute(|| self.hash_version())
+    }
+
+    fn hash_version(&self) -> String {
         // Serialising plain structs of strings, vectors and maps cannot fail.
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(&ring::digest::digest(&ring::digest::SHA256, &canonical).as_ref()[..8])
@@ -216,6 +226,11 @@ datasets = ["cases"]
         let mut other = p.clone();
         other.threshold = 12;
         assert_ne!(other.version(), before);
+        assert_eq!(other.version(), other.hash_version());
+        let canonical = serde_json::to_vec(&p).unwrap();
+        let expected = hex::encode(&ring::digest::digest(&ring::digest::SHA256, &canonical).as_ref()[..8]);
+        assert_eq!(before, expected, "the kept version is the hash of the canonical form");
+        assert_eq!(p.version(), expected);
         let stray = GOOD.replace("[policy]", "[policy]\nagencies_by_gateway = { gw-9 = [\"*\"] }");
         assert!(load_text(&stray).unwrap_err().to_string().contains("gw-9"));
         let low = GOOD.replace("[policy]", "[policy]\nthreshold = 4");

@@ -180,6 +180,43 @@ pub struct FederationPolicy {
     /// The catalogue grades come from (the embedded one unless replaced).
     #[serde(skip, default = "Catalogue::current")]
     pub catalogue: Arc<Catalogue>,
+    /// The version, hashed on first use and kept (see [`VersionCache`]).
+    #[serde(skip)]
+    version_cache: VersionCache,
+}
+
+/// A policy's version, hashed the first time it is asked for and kept, so that a caller asking once per
+/// query pays one hash per policy, not one per query. A policy is not to be changed once its version
+/// has been read: every change builds a new one (parse, reload, or a clone). Cloning gives an empty
+/// cache, so a changed clone is hashed afresh; the cache takes no part in comparison or (de)serialisation.
+#[derive(Default)]
+pub struct VersionCache(std::sync::OnceLock<String>);
+
+impl VersionCache {
+    /// The kept version, or `compute`'s, kept from now on.
+    pub fn get_or_compute(&self, compute: impl FnOnce() -> String) -> String {
+        self.0.get_or_init(compute).clone()
+    }
+}
+
+impl Clone for VersionCache {
+    fn clone(&self) -> Self {
+        VersionCache::default()
+    }
+}
+
+impl PartialEq for VersionCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for VersionCache {}
+
+impl fmt::Debug for VersionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VersionCache")
+    }
 }
 
 fn default_threshold() -> u32 {
@@ -351,6 +388,7 @@ impl FederationPolicy {
     /// The same policy deciding with another catalogue (for what-if checks and tests).
     pub fn with_catalogue(mut self, catalogue: Arc<Catalogue>) -> Self {
         self.catalogue = catalogue;
+        self.version_cache = VersionCache::default();
         self
     }
 
@@ -548,8 +586,12 @@ impl FederationPolicy {
     }
 
     /// The policy version: the first 16 hex digits of SHA-256 over the canonical (JSON) form of the
-    /// policy followed by the catalogue's digest.
+    /// policy followed by the catalogue's digest, hashed once per policy.
     pub fn version(&self) -> String {
+        self.version_cache.get_or_compute(|| self.hash_version())
+    }
+
+    fn hash_version(&self) -> String {
         // Serialising plain structs of strings and vectors cannot fail.
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -856,6 +898,29 @@ threshold = 12
         let mut cat = (*Catalogue::embedded()).clone();
         cat.set_grade("cases", "cause", Grade::L2);
         assert_ne!(a.clone().with_catalogue(Arc::new(cat)).version(), a.version());
+    }
+
+    #[test]
+    fn the_kept_version_is_the_hash_of_the_canonical_form() {
+        let a = FederationPolicy::parse(POLICY).unwrap();
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&serde_json::to_vec(&a).unwrap());
+        ctx.update(&a.catalogue.digest());
+        let expected = hex::encode(&ctx.finish().as_ref()[..8]);
+        assert_eq!(a.version(), expected);
+        assert_eq!(a.version(), expected, "asked again, the kept value");
+        // A clone changed after the original was versioned is hashed afresh.
+        let mut b = a.clone();
+        b.default_threshold = 15;
+        assert_ne!(b.version(), expected);
+        assert_eq!(b.version(), b.hash_version());
+        // With another catalogue, too.
+        let mut cat = (*Catalogue::embedded()).clone();
+        cat.set_grade("cases", "cause", Grade::L2);
+        let c = a.clone().with_catalogue(Arc::new(cat));
+        assert_eq!(c.version(), c.hash_version());
+        assert_ne!(c.version(), expected);
+        assert_eq!(a, a.clone(), "the cache takes no part in comparison");
     }
 
     #[test]
@@ -1317,6 +1382,7 @@ values = ["350205", "350206"]
             denies: vec![],
             constraints: vec![],
             catalogue: Catalogue::embedded(),
+            version_cache: VersionCache::default(),
         })
     }
 

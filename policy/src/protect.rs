@@ -63,18 +63,37 @@ const CELL_KEY_TABLE: [i64; 16] = [-2, -2, -1, -1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 
 
 /// The cell-key value of a count: `count` shifted by an entry of a fixed table chosen by
 /// HMAC-SHA-256 under `secret` of the cell's canonical `description` and the true count. The same
-/// cell always gets the same value; zero stays zero and no value goes below zero.
+/// cell always gets the same value; zero stays zero and no value goes below zero. Builds the key for
+/// this one count: for a whole answer, prepare a [`CellKey`] once.
 pub fn cell_key(secret: &[u8], description: &str, count: i64) -> i64 {
-    if count == 0 {
-        return 0;
+    CellKey::new(secret).apply(description, count)
+}
+
+/// The cell-key method's HMAC key, prepared once (per answer) and applied to each count.
+pub struct CellKey {
+    key: hmac::Key,
+}
+
+impl CellKey {
+    /// Prepares the key from the secret.
+    pub fn new(secret: &[u8]) -> Self {
+        CellKey { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
     }
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut msg = description.as_bytes().to_vec();
-    msg.push(0);
-    msg.extend_from_slice(&count.to_be_bytes());
-    let tag = hmac::sign(&key, &msg);
-    let shift = CELL_KEY_TABLE[usize::from(tag.as_ref()[0] & 0x0f)];
-    (count + shift).max(0)
+
+    /// The cell-key value of `count` for the cell `description` (see [`cell_key`]).
+    pub fn apply(&self, description: &str, count: i64) -> i64 {
+        if count == 0 {
+            return 0;
+        }
+        // The message is `description ‖ 0x00 ‖ count as 8 big-endian bytes`.
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(description.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&count.to_be_bytes());
+        let tag = ctx.sign();
+        let shift = CELL_KEY_TABLE[usize::from(tag.as_ref()[0] & 0x0f)];
+        (count + shift).max(0)
+    }
 }
 
 /// A source of uniform integers from a secure random generator.
@@ -191,6 +210,32 @@ mod tests {
         let shifts: std::collections::BTreeSet<i64> =
             (0..200).map(|i| cell_key(b"k", &format!("c{i}"), 100) - 100).collect();
         assert_eq!(shifts, [-2, -1, 0, 1, 2].into_iter().collect());
+    }
+
+    #[test]
+    fn a_prepared_key_gives_the_known_answers() {
+        // Expected values from an independent HMAC-SHA-256 (Python's `hmac`) of
+        // `description ‖ 0x00 ‖ count (i64, big-endian)`: low nibble of the first tag byte → table.
+        let known: [(&[u8], &str, i64, i64); 7] = [
+            (b"secret", "filed|2024-01..2024-03|region=350203", 57, 56),
+            (b"k", "c0", 100, 102),
+            (b"k", "c1", 100, 99),
+            (b"k", "c2", 100, 102),
+            (b"k", "c3", 100, 101),
+            (b"k", "c4", 100, 99),
+            (b"one", "cell 0", 1, 2),
+        ];
+        for (secret, description, count, want) in known {
+            let prepared = CellKey::new(secret);
+            assert_eq!(prepared.apply(description, count), want, "{description}");
+            assert_eq!(cell_key(secret, description, count), want, "{description}");
+        }
+        let k = CellKey::new(b"k");
+        for i in 0..50 {
+            let d = format!("c{i}");
+            assert_eq!(k.apply(&d, 100 + i), cell_key(b"k", &d, 100 + i), "one key serves every count");
+        }
+        assert_eq!(k.apply("c0", 0), 0);
     }
 
     #[test]
