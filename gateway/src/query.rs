@@ -19,7 +19,8 @@ use crate::auth::Principal;
 use crate::state::{GatewayState, NodeHandle};
 
 /// Most values a node accepts in a region filter (`shuzhu_node::service::MAX_REGION_FILTER`; the gateway
-/// does not link the node crate). Beyond it population figures are not restricted to the counted districts.
+/// does not link the node crate). Beyond it the counted districts are not sent, and no rate per population
+/// is shown (its rows are `partial`).
 const NODE_MAX_REGION_FILTER: usize = 4096;
 
 /// Largest node answer the gateway reads.
@@ -189,6 +190,11 @@ struct NodePlan {
 /// add each grain unit to P or to the baseline year it falls in, exactly; one request per node keeps
 /// the nodes' journals and receipts to one entry per query.
 fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
+    // A rate per population joins its two sides per district and year, whatever the cells: the gateway
+    // rolls the joined figures up ([`join_population`]), so that no cell divides by a partial population.
+    if matches!(q.indicator.kind, IndicatorKind::PerPopulation { .. }) {
+        return Ok(NodePlan { dims: vec![Dimension::Region, Dimension::Year], period: q.period, deviation: None });
+    }
     let IndicatorKind::Deviation { baseline_years, .. } = q.indicator.kind else {
         return Ok(NodePlan { dims: q.group_by.clone(), period: q.period, deviation: None });
     };
@@ -378,18 +384,19 @@ pub async fn execute(
     // filter is given, serving that; each is asked for the measures over its dataset.
     let measures = q.indicator.measures();
     let plan = node_plan(&q).map_err(|why| invalid(record, why))?;
-    let (chosen, requests) = plan_nodes(state, &q, &measures, |dataset, ms, filters| pb::AggregateRequest {
-        request_id: request_id.to_string(),
-        dataset: dataset.into(),
-        measures: ms.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
-        group_by: plan.dims.iter().map(|d| d.as_str().into()).collect(),
-        period: Some(pb::Period { from_month: plan.period.from().yyyymm(), to_month: plan.period.to().yyyymm() }),
-        filters,
-        agency: principal.agency.clone(),
-        purpose: q.purpose.clone(),
-        policy_version: policy.version.clone(),
-        threshold,
-    });
+    let (chosen, requests, counted_regions) =
+        plan_nodes(state, &q, &measures, |dataset, ms, filters| pb::AggregateRequest {
+            request_id: request_id.to_string(),
+            dataset: dataset.into(),
+            measures: ms.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
+            group_by: plan.dims.iter().map(|d| d.as_str().into()).collect(),
+            period: Some(pb::Period { from_month: plan.period.from().yyyymm(), to_month: plan.period.to().yyyymm() }),
+            filters,
+            agency: principal.agency.clone(),
+            purpose: q.purpose.clone(),
+            policy_version: policy.version.clone(),
+            threshold,
+        });
     let calls = chosen.iter().zip(&requests).map(|(n, r)| ask_node(n, Arc::clone(r), state.node_timeout));
     let answers = futures::future::join_all(calls).await;
 
@@ -398,6 +405,15 @@ pub async fn execute(
     let node_region_pos = plan.dims.iter().position(|d| *d == Dimension::Region);
     let level = q.region_level;
     let roll = |district: &str| format!("{:0<6}", district.get(..level).unwrap_or(district));
+    // A rate per population is merged per district and year, and rolled up by `join_population`.
+    let per_population = matches!(q.indicator.kind, IndicatorKind::PerPopulation { .. });
+    let node_level = if per_population { 6 } else { level };
+    // How many nodes reported each (district, year) population figure (a rate per population only).
+    let population_measure = match q.indicator.kind {
+        IndicatorKind::PerPopulation { population, .. } => Some(population),
+        _ => None,
+    };
+    let mut population_reports: BTreeMap<Vec<String>, u32> = BTreeMap::new();
     let mut members: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     if region_pos.is_some() && level < 6 {
         for r in state.nodes.iter().flat_map(|n| n.entry.regions.iter()) {
@@ -424,7 +440,10 @@ pub async fn execute(
                     data_until = Some(a.data_until.clone());
                 }
                 for mut g in a.groups {
-                    if let Some(i) = node_region_pos.filter(|_| level < 6)
+                    if population_measure.is_some_and(|p| g.measures.iter().any(|v| v.id == p)) {
+                        *population_reports.entry(g.key.clone()).or_default() += 1;
+                    }
+                    if let Some(i) = node_region_pos.filter(|_| node_level < 6)
                         && let Some(district) = g.key.get_mut(i)
                     {
                         let rolled = roll(district);
@@ -472,6 +491,11 @@ pub async fn execute(
         )));
     }
 
+    let merged = if per_population {
+        join_population(&q, counted_regions.as_deref(), merged, &population_reports, &mut members)
+    } else {
+        merged
+    };
     q.region_members = members.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
     let q = q;
     // A deviation's groups are folded into P and its baseline years: [current, year −1, year −2, …].
@@ -704,15 +728,110 @@ fn count_measures(ind: &Indicator) -> u64 {
     }
 }
 
+/// Joins a rate per population's district-and-year groups (`merged`, keyed `[district, year]`) into the
+/// requester's cells. A cell's population is the sum over its counted districts (those the counting
+/// nodes serve, within the region filter, and any a counting node reported) and its years (the cell's
+/// year, or the period's one year) of each district's figure for that year. Unless every one of these
+/// has exactly one positive figure (from one node), the cell has no population (it is then `partial`,
+/// never a rate over part of its people): so too when the counted districts are not known
+/// (`counted == None`). Rolled-up region labels' districts are added to `members`.
+fn join_population(
+    q: &ParsedQuery,
+    counted: Option<&[String]>,
+    merged: BTreeMap<Vec<String>, Vec<Partial>>,
+    reports: &BTreeMap<Vec<String>, u32>,
+    members: &mut BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> BTreeMap<Vec<String>, Vec<Partial>> {
+    use std::collections::BTreeSet;
+    let IndicatorKind::PerPopulation { numerator, population, .. } = q.indicator.kind else { return merged };
+    let measures = q.indicator.measures();
+    let (Some(ni), Some(pi)) =
+        (measures.iter().position(|m| *m == numerator), measures.iter().position(|m| *m == population))
+    else {
+        return merged;
+    };
+    let level = q.region_level;
+    let roll = |district: &str| format!("{:0<6}", district.get(..level).unwrap_or(district));
+    let filter: Option<&Vec<String>> = q.filters.iter().find(|(d, _)| *d == Dimension::Region).map(|(_, v)| v);
+    let counted: Option<BTreeSet<&str>> =
+        counted.map(|c| c.iter().filter(|d| filter.is_none_or(|f| f.contains(d))).map(|d| d.as_str()).collect());
+    let cell_of = |district: &str, year: &str| -> Vec<String> {
+        q.group_by
+            .iter()
+            .map(|d| match d {
+                Dimension::Region => roll(district),
+                _ => year.to_string(),
+            })
+            .collect()
+    };
+    // Each cell's numerator and the districts a counting node reported in it.
+    let mut cells: BTreeMap<Vec<String>, (Partial, BTreeSet<String>)> = BTreeMap::new();
+    let mut figures: BTreeMap<(String, String), Partial> = BTreeMap::new();
+    for (key, partials) in merged {
+        // check_answer has refused keys of another length than [district, year].
+        let [district, year] = key.as_slice() else { continue };
+        let cell = cells.entry(cell_of(district, year)).or_default();
+        let n = partials.get(ni).copied().unwrap_or_default();
+        if n.contributors > 0 || n.value > 0 {
+            cell.1.insert(district.clone());
+        }
+        cell.0.merge(n);
+        if let Some(p) = partials.get(pi) {
+            figures.insert((district.clone(), year.clone()), *p);
+        }
+        if level < 6 && q.group_by.contains(&Dimension::Region) {
+            members.entry(roll(district)).or_default().insert(district.clone());
+        }
+    }
+    let period_years: Vec<String> = (q.period.from().year()..=q.period.to().year()).map(|y| y.to_string()).collect();
+    let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
+    let year_pos = q.group_by.iter().position(|d| *d == Dimension::Year);
+    cells
+        .into_iter()
+        .map(|(key, (n, reported))| {
+            let people = counted.as_ref().and_then(|counted| {
+                let districts: BTreeSet<&str> = counted
+                    .iter()
+                    .copied()
+                    .filter(|d| region_pos.is_none_or(|i| roll(d) == key[i]))
+                    .chain(reported.iter().map(|d| d.as_str()))
+                    .collect();
+                let years: Vec<&String> = match year_pos {
+                    Some(i) => vec![&key[i]],
+                    None => period_years.iter().collect(),
+                };
+                let mut sum = Partial::default();
+                for d in &districts {
+                    for y in &years {
+                        let k = vec![d.to_string(), y.to_string()];
+                        let figure = figures.get(&(k[0].clone(), k[1].clone()))?;
+                        if reports.get(&k) != Some(&1) || figure.value <= 0 {
+                            return None;
+                        }
+                        sum.merge(*figure);
+                    }
+                }
+                (!districts.is_empty()).then_some(sum)
+            });
+            let mut partials = vec![Partial::default(); measures.len()];
+            partials[ni] = n;
+            partials[pi] = people.unwrap_or_default();
+            (key, partials)
+        })
+        .collect()
+}
+
 /// The nodes to ask and, for each, its request (made by `request` from the dataset, its measures and
-/// the filters to send). A population measure is restricted to the districts the counting nodes serve,
-/// when they all say which, so that the two sides of a rate per population cover the same districts.
+/// the filters to send), and the districts the counting nodes serve when they all say which (at most
+/// [`NODE_MAX_REGION_FILTER`]). A population measure is restricted to these, so that the two sides of a
+/// rate per population cover the same districts.
+#[allow(clippy::type_complexity)]
 fn plan_nodes<'a>(
     state: &'a GatewayState,
     q: &ParsedQuery,
     measures: &[&'static str],
     request: impl Fn(&str, Vec<&'static str>, Vec<pb::DimensionFilter>) -> pb::AggregateRequest,
-) -> (Vec<&'a NodeHandle>, Vec<Arc<pb::AggregateRequest>>) {
+) -> (Vec<&'a NodeHandle>, Vec<Arc<pb::AggregateRequest>>, Option<Vec<String>>) {
     let serving = |dataset: &str| -> Vec<&'a NodeHandle> {
         state
             .nodes
@@ -746,7 +865,7 @@ fn plan_nodes<'a>(
     let own = serving(q.indicator.dataset);
     if own.is_empty() {
         // Nothing counts the indicator's records here: no figure of another dataset can make a row.
-        return (vec![], vec![]);
+        return (vec![], vec![], None);
     }
     let counted_regions: Option<Vec<String>> = (!own.is_empty() && own.iter().all(|n| !n.entry.regions.is_empty()))
         .then(|| {
@@ -776,7 +895,7 @@ fn plan_nodes<'a>(
             requests.push(Arc::clone(&req));
         }
     }
-    (chosen, requests)
+    (chosen, requests, counted_regions)
 }
 
 /// The canonical description of a query's cells (without the group values), for the cell key.
@@ -989,6 +1108,57 @@ mod tests {
         other.indicator = indicator::indicator("filed").unwrap();
         let plan = node_plan(&other).unwrap();
         assert_eq!((plan.dims, plan.deviation), (four.to_vec(), None));
+    }
+
+    #[test]
+    fn a_population_cell_needs_one_figure_for_each_counted_district_and_year() {
+        let mut query = q(&[Dimension::Region, Dimension::Year], 202201, 202312);
+        query.indicator = indicator::indicator("litigation_per_10k").unwrap();
+        query.region_level = 4;
+        assert_eq!(node_plan(&query).unwrap().dims, vec![Dimension::Region, Dimension::Year]);
+        let pop = |n: i64| Partial { value: n, contributors: 1, max_single: n };
+        // [district, year] → [filings, population]; 350205 has no 2023 figure, 350206 is not counted.
+        let mut merged = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        for (district, year, filed, people) in [
+            ("350203", "2022", 40, Some(1000)),
+            ("350205", "2022", 30, Some(2000)),
+            ("350203", "2023", 50, Some(1100)),
+            ("350205", "2023", 35, None),
+        ] {
+            let key = vec![district.to_string(), year.to_string()];
+            merged.insert(key.clone(), vec![p(filed), people.map(pop).unwrap_or_default()]);
+            if people.is_some() {
+                reports.insert(key, 1);
+            }
+        }
+        let counted = ["350203".to_string(), "350205".to_string()];
+        let cell = |j: &BTreeMap<Vec<String>, Vec<Partial>>, year: &str| {
+            let c = &j[&vec!["350200".to_string(), year.to_string()]];
+            (c[0].value, c[1].value, c[1].contributors)
+        };
+        let mut members = BTreeMap::new();
+        let joined = join_population(&query, Some(&counted), merged.clone(), &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 3000, 2));
+        assert_eq!(cell(&joined, "2023"), (85, 0, 0), "one district lacks its figure: no population");
+        assert_eq!(members["350200"].len(), 2);
+        // A counted district with no filings still needs its figure.
+        let only = ["350203".to_string(), "350205".to_string(), "350206".to_string()];
+        let joined = join_population(&query, Some(&only), merged.clone(), &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 0, 0));
+        // Counted districts unknown: no population anywhere.
+        let joined = join_population(&query, None, merged.clone(), &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 0, 0));
+        // A figure reported by two nodes is not added twice: no population.
+        reports.insert(vec!["350205".to_string(), "2022".to_string()], 2);
+        let joined = join_population(&query, Some(&counted), merged, &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 0, 0));
+        // Evaluated, such a cell is partial without numbers.
+        let c = disclosure::evaluate(query.indicator, 10, |m| {
+            let i = query.indicator.measures().iter().position(|x| *x == m).unwrap();
+            joined[&vec!["350200".to_string(), "2022".to_string()]][i]
+        });
+        assert_eq!((c.status, c.value, c.numerator, c.denominator), (CellStatus::Partial, None, None, None));
     }
 
     #[test]
