@@ -222,9 +222,15 @@ fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
         ));
     }
     dims.push(grain);
-    // Months before the earliest year held anywhere have no data: the span starts there at the latest.
+    // No data is held before the earliest year: a baseline reaching before it is refused, not zero.
     let earliest = Month::new(shuzhu_policy::period::MIN_YEAR, 1).map_err(|e| e.to_string())?;
-    let start = Month::from_index(from.index() - 12 * baseline_years as i32).max(earliest);
+    let start = Month::from_index(from.index() - 12 * baseline_years as i32);
+    if start < earliest {
+        return Err(format!(
+            "indicator {} compares P with the {baseline_years} years before it, which would start in {start}, before {earliest}: choose a later period",
+            q.indicator.id
+        ));
+    }
     let period = Period::new(start, to).map_err(|e| format!("period with its {baseline_years} baseline years: {e}"))?;
     Ok(NodePlan { dims, period, deviation: Some((grain, baseline_years)) })
 }
@@ -423,6 +429,8 @@ pub async fn execute(
     let mut merged: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
     let mut missing: Vec<(&NodeHandle, String)> = Vec::new();
     let mut data_until: Option<String> = None;
+    // Each answering node's first month of data (a node without records gives none).
+    let mut data_from: Vec<(&NodeHandle, i32)> = Vec::new();
     for ((node, answer), asked) in chosen.iter().zip(answers).zip(&requests) {
         let asked: Vec<&str> = asked.measures.iter().map(|m| m.id.as_str()).collect();
         let answer = answer.and_then(|a| check_answer(a, &plan.dims, &asked));
@@ -438,6 +446,9 @@ pub async fn execute(
                 });
                 if !a.data_until.is_empty() && data_until.as_ref().is_none_or(|d| a.data_until < *d) {
                     data_until = Some(a.data_until.clone());
+                }
+                if let Some(first) = first_month(&a.data_from) {
+                    data_from.push((*node, first));
                 }
                 for mut g in a.groups {
                     if population_measure.is_some_and(|p| g.measures.iter().any(|v| v.id == p)) {
@@ -507,27 +518,42 @@ pub async fn execute(
 
     // Evaluate and suppress each cell (primary rules), then secondary suppression across lines.
     let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
+    // Whether a node's records can lie in the cell of `key` (by the region and court it serves).
+    let touches = |n: &NodeHandle, key: &[String]| {
+        let by_region = region_pos
+            .map(|i| n.entry.regions.is_empty() || n.entry.regions.iter().any(|r| roll(r) == key[i] || *r == key[i]));
+        let by_court = court_pos.map(|i| n.entry.courts.is_empty() || n.entry.courts.contains(&key[i]));
+        by_region.unwrap_or(true) && by_court.unwrap_or(true)
+    };
+    // A deviation cell's baseline must lie within the data of every node counting it: months before a
+    // node's first month of data are not covered, and counting them as zero filings would raise false
+    // warnings. Such a cell shows its count in P only (`no_baseline`).
+    let time_pos = q.group_by.iter().position(|d| d.is_time());
+    let baseline_uncovered = |key: &[String]| -> bool {
+        let Some((_, years)) = plan.deviation else { return false };
+        let from = q.period.from().index();
+        let first = time_pos
+            .and_then(|i| crate::releases::label_months(q.group_by[i], &key[i]))
+            .map_or(from, |(a, _)| a.max(from));
+        let covered_from = data_from.iter().filter(|(n, _)| touches(n, key)).map(|(_, m)| *m).max();
+        covered_from.is_some_and(|m| first - 12 * (years as i32) < m)
+    };
     let get = |partials: &Vec<Partial>, m: &str| {
         measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
     };
     let mut cells: Vec<Cell> = Vec::with_capacity(merged.len());
     let mut protected: Vec<disclosure::Protected> = Vec::with_capacity(merged.len());
     for (key, partials) in &merged {
-        let affected = missing.iter().any(|(n, _)| {
-            let by_region = region_pos.map(|i| {
-                n.entry.regions.is_empty() || n.entry.regions.iter().any(|r| roll(r) == key[i] || *r == key[i])
-            });
-            let by_court = court_pos.map(|i| n.entry.courts.is_empty() || n.entry.courts.contains(&key[i]));
-            match (by_region, by_court) {
-                (None, None) => true,
-                (r, c) => r.unwrap_or(true) && c.unwrap_or(true),
-            }
-        });
+        let affected = missing.iter().any(|(n, _)| touches(n, key));
         let (current, baseline) = partials.split_first().map_or((Partial::default(), &[][..]), |(c, b)| (*c, b));
         let cell: Cell = if affected {
             Cell::partial()
         } else if deviation {
-            disclosure::evaluate_deviation(q.indicator, threshold, current, baseline)
+            let mut cell = disclosure::evaluate_deviation(q.indicator, threshold, current, baseline);
+            if cell.status == CellStatus::Ok && baseline_uncovered(key) {
+                cell = Cell { value: None, denominator: None, rule: Some("baseline before the data"), ..cell };
+            }
+            cell
         } else {
             disclosure::evaluate(q.indicator, threshold, |m| get(partials, m))
         };
@@ -704,6 +730,8 @@ fn row_status_and_level(ind: &Indicator, cell: &Cell) -> (String, String) {
             Some(level) => (status, level.as_str().into()),
             None => ("no_baseline".into(), String::new()),
         },
+        // A baseline reaching before the data of a node counting the cell.
+        (CellStatus::Ok, Some(_), None) => ("no_baseline".into(), String::new()),
         _ => (status, String::new()),
     }
 }
@@ -947,9 +975,12 @@ fn protect_cell(
             }
         }
         IndicatorKind::Deviation { baseline_years, .. } => {
-            if let (Some(n), Some(d)) = (cell.numerator, cell.denominator) {
-                let (n2, d2) = (noisy("numerator", n)?, noisy("denominator", d)?);
-                cell.numerator = Some(n2);
+            // The count in P is shown even without a baseline (`no_baseline`): protected either way.
+            if let Some(n) = cell.numerator {
+                cell.numerator = Some(noisy("numerator", n)?);
+            }
+            if let (Some(n2), Some(d)) = (cell.numerator, cell.denominator) {
+                let d2 = noisy("denominator", d)?;
                 cell.denominator = Some(d2);
                 cell.value = shuzhu_policy::deviation::deviation(n2, d2, baseline_years);
             }
@@ -999,6 +1030,12 @@ async fn ask_node(
     }
 }
 
+/// The month index of a node's `data_from` (`YYYY-MM-DD`), if it has one.
+fn first_month(data_from: &str) -> Option<i32> {
+    shuzhu_policy::period::parse_day(data_from)?;
+    Month::parse(data_from.get(..7)?).ok().map(Month::index)
+}
+
 /// Refuses a node answer whose shape does not match the question (a node must never be trusted to be
 /// well-formed).
 fn check_answer(
@@ -1016,6 +1053,10 @@ fn check_answer(
         {
             return Err("malformed answer".into());
         }
+    }
+    // An unreadable first month of data would hide how far the node's data reaches back.
+    if !a.data_from.is_empty() && first_month(&a.data_from).is_none() {
+        return Err("malformed answer".into());
     }
     Ok(a)
 }
@@ -1099,8 +1140,9 @@ mod tests {
         // A month asked, or a period of loose months, splits by month.
         assert_eq!(node_plan(&q(&[Dimension::Month], 202401, 202412)).unwrap().dims, vec![Dimension::Month]);
         assert_eq!(node_plan(&q(&[], 202402, 202403)).unwrap().dims, vec![Dimension::Month]);
-        // The span never starts before the first year any data is held.
-        assert_eq!(node_plan(&q(&[], 199101, 199112)).unwrap().period.from().yyyymm(), 199001);
+        // A baseline reaching before the first year any data is held is refused, not counted as zero.
+        assert_eq!(node_plan(&q(&[], 199301, 199312)).unwrap().period.from().yyyymm(), 199001);
+        assert!(node_plan(&q(&[], 199212, 199312)).unwrap_err().contains("before 1990-01"));
         let four = [Dimension::Region, Dimension::Division, Dimension::Instance, Dimension::Cause];
         assert!(node_plan(&q(&four, 202401, 202412)).unwrap_err().contains("at most 3"));
         // Other indicators ask for exactly what was asked.
@@ -1214,6 +1256,12 @@ mod tests {
         assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
         let cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(5), p(20), p(20)]);
         assert_eq!(row_status_and_level(ind, &cell), ("suppressed".into(), String::new()));
+        // A baseline before the data: the count in P without a denominator.
+        let cell =
+            Cell { value: None, denominator: None, ..disclosure::evaluate_deviation(ind, 10, p(50), &[p(40); 3]) };
+        assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
+        assert_eq!(first_month("2019-01-07"), Some(Month::new(2019, 1).unwrap().index()));
+        assert_eq!((first_month(""), first_month("2019-02-30"), first_month("2019-01")), (None, None, None));
         let filed = indicator::indicator("filed").unwrap();
         let cell = disclosure::evaluate(filed, 10, |_| p(50));
         assert_eq!(row_status_and_level(filed, &cell), ("ok".into(), String::new()));
