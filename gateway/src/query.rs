@@ -979,7 +979,8 @@ fn protect_cell(
             if let Some(n) = cell.numerator {
                 cell.numerator = Some(noisy("numerator", n)?);
             }
-            if let (Some(n2), Some(d)) = (cell.numerator, cell.denominator) {
+            // A zero baseline stays zero (no deviation, `no_baseline`): noise must not make one up.
+            if let (Some(n2), Some(d)) = (cell.numerator, cell.denominator.filter(|d| *d != 0)) {
                 let d2 = noisy("denominator", d)?;
                 cell.denominator = Some(d2);
                 cell.value = shuzhu_policy::deviation::deviation(n2, d2, baseline_years);
@@ -1245,6 +1246,22 @@ mod tests {
         assert_eq!(shift_label("2024-Q3", 2), "2022-Q3");
         assert_eq!(shift_label("2024-05", 3), "2021-05");
         assert_eq!(shift_label("2024", 1), "2023");
+    }
+
+    #[test]
+    fn protection_never_makes_up_a_baseline() {
+        let ind = indicator::indicator("filing_deviation").unwrap();
+        // Noise that moves every count, zeros included (dp_count(0) is often 1 or 2).
+        let mut plus_two = |_: &str, v: i64| -> Result<i64, protect::NoiseError> { Ok(v + 2) };
+        let mut cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(0), p(0), p(0)]);
+        protect_cell(ind, &mut cell, &mut plus_two).unwrap();
+        assert_eq!((cell.numerator, cell.denominator, cell.value), (Some(52), Some(0), None));
+        assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
+        // A true baseline is noised and the deviation recomputed from the noisy counts.
+        let mut cell = disclosure::evaluate_deviation(ind, 10, p(40), &[p(40), p(40), p(38)]);
+        protect_cell(ind, &mut cell, &mut plus_two).unwrap();
+        assert_eq!((cell.numerator, cell.denominator), (Some(42), Some(120)));
+        assert_eq!(cell.value, shuzhu_policy::deviation::deviation(42, 120, 3));
     }
 
     #[test]
