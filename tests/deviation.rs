@@ -270,6 +270,13 @@ fn filing_deviation_of_a_period_without_data_has_no_rows_and_grouping_limits_are
     let err = fx().query(&t, req).unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("at most 3 group-by dimensions besides"), "{}", err.message());
+    // P over 12 months would count a case in P and in a baseline year (or in several cells' baselines
+    // when grouped by year), under-charging ε: refused with the limit named.
+    for dims in [&["year"][..], &["region"]] {
+        let err = fx().query(&t, request("filing_deviation", dims, 202201, 202412, "诉源治理")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("at most 12 months"), "{}", err.message());
+    }
     // A baseline reaching before 1990 is refused, not counted as zero filings.
     let err = fx().query(&t, request("filing_deviation", &["region"], 199201, 199212, "诉源治理")).unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);

@@ -198,6 +198,16 @@ fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
     let IndicatorKind::Deviation { baseline_years, .. } = q.indicator.kind else {
         return Ok(NodePlan { dims: q.group_by.clone(), period: q.period, deviation: None });
     };
+    // Within 12 months, P and its shifted periods are disjoint: each case counts in one of them only,
+    // which the ε charge (the count in P and the baseline sum) and the release ledger rely on. A longer
+    // P overlaps its own baseline (a case would count in P and again in a baseline year, or in several
+    // cells' baselines when grouped by year), so it is refused rather than under-charged.
+    if q.period.months() > 12 {
+        return Err(format!(
+            "indicator {} compares P with the same months of the {baseline_years} years before: P may span at most 12 months (a longer P overlaps its own baseline); ask one year at a time",
+            q.indicator.id
+        ));
+    }
     let (from, to) = (q.period.from(), q.period.to());
     let aligned = |n: u32| (from.month() - 1) % n == 0 && to.month() % n == 0;
     let rank = |d: Dimension| match d {
@@ -1143,7 +1153,11 @@ mod tests {
         assert_eq!(node_plan(&q(&[], 202402, 202403)).unwrap().dims, vec![Dimension::Month]);
         // A baseline reaching before the first year any data is held is refused, not counted as zero.
         assert_eq!(node_plan(&q(&[], 199301, 199312)).unwrap().period.from().yyyymm(), 199001);
-        assert!(node_plan(&q(&[], 199212, 199312)).unwrap_err().contains("before 1990-01"));
+        assert!(node_plan(&q(&[], 199212, 199311)).unwrap_err().contains("before 1990-01"));
+        // P longer than 12 months would overlap its own baseline: refused, grouped by year or not.
+        assert!(node_plan(&q(&[Dimension::Year], 202201, 202412)).unwrap_err().contains("at most 12 months"));
+        assert!(node_plan(&q(&[], 202301, 202401)).unwrap_err().contains("at most 12 months"));
+        assert!(node_plan(&q(&[Dimension::Month], 202302, 202401)).is_ok());
         let four = [Dimension::Region, Dimension::Division, Dimension::Instance, Dimension::Cause];
         assert!(node_plan(&q(&four, 202401, 202412)).unwrap_err().contains("at most 3"));
         // Other indicators ask for exactly what was asked.
