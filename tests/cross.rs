@@ -187,10 +187,19 @@ fn population(data: &std::path::Path) -> BTreeMap<(String, u32), i64> {
         .collect()
 }
 
-/// The brute-force 万人成讼率 answer: every group either side has, its count's disclosure, its rate.
+/// Districts the court nodes count: those their cases lie in (a court node serves the regions of its
+/// records).
+fn counted_districts(csvs: &[std::path::PathBuf]) -> BTreeSet<String> {
+    csvs.iter().flat_map(|p| rows_of(p)).map(|r| r["region_code"].clone()).collect()
+}
+
+/// The brute-force 万人成讼率 answer: every group either side has (the population side over the
+/// `counted` districts), its count's disclosure, its rate. A cell's population is the sum over its
+/// counted districts and years of each one's figure; if any is missing the cell is `partial`.
 fn litigation_brute(
     filed: &[(String, u32)],
     pop: &BTreeMap<(String, u32), i64>,
+    counted: &BTreeSet<String>,
     dims: &[&str],
     from: u32,
     to: u32,
@@ -203,20 +212,32 @@ fn litigation_brute(
         *n.entry(key(region, m / 100)).or_default() += 1;
     }
     let years: BTreeSet<u32> = (from / 100..=to / 100).collect();
-    let mut p: BTreeMap<Vec<String>, i64> = BTreeMap::new();
-    for ((region, year), v) in pop.iter().filter(|((_, y), _)| years.contains(y)) {
-        *p.entry(key(region, *year)).or_default() += v;
+    let mut cells: BTreeSet<Vec<String>> = n.keys().cloned().collect();
+    for (region, year) in pop.keys().filter(|(r, y)| years.contains(y) && counted.contains(r)) {
+        cells.insert(key(region, *year));
     }
-    n.keys()
-        .chain(p.keys())
-        .cloned()
-        .collect::<BTreeSet<_>>()
+    cells
         .into_iter()
         .map(|k| {
             let count = n.get(&k).copied().unwrap_or(0);
-            let cell = match p.get(&k) {
+            // The cell's districts and years, each of which needs its figure.
+            let mut people = Some(0i64);
+            for d in counted
+                .iter()
+                .filter(|d| dims.iter().zip(&k).all(|(dim, v)| *dim == "year" || region_label(dim, d) == *v))
+            {
+                for y in
+                    years.iter().filter(|y| dims.iter().zip(&k).all(|(dim, v)| *dim != "year" || y.to_string() == *v))
+                {
+                    people = match (people, pop.get(&(d.clone(), *y))) {
+                        (Some(sum), Some(&v)) if v > 0 => Some(sum + v),
+                        _ => None,
+                    };
+                }
+            }
+            let cell = match people {
                 _ if small(count) => ("suppressed", None),
-                Some(&people) if people > 0 => ("ok", Some((count as i128 * 10_000) as f64 / people as f64)),
+                Some(people) if people > 0 => ("ok", Some((count as i128 * 10_000) as f64 / people as f64)),
                 _ => ("partial", None),
             };
             (k, cell)
@@ -228,6 +249,7 @@ fn litigation_brute(
 fn litigation_per_10k_equals_brute_force() {
     let filed = civil_first_filed();
     let pop = population(&fx().data);
+    let counted = counted_districts(&fx().cases_csvs());
     let groupings: [&[&str]; 3] = [&["region", "year"], &["region:city", "year"], &["year"]];
     // Several years, part of one year, a period with no filings (population only), and one with
     // neither.
@@ -235,7 +257,7 @@ fn litigation_per_10k_equals_brute_force() {
     let (mut compared, mut shown, mut suppressed) = (0, 0, 0);
     for dims in groupings {
         for (from, to) in periods {
-            let want = litigation_brute(&filed, &pop, dims, from, to);
+            let want = litigation_brute(&filed, &pop, &counted, dims, from, to);
             let Some(resp) = ask("requester", request("litigation_per_10k", dims, from, to, "诉源治理")) else {
                 continue;
             };
@@ -268,7 +290,7 @@ fn litigation_per_10k_equals_brute_force() {
         })
         .expect("a month where one district files fewer than k 民初 cases and another at least k");
     let dims: &[&str] = &["region", "year"];
-    let want = litigation_brute(&filed, &pop, dims, month, month);
+    let want = litigation_brute(&filed, &pop, &counted, dims, month, month);
     if let Some(resp) = ask("requester", request("litigation_per_10k", dims, month, month, "诉源治理")) {
         suppressed += want.values().filter(|(s, _)| *s == "suppressed").count();
         compare(&format!("litigation_per_10k by region in {month}"), &resp.rows, dims, &want);
@@ -318,7 +340,13 @@ fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
         .filter(|r| r["type_code"] == "民初")
         .map(|r| (r["region_code"].clone(), ym(&r["filed_on"])))
         .collect();
-    let counted: BTreeSet<&String> = filed.iter().map(|(r, _)| r).collect();
+    let counted = counted_districts(
+        &specs
+            .iter()
+            .filter(|s| s.id.starts_with("court-"))
+            .map(|s| data.join(&s.id).join("cases.csv"))
+            .collect::<Vec<_>>(),
+    );
     let everywhere = population(&data);
     let pop: BTreeMap<(String, u32), i64> =
         everywhere.iter().filter(|((r, _), _)| counted.contains(r)).map(|(k, v)| (k.clone(), *v)).collect();
@@ -338,12 +366,12 @@ fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
         let full = ask(running.gateway_url.clone(), &["region", "year"]).await;
         let cov = full.coverage.clone().unwrap();
         assert_eq!((cov.asked, cov.answered), (3, 3));
-        let want = litigation_brute(&filed, &pop, dims, 202201, 202412);
+        let want = litigation_brute(&filed, &pop, &counted, dims, 202201, 202412);
         assert!(compare("with every node up", &full.rows, dims, &want) >= 4);
         assert!(full.rows.iter().all(|r| r.status != "partial"));
         // Without region grouping each year's rate is over the counted districts' population only.
         let by_year = ask(running.gateway_url.clone(), &["year"]).await;
-        let want = litigation_brute(&filed, &pop, &["year"], 202201, 202412);
+        let want = litigation_brute(&filed, &pop, &counted, &["year"], 202201, 202412);
         assert_eq!(compare("by year over the counted districts", &by_year.rows, &["year"], &want), 3);
 
         // One court node down: its district's rows are partial, the other district's are unchanged.
@@ -375,6 +403,63 @@ fn litigation_per_10k_is_partial_when_the_statistics_node_is_down() {
                 assert_eq!(r.status, "partial", "{dims:?} {r:?}");
                 assert_eq!((r.value, r.numerator, r.denominator), (None, None, None), "{dims:?} {r:?}");
             }
+        }
+        running.shutdown().await;
+    });
+}
+
+/// A real federation whose statistics node lacks one counted district's figure for one year (and holds
+/// a district no court counts): that district-year is `partial`, and so is every rolled-up cell it lies
+/// in (its city, its year), never a rate over the other districts' population alone; the rest equal
+/// brute force.
+#[test]
+fn litigation_per_10k_is_partial_where_a_counted_district_lacks_its_population() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = shuzhu_gen::GenConfig { courts: 3, cases_per_court: 1200, seed: 43, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let all = federation::discover(&data).unwrap();
+    let courts: Vec<String> = all.iter().filter(|s| s.id.starts_with("court-")).map(|s| s.id.clone()).take(2).collect();
+    let csvs: Vec<std::path::PathBuf> = courts.iter().map(|id| data.join(id).join("cases.csv")).collect();
+    let counted = counted_districts(&csvs);
+    assert_eq!(counted.len(), 2);
+    let gap = (counted.iter().next().unwrap().clone(), 2023u32);
+    // Drop the first counted district's 2023 figure from the statistics bureau's file.
+    let file = data.join(shuzhu_gen::STATISTICS_NODE_ID).join("population.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(&format!("{},{},", gap.0, gap.1))).collect();
+    assert_eq!(kept.len() + 1, text.lines().count());
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    let pop = population(&data);
+    assert!(!pop.contains_key(&gap));
+    let specs: Vec<_> =
+        all.into_iter().filter(|s| courts.contains(&s.id) || s.id == shuzhu_gen::STATISTICS_NODE_ID).collect();
+    let prepared = federation::prepare(&dir.path().join("fed"), &specs, &mut |_| {}).unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    let filed: Vec<(String, u32)> = csvs
+        .iter()
+        .flat_map(|p| rows_of(p))
+        .filter(|r| r["type_code"] == "民初")
+        .map(|r| (r["region_code"].clone(), ym(&r["filed_on"])))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let running = federation::start(&prepared).await.unwrap();
+        let groupings: [&'static [&'static str]; 3] = [&["region", "year"], &["region:city", "year"], &["year"]];
+        for dims in groupings {
+            let ch = shuzhu::client::connect(&running.gateway_url, &prepared.pki.ca_cert).await.unwrap();
+            let resp =
+                shuzhu::client::query(ch, &token, request("litigation_per_10k", dims, 202201, 202412, "诉源治理"))
+                    .await
+                    .unwrap();
+            let want = litigation_brute(&filed, &pop, &counted, dims, 202201, 202412);
+            assert!(compare(&format!("{dims:?} with a missing figure"), &resp.rows, dims, &want) >= 2);
+            // The cell holding the gap is partial, without numbers; the other years are shown.
+            let gap_key: Vec<String> =
+                dims.iter().map(|d| if *d == "year" { "2023".into() } else { region_label(d, &gap.0) }).collect();
+            let row = resp.rows.iter().find(|r| key_of(r, dims) == gap_key).expect("the gap's cell");
+            assert_eq!((row.status.as_str(), row.value, row.numerator, row.denominator), ("partial", None, None, None));
+            assert!(resp.rows.iter().any(|r| r.group["year"] != "2023" && r.status == "ok"), "{dims:?}");
         }
         running.shutdown().await;
     });

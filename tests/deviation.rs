@@ -39,6 +39,61 @@ fn load() -> Vec<Filing> {
     out
 }
 
+/// A court node as the gateway sees it: the regions and courts of its records and its first month of
+/// data (`data_from`, as a month index year·12 + month − 1).
+struct NodeData {
+    regions: Vec<String>,
+    courts: Vec<String>,
+    first: i32,
+}
+
+fn nodes() -> Vec<NodeData> {
+    fx().cases_csvs()
+        .iter()
+        .map(|path| {
+            let mut r = csv::Reader::from_path(path).unwrap();
+            let h = r.headers().unwrap().clone();
+            let col = |name: &str| h.iter().position(|x| x == name).unwrap();
+            let (c_region, c_court, c_filed) = (col("region_code"), col("court_code"), col("filed_on"));
+            let mut node = NodeData { regions: Vec::new(), courts: Vec::new(), first: i32::MAX };
+            for rec in r.records() {
+                let rec = rec.unwrap();
+                let filed = &rec[c_filed];
+                let m = filed[..4].parse::<i32>().unwrap() * 12 + filed[5..7].parse::<i32>().unwrap() - 1;
+                node.first = node.first.min(m);
+                for (list, v) in [(&mut node.regions, &rec[c_region]), (&mut node.courts, &rec[c_court])] {
+                    if !list.iter().any(|x| x == v) {
+                        list.push(v.to_string());
+                    }
+                }
+            }
+            node
+        })
+        .collect()
+}
+
+/// Whether the baseline of the cell `key` (three years before its first month in P) starts before the
+/// first month of data of a node whose records can lie in it.
+fn baseline_uncovered(nodes: &[NodeData], dims: &[&str], key: &[String], from: u32) -> bool {
+    let from = (from / 100) as i32 * 12 + (from % 100) as i32 - 1;
+    let mut first = from;
+    let mut touching: Vec<&NodeData> = nodes.iter().collect();
+    for (d, v) in dims.iter().zip(key) {
+        match *d {
+            "region" => touching.retain(|n| n.regions.contains(v)),
+            "region:city" => touching.retain(|n| n.regions.iter().any(|r| format!("{:0<6}", &r[..4]) == *v)),
+            "court" => touching.retain(|n| n.courts.contains(v)),
+            "year" => first = first.max(v.parse::<i32>().unwrap() * 12),
+            "quarter" => {
+                first = first.max(v[..4].parse::<i32>().unwrap() * 12 + 3 * (v[6..].parse::<i32>().unwrap() - 1))
+            }
+            "month" => first = first.max(v[..4].parse::<i32>().unwrap() * 12 + v[5..].parse::<i32>().unwrap() - 1),
+            _ => {}
+        }
+    }
+    touching.iter().map(|n| n.first).max().is_some_and(|m| first - 36 < m)
+}
+
 fn time_label(dim: &str, year: i32, month: u32) -> String {
     match dim {
         "year" => year.to_string(),
@@ -82,11 +137,15 @@ fn small(n: i64) -> bool {
 /// (status, value, numerator, denominator, level) the rules demand.
 type Expected = (&'static str, Option<f64>, Option<i64>, Option<i64>, &'static str);
 
-fn expected(c: &[i64; 4]) -> Expected {
+/// `uncovered`: the baseline starts before the data of a node counting the cell (the count in P only).
+fn expected(c: &[i64; 4], uncovered: bool) -> Expected {
     if c.iter().any(|&n| small(n)) {
         return ("suppressed", None, None, None, "");
     }
     let (now, sum) = (c[0], c[1] + c[2] + c[3]);
+    if uncovered {
+        return ("no_baseline", None, Some(now), None, "");
+    }
     if sum == 0 {
         return ("no_baseline", None, Some(now), Some(0), "");
     }
@@ -109,6 +168,7 @@ struct Tally {
     cells: usize,
     suppressed: usize,
     no_baseline: usize,
+    uncovered: usize,
     levels: BTreeMap<String, usize>,
 }
 
@@ -124,8 +184,11 @@ fn check(filings: &[Filing], dims: &[&str], from: u32, to: u32, tally: &mut Tall
         Err(s) => panic!("{dims:?} {from}..{to}: {s:?}"),
     };
     tally.answers += 1;
-    let want: BTreeMap<Vec<String>, Expected> =
-        brute(filings, dims, from, to).iter().map(|(k, c)| (k.clone(), expected(c))).collect();
+    let nodes = nodes();
+    let want: BTreeMap<Vec<String>, Expected> = brute(filings, dims, from, to)
+        .iter()
+        .map(|(k, c)| (k.clone(), expected(c, baseline_uncovered(&nodes, dims, k, from))))
+        .collect();
     let got: BTreeMap<Vec<String>, &shuzhu_proto::v1::Row> = resp
         .rows
         .iter()
@@ -160,6 +223,7 @@ fn check(filings: &[Filing], dims: &[&str], from: u32, to: u32, tally: &mut Tall
         }
         if w.0 == "no_baseline" {
             tally.no_baseline += 1;
+            tally.uncovered += usize::from(w.3.is_none());
         } else {
             *tally.levels.entry(g.level.clone()).or_default() += 1;
         }
@@ -171,8 +235,9 @@ fn filing_deviation_equals_brute_force_with_levels_and_suppression() {
     let filings = load();
     let mut tally = Tally::default();
     // P as whole years, as whole quarters and as loose months (each node request is split by a
-    // different grain); 2019 is the first year of data, so its baseline is empty.
-    let periods = [(202401, 202412), (202304, 202309), (202202, 202203), (201901, 201912)];
+    // different grain); 2019 is the first year of data, so the baselines of 2019 and 2021 (2016–2018)
+    // start before the data: no_baseline, never a deviation from filings counted as zero.
+    let periods = [(202401, 202412), (202304, 202309), (202202, 202203), (201901, 201912), (202101, 202112)];
     // Case types (rare ones such as 行终 or 执恢 straddle the threshold) by month too.
     for dims in [
         &["region", "year"][..],
@@ -191,6 +256,7 @@ fn filing_deviation_equals_brute_force_with_levels_and_suppression() {
     assert!(tally.cells > 100, "{tally:?}");
     assert!(tally.suppressed > 0, "no threshold-straddling group was exercised: {tally:?}");
     assert!(tally.no_baseline > 0, "no empty baseline was exercised: {tally:?}");
+    assert!(tally.uncovered > 0, "no baseline before the data was exercised: {tally:?}");
     assert!(tally.levels.len() >= 2, "levels exercised: {tally:?}");
 }
 
@@ -204,6 +270,17 @@ fn filing_deviation_of_a_period_without_data_has_no_rows_and_grouping_limits_are
     let err = fx().query(&t, req).unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("at most 3 group-by dimensions besides"), "{}", err.message());
+    // P over 12 months would count a case in P and in a baseline year (or in several cells' baselines
+    // when grouped by year), under-charging ε: refused with the limit named.
+    for dims in [&["year"][..], &["region"]] {
+        let err = fx().query(&t, request("filing_deviation", dims, 202201, 202412, "诉源治理")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("at most 12 months"), "{}", err.message());
+    }
+    // A baseline reaching before 1990 is refused, not counted as zero filings.
+    let err = fx().query(&t, request("filing_deviation", &["region"], 199201, 199212, "诉源治理")).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("before 1990-01"), "{}", err.message());
 }
 
 #[test]
@@ -236,8 +313,10 @@ fn the_cli_shows_the_level() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    let want: BTreeMap<String, &str> =
-        brute(&load(), &["region"], 202401, 202412).into_iter().map(|(k, c)| (k[0].clone(), expected(&c).4)).collect();
+    let want: BTreeMap<String, &str> = brute(&load(), &["region"], 202401, 202412)
+        .into_iter()
+        .map(|(k, c)| (k[0].clone(), expected(&c, false).4))
+        .collect();
     assert!(!want.is_empty());
     let table = run(&[]);
     assert!(table.contains("立案偏离度") && table.lines().nth(1).unwrap().ends_with("level"), "{table}");

@@ -19,7 +19,8 @@ use crate::auth::Principal;
 use crate::state::{GatewayState, NodeHandle};
 
 /// Most values a node accepts in a region filter (`shuzhu_node::service::MAX_REGION_FILTER`; the gateway
-/// does not link the node crate). Beyond it population figures are not restricted to the counted districts.
+/// does not link the node crate). Beyond it the counted districts are not sent, and no rate per population
+/// is shown (its rows are `partial`).
 const NODE_MAX_REGION_FILTER: usize = 4096;
 
 /// Largest node answer the gateway reads.
@@ -189,9 +190,24 @@ struct NodePlan {
 /// add each grain unit to P or to the baseline year it falls in, exactly; one request per node keeps
 /// the nodes' journals and receipts to one entry per query.
 fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
+    // A rate per population joins its two sides per district and year, whatever the cells: the gateway
+    // rolls the joined figures up ([`join_population`]), so that no cell divides by a partial population.
+    if matches!(q.indicator.kind, IndicatorKind::PerPopulation { .. }) {
+        return Ok(NodePlan { dims: vec![Dimension::Region, Dimension::Year], period: q.period, deviation: None });
+    }
     let IndicatorKind::Deviation { baseline_years, .. } = q.indicator.kind else {
         return Ok(NodePlan { dims: q.group_by.clone(), period: q.period, deviation: None });
     };
+    // Within 12 months, P and its shifted periods are disjoint: each case counts in one of them only,
+    // which the ε charge (the count in P and the baseline sum) and the release ledger rely on. A longer
+    // P overlaps its own baseline (a case would count in P and again in a baseline year, or in several
+    // cells' baselines when grouped by year), so it is refused rather than under-charged.
+    if q.period.months() > 12 {
+        return Err(format!(
+            "indicator {} compares P with the same months of the {baseline_years} years before: P may span at most 12 months (a longer P overlaps its own baseline); ask one year at a time",
+            q.indicator.id
+        ));
+    }
     let (from, to) = (q.period.from(), q.period.to());
     let aligned = |n: u32| (from.month() - 1) % n == 0 && to.month() % n == 0;
     let rank = |d: Dimension| match d {
@@ -216,9 +232,15 @@ fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
         ));
     }
     dims.push(grain);
-    // Months before the earliest year held anywhere have no data: the span starts there at the latest.
+    // No data is held before the earliest year: a baseline reaching before it is refused, not zero.
     let earliest = Month::new(shuzhu_policy::period::MIN_YEAR, 1).map_err(|e| e.to_string())?;
-    let start = Month::from_index(from.index() - 12 * baseline_years as i32).max(earliest);
+    let start = Month::from_index(from.index() - 12 * baseline_years as i32);
+    if start < earliest {
+        return Err(format!(
+            "indicator {} compares P with the {baseline_years} years before it, which would start in {start}, before {earliest}: choose a later period",
+            q.indicator.id
+        ));
+    }
     let period = Period::new(start, to).map_err(|e| format!("period with its {baseline_years} baseline years: {e}"))?;
     Ok(NodePlan { dims, period, deviation: Some((grain, baseline_years)) })
 }
@@ -378,18 +400,19 @@ pub async fn execute(
     // filter is given, serving that; each is asked for the measures over its dataset.
     let measures = q.indicator.measures();
     let plan = node_plan(&q).map_err(|why| invalid(record, why))?;
-    let (chosen, requests) = plan_nodes(state, &q, &measures, |dataset, ms, filters| pb::AggregateRequest {
-        request_id: request_id.to_string(),
-        dataset: dataset.into(),
-        measures: ms.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
-        group_by: plan.dims.iter().map(|d| d.as_str().into()).collect(),
-        period: Some(pb::Period { from_month: plan.period.from().yyyymm(), to_month: plan.period.to().yyyymm() }),
-        filters,
-        agency: principal.agency.clone(),
-        purpose: q.purpose.clone(),
-        policy_version: policy.version.clone(),
-        threshold,
-    });
+    let (chosen, requests, counted_regions) =
+        plan_nodes(state, &q, &measures, |dataset, ms, filters| pb::AggregateRequest {
+            request_id: request_id.to_string(),
+            dataset: dataset.into(),
+            measures: ms.iter().map(|m| pb::MeasureRequest { id: (*m).into() }).collect(),
+            group_by: plan.dims.iter().map(|d| d.as_str().into()).collect(),
+            period: Some(pb::Period { from_month: plan.period.from().yyyymm(), to_month: plan.period.to().yyyymm() }),
+            filters,
+            agency: principal.agency.clone(),
+            purpose: q.purpose.clone(),
+            policy_version: policy.version.clone(),
+            threshold,
+        });
     let calls = chosen.iter().zip(&requests).map(|(n, r)| ask_node(n, Arc::clone(r), state.node_timeout));
     let answers = futures::future::join_all(calls).await;
 
@@ -398,6 +421,15 @@ pub async fn execute(
     let node_region_pos = plan.dims.iter().position(|d| *d == Dimension::Region);
     let level = q.region_level;
     let roll = |district: &str| format!("{:0<6}", district.get(..level).unwrap_or(district));
+    // A rate per population is merged per district and year, and rolled up by `join_population`.
+    let per_population = matches!(q.indicator.kind, IndicatorKind::PerPopulation { .. });
+    let node_level = if per_population { 6 } else { level };
+    // How many nodes reported each (district, year) population figure (a rate per population only).
+    let population_measure = match q.indicator.kind {
+        IndicatorKind::PerPopulation { population, .. } => Some(population),
+        _ => None,
+    };
+    let mut population_reports: BTreeMap<Vec<String>, u32> = BTreeMap::new();
     let mut members: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     if region_pos.is_some() && level < 6 {
         for r in state.nodes.iter().flat_map(|n| n.entry.regions.iter()) {
@@ -407,6 +439,8 @@ pub async fn execute(
     let mut merged: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
     let mut missing: Vec<(&NodeHandle, String)> = Vec::new();
     let mut data_until: Option<String> = None;
+    // Each answering node's first month of data (a node without records gives none).
+    let mut data_from: Vec<(&NodeHandle, i32)> = Vec::new();
     for ((node, answer), asked) in chosen.iter().zip(answers).zip(&requests) {
         let asked: Vec<&str> = asked.measures.iter().map(|m| m.id.as_str()).collect();
         let answer = answer.and_then(|a| check_answer(a, &plan.dims, &asked));
@@ -423,8 +457,14 @@ pub async fn execute(
                 if !a.data_until.is_empty() && data_until.as_ref().is_none_or(|d| a.data_until < *d) {
                     data_until = Some(a.data_until.clone());
                 }
+                if let Some(first) = first_month(&a.data_from) {
+                    data_from.push((*node, first));
+                }
                 for mut g in a.groups {
-                    if let Some(i) = node_region_pos.filter(|_| level < 6)
+                    if population_measure.is_some_and(|p| g.measures.iter().any(|v| v.id == p)) {
+                        *population_reports.entry(g.key.clone()).or_default() += 1;
+                    }
+                    if let Some(i) = node_region_pos.filter(|_| node_level < 6)
                         && let Some(district) = g.key.get_mut(i)
                     {
                         let rolled = roll(district);
@@ -472,6 +512,11 @@ pub async fn execute(
         )));
     }
 
+    let merged = if per_population {
+        join_population(&q, counted_regions.as_deref(), merged, &population_reports, &mut members)
+    } else {
+        merged
+    };
     q.region_members = members.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
     let q = q;
     // A deviation's groups are folded into P and its baseline years: [current, year −1, year −2, …].
@@ -483,27 +528,42 @@ pub async fn execute(
 
     // Evaluate and suppress each cell (primary rules), then secondary suppression across lines.
     let court_pos = q.group_by.iter().position(|d| *d == Dimension::Court);
+    // Whether a node's records can lie in the cell of `key` (by the region and court it serves).
+    let touches = |n: &NodeHandle, key: &[String]| {
+        let by_region = region_pos
+            .map(|i| n.entry.regions.is_empty() || n.entry.regions.iter().any(|r| roll(r) == key[i] || *r == key[i]));
+        let by_court = court_pos.map(|i| n.entry.courts.is_empty() || n.entry.courts.contains(&key[i]));
+        by_region.unwrap_or(true) && by_court.unwrap_or(true)
+    };
+    // A deviation cell's baseline must lie within the data of every node counting it: months before a
+    // node's first month of data are not covered, and counting them as zero filings would raise false
+    // warnings. Such a cell shows its count in P only (`no_baseline`).
+    let time_pos = q.group_by.iter().position(|d| d.is_time());
+    let baseline_uncovered = |key: &[String]| -> bool {
+        let Some((_, years)) = plan.deviation else { return false };
+        let from = q.period.from().index();
+        let first = time_pos
+            .and_then(|i| crate::releases::label_months(q.group_by[i], &key[i]))
+            .map_or(from, |(a, _)| a.max(from));
+        let covered_from = data_from.iter().filter(|(n, _)| touches(n, key)).map(|(_, m)| *m).max();
+        covered_from.is_some_and(|m| first - 12 * (years as i32) < m)
+    };
     let get = |partials: &Vec<Partial>, m: &str| {
         measures.iter().position(|x| *x == m).map(|i| partials[i]).unwrap_or_default()
     };
     let mut cells: Vec<Cell> = Vec::with_capacity(merged.len());
     let mut protected: Vec<disclosure::Protected> = Vec::with_capacity(merged.len());
     for (key, partials) in &merged {
-        let affected = missing.iter().any(|(n, _)| {
-            let by_region = region_pos.map(|i| {
-                n.entry.regions.is_empty() || n.entry.regions.iter().any(|r| roll(r) == key[i] || *r == key[i])
-            });
-            let by_court = court_pos.map(|i| n.entry.courts.is_empty() || n.entry.courts.contains(&key[i]));
-            match (by_region, by_court) {
-                (None, None) => true,
-                (r, c) => r.unwrap_or(true) && c.unwrap_or(true),
-            }
-        });
+        let affected = missing.iter().any(|(n, _)| touches(n, key));
         let (current, baseline) = partials.split_first().map_or((Partial::default(), &[][..]), |(c, b)| (*c, b));
         let cell: Cell = if affected {
             Cell::partial()
         } else if deviation {
-            disclosure::evaluate_deviation(q.indicator, threshold, current, baseline)
+            let mut cell = disclosure::evaluate_deviation(q.indicator, threshold, current, baseline);
+            if cell.status == CellStatus::Ok && baseline_uncovered(key) {
+                cell = Cell { value: None, denominator: None, rule: Some("baseline before the data"), ..cell };
+            }
+            cell
         } else {
             disclosure::evaluate(q.indicator, threshold, |m| get(partials, m))
         };
@@ -677,6 +737,8 @@ fn row_status_and_level(ind: &Indicator, cell: &Cell) -> (String, String) {
             Some(level) => (status, level.as_str().into()),
             None => ("no_baseline".into(), String::new()),
         },
+        // A baseline reaching before the data of a node counting the cell.
+        (CellStatus::Ok, Some(_), None) => ("no_baseline".into(), String::new()),
         _ => (status, String::new()),
     }
 }
@@ -690,15 +752,110 @@ fn count_measures(ind: &Indicator) -> u64 {
     }
 }
 
+/// Joins a rate per population's district-and-year groups (`merged`, keyed `[district, year]`) into the
+/// requester's cells. A cell's population is the sum over its counted districts (those the counting
+/// nodes serve, within the region filter, and any a counting node reported) and its years (the cell's
+/// year, or the period's one year) of each district's figure for that year. Unless every one of these
+/// has exactly one positive figure (from one node), the cell has no population (it is then `partial`,
+/// never a rate over part of its people): so too when the counted districts are not known
+/// (`counted == None`). Rolled-up region labels' districts are added to `members`.
+fn join_population(
+    q: &ParsedQuery,
+    counted: Option<&[String]>,
+    merged: BTreeMap<Vec<String>, Vec<Partial>>,
+    reports: &BTreeMap<Vec<String>, u32>,
+    members: &mut BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> BTreeMap<Vec<String>, Vec<Partial>> {
+    use std::collections::BTreeSet;
+    let IndicatorKind::PerPopulation { numerator, population, .. } = q.indicator.kind else { return merged };
+    let measures = q.indicator.measures();
+    let (Some(ni), Some(pi)) =
+        (measures.iter().position(|m| *m == numerator), measures.iter().position(|m| *m == population))
+    else {
+        return merged;
+    };
+    let level = q.region_level;
+    let roll = |district: &str| format!("{:0<6}", district.get(..level).unwrap_or(district));
+    let filter: Option<&Vec<String>> = q.filters.iter().find(|(d, _)| *d == Dimension::Region).map(|(_, v)| v);
+    let counted: Option<BTreeSet<&str>> =
+        counted.map(|c| c.iter().filter(|d| filter.is_none_or(|f| f.contains(d))).map(|d| d.as_str()).collect());
+    let cell_of = |district: &str, year: &str| -> Vec<String> {
+        q.group_by
+            .iter()
+            .map(|d| match d {
+                Dimension::Region => roll(district),
+                _ => year.to_string(),
+            })
+            .collect()
+    };
+    // Each cell's numerator and the districts a counting node reported in it.
+    let mut cells: BTreeMap<Vec<String>, (Partial, BTreeSet<String>)> = BTreeMap::new();
+    let mut figures: BTreeMap<(String, String), Partial> = BTreeMap::new();
+    for (key, partials) in merged {
+        // check_answer has refused keys of another length than [district, year].
+        let [district, year] = key.as_slice() else { continue };
+        let cell = cells.entry(cell_of(district, year)).or_default();
+        let n = partials.get(ni).copied().unwrap_or_default();
+        if n.contributors > 0 || n.value > 0 {
+            cell.1.insert(district.clone());
+        }
+        cell.0.merge(n);
+        if let Some(p) = partials.get(pi) {
+            figures.insert((district.clone(), year.clone()), *p);
+        }
+        if level < 6 && q.group_by.contains(&Dimension::Region) {
+            members.entry(roll(district)).or_default().insert(district.clone());
+        }
+    }
+    let period_years: Vec<String> = (q.period.from().year()..=q.period.to().year()).map(|y| y.to_string()).collect();
+    let region_pos = q.group_by.iter().position(|d| *d == Dimension::Region);
+    let year_pos = q.group_by.iter().position(|d| *d == Dimension::Year);
+    cells
+        .into_iter()
+        .map(|(key, (n, reported))| {
+            let people = counted.as_ref().and_then(|counted| {
+                let districts: BTreeSet<&str> = counted
+                    .iter()
+                    .copied()
+                    .filter(|d| region_pos.is_none_or(|i| roll(d) == key[i]))
+                    .chain(reported.iter().map(|d| d.as_str()))
+                    .collect();
+                let years: Vec<&String> = match year_pos {
+                    Some(i) => vec![&key[i]],
+                    None => period_years.iter().collect(),
+                };
+                let mut sum = Partial::default();
+                for d in &districts {
+                    for y in &years {
+                        let k = vec![d.to_string(), y.to_string()];
+                        let figure = figures.get(&(k[0].clone(), k[1].clone()))?;
+                        if reports.get(&k) != Some(&1) || figure.value <= 0 {
+                            return None;
+                        }
+                        sum.merge(*figure);
+                    }
+                }
+                (!districts.is_empty()).then_some(sum)
+            });
+            let mut partials = vec![Partial::default(); measures.len()];
+            partials[ni] = n;
+            partials[pi] = people.unwrap_or_default();
+            (key, partials)
+        })
+        .collect()
+}
+
 /// The nodes to ask and, for each, its request (made by `request` from the dataset, its measures and
-/// the filters to send). A population measure is restricted to the districts the counting nodes serve,
-/// when they all say which, so that the two sides of a rate per population cover the same districts.
+/// the filters to send), and the districts the counting nodes serve when they all say which (at most
+/// [`NODE_MAX_REGION_FILTER`]). A population measure is restricted to these, so that the two sides of a
+/// rate per population cover the same districts.
+#[allow(clippy::type_complexity)]
 fn plan_nodes<'a>(
     state: &'a GatewayState,
     q: &ParsedQuery,
     measures: &[&'static str],
     request: impl Fn(&str, Vec<&'static str>, Vec<pb::DimensionFilter>) -> pb::AggregateRequest,
-) -> (Vec<&'a NodeHandle>, Vec<Arc<pb::AggregateRequest>>) {
+) -> (Vec<&'a NodeHandle>, Vec<Arc<pb::AggregateRequest>>, Option<Vec<String>>) {
     let serving = |dataset: &str| -> Vec<&'a NodeHandle> {
         state
             .nodes
@@ -732,7 +889,7 @@ fn plan_nodes<'a>(
     let own = serving(q.indicator.dataset);
     if own.is_empty() {
         // Nothing counts the indicator's records here: no figure of another dataset can make a row.
-        return (vec![], vec![]);
+        return (vec![], vec![], None);
     }
     let counted_regions: Option<Vec<String>> = (!own.is_empty() && own.iter().all(|n| !n.entry.regions.is_empty()))
         .then(|| {
@@ -762,7 +919,7 @@ fn plan_nodes<'a>(
             requests.push(Arc::clone(&req));
         }
     }
-    (chosen, requests)
+    (chosen, requests, counted_regions)
 }
 
 /// The canonical description of a query's cells (without the group values), for the cell key.
@@ -814,9 +971,13 @@ fn protect_cell(
             }
         }
         IndicatorKind::Deviation { baseline_years, .. } => {
-            if let (Some(n), Some(d)) = (cell.numerator, cell.denominator) {
-                let (n2, d2) = (noisy("numerator", n)?, noisy("denominator", d)?);
-                cell.numerator = Some(n2);
+            // The count in P is shown even without a baseline (`no_baseline`): protected either way.
+            if let Some(n) = cell.numerator {
+                cell.numerator = Some(noisy("numerator", n)?);
+            }
+            // A zero baseline stays zero (no deviation, `no_baseline`): noise must not make one up.
+            if let (Some(n2), Some(d)) = (cell.numerator, cell.denominator.filter(|d| *d != 0)) {
+                let d2 = noisy("denominator", d)?;
                 cell.denominator = Some(d2);
                 cell.value = shuzhu_policy::deviation::deviation(n2, d2, baseline_years);
             }
@@ -866,6 +1027,12 @@ async fn ask_node(
     }
 }
 
+/// The month index of a node's `data_from` (`YYYY-MM-DD`), if it has one.
+fn first_month(data_from: &str) -> Option<i32> {
+    shuzhu_policy::period::parse_day(data_from)?;
+    Month::parse(data_from.get(..7)?).ok().map(Month::index)
+}
+
 /// Refuses a node answer whose shape does not match the question (a node must never be trusted to be
 /// well-formed).
 fn check_answer(
@@ -883,6 +1050,10 @@ fn check_answer(
         {
             return Err("malformed answer".into());
         }
+    }
+    // An unreadable first month of data would hide how far the node's data reaches back.
+    if !a.data_from.is_empty() && first_month(&a.data_from).is_none() {
+        return Err("malformed answer".into());
     }
     Ok(a)
 }
@@ -966,8 +1137,13 @@ mod tests {
         // A month asked, or a period of loose months, splits by month.
         assert_eq!(node_plan(&q(&[Dimension::Month], 202401, 202412)).unwrap().dims, vec![Dimension::Month]);
         assert_eq!(node_plan(&q(&[], 202402, 202403)).unwrap().dims, vec![Dimension::Month]);
-        // The span never starts before the first year any data is held.
-        assert_eq!(node_plan(&q(&[], 199101, 199112)).unwrap().period.from().yyyymm(), 199001);
+        // A baseline reaching before the first year any data is held is refused, not counted as zero.
+        assert_eq!(node_plan(&q(&[], 199301, 199312)).unwrap().period.from().yyyymm(), 199001);
+        assert!(node_plan(&q(&[], 199212, 199311)).unwrap_err().contains("before 1990-01"));
+        // P longer than 12 months would overlap its own baseline: refused, grouped by year or not.
+        assert!(node_plan(&q(&[Dimension::Year], 202201, 202412)).unwrap_err().contains("at most 12 months"));
+        assert!(node_plan(&q(&[], 202301, 202401)).unwrap_err().contains("at most 12 months"));
+        assert!(node_plan(&q(&[Dimension::Month], 202302, 202401)).is_ok());
         let four = [Dimension::Region, Dimension::Division, Dimension::Instance, Dimension::Cause];
         assert!(node_plan(&q(&four, 202401, 202412)).unwrap_err().contains("at most 3"));
         // Other indicators ask for exactly what was asked.
@@ -975,6 +1151,57 @@ mod tests {
         other.indicator = indicator::indicator("filed").unwrap();
         let plan = node_plan(&other).unwrap();
         assert_eq!((plan.dims, plan.deviation), (four.to_vec(), None));
+    }
+
+    #[test]
+    fn a_population_cell_needs_one_figure_for_each_counted_district_and_year() {
+        let mut query = q(&[Dimension::Region, Dimension::Year], 202201, 202312);
+        query.indicator = indicator::indicator("litigation_per_10k").unwrap();
+        query.region_level = 4;
+        assert_eq!(node_plan(&query).unwrap().dims, vec![Dimension::Region, Dimension::Year]);
+        let pop = |n: i64| Partial { value: n, contributors: 1, max_single: n };
+        // [district, year] → [filings, population]; 350205 has no 2023 figure, 350206 is not counted.
+        let mut merged = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        for (district, year, filed, people) in [
+            ("350203", "2022", 40, Some(1000)),
+            ("350205", "2022", 30, Some(2000)),
+            ("350203", "2023", 50, Some(1100)),
+            ("350205", "2023", 35, None),
+        ] {
+            let key = vec![district.to_string(), year.to_string()];
+            merged.insert(key.clone(), vec![p(filed), people.map(pop).unwrap_or_default()]);
+            if people.is_some() {
+                reports.insert(key, 1);
+            }
+        }
+        let counted = ["350203".to_string(), "350205".to_string()];
+        let cell = |j: &BTreeMap<Vec<String>, Vec<Partial>>, year: &str| {
+            let c = &j[&vec!["350200".to_string(), year.to_string()]];
+            (c[0].value, c[1].value, c[1].contributors)
+        };
+        let mut members = BTreeMap::new();
+        let joined = join_population(&query, Some(&counted), merged.clone(), &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 3000, 2));
+        assert_eq!(cell(&joined, "2023"), (85, 0, 0), "one district lacks its figure: no population");
+        assert_eq!(members["350200"].len(), 2);
+        // A counted district with no filings still needs its figure.
+        let only = ["350203".to_string(), "350205".to_string(), "350206".to_string()];
+        let joined = join_population(&query, Some(&only), merged.clone(), &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 0, 0));
+        // Counted districts unknown: no population anywhere.
+        let joined = join_population(&query, None, merged.clone(), &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 0, 0));
+        // A figure reported by two nodes is not added twice: no population.
+        reports.insert(vec!["350205".to_string(), "2022".to_string()], 2);
+        let joined = join_population(&query, Some(&counted), merged, &reports, &mut members);
+        assert_eq!(cell(&joined, "2022"), (70, 0, 0));
+        // Evaluated, such a cell is partial without numbers.
+        let c = disclosure::evaluate(query.indicator, 10, |m| {
+            let i = query.indicator.measures().iter().position(|x| *x == m).unwrap();
+            joined[&vec!["350200".to_string(), "2022".to_string()]][i]
+        });
+        assert_eq!((c.status, c.value, c.numerator, c.denominator), (CellStatus::Partial, None, None, None));
     }
 
     #[test]
@@ -1022,6 +1249,22 @@ mod tests {
     }
 
     #[test]
+    fn protection_never_makes_up_a_baseline() {
+        let ind = indicator::indicator("filing_deviation").unwrap();
+        // Noise that moves every count, zeros included (dp_count(0) is often 1 or 2).
+        let mut plus_two = |_: &str, v: i64| -> Result<i64, protect::NoiseError> { Ok(v + 2) };
+        let mut cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(0), p(0), p(0)]);
+        protect_cell(ind, &mut cell, &mut plus_two).unwrap();
+        assert_eq!((cell.numerator, cell.denominator, cell.value), (Some(52), Some(0), None));
+        assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
+        // A true baseline is noised and the deviation recomputed from the noisy counts.
+        let mut cell = disclosure::evaluate_deviation(ind, 10, p(40), &[p(40), p(40), p(38)]);
+        protect_cell(ind, &mut cell, &mut plus_two).unwrap();
+        assert_eq!((cell.numerator, cell.denominator), (Some(42), Some(120)));
+        assert_eq!(cell.value, shuzhu_policy::deviation::deviation(42, 120, 3));
+    }
+
+    #[test]
     fn rows_carry_the_level_or_no_baseline() {
         let ind = indicator::indicator("filing_deviation").unwrap();
         let cell = disclosure::evaluate_deviation(ind, 10, p(131), &[p(100), p(100), p(100)]);
@@ -1030,6 +1273,12 @@ mod tests {
         assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
         let cell = disclosure::evaluate_deviation(ind, 10, p(50), &[p(5), p(20), p(20)]);
         assert_eq!(row_status_and_level(ind, &cell), ("suppressed".into(), String::new()));
+        // A baseline before the data: the count in P without a denominator.
+        let cell =
+            Cell { value: None, denominator: None, ..disclosure::evaluate_deviation(ind, 10, p(50), &[p(40); 3]) };
+        assert_eq!(row_status_and_level(ind, &cell), ("no_baseline".into(), String::new()));
+        assert_eq!(first_month("2019-01-07"), Some(Month::new(2019, 1).unwrap().index()));
+        assert_eq!((first_month(""), first_month("2019-02-30"), first_month("2019-01")), (None, None, None));
         let filed = indicator::indicator("filed").unwrap();
         let cell = disclosure::evaluate(filed, 10, |_| p(50));
         assert_eq!(row_status_and_level(filed, &cell), ("ok".into(), String::new()));

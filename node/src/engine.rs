@@ -59,6 +59,7 @@ pub struct CaseTable {
     /// One column per [`SUM_FIELDS`] entry (fen; [`NO_AMOUNT`] when absent).
     amounts: [Vec<i64>; 2],
     max_day: Option<i32>,
+    min_filed: Option<i32>,
 }
 
 /// Why a request cannot be computed.
@@ -378,6 +379,7 @@ impl CaseTable {
         self.amounts[1].push(f.amounts[1]);
         let latest = if f.closed == OPEN { f.filed } else { f.closed.max(f.filed) };
         self.max_day = Some(self.max_day.map_or(latest, |m: i32| m.max(latest)));
+        self.min_filed = Some(self.min_filed.map_or(f.filed, |m: i32| m.min(f.filed)));
     }
 
     /// Number of cases.
@@ -393,6 +395,11 @@ impl CaseTable {
     /// Latest date in the data, `YYYY-MM-DD`.
     pub fn data_until(&self) -> Option<String> {
         self.max_day.map(format_day)
+    }
+
+    /// Earliest filing date in the data (`min(filed_on)`), `YYYY-MM-DD`: months before it are not covered.
+    pub fn data_from(&self) -> Option<String> {
+        self.min_filed.map(format_day)
     }
 
     /// The distinct region codes.
@@ -1323,6 +1330,8 @@ mod tests {
         assert_eq!(t.courts(), vec!["闽020", "闽021", "闽022"]);
         assert_eq!(t.regions(), vec!["350200", "350201"]);
         assert_eq!(t.data_until().unwrap(), format_day(19_009));
+        assert_eq!(t.data_from().unwrap(), format_day(19_000));
+        assert_eq!(CaseTable::default().data_from(), None);
         store.upsert("cases", &[(b"bad".to_vec(), vec![0xff, 0xff])]).unwrap();
         assert!(matches!(CaseTable::load(&store), Err(EngineError::Corrupt(_))));
     }

@@ -387,6 +387,12 @@ impl pb::node_server::Node for NodeService {
                 _ => st.cases.data_until(),
             }
             .unwrap_or_default(),
+            data_from: match r.dataset.as_str() {
+                "mediations" => st.mediations.data_from(),
+                "population" => st.population.data_from(),
+                _ => st.cases.data_from(),
+            }
+            .unwrap_or_default(),
             release_digest: digest,
             threshold: policy.threshold,
             local_policy_version: policy.version(),

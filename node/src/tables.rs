@@ -179,6 +179,11 @@ impl MediationTable {
         self.rows.iter().map(|r| r.closed.unwrap_or(r.accepted).max(r.accepted)).max().map(format_day)
     }
 
+    /// Earliest acceptance date in the data, `YYYY-MM-DD`: months before it are not covered.
+    pub fn data_from(&self) -> Option<String> {
+        self.rows.iter().map(|r| r.accepted).min().map(format_day)
+    }
+
     /// Computes `measures` grouped by `group_by` over `period`, keeping mediations that pass `filters`.
     pub fn aggregate(
         &self,
@@ -313,6 +318,11 @@ impl PopulationTable {
     /// The last day of the latest year with figures, `YYYY-MM-DD`.
     pub fn data_until(&self) -> Option<String> {
         self.rows.iter().map(|r| r.year).max().map(|y| format_day(days_from_civil(y, 12, 31)))
+    }
+
+    /// The first day of the earliest year with figures, `YYYY-MM-DD`.
+    pub fn data_from(&self) -> Option<String> {
+        self.rows.iter().map(|r| r.year).min().map(|y| format_day(days_from_civil(y, 1, 1)))
     }
 
     /// Computes `measures` grouped by `group_by` over `period`, keeping figures that pass `filters`.
@@ -627,6 +637,7 @@ mod tests {
         let mt = MediationTable::load(&store).unwrap();
         assert_eq!((mt.len(), mt.regions()), (6, vec!["350203".to_string(), "350204".to_string()]));
         assert_eq!(mt.data_until().unwrap(), format_day(19_725));
+        assert_eq!(mt.data_from().unwrap(), format_day(19_700));
         let rows = mt.aggregate(
             &[m("mediations.closed_success_confirmed")],
             &[],
@@ -636,6 +647,7 @@ mod tests {
         assert_eq!(rows.unwrap()[0].partials[0].value, 2);
         let pt = PopulationTable::load(&store).unwrap();
         assert_eq!(pt.data_until().unwrap(), "2023-12-31");
+        assert_eq!(pt.data_from().unwrap(), "2023-01-01");
         let got = pt.aggregate(
             &[m("population.resident_and_floating")],
             &[],

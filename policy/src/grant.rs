@@ -136,9 +136,11 @@ pub struct FieldConstraint {
     /// Threshold k whenever a request reads the field (the highest applicable threshold wins).
     #[serde(default)]
     pub threshold: Option<u32>,
-    /// The only values of the field the agency may see: every request on the dataset must filter the
-    /// field's dimension to a subset of them (the intersection of every applicable constraint).
-    /// Only for `region_code`, `court_code`, `type_code` and `cause`.
+    /// The only values of the field the agency may see: every request for an indicator reading a
+    /// dataset with a field of that name (not only the dataset named: `cases.region_code` also holds for
+    /// the mediations and population districts) must filter the field's dimension to a subset of them
+    /// (the intersection of every applicable constraint on that field name).
+    /// Only for `region_code`, `court_code`, `type_code`, `cause` and `dispute_type`.
     #[serde(default)]
     pub values: Option<Vec<String>>,
 }
@@ -151,6 +153,7 @@ fn value_dimension(field: &str) -> Option<Dimension> {
         "court_code" => Some(Dimension::Court),
         "type_code" => Some(Dimension::TypeCode),
         "cause" => Some(Dimension::Cause),
+        "dispute_type" => Some(Dimension::DisputeType),
         _ => None,
     }
 }
@@ -472,7 +475,7 @@ impl FederationPolicy {
                 match value_dimension(field) {
                     None => out.push(Problem::new(
                         format!("constraint[{i}].values"),
-                        "values can constrain only region_code, court_code, type_code or cause",
+                        "values can constrain only region_code, court_code, type_code, cause or dispute_type",
                     )),
                     Some(dim) => {
                         if let Some(bad) = values.iter().find(|v| !dim.accepts_value(v)) {
@@ -661,11 +664,17 @@ impl FederationPolicy {
             return deny(rule, reason);
         };
         let applicable = || self.constraints.iter().filter(|c| c.agency == "*" || c.agency == req.agency);
-        // Value constraints: the request must filter each constrained field to allowed values only.
+        // Value constraints: the request must filter each constrained field to allowed values only. A
+        // constraint holds for its field name in every dataset the indicator reads that has the field
+        // (a district is a district in cases, mediations and population figures), whichever dataset it
+        // names; several intersect.
         for dim in crate::dimension::ALL.iter().copied() {
             let Some(field) = dimension_field(dim).filter(|f| value_dimension(f) == Some(dim)) else { continue };
-            let key = format!("{}.{field}", ind.dataset);
-            let mut sets = applicable().filter(|c| c.field == key).filter_map(|c| c.values.as_ref());
+            if !ind.datasets().iter().any(|ds| self.catalogue.field(ds, field).is_some()) {
+                continue;
+            }
+            let same_field = |c: &&FieldConstraint| c.field.split_once('.').is_some_and(|(_, f)| f == field);
+            let mut sets = applicable().filter(same_field).filter_map(|c| c.values.as_ref());
             let Some(first_set) = sets.next() else { continue };
             let allowed: Vec<&String> = first_set.iter().filter(|v| sets.clone().all(|s| s.contains(v))).collect();
             let asked = req.filter_values.iter().find(|(d, _)| *d == dim).map(|(_, v)| v);
@@ -1278,6 +1287,131 @@ values = ["350205", "350206"]
         assert!(reason.contains("deny rule 0") && reason.contains("statistics office"), "{reason}");
         let Decision::Deny { reason, .. } = run_case(&p, &CASES[3]) else { panic!() };
         assert!(reason.contains("regions instead"), "{reason}");
+    }
+
+    /// Value constraints hold for their field name in every dataset an indicator reads: a district
+    /// constraint written for cases restricts mediations and population districts too, and dispute_type
+    /// can be value-constrained.
+    #[test]
+    fn value_constraints_hold_in_every_dataset_with_the_field() {
+        let p = FederationPolicy::parse(
+            r#"
+[[agency]]
+id = "tjj"
+name = "统计局"
+[[agency]]
+id = "sfj"
+name = "司法局"
+[[grant]]
+agency = "tjj"
+clearance = "L2"
+indicators = ["filed", "mediation_success_rate", "litigation_per_10k"]
+dimensions = ["region", "dispute_type", "year"]
+filters = ["region", "dispute_type"]
+purposes = ["诉源治理"]
+[[grant]]
+agency = "sfj"
+clearance = "L2"
+indicators = ["filed", "mediation_success_rate"]
+dimensions = ["region", "dispute_type", "year"]
+filters = ["region", "dispute_type"]
+purposes = ["诉源治理"]
+[[constraint]]
+agency = "tjj"
+field = "cases.region_code"
+values = ["350203", "350205"]
+[[constraint]]
+agency = "tjj"
+field = "mediations.region_code"
+values = ["350205", "350206"]
+[[constraint]]
+agency = "sfj"
+field = "mediations.dispute_type"
+values = ["婚姻家庭", "邻里"]
+"#,
+        )
+        .unwrap();
+        let c = |name, agency, indicator, group_by, values: &'static [(&'static str, &'static str)], expect| Case {
+            filters: match values {
+                [] => &[],
+                [("region", _), ..] => &["region"],
+                _ => &["dispute_type"],
+            },
+            values,
+            date: "2025-01-01",
+            ..case(name, agency, indicator, group_by, "诉源治理", expect)
+        };
+        let table = [
+            c("mediations without a region filter", "tjj", "mediation_success_rate", &["region"], &[], "constraint"),
+            c(
+                "mediations in the intersection",
+                "tjj",
+                "mediation_success_rate",
+                &["region"],
+                &[("region", "350205")],
+                "allow:10",
+            ),
+            c(
+                "mediations outside the cases constraint",
+                "tjj",
+                "mediation_success_rate",
+                &[],
+                &[("region", "350206")],
+                "constraint",
+            ),
+            c(
+                "mediations outside the mediations constraint",
+                "tjj",
+                "mediation_success_rate",
+                &[],
+                &[("region", "350203")],
+                "constraint",
+            ),
+            c(
+                "cases outside the mediations constraint",
+                "tjj",
+                "filed",
+                &["region"],
+                &[("region", "350203")],
+                "constraint",
+            ),
+            c("cases in the intersection", "tjj", "filed", &["year"], &[("region", "350205")], "allow:10"),
+            c("population join without a filter", "tjj", "litigation_per_10k", &["region"], &[], "constraint"),
+            c(
+                "population join in the intersection",
+                "tjj",
+                "litigation_per_10k",
+                &["region"],
+                &[("region", "350205")],
+                "allow:10",
+            ),
+            c("dispute types without a filter", "sfj", "mediation_success_rate", &["dispute_type"], &[], "constraint"),
+            c(
+                "an allowed dispute type",
+                "sfj",
+                "mediation_success_rate",
+                &["region"],
+                &[("dispute_type", "邻里")],
+                "allow:10",
+            ),
+            c("another dispute type", "sfj", "mediation_success_rate", &[], &[("dispute_type", "合同")], "constraint"),
+            c("cases have no dispute type", "sfj", "filed", &["region"], &[], "allow:10"),
+        ];
+        for case in &table {
+            assert_eq!(outcome(&run_case(&p, case)), case.expect, "case {:?}", case.name);
+        }
+        // A dispute_type constraint takes dispute types only.
+        let bad = r#"
+[[agency]]
+id = "sfj"
+name = "司法局"
+[[constraint]]
+agency = "sfj"
+field = "mediations.dispute_type"
+values = ["离婚"]
+"#;
+        let problems = FederationPolicy::check_text(bad).unwrap_err();
+        assert!(problems.iter().any(|p| p.to_string().contains("is not a dispute_type value")), "{problems:?}");
     }
 
     impl Case {
