@@ -172,17 +172,29 @@ impl Validated {
         options: MinimiseOptions,
     ) -> Record {
         let mut values = self.values;
-        // The row's own personal values: whatever of them the free text repeats is masked first.
-        let known: Vec<String> = dataset
-            .fields
-            .iter()
-            .zip(&values)
-            .filter(|(f, _)| f.personal != Personal::None && f.name != SUMMARY)
-            .filter_map(|(_, v)| match v {
-                Value::Text(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect();
+        // Scrubbed free text first, while the row's own personal values are still there to be masked
+        // in it (whatever of them the free text repeats is masked first).
+        let mut scrubbed: Vec<Option<String>> = Vec::new();
+        if options.scrub_summary {
+            for (i, field) in dataset.fields.iter().enumerate() {
+                let Value::Text(t) = &values[i] else { continue };
+                if field.storage != Storage::Scrubbed || keep_raw.iter().any(|k| k == field.name) {
+                    continue;
+                }
+                let known: Vec<&str> = dataset
+                    .fields
+                    .iter()
+                    .zip(&values)
+                    .filter(|(f, _)| f.personal != Personal::None && f.name != SUMMARY)
+                    .filter_map(|(_, v)| match v {
+                        Value::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                scrubbed.resize(dataset.fields.len(), None);
+                scrubbed[i] = Some(pii::scrub_text_known(t, &known));
+            }
+        }
         for (i, field) in dataset.fields.iter().enumerate() {
             if keep_raw.iter().any(|k| k == field.name) {
                 continue;
@@ -191,9 +203,8 @@ impl Validated {
             values[i] = match (field.storage, v) {
                 (_, Value::Absent) => Value::Absent,
                 (Storage::Raw, v) => v,
-                (Storage::Scrubbed, Value::Text(t)) if options.scrub_summary => {
-                    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                    Value::Text(pii::scrub_text_known(&t, &known))
+                (Storage::Scrubbed, Value::Text(_)) if options.scrub_summary => {
+                    scrubbed.get_mut(i).and_then(Option::take).map_or(Value::Absent, Value::Text)
                 }
                 (Storage::County, Value::Text(t)) if options.address_to_county => {
                     match pii::apply_rule(MaskingRule::GeneraliseCounty, field.name, &t, None) {

@@ -428,7 +428,7 @@ fn name_at(c: &[char], i: usize) -> Option<usize> {
         return Some(len);
     }
     let s = names::surname_at(c, i)?;
-    if names::party_word_at(c, i).is_some() || names::NOT_NAMES.iter().any(|w| names::starts_with(&c[i..], w)) {
+    if names::party_word_at(c, i).is_some() || names::not_name_at(c, i) {
         return None;
     }
     let mut given = 0;
@@ -436,9 +436,9 @@ fn name_at(c: &[char], i: usize) -> Option<usize> {
         let k = i + s + given;
         let Some(&ch) = c.get(k) else { break };
         if !is_han(ch)
-            || names::NAME_STOPS.contains(ch)
+            || names::is_name_stop(ch)
             || names::party_word_at(c, k).is_some()
-            || names::NOT_NAMES.iter().any(|w| names::starts_with(&c[k..], w))
+            || names::not_name_at(c, k)
             || (given == 1 && names::cause_head_at(c, k))
         {
             break;
@@ -477,7 +477,7 @@ fn dotted_name_at(c: &[char], i: usize) -> Option<usize> {
         while k < c.len()
             && k - from < 6
             && is_han(c[k])
-            && !names::DOT_NAME_STOPS.contains(c[k])
+            && !names::is_dot_name_stop(c[k])
             && (k == from || names::party_word_at(c, k).is_none())
             && (k < from + 2 || !names::cause_head_at(c, k))
         {
@@ -525,7 +525,7 @@ fn dotted_names(c: &[char], out: &mut Vec<Span>) {
             continue;
         }
         let mut s = d;
-        while s > 0 && d - s < 6 && is_han(c[s - 1]) && !names::DOT_NAME_STOPS.contains(c[s - 1]) {
+        while s > 0 && d - s < 6 && is_han(c[s - 1]) && !names::is_dot_name_stop(c[s - 1]) {
             s -= 1;
         }
         // Do not swallow a party word in front of the name (`被告人买买提·艾力`).

@@ -6,6 +6,8 @@
 //! original characters (a base letter and a combining mark) stays two characters here. Identifiers are
 //! ASCII once folded, so nothing the detectors look for is lost by this.
 
+use std::borrow::Cow;
+
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 /// Text after NFKC, as characters, with the original byte range each one came from.
@@ -24,11 +26,7 @@ impl Normalized {
         let mut origin = Vec::with_capacity(text.len());
         for (at, c) in text.char_indices() {
             let end = at + c.len_utf8();
-            // Fast path: ASCII, Chinese characters and anything NFKC leaves alone on its own.
-            if c.is_ascii()
-                || ('\u{4E00}'..='\u{9FFF}').contains(&c)
-                || is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
-            {
+            if unchanged(c) {
                 chars.push(c);
                 origin.push((at, end));
                 continue;
@@ -48,9 +46,21 @@ impl Normalized {
     }
 
     /// The normalised text as a string.
+    ///
+    /// [`normalized_text`] gives the same without building the map when the text is already normal.
     pub fn text(&self) -> String {
         self.chars.iter().collect()
     }
+}
+
+/// Fast path: ASCII, Chinese characters and anything NFKC leaves alone on its own.
+fn unchanged(c: char) -> bool {
+    c.is_ascii() || ('\u{4E00}'..='\u{9FFF}').contains(&c) || is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+}
+
+/// `Normalized::new(text).text()`, borrowed when every character is left alone.
+pub fn normalized_text(text: &str) -> Cow<'_, str> {
+    if text.chars().all(unchanged) { Cow::Borrowed(text) } else { Cow::Owned(Normalized::new(text).text()) }
 }
 
 #[cfg(test)]
@@ -70,6 +80,8 @@ mod tests {
     fn ideographic_space_and_colon_fold() {
         let n = Normalized::new("被告：\u{3000}张伟");
         assert_eq!(n.text(), "被告: 张伟");
+        assert_eq!(normalized_text("被告：\u{3000}张伟"), "被告: 张伟");
+        assert!(matches!(normalized_text("福建省厦门市思明区湖滨南路123号"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub fn apply_rule(
         MaskingRule::Pseudonym => Masked::Text(key.ok_or(MaskError::NoKey)?.pseudonym(domain, value)),
         MaskingRule::GeneraliseMonth => text(parse_date(value).map(|(y, m, _)| format!("{y:04}-{m:02}"))),
         MaskingRule::GeneraliseYear => text(parse_date(value).map(|(y, _, _)| format!("{y:04}"))),
-        MaskingRule::GeneraliseCounty => text(county_code(&Normalized::new(value).text()).map(str::to_string)),
+        MaskingRule::GeneraliseCounty => {
+            text(county_code(&super::normalize::normalized_text(value)).map(str::to_string))
+        }
         MaskingRule::GeneraliseResidentId => {
             let upgraded = super::detect::upgrade_old_resident_id(value);
             derive_from_resident_id(upgraded.as_deref().unwrap_or(value)).map_or(Masked::Dropped, Masked::IdAttributes)
