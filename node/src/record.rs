@@ -86,18 +86,28 @@ pub fn parse_fen(raw: &str) -> Option<i64> {
     Some(w * 100 + f)
 }
 
+/// Whether `raw` holds a control character (`char::is_control`: U+0000–U+001F, U+007F–U+009F), tested
+/// on the UTF-8 bytes: U+0080–U+009F are encoded `C2 80`–`C2 9F`.
+fn has_control(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    // A pass without early exit (vectorised), then the rare two-byte controls only where `C2` occurs.
+    b.iter().fold(false, |found, &x| found | (x < 0x20) | (x == 0x7F))
+        || (b.contains(&0xC2) && b.windows(2).any(|w| w[0] == 0xC2 && w[1] <= 0x9F))
+}
+
 /// Validates one raw cell and converts it to its typed value (before minimisation).
 fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
     if raw.is_empty() {
         return if field.optional { Ok(Value::Absent) } else { Err(problem(field, "is required but empty")) };
     }
-    if raw.chars().any(char::is_control) {
+    if has_control(raw) {
         return Err(problem(field, "contains control characters"));
     }
     match field.ty {
         FieldType::Text => {
             let limit = if field.name == "summary" { 4000 } else { 200 };
-            if raw.chars().count() > limit {
+            // A text of no more bytes than the limit has no more characters either.
+            if raw.len() > limit && raw.chars().count() > limit {
                 return Err(problem(field, format!("is longer than {limit} characters")));
             }
             if raw.trim() != raw {
@@ -476,6 +486,15 @@ mod tests {
         let mut cells = row();
         cells[idx(&CASES, "closure_method")] = String::new();
         assert_eq!(check(&cells).unwrap_err()[0].field, "closure_method");
+    }
+
+    #[test]
+    fn control_characters_are_found_as_char_is_control_finds_them() {
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            for text in [format!("{c}"), format!("张{c}伟"), format!("a{c}")] {
+                assert_eq!(has_control(&text), text.chars().any(char::is_control), "{:?}", c);
+            }
+        }
     }
 
     #[test]

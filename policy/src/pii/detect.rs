@@ -123,7 +123,7 @@ fn repeated_names(c: &[char], kept: Vec<Span>) -> Vec<Span> {
     for name in known {
         let mut i = 0;
         while i + name.len() <= c.len() {
-            if c[i..].starts_with(name) && free(i, i + name.len()) {
+            if c[i] == name[0] && c[i..].starts_with(name) && free(i, i + name.len()) {
                 let len = name_at(c, i).filter(|&l| l > name.len()).unwrap_or(name.len());
                 push(&mut all, i, i + len, Kind::PersonName, 0.75);
                 i += len;

@@ -137,12 +137,18 @@ fn occurrences(text: &str, known: &[&str]) -> Vec<(std::ops::Range<usize>, usize
     let mut next_free = vec![0usize; known.len()];
     let mut taken = Vec::new();
     for at in 0..bytes.len().saturating_sub(1) {
+        // A value starts a character: UTF-8 continuation bytes (0x80–0xBF) are skipped.
+        if (bytes[at] as i8) < -64 {
+            continue;
+        }
         let h = bucket(bytes[at], bytes[at + 1]);
         if filter[h / 64] >> (h % 64) & 1 == 0 {
             continue;
         }
         for (n, k) in known.iter().enumerate() {
-            if at >= next_free[n] && bytes[at..].starts_with(k.as_bytes()) {
+            let k = k.as_bytes();
+            // Two bytes compared inline before the whole value (every value has two or more).
+            if at >= next_free[n] && k[..2] == bytes[at..at + 2] && bytes[at..].starts_with(k) {
                 taken.push((at..at + k.len(), n));
                 next_free[n] = at + k.len();
             }

@@ -237,7 +237,11 @@ impl WordList {
             return None;
         }
         let rest = &chars[i..];
-        self.words.iter().find(|(_, w)| rest.starts_with(w)).map(|(w, _)| *w)
+        // Words are a few characters: compared inline rather than through `memcmp`.
+        self.words
+            .iter()
+            .find(|(_, w)| w.len() <= rest.len() && w.iter().zip(rest).all(|(a, b)| a == b))
+            .map(|(w, _)| *w)
     }
 }
 
