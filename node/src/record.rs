@@ -243,8 +243,10 @@ impl Validated {
 const SUMMARY: &str = "summary";
 
 /// What minimisation keeps beyond the schema's storage rule (the node's local policy may turn each off;
-/// then the field is dropped as the schema says).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// then the field is dropped as the schema says). The `[minimise]` section of the node config; a key
+/// left out keeps its default (on), an unknown key is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MinimiseOptions {
     /// Keep `summary` scrubbed as judgments are for publication (names → 某, identifiers and
     /// addresses below county level removed), instead of dropping it.
