@@ -51,7 +51,12 @@ impl PseudonymKey {
         ctx.update(domain.as_bytes());
         ctx.update(&[0]);
         ctx.update(normal.as_bytes());
-        hex::encode(&ctx.sign().as_ref()[..16])
+        let mut out = String::with_capacity(32);
+        for b in &ctx.sign().as_ref()[..16] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
     }
 }
 
@@ -97,6 +102,9 @@ fn fold_upper(text: &str, skip: impl Fn(&char) -> bool) -> String {
     }
     out
 }
+
+/// Lower-case hex digits, as `hex::encode` writes them.
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 
