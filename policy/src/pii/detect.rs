@@ -733,6 +733,17 @@ mod tests {
     }
 
     #[test]
+    fn a_verb_after_a_one_character_given_name_is_not_part_of_the_name() {
+        // Not 王强调 + 解: the name is 王强, and 调解 (mediation) follows it.
+        one("原告王强调解不成", Kind::PersonName, "王强");
+        assert_eq!(crate::pii::scrub_text("原告王强调解不成，被告李明诉称"), "原告王某调解不成，被告李某诉称");
+        one("被告张伟拖欠货款", Kind::PersonName, "张伟");
+        one("被告人刘军驾驶车辆", Kind::PersonName, "刘军");
+        // Two-character given names are still taken whole.
+        one("原告王强国调解不成", Kind::PersonName, "王强国");
+    }
+
+    #[test]
     fn names_around_yu() {
         assert_eq!(
             kinds("林霞霞与方志雅民间借贷纠纷一案。"),
