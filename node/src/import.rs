@@ -15,7 +15,7 @@ use shuzhu_policy::pseudonym::PseudonymKey;
 use shuzhu_policy::schema::{self, Dataset};
 
 use crate::record::{FieldProblem, MinimiseOptions, validate};
-use crate::store::{Store, StoreError};
+use crate::store::{PreHashedState, Store, StoreError};
 
 /// Rows written per storage batch.
 const BATCH_ROWS: usize = 50_000;
@@ -293,28 +293,6 @@ fn key_hash(states: &[std::hash::RandomState; 2], key: &[u8]) -> u128 {
     (u128::from(states[0].hash_one(key)) << 64) | u128::from(states[1].hash_one(key))
 }
 
-/// The hasher of the duplicate check's map, whose keys are already keyed, uniformly random hashes
-/// ([`key_hash`]): their low 64 bits, rather than hashing them again.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl std::hash::Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u128` is used; any other input is still hashed, byte by byte.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
 /// Takes the workers' results back in file order, refuses repeated keys and hands full batches to a
 /// storing thread, so that writing and syncing one batch overlaps with checking the next.
 fn write_in_order(
@@ -332,7 +310,7 @@ fn write_in_order(
         });
         let mut w = Written::default();
         let states = [std::hash::RandomState::new(), std::hash::RandomState::new()];
-        let mut seen: HashMap<u128, u64, std::hash::BuildHasherDefault<PreHashed>> = HashMap::default();
+        let mut seen: HashMap<u128, u64, PreHashedState> = HashMap::default();
         let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(BATCH_ROWS);
         let mut turn = 0usize;
         'chunks: while let Ok(chunk) = from_workers[turn % from_workers.len()].recv() {
