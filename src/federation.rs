@@ -248,7 +248,13 @@ threshold = 10
             let report = import_file(
                 &store,
                 &file,
-                ImportOptions { dataset: d, key: &pkey, keep_raw: &config.policy.keep_raw, progress: &mut |_| {} },
+                ImportOptions {
+                    dataset: d,
+                    key: &pkey,
+                    keep_raw: &config.policy.keep_raw,
+                    minimise: config.minimise,
+                    progress: &mut |_| {},
+                },
             )?;
             if !report.quarantine.is_empty() {
                 std::fs::write(ndir.join(format!("quarantine-{d}.csv")), report.quarantine_csv())?;

@@ -63,8 +63,18 @@ fn bad_rows_are_quarantined_good_rows_kept_and_reimport_changes_nothing() {
     let store = SledStore::open(&dir.path().join("store")).unwrap();
     let key = PseudonymKey::from_bytes(&[42u8; 32]).unwrap();
     let run = |store: &SledStore| {
-        import_file(store, &file, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })
-            .unwrap()
+        import_file(
+            store,
+            &file,
+            ImportOptions {
+                dataset: "cases",
+                key: &key,
+                keep_raw: &[],
+                minimise: Default::default(),
+                progress: &mut |_| {},
+            },
+        )
+        .unwrap()
     };
     let r = run(&store);
     assert_eq!(r.rows_read, 40 + bad.len() as u64);
@@ -92,10 +102,19 @@ fn a_file_with_unknown_or_missing_columns_is_refused_whole() {
     let key = PseudonymKey::from_bytes(&[1u8; 32]).unwrap();
     let file = dir.path().join("x.csv");
     std::fs::write(&file, "case_no,court_code,secret_column\n1,2,3\n").unwrap();
-    let err =
-        import_file(&store, &file, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })
-            .unwrap_err()
-            .to_string();
+    let err = import_file(
+        &store,
+        &file,
+        ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: Default::default(),
+            progress: &mut |_| {},
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("missing columns") && err.contains("secret_column"), "{err}");
     assert_eq!(store.count("cases").unwrap(), 0);
 }
@@ -176,8 +195,18 @@ fn an_import_killed_mid_way_leaves_a_consistent_store_and_a_rerun_completes_it()
         postcard::from_bytes::<shuzhu_node::record::Record>(v).unwrap();
     }
     let run = |store: &SledStore| {
-        import_file(store, &file, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })
-            .unwrap()
+        import_file(
+            store,
+            &file,
+            ImportOptions {
+                dataset: "cases",
+                key: &key,
+                keep_raw: &[],
+                minimise: Default::default(),
+                progress: &mut |_| {},
+            },
+        )
+        .unwrap()
     };
     let r = run(&store);
     assert_eq!((r.imported, r.rejected_rows, r.total_records), (N as u64, 0, N as u64));

@@ -82,8 +82,17 @@ fn import(csv: &std::path::Path, dir: &std::path::Path) -> Result<(), Error> {
     let store = SledStore::open(dir)?;
     let key = PseudonymKey::from_bytes(&[7u8; 32])?;
     let started = Instant::now();
-    let report =
-        import_file(&store, csv, ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| {} })?;
+    let report = import_file(
+        &store,
+        csv,
+        ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: Default::default(),
+            progress: &mut |_| {},
+        },
+    )?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "import: {} rows read, {} imported, {} rejected in {:.2} s = {:.0} rows/s (validation, minimisation, sled, fsync); peak RSS {} MB",

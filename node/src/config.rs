@@ -119,6 +119,10 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Local policy.
     pub policy: LocalPolicy,
+    /// What import keeps of `summary` and `defendant_address` (`[minimise]`; default: both, in their
+    /// minimised forms).
+    #[serde(default)]
+    pub minimise: crate::record::MinimiseOptions,
     /// The file this configuration was read from (watched for local-policy reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -197,6 +201,19 @@ datasets = ["cases"]
         let p = dir.path().join("node.toml");
         std::fs::write(&p, text).unwrap();
         NodeConfig::load(&p)
+    }
+
+    #[test]
+    fn minimisation_defaults_to_full_and_can_be_turned_off_per_field() {
+        use crate::record::MinimiseOptions;
+        assert_eq!(load_text(GOOD).unwrap().minimise, MinimiseOptions { scrub_summary: true, address_to_county: true });
+        let off = load_text(&format!("{GOOD}[minimise]\nscrub_summary = false\n")).unwrap();
+        assert_eq!(off.minimise, MinimiseOptions { scrub_summary: false, address_to_county: true });
+        let both = load_text(&format!("{GOOD}[minimise]\nscrub_summary = false\naddress_to_county = false\n")).unwrap();
+        assert_eq!(both.minimise, MinimiseOptions { scrub_summary: false, address_to_county: false });
+        let unknown = load_text(&format!("{GOOD}[minimise]\nscrub_sumary = false\n")).unwrap_err();
+        assert!(unknown.to_string().contains("scrub_sumary"), "{unknown}");
+        assert!(load_text(&format!("{GOOD}[minimise]\nscrub_summary = \"no\"\n")).is_err());
     }
 
     #[test]

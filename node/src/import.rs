@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use shuzhu_policy::pseudonym::PseudonymKey;
 use shuzhu_policy::schema::{self, Dataset};
 
-use crate::record::{FieldProblem, validate};
-use crate::store::{Store, StoreError};
+use crate::record::{FieldProblem, MinimiseOptions, validate};
+use crate::store::{PreHashedState, Store, StoreError};
 
 /// Rows written per storage batch.
 const BATCH_ROWS: usize = 50_000;
@@ -98,6 +98,8 @@ pub struct ImportOptions<'a> {
     pub key: &'a PseudonymKey,
     /// Personal fields the node's local policy keeps raw (normally none).
     pub keep_raw: &'a [String],
+    /// What minimisation keeps of `summary` and `defendant_address` (the node config's `[minimise]`).
+    pub minimise: MinimiseOptions,
     /// Called now and then with the number of rows read so far.
     pub progress: &'a mut dyn FnMut(u64),
 }
@@ -132,7 +134,7 @@ pub fn import_reader(
     let width = headers.len();
 
     let mut report = ImportReport { dataset: dataset.name.into(), ..Default::default() };
-    let (key, keep_raw) = (opts.key, opts.keep_raw);
+    let (key, keep_raw, minimise) = (opts.key, opts.keep_raw, opts.minimise);
     let progress = opts.progress;
     let written = std::thread::scope(|s| -> Result<Written, StoreError> {
         let mut to_workers = Vec::new();
@@ -143,8 +145,10 @@ pub fn import_reader(
             let columns = &columns;
             s.spawn(move || {
                 for chunk in rx {
-                    let out =
-                        chunk.into_iter().map(|raw| process(dataset, columns, width, key, keep_raw, raw)).collect();
+                    let out = chunk
+                        .into_iter()
+                        .map(|raw| process(dataset, columns, width, key, keep_raw, minimise, raw))
+                        .collect();
                     if otx.send(out).is_err() {
                         break;
                     }
@@ -241,6 +245,7 @@ fn process(
     width: usize,
     key: &PseudonymKey,
     keep_raw: &[String],
+    minimise: MinimiseOptions,
     raw: Raw,
 ) -> Out {
     let (line, record) = match raw {
@@ -261,7 +266,7 @@ fn process(
     match validate(dataset, &cells) {
         Ok(validated) => {
             let k = validated.key().as_bytes().to_vec();
-            let stored = validated.minimise(dataset, key, keep_raw);
+            let stored = validated.minimise_with(dataset, key, keep_raw, minimise);
             // Encoding plain enums and strings into a Vec cannot fail.
             Out::Good(line, k, postcard::to_allocvec(&stored).unwrap_or_default())
         }
@@ -305,7 +310,7 @@ fn write_in_order(
         });
         let mut w = Written::default();
         let states = [std::hash::RandomState::new(), std::hash::RandomState::new()];
-        let mut seen: HashMap<u128, u64> = HashMap::new();
+        let mut seen: HashMap<u128, u64, PreHashedState> = HashMap::default();
         let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(BATCH_ROWS);
         let mut turn = 0usize;
         'chunks: while let Ok(chunk) = from_workers[turn % from_workers.len()].recv() {
@@ -421,6 +426,39 @@ mod tests {
     }
 
     #[test]
+    fn minimise_options_reach_every_row() {
+        use crate::record::{Record, Value};
+        let at = |name: &str| CASES.fields.iter().position(|f| f.name == name).unwrap();
+        let mut text = CASES.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",").into_bytes();
+        text.push(b'\n');
+        let row = String::from_utf8(line(1)).unwrap();
+        let mut cells: Vec<String> = row.trim_end().split(',').map(String::from).collect();
+        cells[at("defendant_address")] = "福建省厦门市思明区湖滨南路123号".into();
+        cells[at("summary")] = "原告张伟诉被告厦门某某贸易有限公司，被告住所地福建省厦门市思明区湖滨南路123号".into();
+        text.extend(cells.join(",").into_bytes());
+        text.push(b'\n');
+        let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let stored = |minimise: MinimiseOptions| -> Record {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SledStore::open(dir.path()).unwrap();
+            let opts = ImportOptions { dataset: "cases", key: &key, keep_raw: &[], minimise, progress: &mut |_| {} };
+            assert_eq!(import_reader(&store, text.as_slice(), "test", opts).unwrap().imported, 1);
+            let mut records = Vec::new();
+            store.scan("cases", &mut |_, v| records.push(postcard::from_bytes::<Record>(v).unwrap())).unwrap();
+            records.pop().unwrap()
+        };
+        let full = stored(MinimiseOptions::default());
+        assert_eq!(full.values[at("summary")], Value::Text("原告张某诉被告[已遮蔽]，被告住所地[已遮蔽]".into()));
+        assert_eq!(full.values[at("defendant_address")], Value::Int(350203));
+        let none = stored(MinimiseOptions { scrub_summary: false, address_to_county: false });
+        assert_eq!(none.values[at("summary")], Value::Absent);
+        assert_eq!(none.values[at("defendant_address")], Value::Absent);
+        let no_summary = stored(MinimiseOptions { scrub_summary: false, address_to_county: true });
+        assert_eq!(no_summary.values[at("summary")], Value::Absent);
+        assert_eq!(no_summary.values[at("defendant_address")], Value::Int(350203));
+    }
+
+    #[test]
     fn many_chunks_keep_line_order_and_first_key_wins() {
         let n = 3 * CHUNK_ROWS + 17;
         let mut text = CASES.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",").into_bytes();
@@ -445,7 +483,13 @@ mod tests {
             &store,
             text.as_slice(),
             "test",
-            ImportOptions { dataset: "cases", key: &key, keep_raw: &[], progress: &mut |_| calls += 1 },
+            ImportOptions {
+                dataset: "cases",
+                key: &key,
+                keep_raw: &[],
+                minimise: MinimiseOptions::default(),
+                progress: &mut |_| calls += 1,
+            },
         )
         .unwrap();
         assert_eq!((r.rows_read, r.imported, r.rejected_rows), (n as u64, n as u64 - 3, 3));

@@ -86,24 +86,37 @@ pub fn parse_fen(raw: &str) -> Option<i64> {
     Some(w * 100 + f)
 }
 
+/// Whether `raw` holds a control character (`char::is_control`: U+0000–U+001F, U+007F–U+009F), tested
+/// on the UTF-8 bytes: U+0080–U+009F are encoded `C2 80`–`C2 9F`.
+fn has_control(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    // A pass without early exit (vectorised), then the rare two-byte controls only where `C2` occurs.
+    b.iter().fold(false, |found, &x| found | (x < 0x20) | (x == 0x7F))
+        || (b.contains(&0xC2) && b.windows(2).any(|w| w[0] == 0xC2 && w[1] <= 0x9F))
+}
+
 /// Validates one raw cell and converts it to its typed value (before minimisation).
+///
+/// A text field that minimisation replaces (any storage but [`Storage::Raw`]) is not copied: its value is an
+/// empty `Value::Text` standing for the cell, which [`Validated`] keeps.
 fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
     if raw.is_empty() {
         return if field.optional { Ok(Value::Absent) } else { Err(problem(field, "is required but empty")) };
     }
-    if raw.chars().any(char::is_control) {
+    if has_control(raw) {
         return Err(problem(field, "contains control characters"));
     }
     match field.ty {
         FieldType::Text => {
             let limit = if field.name == "summary" { 4000 } else { 200 };
-            if raw.chars().count() > limit {
+            // A text of no more bytes than the limit has no more characters either.
+            if raw.len() > limit && raw.chars().count() > limit {
                 return Err(problem(field, format!("is longer than {limit} characters")));
             }
             if raw.trim() != raw {
                 return Err(problem(field, "has leading or trailing spaces"));
             }
-            Ok(Value::Text(raw.to_string()))
+            Ok(Value::Text(if field.storage == Storage::Raw { raw.to_string() } else { String::new() }))
         }
         FieldType::Region => {
             if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
@@ -137,19 +150,22 @@ fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
 
 /// A validated row, still holding personal values in clear; it never leaves this module's caller
 /// before [`Validated::minimise`].
-pub struct Validated {
+pub struct Validated<'a> {
     key: String,
     values: Vec<Value>,
+    /// The cells, in schema order: the text of every `Value::Text` (copied into `values` only for fields
+    /// stored raw).
+    cells: Vec<&'a str>,
 }
 
-impl std::fmt::Debug for Validated {
+impl std::fmt::Debug for Validated<'_> {
     // Never prints the values: they still hold personal data in clear.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Validated(<not shown>)")
     }
 }
 
-impl Validated {
+impl Validated<'_> {
     /// The primary key.
     pub fn key(&self) -> &str {
         &self.key
@@ -172,38 +188,53 @@ impl Validated {
         options: MinimiseOptions,
     ) -> Record {
         let mut values = self.values;
-        // The row's own personal values: whatever of them the free text repeats is masked first.
-        let known: Vec<String> = dataset
-            .fields
-            .iter()
-            .zip(&values)
-            .filter(|(f, _)| f.personal != Personal::None && f.name != SUMMARY)
-            .filter_map(|(_, v)| match v {
-                Value::Text(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect();
+        let cells = self.cells;
+        // Scrubbed free text first, while the row's own personal values are still there to be masked
+        // in it (whatever of them the free text repeats is masked first).
+        let mut scrubbed: Vec<Option<String>> = Vec::new();
+        if options.scrub_summary {
+            for (i, field) in dataset.fields.iter().enumerate() {
+                let Value::Text(_) = &values[i] else { continue };
+                if field.storage != Storage::Scrubbed || keep_raw.iter().any(|k| k == field.name) {
+                    continue;
+                }
+                let known: Vec<&str> = dataset
+                    .fields
+                    .iter()
+                    .zip(values.iter().zip(&cells))
+                    .filter(|(f, _)| f.personal != Personal::None && f.name != SUMMARY)
+                    .filter_map(|(_, (v, cell))| match v {
+                        Value::Text(_) => Some(*cell),
+                        _ => None,
+                    })
+                    .collect();
+                scrubbed.resize(dataset.fields.len(), None);
+                scrubbed[i] = Some(pii::scrub_text_known(cells[i], &known));
+            }
+        }
         for (i, field) in dataset.fields.iter().enumerate() {
             if keep_raw.iter().any(|k| k == field.name) {
+                if let Value::Text(t) = &mut values[i] {
+                    cells[i].clone_into(t);
+                }
                 continue;
             }
             let v = std::mem::replace(&mut values[i], Value::Absent);
             values[i] = match (field.storage, v) {
                 (_, Value::Absent) => Value::Absent,
                 (Storage::Raw, v) => v,
-                (Storage::Scrubbed, Value::Text(t)) if options.scrub_summary => {
-                    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                    Value::Text(pii::scrub_text_known(&t, &known))
+                (Storage::Scrubbed, Value::Text(_)) if options.scrub_summary => {
+                    scrubbed.get_mut(i).and_then(Option::take).map_or(Value::Absent, Value::Text)
                 }
-                (Storage::County, Value::Text(t)) if options.address_to_county => {
-                    match pii::apply_rule(MaskingRule::GeneraliseCounty, field.name, &t, None) {
+                (Storage::County, Value::Text(_)) if options.address_to_county => {
+                    match pii::apply_rule(MaskingRule::GeneraliseCounty, field.name, cells[i], None) {
                         Ok(Masked::Text(code)) => code.parse().map_or(Value::Absent, Value::Int),
                         _ => Value::Absent,
                     }
                 }
                 (Storage::Dropped, _) => Value::Absent,
-                (Storage::Pseudonym, Value::Text(t)) => Value::Text(key.pseudonym(field.name, &t)),
-                (Storage::Derived, Value::Text(t)) => match pseudonym::derive_from_resident_id(&t) {
+                (Storage::Pseudonym, Value::Text(_)) => Value::Text(key.pseudonym(field.name, cells[i])),
+                (Storage::Derived, Value::Text(_)) => match pseudonym::derive_from_resident_id(cells[i]) {
                     Some(a) => Value::IdDerived {
                         birth_year: a.birth_year,
                         sex: if a.sex == Sex::Male { 1 } else { 2 },
@@ -222,8 +253,10 @@ impl Validated {
 const SUMMARY: &str = "summary";
 
 /// What minimisation keeps beyond the schema's storage rule (the node's local policy may turn each off;
-/// then the field is dropped as the schema says).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// then the field is dropped as the schema says). The `[minimise]` section of the node config; a key
+/// left out keeps its default (on), an unknown key is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MinimiseOptions {
     /// Keep `summary` scrubbed as judgments are for publication (names → 某, identifiers and
     /// addresses below county level removed), instead of dropping it.
@@ -239,7 +272,7 @@ impl Default for MinimiseOptions {
 }
 
 /// Validates a row (cells in schema order) of `dataset`, reporting every problem found.
-pub fn validate(dataset: &Dataset, cells: &[&str]) -> Result<Validated, Vec<FieldProblem>> {
+pub fn validate<'a>(dataset: &Dataset, cells: &[&'a str]) -> Result<Validated<'a>, Vec<FieldProblem>> {
     let mut values = Vec::with_capacity(dataset.fields.len());
     let mut problems = Vec::new();
     for (field, raw) in dataset.fields.iter().zip(cells) {
@@ -261,7 +294,7 @@ pub fn validate(dataset: &Dataset, cells: &[&str]) -> Result<Validated, Vec<Fiel
         "population" => format!("{}|{}", cells[0], cells[1]),
         _ => cells[dataset.fields.iter().position(|f| f.name == dataset.key).unwrap_or(0)].to_string(),
     };
-    Ok(Validated { key, values })
+    Ok(Validated { key, values, cells: cells.to_vec() })
 }
 
 fn idx(dataset: &Dataset, name: &str) -> usize {
@@ -393,14 +426,15 @@ mod tests {
         cells
     }
 
-    fn check(cells: &[String]) -> Result<Validated, Vec<FieldProblem>> {
+    fn check(cells: &[String]) -> Result<Validated<'_>, Vec<FieldProblem>> {
         let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
         validate(&CASES, &refs)
     }
 
     #[test]
     fn a_good_row_is_minimised() {
-        let v = check(&row()).unwrap();
+        let cells = row();
+        let v = check(&cells).unwrap();
         assert_eq!(v.key(), "(2023)闽0213民初1号");
         let key = PseudonymKey::from_bytes(&[9u8; 32]).unwrap();
         let rec = v.minimise(&CASES, &key, &[]);
@@ -427,6 +461,21 @@ mod tests {
             Value::Text("原告张某（身份证号[已遮蔽]，电话[已遮蔽]）诉被告[已遮蔽]，被告住所地[已遮蔽]".into())
         );
         assert_eq!(rec.values[idx(&CASES, "defendant_address")], Value::Int(350203));
+    }
+
+    #[test]
+    fn a_field_the_local_policy_keeps_raw_keeps_its_text() {
+        let key = PseudonymKey::from_bytes(&[9u8; 32]).unwrap();
+        let cells = row();
+        let keep = ["plaintiff_name".to_string(), "defendant_address".to_string()];
+        let rec = check(&cells).unwrap().minimise(&CASES, &key, &keep);
+        assert_eq!(rec.values[idx(&CASES, "plaintiff_name")], Value::Text("张伟".into()));
+        assert_eq!(
+            rec.values[idx(&CASES, "defendant_address")],
+            Value::Text("福建省厦门市思明区湖滨南路123号5栋1201室".into())
+        );
+        assert_eq!(rec.values[idx(&CASES, "case_no")], Value::Text("(2023)闽0213民初1号".into()));
+        assert_ne!(rec.values[idx(&CASES, "defendant_name")], Value::Text("厦门某某贸易有限公司".into()));
     }
 
     #[test]
@@ -465,6 +514,15 @@ mod tests {
         let mut cells = row();
         cells[idx(&CASES, "closure_method")] = String::new();
         assert_eq!(check(&cells).unwrap_err()[0].field, "closure_method");
+    }
+
+    #[test]
+    fn control_characters_are_found_as_char_is_control_finds_them() {
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            for text in [format!("{c}"), format!("张{c}伟"), format!("a{c}")] {
+                assert_eq!(has_control(&text), text.chars().any(char::is_control), "{:?}", c);
+            }
+        }
     }
 
     #[test]

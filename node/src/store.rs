@@ -120,9 +120,34 @@ struct Slot {
 
 /// The in-memory upsert index of one dataset.
 struct Index {
-    slots: HashMap<u128, Slot>,
+    slots: HashMap<u128, Slot, PreHashedState>,
     next_block: u64,
 }
+
+/// The hasher of maps whose keys are already keyed, uniformly random 128-bit hashes ([`Hasher128`], the
+/// import's duplicate check): their low 64 bits, rather than hashing them again.
+#[derive(Default)]
+pub(crate) struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; any other input is still hashed, byte by byte.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// Builds [`PreHashed`] hashers.
+pub(crate) type PreHashedState = std::hash::BuildHasherDefault<PreHashed>;
 
 /// Two independently keyed SipHashes make a 128-bit hash: two different keys (or values) share one with
 /// probability about n²/2¹²⁹, below 10⁻²⁴ for 10 million records.
@@ -285,7 +310,7 @@ impl SledStore {
     fn build_index(&self, dataset: &str) -> Result<Index, StoreError> {
         let dir = self.block_dir(dataset)?;
         let blocks = self.blocks(dataset)?;
-        let mut slots = HashMap::new();
+        let mut slots = HashMap::default();
         for &(id, meta) in &blocks {
             let bytes = Self::read_block(&dir, id, meta)?;
             for (k, v) in Records(&bytes).flatten() {
@@ -360,7 +385,8 @@ impl Store for SledStore {
 
         // The rows to write (last wins within `rows`), and the stored records they replace, by block.
         let mut fresh: Vec<(usize, u128, u128)> = Vec::with_capacity(rows.len());
-        let mut at: HashMap<u128, usize> = HashMap::with_capacity(rows.len());
+        let mut at: HashMap<u128, usize, PreHashedState> =
+            HashMap::with_capacity_and_hasher(rows.len(), Default::default());
         for (i, (k, v)) in rows.iter().enumerate() {
             let (kh, vh) = (self.hasher.hash(k), self.hasher.hash(v));
             match at.get(&kh) {
@@ -542,6 +568,15 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn pre_hashed_maps_tell_apart_keys_that_share_their_low_bits() {
+        let mut m: HashMap<u128, u32, PreHashedState> = HashMap::default();
+        m.insert(5, 1);
+        m.insert(5 | (1 << 100), 2);
+        m.insert(7, 3);
+        assert_eq!((m.get(&5), m.get(&(5 | (1 << 100))), m.get(&7), m.get(&6)), (Some(&1), Some(&2), Some(&3), None));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! parties) while nobody without the secret can test a guess. From a resident ID number only the birth
 //! year, the sex and the city of issue are kept. The key never appears in `Debug` output.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use ring::hmac;
@@ -40,12 +41,22 @@ impl PseudonymKey {
 
     /// The pseudonym of `value` in `domain` (e.g. `party`, `judge`): 32 hex digits.
     pub fn pseudonym(&self, domain: &str, value: &str) -> String {
-        let normal = fold_upper(value, |c| c.is_whitespace());
+        // Already normal (no lower case, no white space, nothing to fold): hashed as it is.
+        let unchanged = value.chars().all(|c| {
+            (c.is_ascii() && !c.is_ascii_lowercase() && !c.is_whitespace()) || ('\u{4E00}'..='\u{9FFF}').contains(&c)
+        });
+        let normal =
+            if unchanged { Cow::Borrowed(value) } else { Cow::Owned(fold_upper(value, |c| c.is_whitespace())) };
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(domain.as_bytes());
         ctx.update(&[0]);
         ctx.update(normal.as_bytes());
-        hex::encode(&ctx.sign().as_ref()[..16])
+        let mut out = String::with_capacity(32);
+        for b in &ctx.sign().as_ref()[..16] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
     }
 }
 
@@ -58,6 +69,16 @@ impl fmt::Debug for PseudonymKey {
 /// Normalises an identifier as typed: width folded, spaces and dashes removed, `x` upper-cased.
 pub fn normalize_identifier(text: &str) -> String {
     fold_upper(text, |c| matches!(c, ' ' | '-'))
+}
+
+/// [`normalize_identifier`], borrowed when the text is already normal (ASCII digits and upper-case
+/// letters only).
+fn normal_identifier(text: &str) -> Cow<'_, str> {
+    if text.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(normalize_identifier(text))
+    }
 }
 
 /// `text` width-folded (as [`crate::mask::fold_width`]), without the characters `skip` selects once folded, and
@@ -82,6 +103,9 @@ fn fold_upper(text: &str, skip: impl Fn(&char) -> bool) -> String {
     out
 }
 
+/// Lower-case hex digits, as `hex::encode` writes them.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 
 /// The GB 11643 check character of the first 17 digits (ISO 7064 MOD 11-2).
@@ -95,16 +119,21 @@ pub fn resident_id_check(first17: &str) -> Option<char> {
 
 /// Whether `text` is an 18-character resident ID number with a valid birth date and check character.
 pub fn is_valid_resident_id(text: &str) -> bool {
-    is_valid_normalized_resident_id(&normalize_identifier(text))
+    is_valid_normalized_resident_id(&normal_identifier(text))
 }
 
 /// [`is_valid_resident_id`] of an identifier already through [`normalize_identifier`].
 fn is_valid_normalized_resident_id(id: &str) -> bool {
-    if id.len() != 18 {
+    let b = id.as_bytes();
+    if b.len() != 18 || !b.is_ascii() {
         return false;
     }
-    let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
-    crate::period::parse_day(&birth).is_some() && resident_id_check(&id[..17]) == id.chars().nth(17)
+    let mut birth = *b"0000-00-00";
+    birth[..4].copy_from_slice(&b[6..10]);
+    birth[5..7].copy_from_slice(&b[10..12]);
+    birth[8..].copy_from_slice(&b[12..14]);
+    std::str::from_utf8(&birth).ok().and_then(crate::period::parse_day).is_some()
+        && resident_id_check(&id[..17]) == Some(char::from(b[17]))
 }
 
 /// Sex as recorded in a resident ID number.
@@ -129,7 +158,7 @@ pub struct IdAttributes {
 
 /// Derives the coarse attributes of a valid resident ID number.
 pub fn derive_from_resident_id(text: &str) -> Option<IdAttributes> {
-    let id = normalize_identifier(text);
+    let id = normal_identifier(text);
     if !is_valid_normalized_resident_id(&id) {
         return None;
     }
@@ -144,7 +173,7 @@ const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8,
 
 /// Whether `text` is a unified social credit code (GB 32100) with a valid check character.
 pub fn is_valid_uscc(text: &str) -> bool {
-    let code = normalize_identifier(text);
+    let code = normal_identifier(text);
     if code.len() != 18 {
         return false;
     }
@@ -209,5 +238,30 @@ mod tests {
         assert_ne!(k1.pseudonym("party", "张伟"), k1.pseudonym("judge", "张伟"));
         assert!(!format!("{k1:?}").contains('7'));
         assert!(PseudonymKey::from_bytes(&[1u8; 16]).is_err());
+        // Known answer: the value is hashed as normalised, whichever path normalises it.
+        let k = PseudonymKey::from_bytes(&[7u8; 32]).unwrap();
+        let direct = |value: &str| {
+            let mut ctx = hmac::Context::with_key(&k.0);
+            ctx.update(b"party\0");
+            ctx.update(value.as_bytes());
+            hex::encode(&ctx.sign().as_ref()[..16])
+        };
+        for (typed, normal) in [("张伟", "张伟"), ("张 伟", "张伟"), ("abc 12", "ABC12"), ("J0213001", "J0213001")]
+        {
+            assert_eq!(k.pseudonym("party", typed), direct(normal), "{typed}");
+        }
+    }
+
+    #[test]
+    fn identifiers_of_other_scripts_are_refused_without_panic() {
+        // 18 bytes, but not 18 ASCII characters.
+        for id in ["中中中中中中", "110105中中中1002X", "１１０１０５１９４９１２３１００２Ｘ"]
+        {
+            assert!(!is_valid_uscc(id) || id.is_ascii());
+            let _ = is_valid_resident_id(id);
+            let _ = derive_from_resident_id(id);
+        }
+        assert!(is_valid_resident_id("１１０１０５１９４９１２３１００２Ｘ"));
+        assert!(!is_valid_resident_id("中中中中中中"));
     }
 }

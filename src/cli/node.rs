@@ -62,6 +62,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
                     dataset: &dataset,
                     key: &key,
                     keep_raw: &config.policy.keep_raw,
+                    minimise: config.minimise,
                     progress: &mut progress,
                 },
             )?;

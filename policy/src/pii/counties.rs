@@ -2,6 +2,9 @@
 //! Fujian and the places elsewhere that the federation's litigants most often come from. An address
 //! naming none of them generalises to nothing (the address is dropped), never to a guess.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// `(code, province, city, county)`; for municipalities the city repeats the province.
 #[rustfmt::skip]
 pub const COUNTIES: &[(&str, &str, &str, &str)] = &[
@@ -107,9 +110,74 @@ pub const COUNTIES: &[(&str, &str, &str, &str)] = &[
     ("310115", "上海市", "上海市", "浦东新区"),
 ];
 
+/// For each entry of [`COUNTIES`], the two ways an address names it with its city: `厦门市思明区` and
+/// `厦门思明区`.
+static WITH_CITY: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+    COUNTIES
+        .iter()
+        .map(|(_, _, city, county)| (format!("{city}{county}"), format!("{}{county}", city.trim_end_matches('市'))))
+        .collect()
+});
+
+/// The entries of [`COUNTIES`] (indices, in table order) for each county name.
+static BY_NAME: LazyLock<HashMap<&'static str, Vec<usize>>> = LazyLock::new(|| {
+    let mut map: HashMap<&'static str, Vec<usize>> = HashMap::new();
+    for (i, (_, _, _, county)) in COUNTIES.iter().enumerate() {
+        map.entry(county).or_default().push(i);
+    }
+    map
+});
+
+/// The characters county names end with, and the longest name in characters.
+static NAME_ENDS: LazyLock<(Vec<char>, usize)> = LazyLock::new(|| {
+    let mut ends: Vec<char> = COUNTIES.iter().filter_map(|(_, _, _, county)| county.chars().last()).collect();
+    ends.sort_unstable();
+    ends.dedup();
+    (ends, COUNTIES.iter().map(|(_, _, _, county)| county.chars().count()).max().unwrap_or(0))
+});
+
+/// The entries of [`COUNTIES`] whose county name occurs in `address`, in table order: each
+/// character a county name can end with is tried as the end of every name length.
+fn counties_named(address: &str) -> Vec<usize> {
+    let (ends, longest) = &*NAME_ENDS;
+    let mut hits = Vec::new();
+    for (at, ch) in address.char_indices() {
+        if ends.binary_search(&ch).is_err() {
+            continue;
+        }
+        let end = at + ch.len_utf8();
+        let mut start = at;
+        for _ in 1..*longest {
+            let Some(prev) = address[..start].chars().next_back() else { break };
+            start -= prev.len_utf8();
+            if let Some(entries) = BY_NAME.get(&address[start..end]) {
+                hits.extend_from_slice(entries);
+            }
+        }
+    }
+    hits.sort_unstable();
+    hits.dedup();
+    hits
+}
+
 /// The 6-digit code of the county an address lies in, recognised by city and county name (the
 /// county name alone when it is unique in the table).
 pub fn county_code(address: &str) -> Option<&'static str> {
+    // Both city forms end with the county's name, so only the entries named in the address can match.
+    let named = counties_named(address);
+    let by_city = named.iter().find(|&&i| address.contains(&WITH_CITY[i].0) || address.contains(&WITH_CITY[i].1));
+    if let Some(&i) = by_city {
+        return Some(COUNTIES[i].0);
+    }
+    match named.as_slice() {
+        [i] => Some(COUNTIES[*i].0),
+        _ => None,
+    }
+}
+
+/// [`county_code`] as a plain scan of the whole table, the definition the fast version must equal.
+#[cfg(test)]
+fn county_code_by_scan(address: &str) -> Option<&'static str> {
     let by_city = COUNTIES.iter().find(|(_, _, city, county)| {
         address.contains(&format!("{city}{county}"))
             || address.contains(&format!("{}{county}", city.trim_end_matches('市')))
@@ -138,5 +206,22 @@ mod tests {
         // 鼓楼区 alone is ambiguous (Fuzhou, Nanjing): no guess.
         assert_eq!(county_code("鼓楼区中山路1号"), None);
         assert_eq!(county_code("某地某路1号"), None);
+    }
+
+    #[test]
+    fn the_indexed_lookup_equals_the_table_scan() {
+        let mut addresses: Vec<String> = vec!["".into(), "区".into(), "思明".into(), "厦门思明区".into()];
+        for (i, (_, province, city, county)) in COUNTIES.iter().enumerate() {
+            let other = COUNTIES[(i * 7 + 3) % COUNTIES.len()];
+            addresses.push(format!("{province}{city}{county}某路{i}号"));
+            addresses.push(format!("{}{county}", city.trim_end_matches('市')));
+            addresses.push(format!("{county}中山路1号"));
+            addresses.push(format!("{county}{}", other.3));
+            addresses.push(format!("{}{county}{}{}", other.2, other.1, other.3));
+            addresses.push(format!("{}{}", &county[..county.len() - 3], city));
+        }
+        for a in &addresses {
+            assert_eq!(county_code(a), county_code_by_scan(a), "{a}");
+        }
     }
 }

@@ -123,7 +123,7 @@ fn repeated_names(c: &[char], kept: Vec<Span>) -> Vec<Span> {
     for name in known {
         let mut i = 0;
         while i + name.len() <= c.len() {
-            if c[i..].starts_with(name) && free(i, i + name.len()) {
+            if c[i] == name[0] && c[i..].starts_with(name) && free(i, i + name.len()) {
                 let len = name_at(c, i).filter(|&l| l > name.len()).unwrap_or(name.len());
                 push(&mut all, i, i + len, Kind::PersonName, 0.75);
                 i += len;
@@ -428,7 +428,7 @@ fn name_at(c: &[char], i: usize) -> Option<usize> {
         return Some(len);
     }
     let s = names::surname_at(c, i)?;
-    if names::party_word_at(c, i).is_some() || names::NOT_NAMES.iter().any(|w| names::starts_with(&c[i..], w)) {
+    if names::party_word_at(c, i).is_some() || names::not_name_at(c, i) {
         return None;
     }
     let mut given = 0;
@@ -436,9 +436,9 @@ fn name_at(c: &[char], i: usize) -> Option<usize> {
         let k = i + s + given;
         let Some(&ch) = c.get(k) else { break };
         if !is_han(ch)
-            || names::NAME_STOPS.contains(ch)
+            || names::is_name_stop(ch)
             || names::party_word_at(c, k).is_some()
-            || names::NOT_NAMES.iter().any(|w| names::starts_with(&c[k..], w))
+            || names::not_name_at(c, k)
             || (given == 1 && names::cause_head_at(c, k))
         {
             break;
@@ -477,7 +477,7 @@ fn dotted_name_at(c: &[char], i: usize) -> Option<usize> {
         while k < c.len()
             && k - from < 6
             && is_han(c[k])
-            && !names::DOT_NAME_STOPS.contains(c[k])
+            && !names::is_dot_name_stop(c[k])
             && (k == from || names::party_word_at(c, k).is_none())
             && (k < from + 2 || !names::cause_head_at(c, k))
         {
@@ -525,7 +525,7 @@ fn dotted_names(c: &[char], out: &mut Vec<Span>) {
             continue;
         }
         let mut s = d;
-        while s > 0 && d - s < 6 && is_han(c[s - 1]) && !names::DOT_NAME_STOPS.contains(c[s - 1]) {
+        while s > 0 && d - s < 6 && is_han(c[s - 1]) && !names::is_dot_name_stop(c[s - 1]) {
             s -= 1;
         }
         // Do not swallow a party word in front of the name (`被告人买买提·艾力`).
@@ -730,6 +730,17 @@ mod tests {
         one("上诉人林芳因与被上诉人", Kind::PersonName, "林芳");
         one("原审被告人陈泽（身份证号码", Kind::PersonName, "陈泽");
         one("异议人魏梅婷（", Kind::PersonName, "魏梅婷");
+    }
+
+    #[test]
+    fn a_verb_after_a_one_character_given_name_is_not_part_of_the_name() {
+        // Not 王强调 + 解: the name is 王强, and 调解 (mediation) follows it.
+        one("原告王强调解不成", Kind::PersonName, "王强");
+        assert_eq!(crate::pii::scrub_text("原告王强调解不成，被告李明诉称"), "原告王某调解不成，被告李某诉称");
+        one("被告张伟拖欠货款", Kind::PersonName, "张伟");
+        one("被告人刘军驾驶车辆", Kind::PersonName, "刘军");
+        // Two-character given names are still taken whole.
+        one("原告王强国调解不成", Kind::PersonName, "王强国");
     }
 
     #[test]

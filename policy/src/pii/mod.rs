@@ -81,23 +81,21 @@ pub fn scrub_text_known(text: &str, known: &[&str]) -> String {
     let mut known: Vec<&str> = known.iter().map(|k| k.trim()).filter(|k| k.chars().count() >= 2).collect();
     known.sort_by_key(|k| std::cmp::Reverse(k.len()));
     known.dedup();
-    // One search per known value over the original text, longest first, and the text rebuilt once.
+    // One pass over the original text finds, for each known value, its occurrences as a left-to-right
+    // search for that value alone would (non-overlapping, leftmost first); the text is rebuilt once.
     // Where a shorter value's occurrence overlaps a longer one's (rare), what is left of it after the
     // longer is masked must go too: then replace value by value, longest first, as the slow path.
-    let mut taken: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
-    for (n, k) in known.iter().enumerate() {
-        for (at, _) in text.match_indices(k) {
-            let r = at..at + k.len();
-            if taken.iter().any(|(t, _)| r.start < t.end && r.end > t.start) {
-                return scrub_text(&replace_each(text, &known));
-            }
-            taken.push((r, n));
+    let taken = occurrences(text, &known);
+    let mut end = 0;
+    for (r, _) in &taken {
+        if r.start < end {
+            return scrub_text(&replace_each(text, &known));
         }
+        end = end.max(r.end);
     }
     if taken.is_empty() {
         return scrub_text(text);
     }
-    taken.sort_by_key(|(r, _)| r.start);
     let with: Vec<Option<String>> = {
         let mut used = vec![false; known.len()];
         taken.iter().for_each(|&(_, n)| used[n] = true);
@@ -120,6 +118,43 @@ pub fn scrub_text_known(text: &str, known: &[&str]) -> String {
     }
     out.push_str(&text[at..]);
     scrub_text(&out)
+}
+
+/// Every occurrence of each of `known` (each of two bytes or more) in `text`, in order of position (then of
+/// `known`): for each value, the occurrences a left-to-right search for it alone finds. A hash of the
+/// first two bytes of each value filters the positions.
+fn occurrences(text: &str, known: &[&str]) -> Vec<(std::ops::Range<usize>, usize)> {
+    let bucket = |a: u8, b: u8| (usize::from(a).wrapping_mul(31) ^ usize::from(b)) & 255;
+    let mut filter = [0u64; 4];
+    for k in known {
+        let b = k.as_bytes();
+        if let [a, second, ..] = b {
+            let h = bucket(*a, *second);
+            filter[h / 64] |= 1 << (h % 64);
+        }
+    }
+    let bytes = text.as_bytes();
+    let mut next_free = vec![0usize; known.len()];
+    let mut taken = Vec::new();
+    for at in 0..bytes.len().saturating_sub(1) {
+        // A value starts a character: UTF-8 continuation bytes (0x80–0xBF) are skipped.
+        if (bytes[at] as i8) < -64 {
+            continue;
+        }
+        let h = bucket(bytes[at], bytes[at + 1]);
+        if filter[h / 64] >> (h % 64) & 1 == 0 {
+            continue;
+        }
+        for (n, k) in known.iter().enumerate() {
+            let k = k.as_bytes();
+            // Two bytes compared inline before the whole value (every value has two or more).
+            if at >= next_free[n] && k[..2] == bytes[at..at + 2] && bytes[at..].starts_with(k) {
+                taken.push((at..at + k.len(), n));
+                next_free[n] = at + k.len();
+            }
+        }
+    }
+    taken
 }
 
 /// Replaces each value of `known` (longest first) in turn, each over the result of the one before.
@@ -172,6 +207,32 @@ mod tests {
         // Overlapping known values: the longer is taken whole, nothing of either survives.
         let out = scrub_text_known("李张伟华到庭，张伟华称", &["李张", "张伟华"]);
         assert!(!out.contains("伟华") && !out.contains("李张"), "{out}");
+    }
+
+    /// The occurrences of each known value, as `str::match_indices` finds them one value at a time.
+    fn occurrences_one_by_one(text: &str, known: &[&str]) -> Vec<(std::ops::Range<usize>, usize)> {
+        let mut all: Vec<(std::ops::Range<usize>, usize)> = known
+            .iter()
+            .enumerate()
+            .flat_map(|(n, k)| text.match_indices(k).map(move |(at, _)| (at..at + k.len(), n)))
+            .collect();
+        all.sort_by_key(|(r, n)| (r.start, *n));
+        all
+    }
+
+    #[test]
+    fn one_pass_finds_what_each_search_finds() {
+        let cases: &[(&str, &[&str])] = &[
+            ("李张伟华到庭，张伟华称", &["张伟华", "李张"]),
+            ("aaaa", &["aa"]),
+            ("张伟张伟张伟", &["张伟张伟", "张伟"]),
+            ("电话13800138000，13800138000", &["13800138000", "张伟"]),
+            ("", &["张伟"]),
+            ("张", &["张伟"]),
+        ];
+        for (text, known) in cases {
+            assert_eq!(occurrences(text, known), occurrences_one_by_one(text, known), "{text}");
+        }
     }
 
     // ---- property tests -------------------------------------------------------------------------
@@ -308,6 +369,18 @@ mod tests {
             prop_assert!(!once.contains(&name), "{} -> {}", text, once);
             prop_assert!(once.contains(&format!("{surname}某")), "{} -> {}", text, once);
             prop_assert_eq!(scrub_text(&once), once.clone());
+        }
+
+        #[test]
+        fn one_pass_occurrences_equal_one_search_per_value(
+            text in chinese(), a in chinese(), b in chinese(), c in 10u32..2000,
+        ) {
+            let c = c.to_string().replace('1', "11");
+            let text = format!("{text}{c}{a}{text}{b}{c}{c}");
+            let mut known: Vec<&str> =
+                [a.as_str(), b.as_str(), c.as_str()].into_iter().filter(|k| k.chars().count() >= 2).collect();
+            known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+            prop_assert_eq!(occurrences(&text, &known), occurrences_one_by_one(&text, &known));
         }
 
         #[test]

@@ -76,7 +76,7 @@ pub const NOT_NAMES: &[&str] = &[
     "确认", "签订", "共同", "应当", "之间", "双方", "方面", "公司", "单位", "一方", "名下", "本人", "自愿", "明确",
     "陈述", "答辩", "出具", "归还", "给付", "尚欠", "多次", "另行", "相关", "上述", "信息", "身份", "联系", "电话",
     "手机", "户籍", "公民", "公诉", "公安", "公告", "国家", "平台", "安全", "高级", "金额", "房屋", "代表", "经营",
-    "利息", "起诉", "上诉", "到庭", "未到", "缺席", "所述", "所称", "所有",
+    "利息", "起诉", "上诉", "到庭", "未到", "缺席", "所述", "所称", "所有", "调解", "诉称", "拖欠", "驾驶",
 ];
 
 /// The first two characters of common causes of action (案由): after a one-character given name, one
@@ -89,9 +89,11 @@ const CAUSE_HEADS: &[&str] = &[
     "行政", "工伤", "商品", "储蓄", "居间", "委托", "保证", "抵押", "质押", "融资", "所有", "物权", "占有", "返还",
 ];
 
+static CAUSE_HEAD_LIST: LazyLock<WordList> = LazyLock::new(|| WordList::new(CAUSE_HEADS));
+
 /// Whether a cause of action starts at `chars[i..]`.
 pub fn cause_head_at(chars: &[char], i: usize) -> bool {
-    CAUSE_HEADS.iter().any(|h| starts_with(&chars[i.min(chars.len())..], h))
+    CAUSE_HEAD_LIST.at(chars, i.min(chars.len())).is_some()
 }
 
 /// Suffixes that make a name an organisation's.
@@ -140,15 +142,17 @@ const COMPANY_CAUSES: &[&str] = &[
 /// Whether an organisation suffix comes within the next Chinese characters from `chars[i]`, before
 /// punctuation, a particle or a party word: the candidate name is an organisation's.
 pub fn organisation_follows(chars: &[char], i: usize) -> bool {
+    static CAUSES: LazyLock<WordList> = LazyLock::new(|| WordList::new(COMPANY_CAUSES));
+    static SUFFIXES: LazyLock<WordList> = LazyLock::new(|| WordList::new(ORGANISATION_SUFFIXES));
     let mut k = i;
     while k < chars.len() && k - i < 24 && is_han(chars[k]) {
-        if COMPANY_CAUSES.iter().any(|s| starts_with(&chars[k..], s)) {
+        if CAUSES.at(chars, k).is_some() {
             return false;
         }
-        if ORGANISATION_SUFFIXES.iter().any(|s| starts_with(&chars[k..], s)) {
+        if SUFFIXES.at(chars, k).is_some() {
             return true;
         }
-        if k > i && (NAME_STOPS.contains(chars[k]) || party_word_at(chars, k).is_some()) {
+        if k > i && (is_name_stop(chars[k]) || party_word_at(chars, k).is_some()) {
             return false;
         }
         k += 1;
@@ -170,29 +174,108 @@ pub fn is_han(c: char) -> bool {
     ('\u{4E00}'..='\u{9FFF}').contains(&c) || ('\u{3400}'..='\u{4DBF}').contains(&c)
 }
 
-/// [`SURNAMES`] as a sorted list, for binary search.
-static SURNAME_SET: LazyLock<Vec<char>> = LazyLock::new(|| {
-    let mut v: Vec<char> = SURNAMES.chars().collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-});
+/// A set of characters with a constant-time test: a bitmap over the CJK blocks (extension A and the
+/// unified ideographs), a sorted list for anything else.
+pub struct CharSet {
+    han: Vec<u64>,
+    other: Vec<char>,
+}
 
-/// The first characters of [`COMPOUND_SURNAMES`], a quick filter.
-static COMPOUND_FIRST: LazyLock<Vec<char>> = LazyLock::new(|| {
-    let mut v: Vec<char> = COMPOUND_SURNAMES.iter().filter_map(|s| s.chars().next()).collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-});
+/// The range of code points [`CharSet`] keeps as a bitmap.
+const BITMAP: std::ops::Range<u32> = 0x3400..0xA000;
+
+impl CharSet {
+    /// The set of `chars`.
+    pub fn new(chars: impl IntoIterator<Item = char>) -> Self {
+        let mut han = vec![0u64; (BITMAP.end - BITMAP.start).div_ceil(64) as usize];
+        let mut other = Vec::new();
+        for c in chars {
+            let u = c as u32;
+            if BITMAP.contains(&u) {
+                let i = (u - BITMAP.start) as usize;
+                han[i / 64] |= 1 << (i % 64);
+            } else {
+                other.push(c);
+            }
+        }
+        other.sort_unstable();
+        other.dedup();
+        CharSet { han, other }
+    }
+
+    /// Whether `c` is in the set.
+    pub fn contains(&self, c: char) -> bool {
+        let u = c as u32;
+        if BITMAP.contains(&u) {
+            let i = (u - BITMAP.start) as usize;
+            self.han[i / 64] >> (i % 64) & 1 == 1
+        } else {
+            self.other.binary_search(&c).is_ok()
+        }
+    }
+}
+
+/// A list of words, searched in list order, with a set of their first characters as a quick filter.
+pub struct WordList {
+    first: CharSet,
+    words: Vec<(&'static str, Vec<char>)>,
+}
+
+impl WordList {
+    /// The list of `words`, in the same order.
+    pub fn new(words: &[&'static str]) -> Self {
+        WordList {
+            first: CharSet::new(words.iter().filter_map(|w| w.chars().next())),
+            words: words.iter().map(|w| (*w, w.chars().collect())).collect(),
+        }
+    }
+
+    /// The first word of the list (in list order) that `chars[i..]` starts with.
+    pub fn at(&self, chars: &[char], i: usize) -> Option<&'static str> {
+        let c = *chars.get(i)?;
+        if !self.first.contains(c) {
+            return None;
+        }
+        let rest = &chars[i..];
+        // Words are a few characters: compared inline rather than through `memcmp`.
+        self.words
+            .iter()
+            .find(|(_, w)| w.len() <= rest.len() && w.iter().zip(rest).all(|(a, b)| a == b))
+            .map(|(w, _)| *w)
+    }
+}
+
+/// [`SURNAMES`] as a set.
+static SURNAME_SET: LazyLock<CharSet> = LazyLock::new(|| CharSet::new(SURNAMES.chars()));
+
+/// [`COMPOUND_SURNAMES`] with a quick filter.
+static COMPOUND_LIST: LazyLock<WordList> = LazyLock::new(|| WordList::new(COMPOUND_SURNAMES));
 
 /// The surname at `chars[i..]`, as a length, if one starts there.
 pub fn surname_at(chars: &[char], i: usize) -> Option<usize> {
     let c = *chars.get(i)?;
-    if COMPOUND_FIRST.binary_search(&c).is_ok() && COMPOUND_SURNAMES.iter().any(|s| starts_with(&chars[i..], s)) {
+    if COMPOUND_LIST.at(chars, i).is_some() {
         return Some(2);
     }
-    SURNAME_SET.binary_search(&c).is_ok().then_some(1)
+    SURNAME_SET.contains(c).then_some(1)
+}
+
+/// Whether `c` is one of [`NAME_STOPS`].
+pub fn is_name_stop(c: char) -> bool {
+    static SET: LazyLock<CharSet> = LazyLock::new(|| CharSet::new(NAME_STOPS.chars()));
+    SET.contains(c)
+}
+
+/// Whether `c` is one of [`DOT_NAME_STOPS`].
+pub fn is_dot_name_stop(c: char) -> bool {
+    static SET: LazyLock<CharSet> = LazyLock::new(|| CharSet::new(DOT_NAME_STOPS.chars()));
+    SET.contains(c)
+}
+
+/// Whether one of [`NOT_NAMES`] starts at `chars[i..]`.
+pub fn not_name_at(chars: &[char], i: usize) -> bool {
+    static LIST: LazyLock<WordList> = LazyLock::new(|| WordList::new(NOT_NAMES));
+    LIST.at(chars, i).is_some()
 }
 
 /// Whether `chars` starts with `word`.
@@ -201,20 +284,16 @@ pub fn starts_with(chars: &[char], word: &str) -> bool {
     word.chars().all(|w| it.next() == Some(&w))
 }
 
-/// The first characters of [`PARTY_WORDS`], a quick filter.
+/// The first characters of [`PARTY_WORDS`].
+#[cfg(test)]
 const PARTY_FIRST: &str = "委原犯申再被法当上第负代辩担借出债调证罪复赔异案";
-static PARTY_FIRST_SET: LazyLock<Vec<char>> = LazyLock::new(|| {
-    let mut v: Vec<char> = PARTY_FIRST.chars().collect();
-    v.sort_unstable();
-    v
-});
 
-/// The party word at `chars[i..]`, if any.
+/// [`PARTY_WORDS`] with a quick filter.
+static PARTY_LIST: LazyLock<WordList> = LazyLock::new(|| WordList::new(PARTY_WORDS));
+
+/// The party word at `chars[i..]`, if any (the longest, as [`PARTY_WORDS`] is ordered).
 pub fn party_word_at(chars: &[char], i: usize) -> Option<&'static str> {
-    if chars.get(i).is_none_or(|c| PARTY_FIRST_SET.binary_search(c).is_err()) {
-        return None;
-    }
-    PARTY_WORDS.iter().copied().find(|w| starts_with(&chars[i..], w))
+    PARTY_LIST.at(chars, i)
 }
 
 /// Whether `name` looks like a masked name already (`张某`, `欧阳某`, `张某某`).
@@ -241,6 +320,27 @@ mod tests {
         for w in PARTY_WORDS {
             assert!(PARTY_FIRST.contains(w.chars().next().unwrap()), "{w}");
         }
+    }
+
+    #[test]
+    fn char_sets_and_word_lists_equal_plain_scans() {
+        let text: Vec<char> = "原告张伟诉被告欧阳娜娜民间借贷纠纷一案，被告人买买提·艾力；司马光与公司解散纠纷abc１２·"
+            .chars()
+            .chain(NAME_STOPS.chars())
+            .chain(SURNAMES.chars().take(40))
+            .chain(PARTY_WORDS.concat().chars())
+            .chain(NOT_NAMES.concat().chars())
+            .collect();
+        let stops = CharSet::new(NAME_STOPS.chars());
+        for (i, &c) in text.iter().enumerate() {
+            assert_eq!(stops.contains(c), NAME_STOPS.contains(c), "{c}");
+            assert_eq!(is_dot_name_stop(c), DOT_NAME_STOPS.contains(c), "{c}");
+            assert_eq!(SURNAME_SET.contains(c), SURNAMES.contains(c), "{c}");
+            assert_eq!(party_word_at(&text, i), PARTY_WORDS.iter().copied().find(|w| starts_with(&text[i..], w)));
+            assert_eq!(not_name_at(&text, i), NOT_NAMES.iter().any(|w| starts_with(&text[i..], w)));
+            assert_eq!(cause_head_at(&text, i), CAUSE_HEADS.iter().any(|w| starts_with(&text[i..], w)));
+        }
+        assert!(!stops.contains('\u{10000}') && !stops.contains('a'));
     }
 
     #[test]

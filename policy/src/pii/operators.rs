@@ -81,7 +81,9 @@ pub fn apply_rule(
         MaskingRule::Pseudonym => Masked::Text(key.ok_or(MaskError::NoKey)?.pseudonym(domain, value)),
         MaskingRule::GeneraliseMonth => text(parse_date(value).map(|(y, m, _)| format!("{y:04}-{m:02}"))),
         MaskingRule::GeneraliseYear => text(parse_date(value).map(|(y, _, _)| format!("{y:04}"))),
-        MaskingRule::GeneraliseCounty => text(county_code(&Normalized::new(value).text()).map(str::to_string)),
+        MaskingRule::GeneraliseCounty => {
+            text(county_code(&super::normalize::normalized_text(value)).map(str::to_string))
+        }
         MaskingRule::GeneraliseResidentId => {
             let upgraded = super::detect::upgrade_old_resident_id(value);
             derive_from_resident_id(upgraded.as_deref().unwrap_or(value)).map_or(Masked::Dropped, Masked::IdAttributes)
@@ -105,14 +107,24 @@ pub fn parse_date(value: &str) -> Option<(u32, u32, u32)> {
 /// Whether `value` on its own looks like a person's name: a surname and one to three more Chinese
 /// characters, or a transliterated name with a middle dot.
 pub fn looks_like_name(value: &str) -> bool {
-    let chars: Vec<char> = value.chars().collect();
+    // At most 14 characters can look like a name: the first 15 are enough to decide.
+    let mut buf = ['\0'; 15];
+    let mut n = 0;
+    for c in value.chars() {
+        if n == buf.len() {
+            return false;
+        }
+        buf[n] = c;
+        n += 1;
+    }
+    let chars = &buf[..n];
     let dotted = chars.iter().filter(|c| matches!(c, '·' | '•')).count() == 1
         && chars.iter().all(|&c| is_han(c) || matches!(c, '·' | '•'))
         && (4..=14).contains(&chars.len());
     dotted
         || ((2..=4).contains(&chars.len())
             && chars.iter().all(|&c| is_han(c))
-            && names::surname_at(&chars, 0).is_some_and(|s| s < chars.len()))
+            && names::surname_at(chars, 0).is_some_and(|s| s < chars.len()))
 }
 
 /// The masked form of a name: its surname and `suffix` (`张` + `某`, `欧阳` + `*`); a transliterated
@@ -191,6 +203,17 @@ mod tests {
         for v in ["张伟", "110101199003071233", "13856785678", "6222020000000007", "闽D41230", "欧阳娜娜"] {
             let once = partial_mask(v);
             assert_eq!(partial_mask(&once), once, "{v}");
+        }
+    }
+
+    #[test]
+    fn what_looks_like_a_name() {
+        for yes in ["张伟", "欧阳娜娜", "买买提·艾力", "阿依古丽·依明依明依明依明依"] {
+            assert!(looks_like_name(yes), "{yes}");
+        }
+        for no in ["张", "厦门某某贸易有限公司", "J0213001", "张伟伟伟伟", "阿依古丽·依明依明依明依明依明", ""]
+        {
+            assert!(!looks_like_name(no), "{no}");
         }
     }
 
