@@ -36,7 +36,7 @@ struct Case {
 fn fx() -> &'static Fx {
     static FX: OnceLock<Fx> = OnceLock::new();
     FX.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("shuzhu-attacks-").tempdir().unwrap().keep();
+        let dir = crate::util::fixture_dir("shuzhu-attacks-");
         let data = dir.join("data");
         let cfg = shuzhu_gen::GenConfig { courts: 3, cases_per_court: 3000, seed: 29, ..Default::default() };
         shuzhu_gen::generate(&data, &cfg).unwrap();

@@ -21,7 +21,7 @@ impl Fed {
     /// Starts a federation whose analyst grant has `analyst` protection and whose manager grant has
     /// `manager` protection (extra TOML lines appended to each grant).
     fn start(tag: &str, analyst: &str, manager: &str) -> Fed {
-        let dir = tempfile::Builder::new().prefix(&format!("shuzhu-protect-{tag}-")).tempdir().unwrap().keep();
+        let dir = crate::util::fixture_dir(&format!("shuzhu-protect-{tag}-"));
         let data = dir.join("data");
         let cfg = shuzhu_gen::GenConfig { courts: 3, cases_per_court: 800, seed: 5, ..Default::default() };
         shuzhu_gen::generate(&data, &cfg).unwrap();

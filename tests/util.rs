@@ -40,6 +40,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
 pub(crate) const COURTS: usize = 3;
 pub(crate) const CASES_PER_COURT: usize = 4000;
 
+/// A directory for a fixture that lives as long as the test process (statics are never dropped, so a
+/// `TempDir` would not clean up): named `PREFIX<pid>-…` in the temp dir. The directories of earlier test
+/// processes that have exited (no `/proc/<pid>`) are removed first, so runs do not pile up fixtures.
+pub(crate) fn fixture_dir(prefix: &str) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else { continue };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new().prefix(&format!("{prefix}{}-", std::process::id())).tempdir_in(&tmp).unwrap().keep()
+}
+
 pub(crate) fn fx() -> &'static Fixture {
     static FX: OnceLock<Fixture> = OnceLock::new();
     FX.get_or_init(|| {
@@ -49,7 +67,7 @@ pub(crate) fn fx() -> &'static Fixture {
             .with_writer(LogSink(Arc::clone(&logs)))
             .with_ansi(false)
             .try_init();
-        let dir = tempfile::Builder::new().prefix("shuzhu-it-").tempdir().unwrap().keep();
+        let dir = fixture_dir("shuzhu-it-");
         let data = dir.join("data");
         let cfg =
             shuzhu_gen::GenConfig { courts: COURTS, cases_per_court: CASES_PER_COURT, seed: 7, ..Default::default() };
