@@ -236,6 +236,11 @@ fn a_reload_under_a_stream_of_queries_drops_none_and_a_broken_policy_is_refused(
     assert_eq!(fed.version(), v2);
     let after = fed.query(&token, ask()).unwrap();
     assert_eq!((after.policy_version.as_str(), after.threshold), (v2.as_str(), 15));
+    // The watcher hands over the text it read: that text decides, the (broken) file is not read again.
+    assert_eq!(fed.running().gateway.reload_policy_text(&v1_text).unwrap(), v1);
+    assert_eq!(fed.version(), v1);
+    rewrite(&policy_path, &v2_text);
+    assert!(fed.wait_for(|| fed.version() == v2), "the gateway never picked up the mended file");
 
     stop.store(true, Ordering::Relaxed);
     let outcomes: Vec<_> = streams.into_iter().flat_map(|h| fed.rt.block_on(h).unwrap()).collect();

@@ -121,7 +121,12 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
 
 /// Loads and checks a policy file.
 pub fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, StartError> {
-    let policy = FederationPolicy::parse(&read(path)?)
+    parse_policy(path, &read(path)?)
+}
+
+/// Checks a policy's `text`, already read from `path` (named in errors, not opened again).
+pub fn parse_policy(path: &std::path::Path, text: &str) -> Result<LoadedPolicy, StartError> {
+    let policy = FederationPolicy::parse(text)
         .map_err(|source| StartError::Policy { path: path.display().to_string(), source })?;
     let version = policy.version();
     Ok(LoadedPolicy { policy, version })
@@ -215,7 +220,13 @@ impl GatewayState {
     /// Re-reads and checks the policy file; when it passes, it decides every query that starts from
     /// now on. Returns the new version, or why it was refused (the old policy keeps deciding).
     pub fn reload_policy(&self) -> Result<String, StartError> {
-        let loaded = load_policy(&self.policy_path)?;
+        self.reload_policy_text(&read(&self.policy_path)?)
+    }
+
+    /// [`Self::reload_policy`] with the policy file's text already read (by the file watcher): the
+    /// file is not opened again, so what was checked is what was read.
+    pub fn reload_policy_text(&self, text: &str) -> Result<String, StartError> {
+        let loaded = parse_policy(&self.policy_path, text)?;
         let version = loaded.version.clone();
         let mut slot = match self.policy.write() {
             Ok(g) => g,
