@@ -106,7 +106,7 @@ pub struct GatewayState {
     /// The policy file (watched for reloads).
     pub policy_path: std::path::PathBuf,
     /// What each agency has used of its quotas.
-    pub quotas: crate::quota::QuotaBook,
+    pub quotas: Arc<crate::quota::QuotaBook>,
     /// Cells already released (differencing defence).
     pub releases: crate::releases::ReleaseBook,
     /// Privacy budget spent per agency and dataset (`dp` grants).
@@ -163,7 +163,7 @@ impl GatewayState {
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = Arc::new(crate::releases::BudgetBook::open(&config.ledger_dir)?);
-        let quotas = crate::quota::QuotaBook::open(&config.ledger_dir)?;
+        let quotas = Arc::new(crate::quota::QuotaBook::open(&config.ledger_dir)?);
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
             Some(path) => Some(
