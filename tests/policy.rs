@@ -333,6 +333,9 @@ fn policy_check_reports_every_problem_by_line_and_explain_names_the_rule() {
         out.contains(&format!("bad.toml:{}: grant[0].surprise: unknown field `surprise`", line("surprise"))),
         "{out}"
     );
+    // Only the shape is reported so far, and the output says more may follow.
+    assert!(!out.contains("default_threshold"), "{out}");
+    assert!(out.contains("1 problem(s); fix these first: semantic checks run once the file parses"), "{out}");
     std::fs::write(&bad, text.replace("\nsurprise = true", "")).unwrap();
     let (code, out) = shuzhu(&["policy", "check", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
@@ -341,7 +344,18 @@ fn policy_check_reports_every_problem_by_line_and_explain_names_the_rule() {
         out.contains(&format!("bad.toml:{}: grant[0].purposes: unknown purpose \"好奇心\"", line("好奇心"))),
         "{out}"
     );
-    assert!(out.contains("2 problem(s)"), "{out}");
+    assert!(out.contains("2 problem(s)\n"), "{out}");
+    assert!(!out.contains("fix these first"), "{out}");
+    // A wrong type is a matter of shape too.
+    std::fs::write(
+        &bad,
+        text.replace("\nsurprise = true", "").replace("default_threshold = 4", "default_threshold = \"x\""),
+    )
+    .unwrap();
+    let (code, out) = shuzhu(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("default_threshold") && out.contains("fix these first"), "{out}");
+    assert!(!out.contains("好奇心"), "{out}");
 
     let p = good.to_str().unwrap();
     let base =
