@@ -121,3 +121,18 @@ fn demo_once_runs_a_federation_and_writes_demo_json() {
     let (code, out, _) = shuzhu(&["audit", "verify", "--ledger", &d.join("ledger").display().to_string()]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn demo_on_own_data_takes_the_latest_year_from_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Data ending in 2022, not the generator's default 2024.
+    let cfg = shuzhu_gen::GenConfig { courts: 2, cases_per_court: 400, seed: 7, from_year: 2019, to_year: 2022 };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let w = dir.path().join("w").display().to_string();
+    let (code, out, err) = shuzhu(&["demo", "--once", "--dir", &w, "--data", &data.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("by region (2022 against 2019..2021)"), "{out}");
+    assert!(out.contains("red regions in 2022"), "{out}");
+    assert!(!out.contains("in 2024"), "{out}");
+}

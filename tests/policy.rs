@@ -236,6 +236,11 @@ fn a_reload_under_a_stream_of_queries_drops_none_and_a_broken_policy_is_refused(
     assert_eq!(fed.version(), v2);
     let after = fed.query(&token, ask()).unwrap();
     assert_eq!((after.policy_version.as_str(), after.threshold), (v2.as_str(), 15));
+    // The watcher hands over the text it read: that text decides, the (broken) file is not read again.
+    assert_eq!(fed.running().gateway.reload_policy_text(&v1_text).unwrap(), v1);
+    assert_eq!(fed.version(), v1);
+    rewrite(&policy_path, &v2_text);
+    assert!(fed.wait_for(|| fed.version() == v2), "the gateway never picked up the mended file");
 
     stop.store(true, Ordering::Relaxed);
     let outcomes: Vec<_> = streams.into_iter().flat_map(|h| fed.rt.block_on(h).unwrap()).collect();
@@ -328,6 +333,9 @@ fn policy_check_reports_every_problem_by_line_and_explain_names_the_rule() {
         out.contains(&format!("bad.toml:{}: grant[0].surprise: unknown field `surprise`", line("surprise"))),
         "{out}"
     );
+    // Only the shape is reported so far, and the output says more may follow.
+    assert!(!out.contains("default_threshold"), "{out}");
+    assert!(out.contains("1 problem(s); fix these first: semantic checks run once the file parses"), "{out}");
     std::fs::write(&bad, text.replace("\nsurprise = true", "")).unwrap();
     let (code, out) = shuzhu(&["policy", "check", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
@@ -336,7 +344,18 @@ fn policy_check_reports_every_problem_by_line_and_explain_names_the_rule() {
         out.contains(&format!("bad.toml:{}: grant[0].purposes: unknown purpose \"好奇心\"", line("好奇心"))),
         "{out}"
     );
-    assert!(out.contains("2 problem(s)"), "{out}");
+    assert!(out.contains("2 problem(s)\n"), "{out}");
+    assert!(!out.contains("fix these first"), "{out}");
+    // A wrong type is a matter of shape too.
+    std::fs::write(
+        &bad,
+        text.replace("\nsurprise = true", "").replace("default_threshold = 4", "default_threshold = \"x\""),
+    )
+    .unwrap();
+    let (code, out) = shuzhu(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("default_threshold") && out.contains("fix these first"), "{out}");
+    assert!(!out.contains("好奇心"), "{out}");
 
     let p = good.to_str().unwrap();
     let base =

@@ -16,6 +16,7 @@ use tonic::{Code, Status};
 
 use crate::audit::{AuditRecord, NodeRecord, ReceiptRecord, clip};
 use crate::auth::Principal;
+use crate::quota::QuotaExceeded;
 use crate::state::{GatewayState, NodeHandle};
 
 /// Most values a node accepts in a region filter (`shuzhu_node::service::MAX_REGION_FILTER`; the gateway
@@ -374,15 +375,18 @@ pub async fn execute(
             return Err(with_version(Status::permission_denied(message), &policy.version));
         }
     };
-    if let Err(over) = state.quotas.take(
-        &principal.agency,
-        policy.policy.quota(&principal.agency, today()),
-        std::time::Instant::now(),
-        today(),
-    ) {
-        record.decision = "deny".into();
-        record.reason = format!("quota: {over}");
-        return Err(with_version(Status::resource_exhausted(over.to_string()), &policy.version));
+    // Counting against a daily quota appends to the quota file and fdatasyncs it: off the async worker
+    // threads, as the release ledger's check is.
+    let (book, agency, quota) =
+        (Arc::clone(&state.quotas), principal.agency.clone(), policy.policy.quota(&principal.agency, today()));
+    let now = std::time::Instant::now();
+    let taken =
+        tokio::task::spawn_blocking(move || book.take(&agency, quota, now, today())).await.unwrap_or_else(|e| {
+            tracing::error!(request_id, error = %e, "the quota count failed");
+            Err(QuotaExceeded::Unrecorded)
+        });
+    if let Err(over) = taken {
+        return Err(with_version(quota_refusal(&over, record), &policy.version));
     }
     if protection == Protection::CellKey && state.cell_key_secret.is_none() {
         record.decision = "error".into();
@@ -998,6 +1002,26 @@ fn protect_cell(
 pub const POLICY_VERSION_HEADER: &str = "x-shuzhu-policy-version";
 
 /// Adds the deciding policy version to a refusal.
+/// The status of a query the quota book did not count, with its audit decision and reason: over a limit
+/// is the caller's `RESOURCE_EXHAUSTED`; a quota file that could not be written is our own failure,
+/// `UNAVAILABLE`.
+fn quota_refusal(over: &QuotaExceeded, record: &mut AuditRecord) -> Status {
+    match over {
+        QuotaExceeded::RateLimit { .. } | QuotaExceeded::Daily { .. } => {
+            record.decision = "deny".into();
+            record.reason = format!("quota: {over}");
+            Status::resource_exhausted(over.to_string())
+        }
+        QuotaExceeded::Unrecorded => {
+            record.decision = "error".into();
+            record.reason = "quota file unavailable".into();
+            Status::unavailable(
+                "the quota file is unavailable, so the query could not be counted; nothing was answered",
+            )
+        }
+    }
+}
+
 fn with_version(mut status: Status, version: &str) -> Status {
     // The version is 16 hex digits, always a valid header value; a failure would only drop the header.
     if let Ok(v) = version.parse() {
@@ -1282,5 +1306,24 @@ mod tests {
         let filed = indicator::indicator("filed").unwrap();
         let cell = disclosure::evaluate(filed, 10, |_| p(50));
         assert_eq!(row_status_and_level(filed, &cell), ("ok".into(), String::new()));
+    }
+
+    #[test]
+    fn a_quota_file_failure_is_unavailable_and_a_limit_is_resource_exhausted() {
+        let mut record = AuditRecord::new("gw-1", "req-1", "query", "v1");
+        let status = quota_refusal(&QuotaExceeded::Unrecorded, &mut record);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("quota file is unavailable"), "{}", status.message());
+        assert_eq!((record.decision.as_str(), record.reason.as_str()), ("error", "quota file unavailable"));
+
+        let daily = QuotaExceeded::Daily { agency: "xm-sfj".into(), limit: 3 };
+        let status = quota_refusal(&daily, &mut record);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), daily.to_string());
+        assert_eq!(record.decision, "deny");
+        assert!(record.reason.starts_with("quota: daily quota of 3"), "{}", record.reason);
+
+        let rate = QuotaExceeded::RateLimit { agency: "xm-sfj".into(), limit: 2, retry_secs: 40 };
+        assert_eq!(quota_refusal(&rate, &mut record).code(), Code::ResourceExhausted);
     }
 }

@@ -1,7 +1,9 @@
 //! Quotas per agency: a rate limit (queries in any sliding minute) and a daily quota (queries per UTC
 //! day), both taken from the policy in force (the smallest each of the agency's grants sets). Only
 //! queries the policy allows are counted; a refused query costs nothing. A query over either limit is
-//! refused with `RESOURCE_EXHAUSTED` and a message naming the limit and when it frees up.
+//! refused with `RESOURCE_EXHAUSTED` and a message naming the limit and when it frees up; a query that
+//! cannot be counted because the quota file cannot be written is refused with `UNAVAILABLE` (our failure,
+//! not the caller's).
 //!
 //! The daily counts survive a restart: each query counted against a daily quota is appended to
 //! `quota.jsonl` in the ledger directory and `fdatasync`ed before the query goes on (a torn last line is

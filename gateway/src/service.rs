@@ -425,7 +425,7 @@ pub async fn serve(
         "policy",
         state.policy_path.clone(),
         shuzhu_net::reload::POLL_EVERY,
-        move |_| watched.reload_policy().map_err(|e| e.to_string()),
+        move |text| watched.reload_policy_text(text).map_err(|e| e.to_string()),
     );
     let checkpoint_ledger = Arc::clone(&state.ledger);
     let services = Services { state };

@@ -106,7 +106,7 @@ pub struct GatewayState {
     /// The policy file (watched for reloads).
     pub policy_path: std::path::PathBuf,
     /// What each agency has used of its quotas.
-    pub quotas: crate::quota::QuotaBook,
+    pub quotas: Arc<crate::quota::QuotaBook>,
     /// Cells already released (differencing defence).
     pub releases: crate::releases::ReleaseBook,
     /// Privacy budget spent per agency and dataset (`dp` grants).
@@ -121,7 +121,12 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
 
 /// Loads and checks a policy file.
 pub fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, StartError> {
-    let policy = FederationPolicy::parse(&read(path)?)
+    parse_policy(path, &read(path)?)
+}
+
+/// Checks a policy's `text`, already read from `path` (named in errors, not opened again).
+pub fn parse_policy(path: &std::path::Path, text: &str) -> Result<LoadedPolicy, StartError> {
+    let policy = FederationPolicy::parse(text)
         .map_err(|source| StartError::Policy { path: path.display().to_string(), source })?;
     let version = policy.version();
     Ok(LoadedPolicy { policy, version })
@@ -158,7 +163,7 @@ impl GatewayState {
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = Arc::new(crate::releases::BudgetBook::open(&config.ledger_dir)?);
-        let quotas = crate::quota::QuotaBook::open(&config.ledger_dir)?;
+        let quotas = Arc::new(crate::quota::QuotaBook::open(&config.ledger_dir)?);
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
             Some(path) => Some(
@@ -215,7 +220,13 @@ impl GatewayState {
     /// Re-reads and checks the policy file; when it passes, it decides every query that starts from
     /// now on. Returns the new version, or why it was refused (the old policy keeps deciding).
     pub fn reload_policy(&self) -> Result<String, StartError> {
-        let loaded = load_policy(&self.policy_path)?;
+        self.reload_policy_text(&read(&self.policy_path)?)
+    }
+
+    /// [`Self::reload_policy`] with the policy file's text already read (by the file watcher): the
+    /// file is not opened again, so what was checked is what was read.
+    pub fn reload_policy_text(&self, text: &str) -> Result<String, StartError> {
+        let loaded = parse_policy(&self.policy_path, text)?;
         let version = loaded.version.clone();
         let mut slot = match self.policy.write() {
             Ok(g) => g,

@@ -57,9 +57,16 @@ pub trait ConfigFile: DeserializeOwned {
 
 /// Reads, parses and checks the configuration at `path`.
 pub fn load<T: ConfigFile>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    parse(path, &text)
+}
+
+/// Parses and checks `text`, already read from `path` (relative paths inside resolve against the
+/// file's directory; `path` is not opened again).
+pub fn parse<T: ConfigFile>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
-    let mut c: T = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?;
+    let mut c: T = toml::from_str(text).map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?;
     let base = path.parent().unwrap_or(Path::new("."));
     for f in c.paths() {
         if f.is_relative() {
@@ -68,4 +75,38 @@ pub fn load<T: ConfigFile>(path: &Path) -> Result<T, ConfigError> {
     }
     c.check().map_err(|message| ConfigError::Invalid { path: p, message })?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        file: PathBuf,
+        n: u32,
+    }
+
+    impl ConfigFile for Sample {
+        fn paths(&mut self) -> Vec<&mut PathBuf> {
+            vec![&mut self.file]
+        }
+        fn check(&self) -> Result<(), String> {
+            if self.n > 0 { Ok(()) } else { Err("n must be positive".into()) }
+        }
+    }
+
+    #[test]
+    fn parse_resolves_paths_against_a_file_it_never_opens() {
+        let path = Path::new("/nowhere/conf/x.toml");
+        let s: Sample = parse(path, "file = \"k.pem\"\nn = 1").unwrap();
+        assert_eq!(s.file, Path::new("/nowhere/conf/k.pem"));
+        assert_eq!(s.n, 1);
+        let bad = parse::<Sample>(path, "file = \"k\"\nn = 0").err().unwrap().to_string();
+        assert!(bad.contains("/nowhere/conf/x.toml") && bad.contains("n must be positive"), "{bad}");
+        let unknown = parse::<Sample>(path, "file = \"k\"\nn = 1\nm = 2").err().unwrap().to_string();
+        assert!(unknown.contains("unknown field"), "{unknown}");
+        assert!(matches!(load::<Sample>(path), Err(ConfigError::Read { .. })));
+    }
 }

@@ -2,8 +2,9 @@
 //! hash of its content, polled about every second) and listens for SIGHUP, and hands the new text to
 //! a callback that checks it and swaps it in. The callback decides; this module only notices and logs.
 //! A rejected file leaves whatever the callback kept in force, and the task keeps watching, so fixing
-//! the file is enough to have it picked up. Reading the file and running the callback (which reads and
-//! parses files of its own) happen on tokio's blocking pool, never on the runtime's worker threads.
+//! the file is enough to have it picked up. The file is opened once per poll; the callback gets the text
+//! read then and must not read the file again (what it checks is what was seen to change). Reading the
+//! file and running the callback happen on tokio's blocking pool, never on the runtime's worker threads.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;

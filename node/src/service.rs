@@ -148,19 +148,17 @@ impl NodeState {
         }
     }
 
-    /// Checks a config file's text and, when its local policy passes, puts that policy in force.
-    /// Returns the new local policy version, or why it was refused (the old policy stays).
-    pub fn reload_from(&self, path: &std::path::Path) -> Result<String, String> {
-        let config = NodeConfig::load(path).map_err(|e| e.to_string())?;
-        if config.node_id != self.id {
-            return Err("node_id changed; restart the node to change its identity".into());
-        }
-        let version = config.policy.version();
+    /// Checks a config file's `text` (already read from `path`, which is not opened again) and, when
+    /// its local policy passes, puts that policy in force. Returns the new local policy version, or why
+    /// it was refused (the old policy stays).
+    pub fn reload_from(&self, path: &std::path::Path, text: &str) -> Result<String, String> {
+        let policy = checked_local_policy(&self.id, path, text)?;
+        let version = policy.version();
         let mut slot = match self.policy.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *slot = Arc::new(config.policy);
+        *slot = Arc::new(policy);
         Ok(version)
     }
 
@@ -183,6 +181,16 @@ impl NodeState {
     pub fn courts(&self) -> Vec<String> {
         self.cases.courts()
     }
+}
+
+/// The local policy of a config file's `text` (read from `path`), when the whole file passes its
+/// checks and still names node `id`; otherwise why it was refused.
+fn checked_local_policy(id: &str, path: &std::path::Path, text: &str) -> Result<LocalPolicy, String> {
+    let config: NodeConfig = shuzhu_net::config::parse(path, text).map_err(|e| e.to_string())?;
+    if config.node_id != id {
+        return Err("node_id changed; restart the node to change its identity".into());
+    }
+    Ok(config.policy)
 }
 
 struct NodeService {
@@ -418,8 +426,8 @@ pub async fn serve(
     let watcher = config.source.clone().map(|path| {
         let st = Arc::clone(&state);
         let file = path.clone();
-        shuzhu_net::reload::spawn_watcher("node local policy", path, shuzhu_net::reload::POLL_EVERY, move |_| {
-            st.reload_from(&file)
+        shuzhu_net::reload::spawn_watcher("node local policy", path, shuzhu_net::reload::POLL_EVERY, move |text| {
+            st.reload_from(&file, text)
         })
     });
     let svc = NodeServer::new(NodeService { state }).max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -440,6 +448,39 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::journal::seam::Seam;
+
+    const CONFIG: &str = r#"
+node_id = "court-1"
+listen = "127.0.0.1:7443"
+store = "store"
+pseudonym_key_file = "k"
+[tls]
+ca = "ca.pem"
+cert = "c.pem"
+key = "c.key"
+[policy]
+gateways = ["gw-1"]
+agencies = ["*"]
+datasets = ["cases"]
+threshold = 10
+"#;
+
+    #[test]
+    fn a_reload_checks_the_text_handed_over_and_never_reopens_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The file is gone: only the text handed over can decide.
+        let path = tmp.path().join("node.toml");
+        let stricter = CONFIG.replace("threshold = 10", "threshold = 25");
+        let policy = checked_local_policy("court-1", &path, &stricter).unwrap();
+        assert_eq!(policy.threshold, 25);
+        assert_ne!(policy.version(), checked_local_policy("court-1", &path, CONFIG).unwrap().version());
+        let other_id = checked_local_policy("court-2", &path, CONFIG).unwrap_err();
+        assert!(other_id.contains("node_id changed"), "{other_id}");
+        let broken = checked_local_policy("court-1", &path, &CONFIG.replace("threshold = 10", "threshold = 2"));
+        assert!(broken.unwrap_err().contains("threshold"));
+        let unknown = checked_local_policy("court-1", &path, &CONFIG.replace("[policy]", "[policy]\nmystery = 1"));
+        assert!(unknown.unwrap_err().contains("mystery"));
+    }
 
     #[tokio::test]
     async fn a_node_whose_journal_cannot_sync_answers_unavailable_and_journals_refusals() {

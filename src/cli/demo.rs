@@ -91,6 +91,9 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         ("requester", "mediation_success_rate", &["dispute_type"], "2024-01", "2024-12", "诉源治理"),
         ("manager", "judicial_confirmation_rate", &["region:city", "year"], "2022-01", "2024-12", "审判管理"),
     ];
+    // How far the court data reach, as the answers of cases-only indicators say (each the earliest
+    // `data_until` of the nodes that answered it).
+    let mut cases_until: Vec<String> = Vec::new();
     for (who, ind, dims, from, to, purpose) in examples {
         let token = if who == "manager" { &manager } else { &analyst };
         let from_m = shuzhu_policy::Month::parse(from)?;
@@ -114,6 +117,9 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         );
         match crate::client::query(ch, token, req).await {
             Ok(resp) => {
+                if ind_meta.is_some_and(|i| i.datasets() == ["cases"]) && !resp.data_until.is_empty() {
+                    cases_until.push(resp.data_until.clone());
+                }
                 if let Some(i) = ind_meta.filter(|i| i.datasets() != ["cases"]) {
                     let kinds: Vec<&str> = i.datasets().iter().map(|d| node_kind(d)).collect();
                     let cov = resp.coverage.clone().unwrap_or_default();
@@ -135,10 +141,14 @@ async fn run_async(a: Args) -> Result<ExitCode> {
             Err(s) => println!("  {}\n", crate::client::explain(&s)),
         }
     }
-    // 立案偏离度 of the latest year, and which regions are red.
-    let latest = a.gen_args.config().to_year;
-    let ch = crate::client::connect(&running.gateway_url, &ca).await?;
-    println!("{}", red_regions(ch, &analyst, latest).await);
+    // 立案偏离度 of the latest year of the data, and which regions are red.
+    match latest_full_year(&cases_until) {
+        Some(latest) => {
+            let ch = crate::client::connect(&running.gateway_url, &ca).await?;
+            println!("{}", red_regions(ch, &analyst, latest).await);
+        }
+        None => println!("filing_deviation 立案偏离度 — skipped: no answer said how far the court data reach\n"),
+    }
     // A refusal, to show deny-by-default: the analyst's agency may not compare courts.
     let ch = crate::client::connect(&running.gateway_url, &ca).await?;
     let refused = crate::client::query(
@@ -228,6 +238,14 @@ async fn red_regions(ch: tonic::transport::Channel, token: &str, year: i32) -> S
     out
 }
 
+/// The latest year the court data cover whole, from answers' `data_until` dates (`YYYY-MM-DD`): the
+/// year of the latest date when it falls in December, else the year before (a year cut off mid-way
+/// would look like a fall in filings everywhere). None when no date parses.
+fn latest_full_year(data_until: &[String]) -> Option<i32> {
+    let latest = data_until.iter().filter_map(|d| shuzhu_policy::Month::parse(d.get(..7)?).ok()).max()?;
+    Some(if latest.month() == 12 { latest.year() } else { latest.year() - 1 })
+}
+
 /// Which kind of node serves a dataset, for the demo's explanations.
 fn node_kind(dataset: &str) -> &'static str {
     match dataset {
@@ -235,5 +253,22 @@ fn node_kind(dataset: &str) -> &'static str {
         "mediations" => "the justice bureau's node (mediations)",
         "population" => "the statistics bureau's node (population)",
         _ => "other nodes",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_full_year_comes_from_the_latest_data_date() {
+        let dates = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(latest_full_year(&dates(&["2022-12-31"])), Some(2022));
+        assert_eq!(latest_full_year(&dates(&["2021-12-30", "2022-12-04"])), Some(2022));
+        // Data ending mid-year: the year before is the latest whole one.
+        assert_eq!(latest_full_year(&dates(&["2024-06-30", "2023-12-31"])), Some(2023));
+        assert_eq!(latest_full_year(&dates(&["2025-01-02"])), Some(2024));
+        assert_eq!(latest_full_year(&dates(&["", "soon"])), None);
+        assert_eq!(latest_full_year(&[]), None);
     }
 }

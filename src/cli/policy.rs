@@ -98,7 +98,11 @@ fn check(file: &Path) -> Result<ExitCode> {
                 let key = if p.key.is_empty() { String::new() } else { format!(" {}:", p.key) };
                 println!("{}{line}:{key} {}", file.display(), p.message);
             }
-            println!("{} problem(s)", problems.len());
+            // The file's shape (TOML syntax, unknown keys, types) is checked first: while it does not
+            // parse into a policy, the rules cannot be checked and more problems may follow.
+            let shape_only = toml::from_str::<FederationPolicy>(&text).is_err();
+            let more = if shape_only { "; fix these first: semantic checks run once the file parses" } else { "" };
+            println!("{} problem(s){more}", problems.len());
             Ok(ExitCode::from(1))
         }
     }
