@@ -540,6 +540,21 @@ fn ledger_measure(m: &str) -> Option<(&str, Option<Vec<String>>)> {
     }
 }
 
+/// A cell read back from the book as new answers record it: lines written before typed counts were
+/// recorded as their plain measure (`cases.closed_civil_first` rather than `cases.closed` with type_code
+/// 民初) are rewritten the same way, so that the releases they stand for keep nesting with new cells.
+/// Cells of measures the ledger no longer records (population totals) are kept as they are: no new
+/// cell joins them, so they neither protect nor refuse anything.
+fn as_recorded_now(mut cell: CellSet) -> CellSet {
+    if let Some((recorded, Some(types))) = ledger_measure(&cell.measure)
+        && recorded != cell.measure
+    {
+        cell.measure = recorded.to_string();
+        cell.restrict(Dimension::TypeCode, &types);
+    }
+    cell
+}
+
 /// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file. Cloning
 /// shares the book (so a check can run on a blocking thread). Each scope has its own lock: checks of
 /// different agencies (when the ledger is kept per agency) run side by side; the file has a lock of its
@@ -610,7 +625,7 @@ impl ReleaseBook {
         let (lines, file) = open_lines(&path)?;
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let l: Line = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
-            scopes.entry(scope(&l.agency)).or_default().push(l.cell);
+            scopes.entry(scope(&l.agency)).or_default().push(as_recorded_now(l.cell));
         }
         Ok(Self::with(across_agencies, Some(file), scopes))
     }
@@ -822,6 +837,36 @@ mod tests {
         // Other measures keep their own names.
         assert_eq!(ledger_measure("cases.closed_on_time"), Some(("cases.closed_on_time", None)));
         assert_eq!(ledger_measure("population.resident_and_floating"), None);
+    }
+
+    #[test]
+    fn releases_recorded_before_typed_counts_were_rewritten_still_protect() {
+        // Before typed counts were recorded as their plain measure, 民初 closures were kept under their
+        // own name. A book written then must still refuse a nested query asked after the upgrade.
+        assert_eq!(ledger_measure("cases.closed_civil_first"), Some(("cases.closed", Some(vec!["民初".to_string()]))));
+        let period = shuzhu_policy::period::Period::from_wire(202401, 202403).unwrap();
+        let (jan, feb, mar) = (period.from().index(), period.from().index() + 1, period.to().index());
+        let dir = tempfile::tempdir().unwrap();
+        let old = serde_json::json!({
+            "agency": "a",
+            "cell": {
+                "measure": "cases.closed_civil_first",
+                "from": jan,
+                "to": mar,
+                "dims": { "region": ["350203"] },
+                "count": 120,
+            },
+        });
+        std::fs::write(dir.path().join(RELEASES_FILE_NAME), format!("{old}\n")).unwrap();
+        let book = ReleaseBook::open(dir.path(), true).unwrap();
+        assert_eq!(book.len("a"), 1);
+        // 2024-01..02 of the same closures, 3 fewer: the 3 closed in March would be revealed.
+        let typed: &[(Dimension, &[&str])] = &[(Dimension::Region, &["350203"]), (Dimension::TypeCode, &["民初"])];
+        let risk = book.check_and_record("b", vec![cell("cases.closed", jan, feb, typed, 117)], 10).unwrap();
+        assert_eq!(risk.map(|r| r.measure), Some("cases.closed".to_string()));
+        // A difference of k or more reveals no small count and is recorded.
+        assert!(book.check_and_record("b", vec![cell("cases.closed", jan, feb, typed, 100)], 10).unwrap().is_none());
+        assert_eq!(book.len("b"), 2);
     }
 
     #[test]
