@@ -61,6 +61,66 @@ pub(crate) fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseErro
     Ok((lines, file))
 }
 
+/// What an append to a JSON-lines book needs of its storage: where the file ends now, and cutting it
+/// back there (durably). [`File`] is the storage; tests put a failing one in its place.
+pub(crate) trait LineStore: Write {
+    /// The current length in bytes.
+    fn end(&mut self) -> std::io::Result<u64>;
+    /// Makes the written bytes durable.
+    fn sync(&mut self) -> std::io::Result<()>;
+    /// Cuts the file back to `len` bytes and makes the cut durable.
+    fn cut(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl LineStore for File {
+    fn end(&mut self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.sync_data()
+    }
+}
+
+/// An append-only JSON-lines file (from [`open_lines`]) whose appends land whole or not at all. A
+/// failed write (a full disk may take part of a line) or sync is undone by cutting the file back to
+/// where it ended, so the next append does not glue onto a fragment (which a restart would read as a
+/// corrupt line). When even the cut fails the file's end is unknown: the book is marked failed and
+/// refuses every later append until the gateway restarts (and [`open_lines`] cuts the torn tail).
+pub(crate) struct LineFile<F = File> {
+    store: F,
+    failed: bool,
+}
+
+impl<F: LineStore> LineFile<F> {
+    /// Wraps storage whose content ends in a whole line (as [`open_lines`] leaves it).
+    pub(crate) fn new(store: F) -> Self {
+        LineFile { store, failed: false }
+    }
+
+    /// Appends `bytes` (whole lines) and syncs them, or leaves the file as it was and fails.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.failed {
+            return Err(std::io::Error::other("an earlier failed append could not be undone; restart to recover"));
+        }
+        let end = self.store.end()?;
+        let written = self.store.write_all(bytes).and_then(|()| self.store.sync());
+        if let Err(e) = written {
+            if let Err(cut) = self.store.cut(end) {
+                tracing::error!(error = %cut, "a failed append could not be undone; refusing appends until restart");
+                self.failed = true;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
 /// One released cell: the set of records it counts and how many contributed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CellSet {
@@ -566,7 +626,7 @@ pub struct ReleaseBook {
 
 struct BookInner {
     across_agencies: bool,
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LineFile>>,
     scopes: Mutex<HashMap<String, Arc<Mutex<Scope>>>>,
 }
 
@@ -607,7 +667,11 @@ impl ReleaseBook {
     fn with(across_agencies: bool, file: Option<File>, scopes: HashMap<String, Scope>) -> Self {
         let scopes = scopes.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
         ReleaseBook {
-            inner: Arc::new(BookInner { across_agencies, file: file.map(Mutex::new), scopes: Mutex::new(scopes) }),
+            inner: Arc::new(BookInner {
+                across_agencies,
+                file: file.map(|f| Mutex::new(LineFile::new(f))),
+                scopes: Mutex::new(scopes),
+            }),
         }
     }
 
@@ -671,9 +735,7 @@ impl ReleaseBook {
                 buf.extend(serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?);
                 buf.push(b'\n');
             }
-            let mut f = lock(file);
-            f.write_all(&buf)?;
-            f.sync_data()?;
+            lock(file).append(&buf)?;
         }
         let fresh: Vec<CellSet> = fresh.into_iter().cloned().collect();
         for c in fresh {
@@ -1243,7 +1305,7 @@ struct Spend {
 /// The privacy budget (ε, in thousandths) each agency has spent per dataset, durable in an
 /// append-only file like the release ledger.
 pub struct BudgetBook {
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LineFile>>,
     spent: Mutex<BTreeMap<(String, String), u64>>,
 }
 
@@ -1272,7 +1334,7 @@ impl BudgetBook {
             let s: Spend = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
             *spent.entry((s.agency, s.dataset)).or_default() += s.milli;
         }
-        Ok(BudgetBook { file: Some(Mutex::new(file)), spent: Mutex::new(spent) })
+        Ok(BudgetBook { file: Some(Mutex::new(LineFile::new(file))), spent: Mutex::new(spent) })
     }
 
     /// Spends `cost` of `agency`'s budget on `dataset`, durably, or refuses when it would exceed
@@ -1300,8 +1362,7 @@ impl BudgetBook {
             let line = Spend { agency: agency.into(), dataset: dataset.into(), milli: cost };
             let mut buf = serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?;
             buf.push(b'\n');
-            f.write_all(&buf)?;
-            f.sync_data()?;
+            f.append(&buf)?;
         }
         spent.insert((agency.to_string(), dataset.to_string()), used + cost);
         Ok(Ok(used + cost))
@@ -1357,5 +1418,105 @@ mod budget_tests {
         // A damaged whole line is still refused, naming it.
         std::fs::write(&path, "{\"agency\":\"a\"}\n").unwrap();
         assert!(matches!(BudgetBook::open(dir.path()), Err(ReleaseError::Corrupt(1))));
+    }
+
+    /// Storage with room for `room` bytes: a write past it takes what fits and then fails, as a full
+    /// disk does. Syncs and cuts fail on demand.
+    struct Flaky {
+        data: Vec<u8>,
+        room: usize,
+        fail_sync: bool,
+        fail_cut: bool,
+    }
+
+    impl Flaky {
+        fn new(room: usize) -> Self {
+            Flaky { data: Vec::new(), room, fail_sync: false, fail_cut: false }
+        }
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room.saturating_sub(self.data.len()));
+            if n == 0 && !buf.is_empty() {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LineStore for Flaky {
+        fn end(&mut self) -> std::io::Result<u64> {
+            Ok(self.data.len() as u64)
+        }
+
+        fn sync(&mut self) -> std::io::Result<()> {
+            if self.fail_sync { Err(std::io::Error::other("sync failed")) } else { Ok(()) }
+        }
+
+        fn cut(&mut self, len: u64) -> std::io::Result<()> {
+            if self.fail_cut {
+                return Err(std::io::Error::other("cut failed"));
+            }
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_that_runs_out_of_space_leaves_no_fragment_for_the_next_line_to_glue_onto() {
+        let mut f = LineFile::new(Flaky::new(40));
+        f.append(b"{\"a\":1}\n").unwrap();
+        // Part of this line fits, then the disk is full.
+        assert!(f.append(b"{\"agency\":\"a\",\"dataset\":\"cases\",\"milli\":1}\n").is_err());
+        assert_eq!(f.store.data, b"{\"a\":1}\n", "the partial line is cut away");
+        // Space is freed: the next append is a line of its own.
+        f.store.room = 1000;
+        f.append(b"{\"a\":2}\n").unwrap();
+        assert_eq!(f.store.data, b"{\"a\":1}\n{\"a\":2}\n");
+    }
+
+    #[test]
+    fn a_failed_sync_is_undone_too() {
+        let mut f = LineFile::new(Flaky::new(1000));
+        f.append(b"one\n").unwrap();
+        f.store.fail_sync = true;
+        assert!(f.append(b"two\n").is_err());
+        assert_eq!(f.store.data, b"one\n", "a line never synced is never acknowledged, so it is cut");
+        f.store.fail_sync = false;
+        f.append(b"three\n").unwrap();
+        assert_eq!(f.store.data, b"one\nthree\n");
+    }
+
+    #[test]
+    fn when_the_cut_fails_too_the_file_refuses_every_later_append() {
+        let mut f = LineFile::new(Flaky::new(6));
+        f.append(b"one\n").unwrap();
+        f.store.fail_cut = true;
+        assert!(f.append(b"two\n").is_err());
+        assert_eq!(f.store.data, b"one\ntw", "the fragment stays: the cut failed");
+        // Even with room again and a working cut, nothing is glued onto the fragment.
+        f.store.room = 1000;
+        f.store.fail_cut = false;
+        assert!(f.append(b"three\n").is_err());
+        assert_eq!(f.store.data, b"one\ntw");
+    }
+
+    #[test]
+    fn a_real_file_appends_and_cuts_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let (_, file) = open_lines(&path).unwrap();
+        let mut f = LineFile::new(file);
+        f.append(b"one\n").unwrap();
+        f.store.write_all(b"torn").unwrap();
+        f.store.cut(4).unwrap();
+        f.append(b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n", "appends land at the cut end");
     }
 }
