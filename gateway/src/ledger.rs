@@ -452,9 +452,18 @@ impl Drop for AuditChain {
     }
 }
 
-/// Directory inside a ledger directory where [`verify_ledger_dir`] keeps the tree it re-derives
-/// (removed when it is done).
-pub const VERIFY_TREE_DIR_NAME: &str = "verify-tree.tmp";
+/// How the directories where verification keeps the tree it re-derives begin: inside a ledger
+/// directory for [`verify_ledger_dir`], after the file's name beside it for [`verify_export_file`]
+/// (`FILE.verify-tree.XXXXXX.tmp`). Each run makes a new one with a random part, so it is always
+/// the run's own: an interrupted run's leftover is never reused nor deleted, and never makes a
+/// later run fall back to memory.
+pub const VERIFY_TREE_PREFIX: &str = "verify-tree.";
+
+/// A new, empty directory in `parent` named `{prefix}XXXXXX.tmp`, removed (with what the
+/// verification wrote in it) when dropped.
+fn verify_tree_dir(parent: &Path, prefix: &std::ffi::OsStr) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempdir_in(parent)
+}
 
 /// Verifies a ledger directory offline (no gateway may have it open): recovers it, exports it and
 /// checks the export against the key in `DIR/checkpoint-key.pub`.
@@ -464,16 +473,17 @@ pub fn verify_ledger_dir(dir: &Path) -> Result<ExportSummary, LedgerError> {
 
 /// [`verify_ledger_dir`], calling `progress(entries checked, entries in all)` every
 /// [`shuzhu_ledger::verify::PROGRESS_EVERY`] entries. The export streams through a pipe from a
-/// second thread into the verifier, which keeps the tree it re-derives in node files in
-/// `DIR/verify-tree.tmp/`: memory stays bounded whatever the ledger's size.
+/// second thread into the verifier, which keeps the tree it re-derives in node files in a
+/// directory of its own, `DIR/verify-tree.XXXXXX.tmp/` (removed afterwards): memory stays bounded
+/// whatever the ledger's size.
 pub fn verify_ledger_dir_with_progress(
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary, LedgerError> {
     let verifier = load_verifier(&dir.join(PUBLIC_KEY_FILE_NAME))?;
     let chain = AuditChain::open_offline(dir)?;
-    let tree_dir = dir.join(VERIFY_TREE_DIR_NAME);
     let io = |op, source| LedgerError::Io { op, path: dir.to_owned(), source };
+    let tree_dir = verify_tree_dir(dir, VERIFY_TREE_PREFIX.as_ref()).map_err(|e| io("create a directory in", e))?;
     let (reader, writer) = io::pipe().map_err(|e| io("open a pipe to verify", e))?;
     let (verified, exported) = std::thread::scope(|scope| {
         let exporter = scope.spawn(|| {
@@ -481,16 +491,21 @@ pub fn verify_ledger_dir_with_progress(
             let mut w = io::BufWriter::with_capacity(1 << 16, writer);
             chain.export(&mut w)
         });
-        let options =
-            VerifyOptions { tree_dir: Some(&tree_dir), progress: Some(&mut *progress), ..VerifyOptions::default() };
+        let options = VerifyOptions {
+            tree_dir: Some(tree_dir.path()),
+            progress: Some(&mut *progress),
+            ..VerifyOptions::default()
+        };
         // The reader is dropped when verification returns, so an exporter still writing after
         // a failure stops with a broken pipe instead of blocking.
         let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, reader), &verifier, options);
         let exported = exporter.join().unwrap_or_else(|_| Err(io("export", io::Error::other("exporter panicked"))));
         (verified, exported)
     });
-    // Derived data only; a leftover is overwritten by the next verification.
-    let _ = std::fs::remove_dir_all(&tree_dir);
+    // Derived data only, in a directory only this run uses.
+    if let Err(error) = tree_dir.close() {
+        tracing::warn!(%error, "could not remove the verification's tree directory");
+    }
     drop(chain);
     match (verified, exported) {
         (Ok(summary), Ok(_)) => Ok(summary),
@@ -508,9 +523,9 @@ fn is_broken_pipe(e: &LedgerError) -> bool {
     matches!(e, LedgerError::Verify(VerifyError::Io(io)) if io.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// Verifies an export file against `verifier`, keeping the re-derived tree in node files beside
-/// it (`FILE.verify-tree.tmp/`, removed afterwards; in memory when it cannot be created or already
-/// exists), with
+/// Verifies an export file against `verifier`, keeping the re-derived tree in node files in a
+/// directory of its own beside it (`FILE.verify-tree.XXXXXX.tmp/`, removed afterwards; in memory
+/// when it cannot be created, e.g. in a read-only directory), with
 /// `progress` as for [`verify_ledger_dir_with_progress`] and `on_entry` given each checked entry
 /// (see [`VerifyOptions::on_entry`]: trust what it collected only when this returns `Ok`).
 pub fn verify_export_file(
@@ -520,13 +535,15 @@ pub fn verify_export_file(
     on_entry: Option<&mut EntryVisitor<'_>>,
 ) -> Result<ExportSummary, LedgerError> {
     let f = std::fs::File::open(file).map_err(|source| LedgerError::Io { op: "open", path: file.into(), source })?;
-    let mut name = file.as_os_str().to_owned();
-    name.push(".verify-tree.tmp");
-    let tree_dir = PathBuf::from(name);
-    // Never reuse (and so never delete) a directory this did not create.
-    let in_files = std::fs::create_dir(&tree_dir).is_ok();
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut prefix = file.file_name().unwrap_or_default().to_owned();
+    prefix.push(".");
+    prefix.push(VERIFY_TREE_PREFIX);
+    let tree_dir = verify_tree_dir(parent, &prefix)
+        .inspect_err(|error| tracing::warn!(%error, "keeping the re-derived tree in memory"))
+        .ok();
     let options = VerifyOptions {
-        tree_dir: in_files.then_some(tree_dir.as_path()),
+        tree_dir: tree_dir.as_ref().map(tempfile::TempDir::path),
         progress: Some(&mut *progress),
         on_entry: match on_entry {
             Some(f) => Some(&mut *f),
@@ -535,8 +552,8 @@ pub fn verify_export_file(
         ..VerifyOptions::default()
     };
     let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, f), verifier, options);
-    if in_files {
-        let _ = std::fs::remove_dir_all(&tree_dir);
+    if let Some(Err(error)) = tree_dir.map(tempfile::TempDir::close) {
+        tracing::warn!(%error, "could not remove the verification's tree directory");
     }
     Ok(verified?)
 }
@@ -652,26 +669,63 @@ mod tests {
         drop(chain);
         let summary = verify_ledger_dir(&ledger_dir).unwrap();
         assert_eq!((summary.entries, summary.latest.size), (300, 300));
-        assert!(!ledger_dir.join(VERIFY_TREE_DIR_NAME).exists());
+        assert_eq!(tree_dirs(&ledger_dir, VERIFY_TREE_PREFIX), Vec::<String>::new(), "no tree is left behind");
         let verifier = load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap();
         let mut bodies = 0;
         let mut count = |_: u64, f: Option<&[ExportField]>| bodies += usize::from(f.is_some());
         let s = verify_export_file(&export, &verifier, &mut |_, _| {}, Some(&mut count)).unwrap();
         assert_eq!((s.entries, bodies), (300, 300));
-        let tree_dir = dir.path().join("audit.jsonl.verify-tree.tmp");
-        assert!(!tree_dir.exists());
-        // A directory of that name that verification did not create is left alone.
-        std::fs::create_dir(&tree_dir).unwrap();
-        std::fs::write(tree_dir.join("keep"), "mine").unwrap();
-        verify_export_file(&export, &verifier, &mut |_, _| {}, None).unwrap();
-        assert_eq!(std::fs::read_to_string(tree_dir.join("keep")).unwrap(), "mine");
-        std::fs::remove_dir_all(&tree_dir).unwrap();
+        assert_eq!(tree_dirs(dir.path(), "audit.jsonl.verify-tree."), Vec::<String>::new());
         // A flipped byte in a body is refused, and the tree files are still cleaned up.
         let text = std::fs::read_to_string(&export).unwrap().replacen(r#"\"n\":7,"#, r#"\"n\":8,"#, 1);
         std::fs::write(&export, text).unwrap();
         let r = verify_export_file(&export, &verifier, &mut |_, _| {}, None);
         assert!(matches!(r, Err(LedgerError::Verify(VerifyError::Entry { seq: 7, .. }))), "{r:?}");
-        assert!(!tree_dir.exists());
+        assert_eq!(tree_dirs(dir.path(), "audit.jsonl.verify-tree."), Vec::<String>::new());
+    }
+
+    /// The names of the directories in `dir` that begin with `prefix`, sorted.
+    fn tree_dirs(dir: &Path, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_verification_are_neither_reused_nor_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_dir = dir.path().join("ledger");
+        let chain = AuditChain::open(&ledger_dir).unwrap();
+        for i in 0..20 {
+            chain.append(format!(r#"{{"action":"query","n":{i}}}"#)).unwrap();
+        }
+        let export = dir.path().join("audit.jsonl");
+        chain.export(std::fs::File::create(&export).unwrap()).unwrap();
+        drop(chain);
+        // What an interrupted run of the older code left, and a directory someone else keeps there.
+        for leftover in [dir.path().join("audit.jsonl.verify-tree.tmp"), ledger_dir.join("verify-tree.tmp")] {
+            std::fs::create_dir(&leftover).unwrap();
+            std::fs::write(leftover.join("keep"), "mine").unwrap();
+        }
+        let before = tree_dirs(dir.path(), "audit.jsonl.verify-tree.");
+        // The tree still goes to files: a directory of this run's own appears while entries are checked.
+        let verifier = load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap();
+        let mut during = Vec::new();
+        let mut look = |_: u64, _: Option<&[ExportField]>| during = tree_dirs(dir.path(), "audit.jsonl.verify-tree.");
+        verify_export_file(&export, &verifier, &mut |_, _| {}, Some(&mut look)).unwrap();
+        assert_eq!(during.len(), 2, "{during:?}");
+        assert!(during.iter().any(|d| d.ends_with(".tmp") && !before.contains(d)), "{during:?}");
+        assert_eq!(tree_dirs(dir.path(), "audit.jsonl.verify-tree."), before, "this run's own is removed");
+        // Verifying the ledger directory leaves the other directory alone too.
+        verify_ledger_dir(&ledger_dir).unwrap();
+        for leftover in [dir.path().join("audit.jsonl.verify-tree.tmp"), ledger_dir.join("verify-tree.tmp")] {
+            assert_eq!(std::fs::read_to_string(leftover.join("keep")).unwrap(), "mine");
+        }
+        assert_eq!(tree_dirs(&ledger_dir, VERIFY_TREE_PREFIX), vec!["verify-tree.tmp".to_string()]);
     }
 
     #[test]

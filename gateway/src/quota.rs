@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::grant::Quota;
 
+use crate::releases::LineFile;
+
 /// File name of the daily quota counts inside the gateway's ledger directory.
 pub const QUOTA_FILE_NAME: &str = "quota.jsonl";
 
@@ -101,7 +103,7 @@ struct Usage {
 #[derive(Default)]
 pub struct QuotaBook {
     usage: Mutex<HashMap<String, Usage>>,
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LineFile>>,
 }
 
 impl QuotaBook {
@@ -142,7 +144,7 @@ impl QuotaBook {
             file
         };
         let usage = latest.into_iter().map(|(agency, day)| (agency, Usage { recent: VecDeque::new(), day })).collect();
-        Ok(QuotaBook { usage: Mutex::new(usage), file: Some(Mutex::new(file)) })
+        Ok(QuotaBook { usage: Mutex::new(usage), file: Some(Mutex::new(LineFile::new(file))) })
     }
 
     /// Counts one query of `agency` at `now` on UTC day `today`, or refuses it when a limit is reached
@@ -154,8 +156,8 @@ impl QuotaBook {
             return Ok(());
         };
         let written = {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            f.write_all(&line_of(agency, today, 1)).and_then(|()| f.sync_data())
+            // A failed append is cut back (or stops the file) so no fragment is left behind.
+            file.lock().unwrap_or_else(|p| p.into_inner()).append(&line_of(agency, today, 1))
         };
         if let Err(e) = written {
             tracing::error!(error = %e, "the quota file failed; the query is refused");

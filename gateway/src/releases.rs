@@ -61,6 +61,66 @@ pub(crate) fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseErro
     Ok((lines, file))
 }
 
+/// What an append to a JSON-lines book needs of its storage: where the file ends now, and cutting it
+/// back there (durably). [`File`] is the storage; tests put a failing one in its place.
+pub(crate) trait LineStore: Write {
+    /// The current length in bytes.
+    fn end(&mut self) -> std::io::Result<u64>;
+    /// Makes the written bytes durable.
+    fn sync(&mut self) -> std::io::Result<()>;
+    /// Cuts the file back to `len` bytes and makes the cut durable.
+    fn cut(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl LineStore for File {
+    fn end(&mut self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.sync_data()
+    }
+}
+
+/// An append-only JSON-lines file (from [`open_lines`]) whose appends land whole or not at all. A
+/// failed write (a full disk may take part of a line) or sync is undone by cutting the file back to
+/// where it ended, so the next append does not glue onto a fragment (which a restart would read as a
+/// corrupt line). When even the cut fails the file's end is unknown: the book is marked failed and
+/// refuses every later append until the gateway restarts (and [`open_lines`] cuts the torn tail).
+pub(crate) struct LineFile<F = File> {
+    store: F,
+    failed: bool,
+}
+
+impl<F: LineStore> LineFile<F> {
+    /// Wraps storage whose content ends in a whole line (as [`open_lines`] leaves it).
+    pub(crate) fn new(store: F) -> Self {
+        LineFile { store, failed: false }
+    }
+
+    /// Appends `bytes` (whole lines) and syncs them, or leaves the file as it was and fails.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.failed {
+            return Err(std::io::Error::other("an earlier failed append could not be undone; restart to recover"));
+        }
+        let end = self.store.end()?;
+        let written = self.store.write_all(bytes).and_then(|()| self.store.sync());
+        if let Err(e) = written {
+            if let Err(cut) = self.store.cut(end) {
+                tracing::error!(error = %cut, "a failed append could not be undone; refusing appends until restart");
+                self.failed = true;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
 /// One released cell: the set of records it counts and how many contributed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CellSet {
@@ -540,6 +600,21 @@ fn ledger_measure(m: &str) -> Option<(&str, Option<Vec<String>>)> {
     }
 }
 
+/// A cell read back from the book as new answers record it: lines written before typed counts were
+/// recorded as their plain measure (`cases.closed_civil_first` rather than `cases.closed` with type_code
+/// 民初) are rewritten the same way, so that the releases they stand for keep nesting with new cells.
+/// Cells of measures the ledger no longer records (population totals) are kept as they are: no new
+/// cell joins them, so they neither protect nor refuse anything.
+fn as_recorded_now(mut cell: CellSet) -> CellSet {
+    if let Some((recorded, Some(types))) = ledger_measure(&cell.measure)
+        && recorded != cell.measure
+    {
+        cell.measure = recorded.to_string();
+        cell.restrict(Dimension::TypeCode, &types);
+    }
+    cell
+}
+
 /// Released cells per scope (an agency, or `*` for everyone), durable in an append-only file. Cloning
 /// shares the book (so a check can run on a blocking thread). Each scope has its own lock: checks of
 /// different agencies (when the ledger is kept per agency) run side by side; the file has a lock of its
@@ -551,7 +626,7 @@ pub struct ReleaseBook {
 
 struct BookInner {
     across_agencies: bool,
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LineFile>>,
     scopes: Mutex<HashMap<String, Arc<Mutex<Scope>>>>,
 }
 
@@ -592,7 +667,11 @@ impl ReleaseBook {
     fn with(across_agencies: bool, file: Option<File>, scopes: HashMap<String, Scope>) -> Self {
         let scopes = scopes.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
         ReleaseBook {
-            inner: Arc::new(BookInner { across_agencies, file: file.map(Mutex::new), scopes: Mutex::new(scopes) }),
+            inner: Arc::new(BookInner {
+                across_agencies,
+                file: file.map(|f| Mutex::new(LineFile::new(f))),
+                scopes: Mutex::new(scopes),
+            }),
         }
     }
 
@@ -610,7 +689,7 @@ impl ReleaseBook {
         let (lines, file) = open_lines(&path)?;
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let l: Line = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
-            scopes.entry(scope(&l.agency)).or_default().push(l.cell);
+            scopes.entry(scope(&l.agency)).or_default().push(as_recorded_now(l.cell));
         }
         Ok(Self::with(across_agencies, Some(file), scopes))
     }
@@ -656,9 +735,7 @@ impl ReleaseBook {
                 buf.extend(serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?);
                 buf.push(b'\n');
             }
-            let mut f = lock(file);
-            f.write_all(&buf)?;
-            f.sync_data()?;
+            lock(file).append(&buf)?;
         }
         let fresh: Vec<CellSet> = fresh.into_iter().cloned().collect();
         for c in fresh {
@@ -822,6 +899,36 @@ mod tests {
         // Other measures keep their own names.
         assert_eq!(ledger_measure("cases.closed_on_time"), Some(("cases.closed_on_time", None)));
         assert_eq!(ledger_measure("population.resident_and_floating"), None);
+    }
+
+    #[test]
+    fn releases_recorded_before_typed_counts_were_rewritten_still_protect() {
+        // Before typed counts were recorded as their plain measure, 民初 closures were kept under their
+        // own name. A book written then must still refuse a nested query asked after the upgrade.
+        assert_eq!(ledger_measure("cases.closed_civil_first"), Some(("cases.closed", Some(vec!["民初".to_string()]))));
+        let period = shuzhu_policy::period::Period::from_wire(202401, 202403).unwrap();
+        let (jan, feb, mar) = (period.from().index(), period.from().index() + 1, period.to().index());
+        let dir = tempfile::tempdir().unwrap();
+        let old = serde_json::json!({
+            "agency": "a",
+            "cell": {
+                "measure": "cases.closed_civil_first",
+                "from": jan,
+                "to": mar,
+                "dims": { "region": ["350203"] },
+                "count": 120,
+            },
+        });
+        std::fs::write(dir.path().join(RELEASES_FILE_NAME), format!("{old}\n")).unwrap();
+        let book = ReleaseBook::open(dir.path(), true).unwrap();
+        assert_eq!(book.len("a"), 1);
+        // 2024-01..02 of the same closures, 3 fewer: the 3 closed in March would be revealed.
+        let typed: &[(Dimension, &[&str])] = &[(Dimension::Region, &["350203"]), (Dimension::TypeCode, &["民初"])];
+        let risk = book.check_and_record("b", vec![cell("cases.closed", jan, feb, typed, 117)], 10).unwrap();
+        assert_eq!(risk.map(|r| r.measure), Some("cases.closed".to_string()));
+        // A difference of k or more reveals no small count and is recorded.
+        assert!(book.check_and_record("b", vec![cell("cases.closed", jan, feb, typed, 100)], 10).unwrap().is_none());
+        assert_eq!(book.len("b"), 2);
     }
 
     #[test]
@@ -1198,7 +1305,7 @@ struct Spend {
 /// The privacy budget (ε, in thousandths) each agency has spent per dataset, durable in an
 /// append-only file like the release ledger.
 pub struct BudgetBook {
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LineFile>>,
     spent: Mutex<BTreeMap<(String, String), u64>>,
 }
 
@@ -1227,7 +1334,7 @@ impl BudgetBook {
             let s: Spend = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
             *spent.entry((s.agency, s.dataset)).or_default() += s.milli;
         }
-        Ok(BudgetBook { file: Some(Mutex::new(file)), spent: Mutex::new(spent) })
+        Ok(BudgetBook { file: Some(Mutex::new(LineFile::new(file))), spent: Mutex::new(spent) })
     }
 
     /// Spends `cost` of `agency`'s budget on `dataset`, durably, or refuses when it would exceed
@@ -1255,8 +1362,7 @@ impl BudgetBook {
             let line = Spend { agency: agency.into(), dataset: dataset.into(), milli: cost };
             let mut buf = serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?;
             buf.push(b'\n');
-            f.write_all(&buf)?;
-            f.sync_data()?;
+            f.append(&buf)?;
         }
         spent.insert((agency.to_string(), dataset.to_string()), used + cost);
         Ok(Ok(used + cost))
@@ -1312,5 +1418,105 @@ mod budget_tests {
         // A damaged whole line is still refused, naming it.
         std::fs::write(&path, "{\"agency\":\"a\"}\n").unwrap();
         assert!(matches!(BudgetBook::open(dir.path()), Err(ReleaseError::Corrupt(1))));
+    }
+
+    /// Storage with room for `room` bytes: a write past it takes what fits and then fails, as a full
+    /// disk does. Syncs and cuts fail on demand.
+    struct Flaky {
+        data: Vec<u8>,
+        room: usize,
+        fail_sync: bool,
+        fail_cut: bool,
+    }
+
+    impl Flaky {
+        fn new(room: usize) -> Self {
+            Flaky { data: Vec::new(), room, fail_sync: false, fail_cut: false }
+        }
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room.saturating_sub(self.data.len()));
+            if n == 0 && !buf.is_empty() {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LineStore for Flaky {
+        fn end(&mut self) -> std::io::Result<u64> {
+            Ok(self.data.len() as u64)
+        }
+
+        fn sync(&mut self) -> std::io::Result<()> {
+            if self.fail_sync { Err(std::io::Error::other("sync failed")) } else { Ok(()) }
+        }
+
+        fn cut(&mut self, len: u64) -> std::io::Result<()> {
+            if self.fail_cut {
+                return Err(std::io::Error::other("cut failed"));
+            }
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_that_runs_out_of_space_leaves_no_fragment_for_the_next_line_to_glue_onto() {
+        let mut f = LineFile::new(Flaky::new(40));
+        f.append(b"{\"a\":1}\n").unwrap();
+        // Part of this line fits, then the disk is full.
+        assert!(f.append(b"{\"agency\":\"a\",\"dataset\":\"cases\",\"milli\":1}\n").is_err());
+        assert_eq!(f.store.data, b"{\"a\":1}\n", "the partial line is cut away");
+        // Space is freed: the next append is a line of its own.
+        f.store.room = 1000;
+        f.append(b"{\"a\":2}\n").unwrap();
+        assert_eq!(f.store.data, b"{\"a\":1}\n{\"a\":2}\n");
+    }
+
+    #[test]
+    fn a_failed_sync_is_undone_too() {
+        let mut f = LineFile::new(Flaky::new(1000));
+        f.append(b"one\n").unwrap();
+        f.store.fail_sync = true;
+        assert!(f.append(b"two\n").is_err());
+        assert_eq!(f.store.data, b"one\n", "a line never synced is never acknowledged, so it is cut");
+        f.store.fail_sync = false;
+        f.append(b"three\n").unwrap();
+        assert_eq!(f.store.data, b"one\nthree\n");
+    }
+
+    #[test]
+    fn when_the_cut_fails_too_the_file_refuses_every_later_append() {
+        let mut f = LineFile::new(Flaky::new(6));
+        f.append(b"one\n").unwrap();
+        f.store.fail_cut = true;
+        assert!(f.append(b"two\n").is_err());
+        assert_eq!(f.store.data, b"one\ntw", "the fragment stays: the cut failed");
+        // Even with room again and a working cut, nothing is glued onto the fragment.
+        f.store.room = 1000;
+        f.store.fail_cut = false;
+        assert!(f.append(b"three\n").is_err());
+        assert_eq!(f.store.data, b"one\ntw");
+    }
+
+    #[test]
+    fn a_real_file_appends_and_cuts_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let (_, file) = open_lines(&path).unwrap();
+        let mut f = LineFile::new(file);
+        f.append(b"one\n").unwrap();
+        f.store.write_all(b"torn").unwrap();
+        f.store.cut(4).unwrap();
+        f.append(b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n", "appends land at the cut end");
     }
 }

@@ -229,6 +229,38 @@ struct Signed {
 struct CpState {
     file: File,
     path: PathBuf,
+    /// A failed append could not be cut back: the file's end is unknown, so nothing more is signed
+    /// until the ledger is reopened (which cuts the torn tail).
+    failed: bool,
+}
+
+/// What appending a frame to `checkpoints.log` needs of its storage; [`File`] is the storage, tests
+/// put a failing one in its place.
+trait CpStore: Write {
+    /// Makes the written bytes durable.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes and makes the cut durable.
+    fn cut(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl CpStore for File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)?;
+        self.sync_data()
+    }
+}
+
+/// Appends `frame` to a file ending at `end` and syncs it; on a write or sync error (a full disk may
+/// take part of the frame) cuts the file back to `end`, so that the next frame does not follow a
+/// fragment (on reopen the torn frame would be cut together with every signed frame after it).
+/// The error is returned with whether the cut succeeded.
+fn append_frame(file: &mut impl CpStore, end: u64, frame: &[u8]) -> Result<(), (io::Error, bool)> {
+    let written = file.write_all(frame).and_then(|()| file.sync());
+    written.map_err(|e| (e, file.cut(end).is_ok()))
 }
 
 struct Shared {
@@ -356,10 +388,17 @@ impl Shared {
         let mut frame = Vec::with_capacity(note.len() + 8);
         segment::encode_frame(note.as_bytes(), &mut frame);
         let path = cp.path.clone();
+        if cp.failed {
+            let e = io::Error::other("an earlier failed append could not be undone; reopen the ledger");
+            return Err(io_err("append to", &path)(e));
+        }
         // The file is opened for appending: the frame lands at its current end.
         let offset = cp.file.metadata().map_err(io_err("stat", &path))?.len();
-        cp.file.write_all(&frame).map_err(io_err("write", &path))?;
-        cp.file.sync_data().map_err(io_err("sync", &path))?;
+        if let Err((e, undone)) = append_frame(&mut cp.file, offset, &frame) {
+            // Without the cut the file's end is unknown: sign nothing more until reopened.
+            cp.failed |= !undone;
+            return Err(io_err("append to", &path)(e));
+        }
         let mut signed = write(&self.signed);
         signed.refs.push(CpRef { size, offset });
         signed.latest = Some((checkpoint.clone(), note.clone()));
@@ -566,7 +605,7 @@ impl Ledger {
             tree: RwLock::new(tree),
             index,
             db,
-            cp: Mutex::new(CpState { file: cp_file, path: cp_path.clone() }),
+            cp: Mutex::new(CpState { file: cp_file, path: cp_path.clone(), failed: false }),
             signed: RwLock::new(signed),
             cp_reader,
             cp_path,
@@ -1208,5 +1247,75 @@ mod tests {
         let mut o = options(&key);
         o.segment_bytes = 1 << 20;
         assert!(matches!(Ledger::open(dir.path(), o), Err(LedgerError::Truncated { checkpoint: 6, recovered: 4 })));
+    }
+
+    /// A real file with room for `room` more bytes: a write past it takes what fits and then fails,
+    /// as a full disk does.
+    struct Full {
+        file: File,
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room);
+            if n == 0 && !buf.is_empty() {
+                return Err(io::Error::other("no space left on device"));
+            }
+            self.room -= n;
+            self.file.write(&buf[..n])
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl CpStore for Full {
+        fn sync(&mut self) -> io::Result<()> {
+            self.file.sync()
+        }
+
+        fn cut(&mut self, len: u64) -> io::Result<()> {
+            self.file.cut(len)
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_append_that_runs_out_of_space_is_cut_so_later_checkpoints_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints.log");
+        let signer = NoteSigner::from_pkcs8("shuzhu.test/audit", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
+        let frame = |size: u64| {
+            let note = signer.sign(&Checkpoint { origin: "shuzhu.test/audit".into(), size, root: [size as u8; 32] });
+            let mut f = Vec::new();
+            segment::encode_frame(note.as_bytes(), &mut f);
+            f
+        };
+        let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut store = Full { file, room: usize::MAX };
+        append_frame(&mut store, 0, &frame(5)).unwrap();
+        // The disk fills in the middle of the next frame.
+        let end = fs::metadata(&path).unwrap().len();
+        store.room = 10;
+        let (_, undone) = append_frame(&mut store, end, &frame(10)).unwrap_err();
+        assert!(undone);
+        assert_eq!(fs::metadata(&path).unwrap().len(), end, "no fragment is left");
+        store.room = usize::MAX;
+        append_frame(&mut store, end, &frame(15)).unwrap();
+        let signed = load_checkpoints(&path, &signer.verifier()).unwrap();
+        let sizes: Vec<u64> = signed.refs.iter().map(|r| r.size).collect();
+        assert_eq!(sizes, vec![5, 15], "the checkpoint signed after the failure is kept on reopen");
+    }
+
+    #[test]
+    fn a_checkpoint_log_whose_cut_failed_signs_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        ledger.append(entry(0)).unwrap();
+        lock(&ledger.shared.cp).failed = true;
+        assert!(ledger.checkpoint().is_err(), "the end of the file is unknown: nothing is appended");
+        assert_eq!(fs::metadata(dir.path().join("checkpoints.log")).unwrap().len(), 0);
     }
 }

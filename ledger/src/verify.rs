@@ -14,11 +14,12 @@
 //! digest its leaf commits to, and checks every checkpoint's signature and root; the export must
 //! be covered whole by a checkpoint. It reads the export as a stream; [`verify_export_with`]
 //! can keep the re-derived node hashes in files instead of memory (so memory stays bounded
-//! whatever the size of the export), report progress, and hand each entry to the caller.
+//! whatever the size of the export: lines are capped at [`MAX_LINE`] and notes are checked as
+//! they arrive), report progress, and hand each entry to the caller.
 //! [`check_consistent`] is what a watcher runs on a new checkpoint against the last one it
 //! verified.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use base64::Engine as _;
@@ -33,6 +34,13 @@ use crate::tree::NodeFiles;
 
 /// [`verify_export_with`] reports progress every this many entries.
 pub const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// Longest export line accepted, in bytes (without its newline). The longest line written is an
+/// entry whose values reach [`crate::entry::MAX_VALUES`] (1 MiB), each byte escaped as `\u00XX` at
+/// worst (6 MiB), with its leaf, salts and names (under 200 KiB for [`crate::entry::MAX_FIELDS`]
+/// fields); a note is at most 1 MiB before escaping. A longer line is refused as it is read, so a
+/// crafted line with no newline cannot make the verifier read gigabytes into memory.
+pub const MAX_LINE: usize = 8 << 20;
 
 /// Format tag of the header line.
 pub const EXPORT_FORMAT: &str = "shuzhu-ledger-export-v1";
@@ -321,12 +329,46 @@ pub fn verify_export(reader: impl BufRead, verifier: &NoteVerifier) -> Result<Ex
     verify_export_with(reader, verifier, VerifyOptions::default())
 }
 
-/// [`verify_export`] with the options of [`VerifyOptions`]. The export is read line by line;
-/// beside the tree, only the checkpoint notes are held until the end.
+/// Reads the next line of at most `cap` bytes into `buf` (its `\n` or `\r\n` removed); `false` at
+/// the end of the export. A longer line is `BadLine` once `cap + 2` bytes were read.
+fn read_line_capped(reader: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize, n: usize) -> Result<bool, VerifyError> {
+    buf.clear();
+    // `cap + 2` bytes hold a line of `cap` bytes and its `\r\n`.
+    let read = reader.take(cap as u64 + 2).read_until(b'\n', buf)?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    // Without a newline, a line that fits ended the export; one that does not is too long.
+    if buf.len() > cap {
+        return Err(VerifyError::BadLine { line: n });
+    }
+    Ok(true)
+}
+
+/// [`verify_export`] with the options of [`VerifyOptions`]. The export is read line by line, each
+/// line at most [`MAX_LINE`] bytes; entries precede checkpoints, so the tree is complete at the
+/// first checkpoint line and each note is checked as it arrives: beside the tree, only the
+/// largest checkpoint is kept.
 pub fn verify_export_with(
     reader: impl BufRead,
     verifier: &NoteVerifier,
+    options: VerifyOptions<'_>,
+) -> Result<ExportSummary, VerifyError> {
+    verify_lines(reader, verifier, options, MAX_LINE)
+}
+
+/// [`verify_export_with`] with lines capped at `max_line` bytes.
+fn verify_lines(
+    mut reader: impl BufRead,
+    verifier: &NoteVerifier,
     mut options: VerifyOptions<'_>,
+    max_line: usize,
 ) -> Result<ExportSummary, VerifyError> {
     let progress_every = if options.progress_every == 0 { PROGRESS_EVERY } else { options.progress_every };
     let mut tree = match options.tree_dir {
@@ -334,12 +376,18 @@ pub fn verify_export_with(
         None => Rederived::Mem(MemTree::default()),
     };
     let mut header: Option<(String, u64)> = None;
-    let mut notes = Vec::new();
+    // Checkpoints verified so far and the largest of them.
+    let mut checkpoints = 0usize;
+    let mut latest: Option<Checkpoint> = None;
     let mut purged = 0;
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        let n = i + 1;
-        let parsed: ExportLine = serde_json::from_str(&line).map_err(|_| VerifyError::BadLine { line: n })?;
+    let mut buf = Vec::new();
+    let mut n = 0;
+    loop {
+        n += 1;
+        if !read_line_capped(&mut reader, &mut buf, max_line, n)? {
+            break;
+        }
+        let parsed: ExportLine = serde_json::from_slice(&buf).map_err(|_| VerifyError::BadLine { line: n })?;
         match parsed {
             ExportLine::Header { format, origin, size } => {
                 if header.is_some() || n != 1 || format != EXPORT_FORMAT {
@@ -352,7 +400,7 @@ pub fn verify_export_with(
                 let Some((_, announced)) = &header else {
                     return Err(VerifyError::BadHeader);
                 };
-                if seq != expected || !notes.is_empty() {
+                if seq != expected || checkpoints > 0 {
                     return Err(VerifyError::OutOfOrder { line: n, expected });
                 }
                 let (hash, was_purged) = check_entry(seq, &leaf, fields.as_deref())?;
@@ -368,42 +416,48 @@ pub fn verify_export_with(
                 }
             }
             ExportLine::Checkpoint { note } => {
-                if header.is_none() {
+                let Some((origin, announced)) = &header else {
                     return Err(VerifyError::BadHeader);
+                };
+                let have = tree.count();
+                if checkpoints == 0 {
+                    // The entries are over: the tree is whole.
+                    tree.finish()?;
+                    if *announced != have {
+                        return Err(VerifyError::SizeMismatch { announced: *announced, have });
+                    }
                 }
-                notes.push(note);
+                let index = checkpoints;
+                let cp = verifier.verify(&note).map_err(|source| VerifyError::Note { index, source })?;
+                if cp.origin != *origin {
+                    return Err(VerifyError::WrongOrigin { index });
+                }
+                if cp.size > have {
+                    return Err(VerifyError::BeyondExport { index, size: cp.size, have });
+                }
+                let root = merkle::root(&tree, cp.size).map_err(VerifyError::Inconsistent)?;
+                if root != cp.root {
+                    return Err(VerifyError::RootMismatch { index, size: cp.size });
+                }
+                if latest.as_ref().is_none_or(|l| cp.size >= l.size) {
+                    latest = Some(cp);
+                }
+                checkpoints += 1;
             }
         }
     }
     tree.finish()?;
-    let (origin, announced) = header.ok_or(VerifyError::BadHeader)?;
+    let (_, announced) = header.ok_or(VerifyError::BadHeader)?;
     let have = tree.count();
     if announced != have {
         return Err(VerifyError::SizeMismatch { announced, have });
-    }
-    let mut latest: Option<Checkpoint> = None;
-    for (index, note) in notes.iter().enumerate() {
-        let cp = verifier.verify(note).map_err(|source| VerifyError::Note { index, source })?;
-        if cp.origin != origin {
-            return Err(VerifyError::WrongOrigin { index });
-        }
-        if cp.size > have {
-            return Err(VerifyError::BeyondExport { index, size: cp.size, have });
-        }
-        let root = merkle::root(&tree, cp.size).map_err(VerifyError::Inconsistent)?;
-        if root != cp.root {
-            return Err(VerifyError::RootMismatch { index, size: cp.size });
-        }
-        if latest.as_ref().is_none_or(|l| cp.size >= l.size) {
-            latest = Some(cp);
-        }
     }
     let latest = latest.ok_or(VerifyError::Uncovered { uncovered: have })?;
     if latest.size < have {
         return Err(VerifyError::Uncovered { uncovered: have - latest.size });
     }
     let root = merkle::root(&tree, have).map_err(VerifyError::Inconsistent)?;
-    Ok(ExportSummary { entries: have, purged, checkpoints: notes.len(), root, latest })
+    Ok(ExportSummary { entries: have, purged, checkpoints, root, latest })
 }
 
 /// For a watcher: verifies both notes with `verifier`, then that `new` extends `old` by the
@@ -566,5 +620,85 @@ mod tests {
         bad[0][0] ^= 1;
         assert!(check_consistent(&old_note, &new_note, &bad, l.verifier()).is_err());
         assert!(check_consistent(&new_note, &old_note, &proof, l.verifier()).is_err());
+    }
+
+    /// Counts the bytes the verifier pulls from its source.
+    struct Counting<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: std::io::Read> std::io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_refused_without_being_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(dir.path(), &key);
+        let lines = export(&l);
+        // The header, two entries, then a line of 4 × MAX_LINE bytes with no newline.
+        let head = format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2]);
+        let huge = std::io::repeat(b'x').take(4 * MAX_LINE as u64);
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let source = Counting { inner: head.as_bytes().chain(huge), read: read.clone() };
+        let r = verify_export(std::io::BufReader::new(source), l.verifier());
+        assert!(matches!(r, Err(VerifyError::BadLine { line: 4 })), "{r:?}");
+        assert!(read.get() < head.len() as u64 + MAX_LINE as u64 + (64 << 10), "read {} bytes", read.get());
+    }
+
+    #[test]
+    fn lines_up_to_the_cap_are_read_and_longer_ones_refused() {
+        let mut buf = Vec::new();
+        let mut r: &[u8] = b"abcd\nabcde\r\nabcdefgh\nxyz";
+        assert!(read_line_capped(&mut r, &mut buf, 5, 1).unwrap());
+        assert_eq!(buf, b"abcd");
+        assert!(read_line_capped(&mut r, &mut buf, 5, 2).unwrap(), "exactly the cap, with \\r\\n");
+        assert_eq!(buf, b"abcde");
+        assert!(matches!(read_line_capped(&mut r, &mut buf, 5, 3), Err(VerifyError::BadLine { line: 3 })));
+        let mut r: &[u8] = b"xyz";
+        assert!(read_line_capped(&mut r, &mut buf, 5, 1).unwrap(), "a last line without newline");
+        assert_eq!(buf, b"xyz");
+        assert!(!read_line_capped(&mut r, &mut buf, 5, 2).unwrap());
+        // A whole export verifies under a cap just above its longest line, and not under it.
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(dir.path(), &key);
+        let lines = export(&l);
+        let longest = lines.iter().map(String::len).max().unwrap();
+        let text = lines.join("\n");
+        assert!(verify_lines(text.as_bytes(), l.verifier(), VerifyOptions::default(), longest).is_ok());
+        let r = verify_lines(text.as_bytes(), l.verifier(), VerifyOptions::default(), longest - 1);
+        assert!(matches!(r, Err(VerifyError::BadLine { .. })));
+    }
+
+    #[test]
+    fn each_checkpoint_is_checked_as_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(dir.path(), &key);
+        let mut lines = export(&l);
+        let first_cp = lines.iter().position(|x| x.contains("\"checkpoint\"")).unwrap();
+        // Another key signed the first note; a later line is garbage. The note is refused first:
+        // it was checked when read, not kept for the end.
+        let other = NoteSigner::from_pkcs8("shuzhu.test/audit", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
+        let (cp, _) = l.checkpoint().unwrap().unwrap();
+        lines[first_cp] = serde_json::to_string(&ExportLine::Checkpoint { note: other.sign(&cp) }).unwrap();
+        lines.push("not json".into());
+        assert!(matches!(verify(&lines, l.verifier()), Err(VerifyError::Note { index: 0, .. })));
+        // The size is checked at the first checkpoint too, and an entry after a checkpoint is refused.
+        let mut lines = export(&l);
+        lines.remove(first_cp - 1);
+        lines.push("not json".into());
+        assert!(matches!(verify(&lines, l.verifier()), Err(VerifyError::SizeMismatch { announced: 10, have: 9 })));
+        let mut lines = export(&l);
+        let entry = lines[1].clone();
+        lines.insert(first_cp + 1, entry);
+        assert!(matches!(verify(&lines, l.verifier()), Err(VerifyError::OutOfOrder { .. })));
     }
 }
