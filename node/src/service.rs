@@ -97,12 +97,7 @@ impl NodeState {
                     name: f.name.into(),
                     grade: f.grade.to_string(),
                     personal: f.personal.tag().into(),
-                    stored_as: if config.policy.keep_raw.iter().any(|k| k == f.name) {
-                        "raw"
-                    } else {
-                        f.storage.as_str()
-                    }
-                    .into(),
+                    stored_as: stored_as(f, config).into(),
                 })
                 .collect();
             let (data_until, regions) = match name.as_str() {
@@ -444,6 +439,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// How this node keeps a field, as `Describe` reports it: `raw` when the local policy keeps it raw,
+/// `dropped` when `[minimise]` turns off the scrubbed summary or the county code of the address (import then
+/// stores neither), otherwise the schema's minimised form.
+fn stored_as(f: &schema::Field, config: &NodeConfig) -> &'static str {
+    if config.policy.keep_raw.iter().any(|k| k == f.name) {
+        return "raw";
+    }
+    match f.storage {
+        schema::Storage::Scrubbed if !config.minimise.scrub_summary => schema::Storage::Dropped.as_str(),
+        schema::Storage::County if !config.minimise.address_to_county => schema::Storage::Dropped.as_str(),
+        other => other.as_str(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +473,25 @@ agencies = ["*"]
 datasets = ["cases"]
 threshold = 10
 "#;
+
+    #[test]
+    fn describe_says_dropped_when_minimise_turns_a_minimised_form_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |extra: &str| {
+            let path = dir.path().join("node.toml");
+            std::fs::write(&path, format!("{CONFIG}{extra}")).unwrap();
+            NodeConfig::load(&path).unwrap()
+        };
+        let cases = schema::dataset("cases").unwrap();
+        let field = |name: &str| cases.field(name).unwrap();
+        let full = config("");
+        assert_eq!(stored_as(field("summary"), &full), "scrubbed");
+        assert_eq!(stored_as(field("defendant_address"), &full), "county");
+        let off = config("[minimise]\nscrub_summary = false\naddress_to_county = false\n");
+        assert_eq!(stored_as(field("summary"), &off), "dropped");
+        assert_eq!(stored_as(field("defendant_address"), &off), "dropped");
+        assert_eq!(stored_as(field("plaintiff_name"), &off), field("plaintiff_name").storage.as_str());
+    }
 
     #[test]
     fn a_reload_checks_the_text_handed_over_and_never_reopens_the_file() {
