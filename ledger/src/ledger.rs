@@ -1424,5 +1424,15 @@ mod tests {
         assert!(
             matches!(load_checkpoints(&path, &verifier), Err(LedgerError::CheckpointHole { next, .. }) if next == offsets[2])
         );
+        // Zeros between two frames (parsed as empty frames) with signed checkpoints after them: a hole too.
+        let gap = [&whole[..offsets[1] as usize], &[0u8; 16][..], &whole[offsets[1] as usize..]].concat();
+        fs::write(&path, &gap).unwrap();
+        let r = load_checkpoints(&path, &verifier).err();
+        let found = match r {
+            Some(LedgerError::CheckpointHole { offset, next, .. }) => Some((offset, next)),
+            _ => None,
+        };
+        assert_eq!(found, Some((offsets[1], offsets[1] + 16)));
+        assert_eq!(fs::read(&path).unwrap(), gap);
     }
 }
