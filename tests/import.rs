@@ -2,7 +2,7 @@
 //! stored; importing the same file twice changes nothing.
 
 use shuzhu_node::import::{ImportOptions, import_file};
-use shuzhu_node::store::{SledStore, Store};
+use shuzhu_node::store::{SledStore, Store, StoredForms};
 use shuzhu_policy::pseudonym::PseudonymKey;
 
 use crate::util::fx;
@@ -220,4 +220,55 @@ fn an_import_killed_mid_way_leaves_a_consistent_store_and_a_rerun_completes_it()
     assert_eq!(rerun.len(), N);
     // What survived the crash is exactly what the complete import stores for those keys.
     assert!(partial.iter().all(|p| rerun.binary_search(p).is_ok()));
+}
+
+#[test]
+fn the_import_line_says_what_minimise_dropped_and_the_store_records_the_forms_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.csv");
+    big_cases_csv(&file, 20);
+    let (_, node_cfg) = &fx().prepared.nodes[0];
+    let store_dir = dir.path().join("store");
+    let base: String = std::fs::read_to_string(node_cfg)
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once(" = ") {
+            Some(("store", _)) => format!("store = {:?}", store_dir.display().to_string()),
+            Some(("pseudonym_key_file", f)) => {
+                let f = node_cfg.parent().unwrap().join(f.trim_matches('"'));
+                format!("pseudonym_key_file = {:?}", f.display().to_string())
+            }
+            _ => l.into(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!base.contains("[minimise]"), "the fixture config sets no [minimise]");
+    let import = |extra: &str| -> String {
+        let cfg = dir.path().join("node.toml");
+        std::fs::write(&cfg, format!("{base}\n{extra}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+            .args(["node", "import", "--config"])
+            .arg(&cfg)
+            .args(["--dataset", "cases"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let forms = || SledStore::open(&store_dir).unwrap().stored_forms("cases").unwrap();
+
+    let off = import("[minimise]\nscrub_summary = false\naddress_to_county = false\n");
+    assert!(off.contains("[minimise] turned off the minimised form of"), "{off}");
+    assert!(off.contains("summary") && off.contains("defendant_address"), "{off}");
+    assert_eq!(forms(), Some(StoredForms::default()));
+
+    let on = import("");
+    assert!(!on.contains("[minimise]"), "{on}");
+    assert_eq!(forms(), Some(StoredForms::LEGACY));
+    // Every row re-imported without the county code: no row holds it any more, but the record is sticky
+    // until the store is rebuilt.
+    let again = import("[minimise]\naddress_to_county = false\n");
+    assert!(again.contains("form of defendant_address:"), "{again}");
+    assert_eq!(forms(), Some(StoredForms::LEGACY));
 }

@@ -6,7 +6,10 @@
 //! are scanned (a torn tail is truncated and reported in [`OpenReport`]), the node store is cut
 //! back to the last checkpoint and the rest re-appended, the indexes are brought up to date (or
 //! rebuilt when missing, behind, or left mid-purge), and the recovered tree must contain the last
-//! signed checkpoint: the ledger refuses to open on anything else.
+//! signed checkpoint: the ledger refuses to open on anything else. In `checkpoints.log` a torn last
+//! frame is cut, but a damaged frame followed by a signed note (a hole, which appends that roll back
+//! on failure never leave) refuses the open, naming the file and offset, rather than drop the signed
+//! checkpoints after it.
 //!
 //! An append is acknowledged only after its segment frame is synced and the tree and indexes
 //! include it. A checkpoint is signed every N entries, every T seconds (a background thread) and
@@ -92,6 +95,20 @@ pub enum LedgerError {
     CheckpointMismatch {
         /// The checkpoint's size.
         size: u64,
+    },
+    /// `checkpoints.log` has a damaged frame with signed notes after it (a hole, not a torn tail):
+    /// cutting it would drop signed checkpoints, so the ledger does not open.
+    #[error(
+        "checkpoint log {path} is damaged at offset {offset} and holds signed checkpoints after it (from offset {next}); \
+         refusing to open rather than drop signed checkpoints"
+    )]
+    CheckpointHole {
+        /// The checkpoint log.
+        path: PathBuf,
+        /// Offset of the damaged frame.
+        offset: u64,
+        /// Offset of the first frame after it holding a signed note.
+        next: u64,
     },
     /// The current tree is not consistent with the last signed checkpoint; nothing was signed.
     #[error("refusing to sign checkpoint {now}: not consistent with signed checkpoint {last}")]
@@ -470,7 +487,25 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-/// Reads the signed notes in `checkpoints.log`, truncating a torn tail; every note must verify.
+/// Offset of the first whole frame after `bad` in `buf` that holds a note signed by this ledger's
+/// key, if any: what tells a hole from a torn tail. Tried at every offset, since the damaged frame's
+/// length cannot be trusted. Only a signed note counts: a tail of zeros (a file extended but never
+/// written before a crash) parses as empty frames, and those are torn tail.
+fn signed_frame_after(buf: &[u8], bad: u64, verifier: &NoteVerifier) -> Option<u64> {
+    (bad + 1..buf.len() as u64).find(|&at| {
+        let mut signed = false;
+        // `scan_frames` checks the frame at `at`; the visitor's error only stops it there.
+        let _ = segment::scan_frames(buf, at, |_, payload| {
+            signed = std::str::from_utf8(payload).is_ok_and(|note| verifier.verify(note).is_ok());
+            Err(SegmentError::Hook(String::new()))
+        });
+        signed
+    })
+}
+
+/// Reads the signed notes in `checkpoints.log`, truncating a torn tail; every note must verify. A
+/// damaged frame followed by a whole one is a hole, not a torn tail: the ledger refuses to open
+/// ([`LedgerError::CheckpointHole`]) rather than cut the signed checkpoints after it.
 fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Signed, LedgerError> {
     let buf = match fs::read(path) {
         Ok(b) => b,
@@ -479,7 +514,14 @@ fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Signed, Ledg
     };
     let mut out = Signed::default();
     let mut bad = None;
-    let (end, rest) = segment::scan_frames(&buf, 0, |offset, payload| {
+    let mut empty_at = None;
+    let scanned = segment::scan_frames(&buf, 0, |offset, payload| {
+        // The ledger never writes an empty note: an empty frame is damage (zeros a crash left at the
+        // end of the file parse as one), not a note that fails to verify. The error only stops the scan.
+        if payload.is_empty() {
+            empty_at = Some(offset);
+            return Err(SegmentError::Hook(String::new()));
+        }
         let parsed = std::str::from_utf8(payload)
             .map_err(|_| NoteError::Malformed("not utf-8"))
             .and_then(|note| Ok((verifier.verify(note)?, note.to_owned())));
@@ -493,11 +535,18 @@ fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Signed, Ledg
             }
         }
         Ok(())
-    })?;
+    });
+    let (end, rest) = match empty_at {
+        Some(at) => (at, true),
+        None => scanned?,
+    };
     if let Some(e) = bad {
         return Err(e.into());
     }
     if rest {
+        if let Some(next) = signed_frame_after(&buf, end, verifier) {
+            return Err(LedgerError::CheckpointHole { path: path.to_owned(), offset: end, next });
+        }
         let f = OpenOptions::new().write(true).open(path).map_err(io_err("open", path))?;
         f.set_len(end).map_err(io_err("truncate", path))?;
         f.sync_all().map_err(io_err("sync", path))?;
@@ -1317,5 +1366,73 @@ mod tests {
         lock(&ledger.shared.cp).failed = true;
         assert!(ledger.checkpoint().is_err(), "the end of the file is unknown: nothing is appended");
         assert_eq!(fs::metadata(dir.path().join("checkpoints.log")).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_torn_last_checkpoint_frame_is_cut_but_a_damaged_frame_before_signed_ones_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..12 {
+            ledger.append(entry(i)).unwrap();
+        }
+        ledger.close().unwrap();
+        let path = dir.path().join("checkpoints.log");
+        let whole = fs::read(&path).unwrap();
+        let verifier = NoteSigner::from_pkcs8("shuzhu.test/audit", &key).unwrap().verifier();
+        let offsets: Vec<u64> = load_checkpoints(&path, &verifier).unwrap().refs.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets.len(), 3, "checkpoints 5, 10 and 12");
+
+        // A torn last frame (half of it written), then a tail of zeros: both cut, the rest kept.
+        for tail in [whole[offsets[2] as usize..][..20].to_vec(), vec![0u8; 64]] {
+            fs::write(&path, [&whole[..], &tail[..]].concat()).unwrap();
+            let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+            assert_eq!(ledger.last_checkpoint().unwrap().0.size, 12);
+            drop(ledger);
+            assert_eq!(fs::read(&path).unwrap(), whole, "only the torn tail was cut");
+        }
+        // The last frame damaged is a torn tail too: cut, and the ledger re-signs from its entries.
+        let mut last = whole.clone();
+        *last.last_mut().unwrap() ^= 1;
+        fs::write(&path, &last).unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        assert_eq!(ledger.last_checkpoint().unwrap().0.size, 10);
+        drop(ledger);
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[2]);
+
+        // A damaged middle frame with signed checkpoints after it: a hole. Nothing is cut.
+        let mut hole = whole.clone();
+        hole[offsets[1] as usize + segment::FRAME_HEADER_LEN as usize + 3] ^= 1;
+        fs::write(&path, &hole).unwrap();
+        let Err(err) = Ledger::open(dir.path(), options(&key)) else { panic!("a hole must refuse the open") };
+        match &err {
+            LedgerError::CheckpointHole { path: p, offset, next } => {
+                assert_eq!((p, *offset, *next), (&path, offsets[1], offsets[2]));
+            }
+            other => panic!("{other}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains("checkpoints.log") && message.contains(&format!("offset {}", offsets[1])),
+            "{message}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), hole, "nothing was cut");
+        // Its length damaged instead: the next frame cannot be found by length, but is found.
+        let mut hole = whole.clone();
+        hole[offsets[1] as usize] ^= 0x40;
+        fs::write(&path, &hole).unwrap();
+        assert!(
+            matches!(load_checkpoints(&path, &verifier), Err(LedgerError::CheckpointHole { next, .. }) if next == offsets[2])
+        );
+        // Zeros between two frames (parsed as empty frames) with signed checkpoints after them: a hole too.
+        let gap = [&whole[..offsets[1] as usize], &[0u8; 16][..], &whole[offsets[1] as usize..]].concat();
+        fs::write(&path, &gap).unwrap();
+        let r = load_checkpoints(&path, &verifier).err();
+        let found = match r {
+            Some(LedgerError::CheckpointHole { offset, next, .. }) => Some((offset, next)),
+            _ => None,
+        };
+        assert_eq!(found, Some((offsets[1], offsets[1] + 16)));
+        assert_eq!(fs::read(&path).unwrap(), gap);
     }
 }

@@ -15,7 +15,7 @@ use shuzhu_policy::pseudonym::PseudonymKey;
 use shuzhu_policy::schema::{self, Dataset};
 
 use crate::record::{FieldProblem, MinimiseOptions, validate};
-use crate::store::{PreHashedState, Store, StoreError};
+use crate::store::{PreHashedState, Store, StoreError, StoredForms};
 
 /// Rows written per storage batch.
 const BATCH_ROWS: usize = 50_000;
@@ -44,6 +44,8 @@ pub struct ImportReport {
     pub rejected_rows: u64,
     /// Each problem of each refused row.
     pub quarantine: Vec<Quarantined>,
+    /// Fields whose minimised form `[minimise]` turned off, so this import dropped them.
+    pub minimise_dropped: Vec<String>,
     /// Records in the dataset after the import.
     pub total_records: u64,
     /// Wall time.
@@ -104,6 +106,30 @@ pub struct ImportOptions<'a> {
     pub progress: &'a mut dyn FnMut(u64),
 }
 
+/// The minimised forms an import under `minimise` stores in `dataset` (a field kept raw by the local
+/// policy holds no minimised form), and the fields whose minimised form `minimise` turns off.
+fn forms_of(dataset: &Dataset, keep_raw: &[String], minimise: MinimiseOptions) -> (StoredForms, Vec<String>) {
+    let mut forms = StoredForms::default();
+    let mut dropped = Vec::new();
+    for f in dataset.fields.iter().filter(|f| !keep_raw.iter().any(|k| k == f.name)) {
+        let on = match f.storage {
+            schema::Storage::Scrubbed => {
+                forms.scrubbed_summary |= minimise.scrub_summary;
+                minimise.scrub_summary
+            }
+            schema::Storage::County => {
+                forms.county_address |= minimise.address_to_county;
+                minimise.address_to_county
+            }
+            _ => true,
+        };
+        if !on {
+            dropped.push(f.name.to_string());
+        }
+    }
+    (forms, dropped)
+}
+
 /// Imports the CSV file at `path`.
 pub fn import_file(store: &dyn Store, path: &Path, opts: ImportOptions<'_>) -> Result<ImportReport, ImportError> {
     let file =
@@ -133,8 +159,9 @@ pub fn import_reader(
     let columns = map_columns(dataset, &headers).map_err(header_err)?;
     let width = headers.len();
 
-    let mut report = ImportReport { dataset: dataset.name.into(), ..Default::default() };
     let (key, keep_raw, minimise) = (opts.key, opts.keep_raw, opts.minimise);
+    let (forms, minimise_dropped) = forms_of(dataset, keep_raw, minimise);
+    let mut report = ImportReport { dataset: dataset.name.into(), minimise_dropped, ..Default::default() };
     let progress = opts.progress;
     let written = std::thread::scope(|s| -> Result<Written, StoreError> {
         let mut to_workers = Vec::new();
@@ -157,7 +184,7 @@ pub fn import_reader(
             to_workers.push(tx);
             from_workers.push(orx);
         }
-        let writer = s.spawn(move || write_in_order(store, dataset, from_workers));
+        let writer = s.spawn(move || write_in_order(store, dataset, from_workers, forms));
 
         // Reader: raw records in chunks, dealt to the workers in turn.
         let mut rows_read = 0u64;
@@ -294,17 +321,19 @@ fn key_hash(states: &[std::hash::RandomState; 2], key: &[u8]) -> u128 {
 }
 
 /// Takes the workers' results back in file order, refuses repeated keys and hands full batches to a
-/// storing thread, so that writing and syncing one batch overlaps with checking the next.
+/// storing thread, so that writing and syncing one batch overlaps with checking the next. Each batch
+/// records `forms` in the store with its rows.
 fn write_in_order(
     store: &dyn Store,
     dataset: &'static Dataset,
     from_workers: Vec<mpsc::Receiver<Vec<Out>>>,
+    forms: StoredForms,
 ) -> Result<Written, StoreError> {
     std::thread::scope(|s| {
         let (to_store, batches) = mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(1);
         let storer = s.spawn(move || -> Result<(), StoreError> {
             for batch in batches {
-                store.upsert(dataset.name, &batch)?;
+                store.upsert_recording(dataset.name, &batch, forms)?;
             }
             Ok(())
         });

@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 use crate::config::{LocalPolicy, NodeConfig};
 use crate::engine::{CaseTable, Filter};
 use crate::journal::{KIND_REFUSAL, KIND_RELEASE, Release, ReleaseJournal};
-use crate::store::{SledStore, Store};
+use crate::store::{SledStore, Store, StoredForms};
 use crate::tables::{MediationTable, PopulationTable};
 
 /// Largest request a node accepts.
@@ -90,6 +90,7 @@ impl NodeState {
         for ds in schema::DATASETS {
             let name = &ds.name.to_string();
             let rows = store.count(name)?;
+            let held = held_forms(store.stored_forms(name)?, rows, config);
             let fields = ds
                 .fields
                 .iter()
@@ -97,7 +98,7 @@ impl NodeState {
                     name: f.name.into(),
                     grade: f.grade.to_string(),
                     personal: f.personal.tag().into(),
-                    stored_as: stored_as(f, config).into(),
+                    stored_as: stored_as(f, config, held).into(),
                 })
                 .collect();
             let (data_until, regions) = match name.as_str() {
@@ -439,16 +440,32 @@ pub async fn serve(
     Ok(())
 }
 
+/// The minimised forms a dataset holds, as `Describe` reports them: the store's sticky record of every
+/// form ever imported; for a store written before that record existed and holding rows, the schema's
+/// minimised forms (import always stored them then); for a dataset with no rows and no record, what an
+/// import under the config in force would store.
+fn held_forms(recorded: Option<StoredForms>, rows: u64, config: &NodeConfig) -> StoredForms {
+    match recorded {
+        Some(forms) => forms,
+        None if rows > 0 => StoredForms::LEGACY,
+        None => StoredForms {
+            scrubbed_summary: config.minimise.scrub_summary,
+            county_address: config.minimise.address_to_county,
+        },
+    }
+}
+
 /// How this node keeps a field, as `Describe` reports it: `raw` when the local policy keeps it raw,
-/// `dropped` when `[minimise]` turns off the scrubbed summary or the county code of the address (import then
-/// stores neither), otherwise the schema's minimised form.
-fn stored_as(f: &schema::Field, config: &NodeConfig) -> &'static str {
+/// `dropped` when no row of the dataset holds the scrubbed summary or the county code of the address
+/// (`held`, see [`held_forms`]; `[minimise]` turned them off at every import), otherwise the schema's
+/// minimised form.
+fn stored_as(f: &schema::Field, config: &NodeConfig, held: StoredForms) -> &'static str {
     if config.policy.keep_raw.iter().any(|k| k == f.name) {
         return "raw";
     }
     match f.storage {
-        schema::Storage::Scrubbed if !config.minimise.scrub_summary => schema::Storage::Dropped.as_str(),
-        schema::Storage::County if !config.minimise.address_to_county => schema::Storage::Dropped.as_str(),
+        schema::Storage::Scrubbed if !held.scrubbed_summary => schema::Storage::Dropped.as_str(),
+        schema::Storage::County if !held.county_address => schema::Storage::Dropped.as_str(),
         other => other.as_str(),
     }
 }
@@ -474,23 +491,125 @@ datasets = ["cases"]
 threshold = 10
 "#;
 
+    /// A `cases` CSV of rows `ids`, each with a defendant address and a summary.
+    fn cases_csv(ids: std::ops::Range<u32>, cause: &str) -> Vec<u8> {
+        let cases = schema::dataset("cases").unwrap();
+        let mut text = cases.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",");
+        text.push('\n');
+        for i in ids {
+            let cell = |name: &str| -> String {
+                match name {
+                    "case_no" => format!("(2023)闽0213民初{i}号"),
+                    "court_code" => "闽0213".into(),
+                    "region_code" => "350213".into(),
+                    "type_code" => "民初".into(),
+                    "cause" => cause.into(),
+                    "filed_on" => "2023-01-05".into(),
+                    "deadline_on" => "2023-07-05".into(),
+                    "appealed" | "pre_suit_mediated" | "minor_involved" => "false".into(),
+                    "online_filed" => "true".into(),
+                    "judge_id" => "J0213001".into(),
+                    "plaintiff_kind" => "自然人".into(),
+                    "defendant_kind" => "法人".into(),
+                    "plaintiff_name" => "张伟".into(),
+                    "defendant_name" => "厦门某某贸易有限公司".into(),
+                    "defendant_address" => "福建省厦门市思明区湖滨南路123号".into(),
+                    "summary" => "原告张伟诉被告厦门某某贸易有限公司".into(),
+                    _ => String::new(),
+                }
+            };
+            text.push_str(&cases.fields.iter().map(|f| cell(f.name)).collect::<Vec<_>>().join(","));
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
+
+    /// What `Describe` says of `summary` and `defendant_address` of `cases` under `config`.
+    fn described(config: &NodeConfig) -> (String, String) {
+        let state = NodeState::open(config).unwrap();
+        let cases = state.datasets.iter().find(|d| d.name == "cases").unwrap();
+        let field = |name: &str| cases.fields.iter().find(|f| f.name == name).unwrap().stored_as.clone();
+        (field("summary"), field("defendant_address"))
+    }
+
+    fn import(config: &NodeConfig, text: &[u8]) -> crate::import::ImportReport {
+        let store = SledStore::open(&config.store).unwrap();
+        let key = shuzhu_policy::pseudonym::PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let opts = crate::import::ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &config.policy.keep_raw,
+            minimise: config.minimise,
+            progress: &mut |_| {},
+        };
+        crate::import::import_reader(&store, text, "test", opts).unwrap()
+    }
+
     #[test]
-    fn describe_says_dropped_when_minimise_turns_a_minimised_form_off() {
+    fn describe_reports_the_most_revealing_form_ever_imported_into_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let config = |extra: &str| {
-            let path = dir.path().join("node.toml");
-            std::fs::write(&path, format!("{CONFIG}{extra}")).unwrap();
+        let config = |name: &str, extra: &str| {
+            let path = dir.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &path,
+                format!("{CONFIG}{extra}").replace("store = \"store\"", &format!("store = \"{name}\"")),
+            )
+            .unwrap();
             NodeConfig::load(&path).unwrap()
         };
-        let cases = schema::dataset("cases").unwrap();
-        let field = |name: &str| cases.field(name).unwrap();
-        let full = config("");
-        assert_eq!(stored_as(field("summary"), &full), "scrubbed");
-        assert_eq!(stored_as(field("defendant_address"), &full), "county");
-        let off = config("[minimise]\nscrub_summary = false\naddress_to_county = false\n");
-        assert_eq!(stored_as(field("summary"), &off), "dropped");
-        assert_eq!(stored_as(field("defendant_address"), &off), "dropped");
-        assert_eq!(stored_as(field("plaintiff_name"), &off), field("plaintiff_name").storage.as_str());
+        let off = "[minimise]\nscrub_summary = false\naddress_to_county = false\n";
+        let scrubbed = || ("scrubbed".to_string(), "county".to_string());
+        let dropped = || ("dropped".to_string(), "dropped".to_string());
+
+        // Imported with both on, then (other rows, and the same rows changed) with both off: rows scrubbed
+        // by the first import remain, so Describe still says so.
+        let (on_a, off_a) = (config("a", ""), config("a-off", off));
+        let off_a = NodeConfig { store: on_a.store.clone(), ..off_a };
+        let first = import(&on_a, &cases_csv(0..5, "民间借贷纠纷"));
+        assert!(first.minimise_dropped.is_empty(), "{:?}", first.minimise_dropped);
+        assert_eq!(described(&on_a), scrubbed());
+        let second = import(&off_a, &cases_csv(3..8, "买卖合同纠纷"));
+        assert_eq!((second.imported, second.total_records), (5, 8));
+        let mut said = second.minimise_dropped.clone();
+        said.sort();
+        assert_eq!(said, ["defendant_address", "summary"]);
+        assert_eq!(described(&off_a), scrubbed(), "the config in force does not decide");
+        assert_eq!(described(&on_a), scrubbed());
+
+        // A fresh store imported with both off holds neither form, whatever the config says now.
+        let (off_b, on_b) = (config("b", off), config("b-on", ""));
+        let on_b = NodeConfig { store: off_b.store.clone(), ..on_b };
+        assert_eq!(described(&off_b), dropped(), "an empty dataset: what an import would store");
+        import(&off_b, &cases_csv(0..5, "民间借贷纠纷"));
+        assert_eq!(described(&off_b), dropped());
+        assert_eq!(described(&on_b), dropped());
+        // One changed row stored scrubbed makes the record say so from then on.
+        import(&on_b, &cases_csv(4..5, "买卖合同纠纷"));
+        assert_eq!(described(&off_b), scrubbed());
+
+        // A store from before the record existed, with rows: the schema's minimised forms, and an import
+        // with both off keeps them so.
+        let (legacy, source) = (config("c", off), config("c0", ""));
+        import(&source, &cases_csv(0..3, "民间借贷纠纷"));
+        {
+            let (from, to) = (SledStore::open(&source.store).unwrap(), SledStore::open(&legacy.store).unwrap());
+            let mut rows = Vec::new();
+            from.scan("cases", &mut |k, v| rows.push((k.to_vec(), v.to_vec()))).unwrap();
+            to.upsert("cases", &rows).unwrap(); // as import wrote before it recorded forms
+            to.make_durable().unwrap();
+            assert_eq!(to.stored_forms("cases").unwrap(), None);
+        }
+        assert_eq!(described(&legacy), scrubbed());
+        import(&legacy, &cases_csv(0..2, "民间借贷纠纷"));
+        assert_eq!(described(&legacy), scrubbed());
+        assert_eq!(
+            stored_as(
+                schema::dataset("cases").unwrap().field("plaintiff_name").unwrap(),
+                &legacy,
+                StoredForms::default()
+            ),
+            "pseudonym"
+        );
     }
 
     #[test]

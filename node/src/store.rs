@@ -18,6 +18,10 @@
 //! Durability: sled 0.34's `flush` ends in `sync_file_range`, which does not make data durable on every
 //! file system and does not sync metadata. After flushing, [`SledStore::make_durable`] therefore calls
 //! `fsync` on every file of the store and on its directories; only then is an import acknowledged.
+//!
+//! Besides blocks, sled's `meta` tree holds node metadata, including per dataset the [`StoredForms`]:
+//! the most revealing minimised forms ever written, committed in the same sled transaction as the
+//! blocks that hold them.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -53,7 +57,7 @@ pub enum StoreError {
     /// A block does not match what sled recorded for it (length, checksum or framing).
     #[error("block {path} is corrupt: {what}")]
     Corrupt {
-        /// The block file.
+        /// The block file (or sled record).
         path: String,
         /// What did not match.
         what: &'static str,
@@ -77,6 +81,68 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Writes a metadata value.
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Like [`Store::upsert`], and adds `forms` to the dataset's sticky record of stored forms in the same
+    /// atomic commit (a store whose dataset holds rows but no record yet starts from
+    /// [`StoredForms::LEGACY`]). Nothing is recorded when no row needs writing.
+    fn upsert_recording(
+        &self,
+        dataset: &str,
+        rows: &[(Vec<u8>, Vec<u8>)],
+        forms: StoredForms,
+    ) -> Result<(), StoreError>;
+    /// The forms ever stored in `dataset`, if recorded.
+    fn stored_forms(&self, dataset: &str) -> Result<Option<StoredForms>, StoreError>;
+}
+
+/// Which minimised forms of `summary` and `defendant_address` rows of a dataset have ever been stored
+/// in. Sticky: once recorded, a form stays recorded until the store is rebuilt, since an upsert leaves
+/// rows it does not touch as they were.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredForms {
+    /// Some row was stored with a scrubbed `summary`.
+    pub scrubbed_summary: bool,
+    /// Some row was stored with the county code of `defendant_address`.
+    pub county_address: bool,
+}
+
+impl StoredForms {
+    /// What a store written before forms were recorded is taken to hold: the schema's minimised forms
+    /// (import always stored them then).
+    pub const LEGACY: StoredForms = StoredForms { scrubbed_summary: true, county_address: true };
+
+    /// Every form either holds.
+    pub fn union(self, other: StoredForms) -> StoredForms {
+        StoredForms {
+            scrubbed_summary: self.scrubbed_summary || other.scrubbed_summary,
+            county_address: self.county_address || other.county_address,
+        }
+    }
+
+    fn encode(self) -> String {
+        let summary = if self.scrubbed_summary { "scrubbed" } else { "dropped" };
+        let address = if self.county_address { "county" } else { "dropped" };
+        format!("summary={summary} address={address}")
+    }
+
+    fn decode(s: &str) -> Option<StoredForms> {
+        let (summary, address) = s.split_once(' ')?;
+        let scrubbed_summary = match summary.strip_prefix("summary=")? {
+            "scrubbed" => true,
+            "dropped" => false,
+            _ => return None,
+        };
+        let county_address = match address.strip_prefix("address=")? {
+            "county" => true,
+            "dropped" => false,
+            _ => return None,
+        };
+        Some(StoredForms { scrubbed_summary, county_address })
+    }
+}
+
+/// The `meta` key of a dataset's [`StoredForms`].
+fn forms_key(dataset: &str) -> String {
+    format!("stored_forms/{dataset}")
 }
 
 /// sled's page cache. sled holds only block metadata now, so a small cache is plenty.
@@ -373,8 +439,14 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-impl Store for SledStore {
-    fn upsert(&self, dataset: &str, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+impl SledStore {
+    /// [`Store::upsert`], recording `forms` (if any) in the same commit.
+    fn upsert_with(
+        &self,
+        dataset: &str,
+        rows: &[(Vec<u8>, Vec<u8>)],
+        forms: Option<StoredForms>,
+    ) -> Result<(), StoreError> {
         let dir = self.block_dir(dataset)?;
         let mut indexes = lock(&self.indexes);
         if !indexes.contains_key(dataset) {
@@ -460,7 +532,39 @@ impl Store for SledStore {
         // The new files' names are durable before sled can name them.
         sync_dir(&dir)?;
         sync_dir(&self.blocks_root())?;
-        tree.apply_batch(batch)?;
+        // The forms record to write with the blocks, if it changes (read under the index lock, which
+        // every write of this dataset holds, and sled's lock keeps other processes out).
+        let record = match forms {
+            Some(forms) => {
+                let had = self.stored_forms(dataset)?;
+                let prior = match had {
+                    Some(f) => f,
+                    None if !index.slots.is_empty() => StoredForms::LEGACY,
+                    None => StoredForms::default(),
+                };
+                let next = prior.union(forms);
+                (had != Some(next)).then_some(next)
+            }
+            None => None,
+        };
+        match record {
+            None => tree.apply_batch(batch)?,
+            Some(next) => {
+                use sled::Transactional;
+                let meta = self.db.open_tree("meta")?;
+                let (key, value) = (forms_key(dataset), next.encode());
+                (&tree, &meta)
+                    .transaction(|(t, m)| {
+                        t.apply_batch(&batch)?;
+                        m.insert(key.as_bytes(), value.as_bytes())?;
+                        Ok::<(), sled::transaction::ConflictableTransactionError<std::convert::Infallible>>(())
+                    })
+                    .map_err(|e| match e {
+                        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                        sled::transaction::TransactionError::Abort(never) => match never {},
+                    })?;
+            }
+        }
         for (kh, slot) in moved {
             index.slots.insert(kh, slot);
         }
@@ -469,6 +573,28 @@ impl Store for SledStore {
         }
         lock(&self.doomed).extend(superseded);
         Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn upsert(&self, dataset: &str, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        self.upsert_with(dataset, rows, None)
+    }
+
+    fn upsert_recording(
+        &self,
+        dataset: &str,
+        rows: &[(Vec<u8>, Vec<u8>)],
+        forms: StoredForms,
+    ) -> Result<(), StoreError> {
+        self.upsert_with(dataset, rows, Some(forms))
+    }
+
+    fn stored_forms(&self, dataset: &str) -> Result<Option<StoredForms>, StoreError> {
+        let Some(text) = self.meta(&forms_key(dataset))? else { return Ok(None) };
+        StoredForms::decode(&text)
+            .map(Some)
+            .ok_or(StoreError::Corrupt { path: forms_key(dataset), what: "unreadable stored forms record" })
     }
 
     fn make_durable(&self) -> Result<(), StoreError> {
@@ -644,5 +770,37 @@ mod tests {
         let err = store.scan("cases", &mut |_, _| {}).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { what: "checksum mismatch", .. }), "{err}");
         assert!(matches!(store.upsert("../x", &rows(0..1, "a")), Err(StoreError::DatasetName(4))));
+    }
+
+    #[test]
+    fn stored_forms_are_sticky_committed_with_rows_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (none, summary) = (StoredForms::default(), StoredForms { scrubbed_summary: true, county_address: false });
+        assert_eq!(store.stored_forms("cases").unwrap(), None);
+        store.upsert_recording("cases", &rows(0..10, "a"), none).unwrap();
+        assert_eq!(store.stored_forms("cases").unwrap(), Some(none));
+        store.upsert_recording("cases", &rows(5..15, "b"), summary).unwrap();
+        assert_eq!(store.stored_forms("cases").unwrap(), Some(summary));
+        // A later write holding neither form does not unrecord what rows still hold.
+        store.upsert_recording("cases", &rows(0..15, "c"), none).unwrap();
+        assert_eq!(store.stored_forms("cases").unwrap(), Some(summary));
+        // Rows stored exactly so already write nothing and record nothing.
+        store.upsert_recording("cases", &rows(0..15, "c"), StoredForms::LEGACY).unwrap();
+        assert_eq!(store.stored_forms("cases").unwrap(), Some(summary));
+        store.make_durable().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.stored_forms("cases").unwrap(), Some(summary));
+        assert_eq!(store.stored_forms("mediations").unwrap(), None);
+        // Rows written before forms were recorded are taken to hold the schema's minimised forms.
+        store.upsert("mediations", &rows(0..3, "a")).unwrap();
+        store.upsert_recording("mediations", &rows(3..4, "a"), none).unwrap();
+        assert_eq!(store.stored_forms("mediations").unwrap(), Some(StoredForms::LEGACY));
+        store.set_meta(&forms_key("cases"), "summary=maybe address=county").unwrap();
+        assert!(matches!(store.stored_forms("cases"), Err(StoreError::Corrupt { .. })));
+        for f in [none, summary, StoredForms::LEGACY] {
+            assert_eq!(StoredForms::decode(&f.encode()), Some(f));
+        }
     }
 }

@@ -74,6 +74,12 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
                 "{}: read {} rows, imported {}, refused {} ({:.0} rows/s); {} records stored, durable",
                 r.dataset, r.rows_read, r.imported, r.rejected_rows, rate, r.total_records
             );
+            if !r.minimise_dropped.is_empty() {
+                println!(
+                    "[minimise] turned off the minimised form of {}: dropped from these rows",
+                    r.minimise_dropped.join(", ")
+                );
+            }
             if !r.quarantine.is_empty() {
                 let path = report.unwrap_or_else(|| PathBuf::from(format!("{}.quarantine.csv", file.display())));
                 std::fs::write(&path, r.quarantine_csv()).with_context(|| format!("writing {}", path.display()))?;
