@@ -478,6 +478,9 @@ mod tests {
             prop_assert!(detect(&fast).is_empty(), "{} -> {}: {:?}", text, fast, detect(&fast));
             let partial = |f: &Found| operators::partial_mask_one(f.kind, &f.normalized);
             prop_assert_eq!(to_fixpoint(&text, partial), full_fixpoint(&text, partial), "{}", text);
+            let masked = crate::mask::mask_text(&text);
+            prop_assert_eq!(crate::mask::mask_text(&masked), masked.clone(), "{}", text);
+            prop_assert!(!crate::mask::contains_identifier(&masked), "{} -> {}", text, masked);
         }
     }
 
