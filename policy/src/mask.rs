@@ -21,9 +21,27 @@ pub fn fold_width(text: &str) -> String {
         .collect()
 }
 
-/// Redacts identifiers and party names in `text` (see the module documentation). Idempotent.
+/// Redacts identifiers and party names in `text` (see the module documentation). Idempotent: where
+/// redacting a long number exposes something the detectors find (an e-mail address whose domain was
+/// glued to the digits), the masking runs again over its own output.
 pub fn mask_text(text: &str) -> String {
+    let (mut out, mut again) = mask_once(text);
+    // Without a number redacted, the output is the scrubbed text, on which scrubbing finds nothing.
+    for _ in 0..4 {
+        if !again {
+            break;
+        }
+        let (next, redacted) = mask_once(&out);
+        again = redacted && next != out;
+        out = next;
+    }
+    out
+}
+
+/// One round of [`mask_text`]: the detectors, then long numbers; also whether a number was redacted.
+fn mask_once(text: &str) -> (String, bool) {
     let scrubbed = crate::pii::scrub_text(&crate::pii::normalize::Normalized::new(text).text());
+    let mut redacted = false;
     let chars: Vec<char> = scrubbed.chars().collect();
     let mut out = String::with_capacity(scrubbed.len());
     let mut i = 0;
@@ -39,6 +57,7 @@ pub fn mask_text(text: &str) -> String {
             let span: String = chars[i..end].iter().collect();
             if digits >= 7 && !is_date(&span) {
                 out.push_str(REDACTED);
+                redacted = true;
             } else {
                 out.push_str(&span);
             }
@@ -48,7 +67,7 @@ pub fn mask_text(text: &str) -> String {
         out.push(c);
         i += 1;
     }
-    out
+    (out, redacted)
 }
 
 /// Whether `text` still holds a personal identifier other than a name ([`crate::pii::detect`]) or an
@@ -121,6 +140,14 @@ fn is_date(span: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_email_glued_to_a_long_number_is_masked_in_one_call() {
+        // The domain ends in digits until the number is redacted; then the address is found.
+        let masked = mask_text("AB1234@x.cn1101051951010807982023年");
+        assert_eq!(masked, format!("{REDACTED}{REDACTED}年"));
+        assert_eq!(mask_text(&masked), masked);
+    }
 
     #[test]
     fn identifiers_in_any_written_form_are_redacted() {
