@@ -121,19 +121,7 @@ impl pb::gateway_server::Gateway for Services {
         let mut record = self.record("list_indicators", &request_id());
         let outcome = self.authenticate(&req, &mut record).map(|_| {
             record.decision = "allow".into();
-            pb::ListIndicatorsResponse {
-                indicators: indicators()
-                    .into_iter()
-                    .map(|i| pb::IndicatorInfo {
-                        id: i.id.into(),
-                        name: i.name.into(),
-                        formula: i.formula.into(),
-                        dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
-                        kind: i.kind.as_str().into(),
-                        datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
-                    })
-                    .collect(),
-            }
+            pb::ListIndicatorsResponse { indicators: indicator_infos() }
         });
         let (_, answer) = self.audited(record, started, outcome).await?;
         Ok(Response::new(answer))
@@ -444,4 +432,19 @@ pub async fn serve(
     }
     served?;
     Ok(())
+}
+
+/// The catalogue's indicators as `ListIndicators` shows them (the CLI shows a local catalogue the same way).
+pub fn indicator_infos() -> Vec<pb::IndicatorInfo> {
+    indicators()
+        .into_iter()
+        .map(|i| pb::IndicatorInfo {
+            id: i.id.into(),
+            name: i.name.into(),
+            formula: i.formula.into(),
+            dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
+            kind: i.kind.as_str().into(),
+            datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
+        })
+        .collect()
 }

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use prost::Message;
 use shuzhu_node::engine::CaseTable;
 use shuzhu_node::import::{ImportOptions, import_file};
 use shuzhu_node::store::SledStore;
@@ -26,7 +25,6 @@ use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::indicator::{indicator, measure};
 use shuzhu_policy::period::Period;
 use shuzhu_policy::pseudonym::PseudonymKey;
-use shuzhu_proto::v1 as pb;
 
 type Error = Box<dyn std::error::Error>;
 /// (numerator, denominator) by (group label, time label).
@@ -125,27 +123,7 @@ fn node_answer(table: &CaseTable, ind: &str, grouping: &str) -> Result<Answer, E
         dims.iter().map(|d| Dimension::parse(d).ok_or("dimension")).collect::<Result<_, _>>()?;
     let period = Period::from_wire(201901, 202412)?;
     let groups = table.aggregate(&measures, &group_by, period, &[])?;
-    let groups: Vec<pb::GroupPartial> = groups
-        .into_iter()
-        .map(|g| pb::GroupPartial {
-            key: g.key,
-            measures: ids
-                .iter()
-                .zip(g.partials)
-                .map(|(id, p)| pb::MeasureValue {
-                    id: (*id).to_string(),
-                    value: p.value,
-                    contributors: p.contributors,
-                    max_single: p.max_single,
-                })
-                .collect(),
-        })
-        .collect();
-    let mut encoded = Vec::new();
-    for g in &groups {
-        g.encode_length_delimited(&mut encoded)?;
-    }
-    let digest = ring::digest::digest(&ring::digest::SHA256, &encoded);
+    let (groups, digest) = shuzhu_node::service::release(groups, &ids)?;
     std::hint::black_box(digest);
     Ok(groups
         .into_iter()

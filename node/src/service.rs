@@ -351,28 +351,9 @@ impl pb::node_server::Node for NodeService {
         .await
         .map_err(|_| Status::internal("aggregation task failed"))?
         .map_err(Status::invalid_argument)?;
-        let groups: Vec<pb::GroupPartial> = groups
-            .into_iter()
-            .map(|g| pb::GroupPartial {
-                key: g.key,
-                measures: r
-                    .measures
-                    .iter()
-                    .zip(g.partials)
-                    .map(|(m, p)| pb::MeasureValue {
-                        id: m.id.clone(),
-                        value: p.value,
-                        contributors: p.contributors,
-                        max_single: p.max_single,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let mut encoded = Vec::new();
-        for g in &groups {
-            g.encode_length_delimited(&mut encoded).map_err(|_| Status::internal("encoding failed"))?;
-        }
-        let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &encoded));
+        let ids: Vec<&str> = r.measures.iter().map(|m| m.id.as_str()).collect();
+        let (groups, digest) = release(groups, &ids).map_err(|_| Status::internal("encoding failed"))?;
+        let digest = hex::encode(digest);
         // Durable in the journal before anything leaves (fail closed).
         let appended = journal_append(&st.journal, &st.id, Release { release_digest: digest.clone(), ..facts }).await?;
         tracing::info!(request_id = %mask(&r.request_id), %gateway, dataset = %r.dataset, groups = groups.len(), release = %&digest[..16], journal_seq = appended.seq, "released partial aggregates");
@@ -453,6 +434,35 @@ fn held_forms(recorded: Option<StoredForms>, rows: u64, config: &NodeConfig) -> 
             county_address: config.minimise.address_to_county,
         },
     }
+}
+
+/// The wire groups of an answer, in the order given, and the SHA-256 of their length-delimited encoding (the
+/// release digest the journal records and the receipt signs); `ids` names each group's partials in order.
+pub fn release(
+    groups: Vec<crate::engine::GroupOut>,
+    ids: &[&str],
+) -> Result<(Vec<pb::GroupPartial>, ring::digest::Digest), prost::EncodeError> {
+    let groups: Vec<pb::GroupPartial> = groups
+        .into_iter()
+        .map(|g| pb::GroupPartial {
+            key: g.key,
+            measures: ids
+                .iter()
+                .zip(g.partials)
+                .map(|(id, p)| pb::MeasureValue {
+                    id: (*id).to_string(),
+                    value: p.value,
+                    contributors: p.contributors,
+                    max_single: p.max_single,
+                })
+                .collect(),
+        })
+        .collect();
+    let mut encoded = Vec::new();
+    for g in &groups {
+        g.encode_length_delimited(&mut encoded)?;
+    }
+    Ok((groups, ring::digest::digest(&ring::digest::SHA256, &encoded)))
 }
 
 /// How this node keeps a field, as `Describe` reports it: `raw` when the local policy keeps it raw,

@@ -27,17 +27,7 @@ pub(crate) struct Args {
 
 /// The local catalogue in the gateway's answer shape.
 pub(crate) fn local() -> Vec<pb::IndicatorInfo> {
-    shuzhu_policy::indicator::indicators()
-        .into_iter()
-        .map(|i| pb::IndicatorInfo {
-            id: i.id.into(),
-            name: i.name.into(),
-            formula: i.formula.into(),
-            dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
-            kind: i.kind.as_str().into(),
-            datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
-        })
-        .collect()
+    shuzhu_gateway::service::indicator_infos()
 }
 
 /// One block per indicator: `id  name  (kind)`, then its formula and dimensions, indented.
