@@ -107,6 +107,8 @@ pub struct MediationRow {
 #[derive(Default)]
 pub struct MediationTable {
     rows: Vec<MediationRow>,
+    /// Earliest acceptance day and latest day (acceptance or closure) of the rows, worked out once.
+    span: Option<(i32, i32)>,
 }
 
 impl MediationTable {
@@ -151,12 +153,14 @@ impl MediationTable {
         if bad {
             return Err(TableError::Corrupt("mediations"));
         }
-        Ok(MediationTable { rows })
+        Ok(MediationTable::from_rows(rows))
     }
 
     /// A table of the given rows (tests, tools).
     pub fn from_rows(rows: Vec<MediationRow>) -> Self {
-        MediationTable { rows }
+        let from = rows.iter().map(|r| r.accepted).min();
+        let until = rows.iter().map(|r| r.closed.unwrap_or(r.accepted).max(r.accepted)).max();
+        MediationTable { span: from.zip(until), rows }
     }
 
     /// Number of mediations.
@@ -176,12 +180,12 @@ impl MediationTable {
 
     /// Latest date in the data, `YYYY-MM-DD`.
     pub fn data_until(&self) -> Option<String> {
-        self.rows.iter().map(|r| r.closed.unwrap_or(r.accepted).max(r.accepted)).max().map(format_day)
+        self.span.map(|(_, until)| format_day(until))
     }
 
     /// Earliest acceptance date in the data, `YYYY-MM-DD`: months before it are not covered.
     pub fn data_from(&self) -> Option<String> {
-        self.rows.iter().map(|r| r.accepted).min().map(format_day)
+        self.span.map(|(from, _)| format_day(from))
     }
 
     /// Computes `measures` grouped by `group_by` over `period`, keeping mediations that pass `filters`.
