@@ -461,7 +461,7 @@ pub async fn execute(
                 if !a.data_until.is_empty() && data_until.as_ref().is_none_or(|d| a.data_until < *d) {
                     data_until = Some(a.data_until.clone());
                 }
-                if let Some(first) = first_month(&a.data_from) {
+                if let Some(first) = covered_from(&a) {
                     data_from.push((*node, first));
                 }
                 for mut g in a.groups {
@@ -1051,6 +1051,13 @@ async fn ask_node(
     }
 }
 
+/// The first month an answering node's data covers: its `data_from`, or — when it sends groups but no
+/// `data_from` (a node built before the field existed) — no month at all (`i32::MAX`), so that no baseline
+/// it counts is taken as covered. A node with neither groups nor `data_from` holds no records.
+fn covered_from(a: &pb::AggregateResponse) -> Option<i32> {
+    first_month(&a.data_from).or_else(|| (!a.groups.is_empty()).then_some(i32::MAX))
+}
+
 /// The month index of a node's `data_from` (`YYYY-MM-DD`), if it has one.
 fn first_month(data_from: &str) -> Option<i32> {
     shuzhu_policy::period::parse_day(data_from)?;
@@ -1132,6 +1139,17 @@ fn answer_digest(rows: &[pb::Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_answering_groups_without_data_from_covers_no_baseline() {
+        let group = pb::GroupPartial { key: vec!["350203".into()], measures: vec![] };
+        let with =
+            pb::AggregateResponse { data_from: "2019-01-05".into(), groups: vec![group.clone()], ..Default::default() };
+        assert_eq!(covered_from(&with), first_month("2019-01-05"));
+        let old_node = pb::AggregateResponse { groups: vec![group], ..Default::default() };
+        assert_eq!(covered_from(&old_node), Some(i32::MAX));
+        assert_eq!(covered_from(&pb::AggregateResponse::default()), None, "no records, nothing to cover");
+    }
 
     fn q(group_by: &[Dimension], from: u32, to: u32) -> ParsedQuery {
         ParsedQuery {
