@@ -60,6 +60,11 @@ pub(crate) struct CellRecords<'a> {
     court_region: &'a BTreeMap<String, String>,
     districts: Option<BTreeSet<String>>,
     courts: Option<BTreeSet<String>>,
+    type_codes: BTreeSet<String>,
+    /// Whether each court served has a known district of its own (no other court's), and every
+    /// district served is known: then a set of districts and the set of their courts hold the same
+    /// records.
+    courts_are_districts: bool,
 }
 
 impl<'a> CellRecords<'a> {
@@ -73,7 +78,13 @@ impl<'a> CellRecords<'a> {
         };
         let districts = all(|n| &n.entry.regions);
         let courts = all(|n| &n.entry.courts);
-        CellRecords { q, court_region, districts, courts }
+        let courts_are_districts = districts.is_some()
+            && courts.as_ref().is_some_and(|all| {
+                let mut seen = BTreeSet::new();
+                all.iter().all(|k| court_region.get(k).is_some_and(|r| seen.insert(r)))
+            });
+        let type_codes = TYPE_CODES.iter().map(|t| t.to_string()).collect();
+        CellRecords { q, court_region, districts, courts, type_codes, courts_are_districts }
     }
 
     /// The canonical bytes of the records the count `what` (`count`, `numerator`, `denominator`, as
@@ -146,11 +157,11 @@ impl<'a> CellRecords<'a> {
     /// allowing every value it can take is no restriction, and courts implied by the districts (every
     /// court serving those districts, each the only court of its district) are no restriction either.
     fn canonical(&self, c: &mut CellSet) {
-        let domain = |name: &str| -> Option<BTreeSet<String>> {
+        let domain = |name: &str| -> Option<&BTreeSet<String>> {
             match name {
-                "type_code" => Some(TYPE_CODES.iter().map(|t| t.to_string()).collect()),
-                "region" => self.districts.clone(),
-                "court" => self.courts.clone(),
+                "type_code" => Some(&self.type_codes),
+                "region" => self.districts.as_ref(),
+                "court" => self.courts.as_ref(),
                 _ => None,
             }
         };
@@ -159,17 +170,14 @@ impl<'a> CellRecords<'a> {
                 values.retain(|v| domain.contains(v));
             }
         }
-        if let (Some(courts), Some(regions), Some(all)) = (c.dims.get("court"), c.dims.get("region"), &self.courts) {
-            let known = all.iter().all(|k| self.court_region.contains_key(k));
-            let one_court_per_district = {
-                let mut seen = BTreeSet::new();
-                self.court_region.iter().filter(|(k, _)| all.contains(*k)).all(|(_, r)| seen.insert(r))
-            };
+        if let (true, Some(courts), Some(regions), Some(all)) =
+            (self.courts_are_districts, c.dims.get("court"), c.dims.get("region"), &self.courts)
+        {
             let implied: BTreeSet<&String> =
                 all.iter().filter(|k| self.court_region.get(*k).is_some_and(|r| regions.contains(r))).collect();
             let courts: BTreeSet<&String> = courts.iter().collect();
             // The districts' records are exactly these courts' records: the districts say it all.
-            if known && one_court_per_district && self.districts.is_some() && implied == courts {
+            if implied == courts {
                 c.dims.remove("court");
             }
         }
