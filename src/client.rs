@@ -54,6 +54,10 @@ pub fn explain(status: &tonic::Status) -> String {
         Code::InvalidArgument => "invalid request",
         Code::Unavailable => "unavailable",
         Code::DeadlineExceeded => "timed out",
+        // A spent DP budget is no rate limit: the gateway's message already names it.
+        Code::ResourceExhausted if status.message().starts_with("privacy budget spent") => {
+            return status.message().to_string();
+        }
         Code::ResourceExhausted => "quota exhausted",
         _ => "failed",
     };

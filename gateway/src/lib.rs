@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod ledger;
+pub mod protection;
 pub mod query;
 pub mod quota;
 pub mod releases;

@@ -589,17 +589,19 @@ pub async fn execute(
         cells[i] = Cell::suppressed("secondary suppression");
     }
 
-    // Differential privacy spends the agency's budget for the dataset first.
+    // Differential privacy takes the answer's cost from the agency's budget for the dataset before the
+    // release ledger records the cells, so that a refusal here never leaves cells recorded as released
+    // that were not; any later refusal or failure gives it back (`refund`), so only what is released
+    // is charged. The spend may fdatasync, so off the async worker threads.
+    let mut charged: Option<u64> = None;
     if protection == Protection::Dp {
-        let cost = u64::from(dp_epsilon_milli) * count_measures(q.indicator);
-        // Spent before the release ledger records the cells, so that a refusal here never leaves cells
-        // recorded as released that were not; the spend may fdatasync, so off the async worker threads.
+        let cost = crate::protection::dp_cost(&q, dp_epsilon_milli);
         let (book, agency, dataset) = (Arc::clone(&state.budget), principal.agency.clone(), q.indicator.dataset);
         let spent = tokio::task::spawn_blocking(move || book.spend(&agency, dataset, cost, u64::from(dp_budget_milli)))
             .await
             .unwrap_or_else(|e| Err(crate::releases::ReleaseError::Io(std::io::Error::other(e.to_string()))));
         match spent {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => charged = Some(cost),
             Ok(Err(over)) => {
                 record.decision = "deny".into();
                 record.reason = "privacy budget spent".into();
@@ -639,6 +641,9 @@ pub async fn execute(
     let checked = tokio::task::spawn_blocking(move || book.check_and_record(&agency, release, threshold))
         .await
         .unwrap_or_else(|e| Err(crate::releases::ReleaseError::Io(std::io::Error::other(e.to_string()))));
+    if !matches!(checked, Ok(None)) {
+        refund(state, principal, q.indicator.dataset, charged, request_id).await;
+    }
     match checked {
         Ok(None) => {}
         Ok(Some(risk)) => {
@@ -664,31 +669,46 @@ pub async fn execute(
 
     // Protection beyond suppression, on the cells shown.
     if protection != Protection::Suppress {
-        let rng = ring::rand::SystemRandom::new();
-        let mut uniform = protect::Uniform::new(&rng);
-        let shape = describe_query(&q);
-        let cell_key = protect::CellKey::new(state.cell_key_secret.as_deref().unwrap_or_default());
-        for ((key, _), cell) in merged.iter().zip(cells.iter_mut()) {
-            if cell.status != CellStatus::Ok {
-                continue;
-            }
-            let desc = format!("{shape}|{}", key.join("\u{1f}"));
-            let mut noisy = |what: &str, v: i64| -> Result<i64, protect::NoiseError> {
-                let out = match protection {
-                    Protection::Suppress => v,
-                    Protection::Round5 => protect::round_to(v, 5),
-                    Protection::CellKey => cell_key.apply(&format!("{desc}|{what}"), v),
-                    Protection::Dp => protect::dp_count(&mut uniform, v, dp_epsilon_milli)?,
+        // The random source is not `Send`: the cells are protected in a block of their own, ended
+        // before the refund below awaits.
+        let failed = {
+            let rng = ring::rand::SystemRandom::new();
+            let mut uniform = protect::Uniform::new(&rng);
+            let shape = describe_query(&q);
+            let cell_key = protect::CellKey::new(state.cell_key_secret.as_deref().unwrap_or_default());
+            let records = crate::protection::CellRecords::new(&q, &state.nodes, &state.court_region);
+            let mut failed = None;
+            for ((key, _), cell) in merged.iter().zip(cells.iter_mut()) {
+                if cell.status != CellStatus::Ok {
+                    continue;
+                }
+                let mut noisy = |what: &str, v: i64| -> Result<i64, protect::NoiseError> {
+                    let out = match protection {
+                        Protection::Suppress => v,
+                        Protection::Round5 => protect::round_to(v, 5),
+                        // Keyed on the records the count counts, so that every query asking for them gets
+                        // the same value; on the query's wording only where a label does not parse.
+                        Protection::CellKey => match records.key(what, key) {
+                            Some(records) => cell_key.apply_bytes(&records, v),
+                            None => cell_key.apply(&format!("{shape}|{}|{what}", key.join("\u{1f}")), v),
+                        },
+                        Protection::Dp => protect::dp_count(&mut uniform, v, dp_epsilon_milli)?,
+                    };
+                    Ok(crate::protection::shown(protection, threshold, v, out))
                 };
-                // A shown count stays at or above k (post-processing; true values below k are suppressed).
-                Ok(if v == 0 { out.max(0) } else { out.max(i64::from(threshold)) })
-            };
-            if let Err(e) = protect_cell(q.indicator, cell, &mut noisy) {
-                record.decision = "error".into();
-                record.reason = "noise could not be drawn".into();
-                tracing::error!(request_id, error = %e, "noise failed");
-                return Err(Status::internal("noise could not be drawn; nothing was answered"));
+                if let Err(e) = protect_cell(q.indicator, cell, &mut noisy) {
+                    failed = Some(e);
+                    break;
+                }
             }
+            failed
+        };
+        if let Some(e) = failed {
+            refund(state, principal, q.indicator.dataset, charged, request_id).await;
+            record.decision = "error".into();
+            record.reason = "noise could not be drawn".into();
+            tracing::error!(request_id, error = %e, "noise failed");
+            return Err(Status::internal("noise could not be drawn; nothing was answered"));
         }
     }
 
@@ -747,12 +767,23 @@ fn row_status_and_level(ind: &Indicator, cell: &Cell) -> (String, String) {
     }
 }
 
-/// How many counts a cell of the indicator releases (the ε cost of a `dp` query is this times ε).
-fn count_measures(ind: &Indicator) -> u64 {
-    match ind.kind {
-        // A deviation shows the count in P and the baseline's sum (each case counts in one year only).
-        IndicatorKind::Ratio { .. } | IndicatorKind::Deviation { .. } => 2,
-        IndicatorKind::Count { .. } | IndicatorKind::Mean { .. } | IndicatorKind::PerPopulation { .. } => 1,
+/// Gives back a `dp` query's spend (`charged`) when it is refused or fails after the spend, so that
+/// only what is released is charged. When the refund cannot be written the spend stays: the agency is
+/// over-charged, never under-charged.
+async fn refund(
+    state: &GatewayState,
+    principal: &Principal,
+    dataset: &'static str,
+    charged: Option<u64>,
+    request_id: &str,
+) {
+    let Some(cost) = charged else { return };
+    let (book, agency) = (Arc::clone(&state.budget), principal.agency.clone());
+    let refunded = tokio::task::spawn_blocking(move || book.refund(&agency, dataset, cost))
+        .await
+        .unwrap_or_else(|e| Err(crate::releases::ReleaseError::Io(std::io::Error::other(e.to_string()))));
+    if let Err(e) = refunded {
+        tracing::error!(request_id, error = %e, "a privacy budget refund failed; the spend stays");
     }
 }
 

@@ -1292,104 +1292,9 @@ mod tests {
     }
 }
 
-/// File name of the privacy-budget ledger inside the gateway's ledger directory.
-pub const BUDGET_FILE_NAME: &str = "dp-budget.jsonl";
-
-#[derive(Serialize, Deserialize)]
-struct Spend {
-    agency: String,
-    dataset: String,
-    milli: u64,
-}
-
-/// The privacy budget (ε, in thousandths) each agency has spent per dataset, durable in an
-/// append-only file like the release ledger.
-pub struct BudgetBook {
-    file: Option<Mutex<LineFile>>,
-    spent: Mutex<BTreeMap<(String, String), u64>>,
-}
-
-/// A refused spend: what was used and what the budget is.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Exhausted {
-    /// ε already used, in thousandths.
-    pub used_milli: u64,
-    /// The budget, in thousandths.
-    pub budget_milli: u64,
-}
-
-impl BudgetBook {
-    /// A book kept only in memory.
-    pub fn in_memory() -> Self {
-        BudgetBook { file: None, spent: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// Opens (or creates) the book in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, ReleaseError> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(BUDGET_FILE_NAME);
-        let mut spent: BTreeMap<(String, String), u64> = BTreeMap::new();
-        let (lines, file) = open_lines(&path)?;
-        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let s: Spend = serde_json::from_str(line).map_err(|_| ReleaseError::Corrupt(i + 1))?;
-            *spent.entry((s.agency, s.dataset)).or_default() += s.milli;
-        }
-        Ok(BudgetBook { file: Some(Mutex::new(LineFile::new(file))), spent: Mutex::new(spent) })
-    }
-
-    /// Spends `cost` of `agency`'s budget on `dataset`, durably, or refuses when it would exceed
-    /// `budget` (nothing spent).
-    pub fn spend(
-        &self,
-        agency: &str,
-        dataset: &str,
-        cost: u64,
-        budget: u64,
-    ) -> Result<Result<u64, Exhausted>, ReleaseError> {
-        let mut spent = match self.spent.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let used = spent.get(&(agency.to_string(), dataset.to_string())).copied().unwrap_or(0);
-        if used + cost > budget {
-            return Ok(Err(Exhausted { used_milli: used, budget_milli: budget }));
-        }
-        if let Some(file) = &self.file {
-            let mut f = match file.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            let line = Spend { agency: agency.into(), dataset: dataset.into(), milli: cost };
-            let mut buf = serde_json::to_vec(&line).map_err(|e| std::io::Error::other(e.to_string()))?;
-            buf.push(b'\n');
-            f.append(&buf)?;
-        }
-        spent.insert((agency.to_string(), dataset.to_string()), used + cost);
-        Ok(Ok(used + cost))
-    }
-}
-
 #[cfg(test)]
-mod budget_tests {
+mod line_file_tests {
     use super::*;
-
-    #[test]
-    fn budgets_refuse_when_spent_and_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = BudgetBook::open(dir.path()).unwrap();
-        assert_eq!(book.spend("a", "cases", 400, 1000).unwrap(), Ok(400));
-        assert_eq!(book.spend("a", "cases", 400, 1000).unwrap(), Ok(800));
-        assert_eq!(
-            book.spend("a", "cases", 400, 1000).unwrap(),
-            Err(Exhausted { used_milli: 800, budget_milli: 1000 })
-        );
-        assert_eq!(book.spend("b", "cases", 400, 1000).unwrap(), Ok(400), "budgets are per agency");
-        assert_eq!(book.spend("a", "mediations", 400, 1000).unwrap(), Ok(400), "and per dataset");
-        drop(book);
-        let book = BudgetBook::open(dir.path()).unwrap();
-        assert_eq!(book.spend("a", "cases", 200, 1000).unwrap(), Ok(1000));
-        assert!(book.spend("a", "cases", 1, 1000).unwrap().is_err());
-    }
 
     #[test]
     fn time_labels_out_of_range_do_not_parse() {
@@ -1397,27 +1302,6 @@ mod budget_tests {
         assert_eq!(label_months(Dimension::Quarter, "2024-Q5"), None);
         assert_eq!(label_months(Dimension::Month, "2024-13"), None);
         assert!(label_months(Dimension::Quarter, "2024-Q4").is_some());
-    }
-
-    #[test]
-    fn a_torn_last_line_is_cut_so_later_appends_stay_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let book = BudgetBook::open(dir.path()).unwrap();
-        assert_eq!(book.spend("a", "cases", 100, 1000).unwrap(), Ok(100));
-        drop(book);
-        // A crash in the middle of the next write leaves an unterminated fragment (here ending in `}`).
-        let path = dir.path().join(BUDGET_FILE_NAME);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(br#"{"agency":"a","dataset":"cases","milli":1}"#).unwrap();
-        drop(f);
-        let book = BudgetBook::open(dir.path()).unwrap();
-        assert_eq!(book.spend("a", "cases", 100, 1000).unwrap(), Ok(200), "the torn spend was never acknowledged");
-        drop(book);
-        let book = BudgetBook::open(dir.path()).expect("the append after the cut is a line of its own");
-        assert_eq!(book.spend("a", "cases", 0, 1000).unwrap(), Ok(200));
-        // A damaged whole line is still refused, naming it.
-        std::fs::write(&path, "{\"agency\":\"a\"}\n").unwrap();
-        assert!(matches!(BudgetBook::open(dir.path()), Err(ReleaseError::Corrupt(1))));
     }
 
     /// Storage with room for `room` bytes: a write past it takes what fits and then fails, as a full

@@ -110,7 +110,7 @@ pub struct GatewayState {
     /// Cells already released (differencing defence).
     pub releases: crate::releases::ReleaseBook,
     /// Privacy budget spent per agency and dataset (`dp` grants).
-    pub budget: Arc<crate::releases::BudgetBook>,
+    pub budget: Arc<crate::budget::BudgetBook>,
     /// Secret key of the cell-key method, when configured.
     pub cell_key_secret: Option<Vec<u8>>,
 }
@@ -162,7 +162,7 @@ impl GatewayState {
         let auth = Authenticator::new(issuers, config.auth.clone())?;
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
-        let budget = Arc::new(crate::releases::BudgetBook::open(&config.ledger_dir)?);
+        let budget = Arc::new(crate::budget::BudgetBook::open(&config.ledger_dir)?);
         let quotas = Arc::new(crate::quota::QuotaBook::open(&config.ledger_dir)?);
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
