@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod failures;
 pub mod ledger;
 pub mod query;
 pub mod quota;
