@@ -48,11 +48,32 @@ pub fn answer_json(r: &pb::QueryResponse) -> Value {
             "answered": cov.answered,
             "missing": cov.missing.iter().map(|m| json!({"node": m.node, "reason": m.reason})).collect::<Vec<_>>(),
         },
+        "partial": is_partial(r),
         "policy_version": r.policy_version,
         "audit_seq": r.audit_seq,
         "data_until": r.data_until,
         "threshold": r.threshold,
     })
+}
+
+/// Whether the answer is partial: a node asked did not answer (its rows may be missing altogether).
+pub fn is_partial(r: &pb::QueryResponse) -> bool {
+    r.coverage.as_ref().is_some_and(|c| c.answered < c.asked || !c.missing.is_empty())
+}
+
+/// One line saying the answer is partial and which nodes are missing, for people and for CSV readers.
+pub fn partial_line(r: &pb::QueryResponse) -> Option<String> {
+    if !is_partial(r) {
+        return None;
+    }
+    let cov = r.coverage.clone().unwrap_or_default();
+    let missing: Vec<String> = cov.missing.iter().map(|m| format!("{} ({})", m.node, m.reason)).collect();
+    Some(format!(
+        "partial answer: nodes answered {}/{}; missing {}; rows of what they serve may be absent",
+        cov.answered,
+        cov.asked,
+        if missing.is_empty() { "-".to_string() } else { missing.join(", ") }
+    ))
 }
 
 /// Display width of `s` in a terminal (CJK and full-width characters take two columns).
@@ -167,17 +188,26 @@ pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> S
     for m in &cov.missing {
         out.push_str(&format!("missing node {}: {}\n", m.node, m.reason));
     }
+    if let Some(line) = partial_line(r) {
+        out.push_str(&format!("PARTIAL ANSWER — {line}\n"));
+    }
     out
 }
 
-/// Renders an answer as CSV.
+/// Renders an answer as CSV. A partial answer has a last column `coverage` (`partial` on every row)
+/// and ends with a comment line `# partial answer: …` naming the missing nodes; a complete answer
+/// has neither, so its shape is unchanged.
 pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let levels = has_levels(r);
+    let partial = partial_line(r);
     let mut header: Vec<String> = group_by.to_vec();
     header.extend(["value".into(), "status".into(), "numerator".into(), "denominator".into()]);
     if levels {
         header.push("level".into());
+    }
+    if partial.is_some() {
+        header.push("coverage".into());
     }
     let _ = w.write_record(&header);
     for row in &r.rows {
@@ -189,9 +219,16 @@ pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
         if levels {
             cells.push(row.level.clone());
         }
+        if partial.is_some() {
+            cells.push("partial".into());
+        }
         let _ = w.write_record(&cells);
     }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    let mut out = String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default();
+    if let Some(line) = partial {
+        out.push_str(&format!("# {}\n", line.replace(['\n', '\r'], " ")));
+    }
+    out
 }
 
 #[cfg(test)]

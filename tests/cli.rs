@@ -136,3 +136,63 @@ fn demo_on_own_data_takes_the_latest_year_from_the_data() {
     assert!(out.contains("red regions in 2022"), "{out}");
     assert!(!out.contains("in 2024"), "{out}");
 }
+
+#[test]
+fn a_partial_answer_says_so_in_csv_and_table_and_exits_3_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prepared, rt, _) = crate::coverage::small_federation(dir.path(), 300, 13);
+    let mut running = rt.block_on(shuzhu::federation::start(&prepared)).unwrap();
+    let stopped = running.nodes[1].id.clone();
+    rt.block_on(running.stop_node(&stopped));
+    let gw = running.gateway_url.clone();
+    let ca = prepared.pki.ca_cert.display().to_string();
+    let tok = prepared.tokens["requester"].display().to_string();
+    let base = [
+        "query",
+        "--gateway",
+        &gw,
+        "--ca",
+        &ca,
+        "--token-file",
+        &tok,
+        "--indicator",
+        "filed",
+        "--group-by",
+        "region",
+        "--from",
+        "2023-01",
+        "--to",
+        "2024-12",
+        "--purpose",
+        "诉源治理",
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(extra);
+        shuzhu(&args)
+    };
+    let (code, out, err) = with(&["--format", "csv"]);
+    assert_eq!(code, 3, "a partial answer exits 3: {err}");
+    let header = out.lines().next().unwrap();
+    assert!(header.ends_with(",coverage"), "a coverage column: {out}");
+    assert!(out.lines().nth(1).unwrap().ends_with(",partial"), "{out}");
+    let footer = out.lines().last().unwrap();
+    assert!(footer.starts_with("# partial answer") && footer.contains(&stopped), "{out}");
+    assert!(err.contains("partial") && err.contains("--allow-partial"), "{err}");
+
+    let (code, out, _) = with(&["--format", "table"]);
+    assert_eq!(code, 3);
+    assert!(out.contains("PARTIAL ANSWER") && out.contains(&stopped), "{out}");
+
+    let (code, out, _) = with(&["--format", "csv", "--allow-partial"]);
+    assert_eq!(code, 0, "--allow-partial accepts a partial answer");
+    assert!(out.lines().last().unwrap().starts_with("# partial answer"), "{out}");
+
+    let (code, out, _) = with(&["--format", "json"]);
+    assert_eq!(code, 3);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["partial"], true);
+
+    let (_, help, _) = shuzhu(&["query", "--help"]);
+    assert!(help.contains("Exit codes") && help.contains("--allow-partial"), "{help}");
+    rt.block_on(running.shutdown());
+}

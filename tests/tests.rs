@@ -14,6 +14,7 @@ mod deviation;
 mod import;
 mod indicators;
 mod journal;
+mod limits;
 mod mtls;
 mod policy;
 mod privacy;

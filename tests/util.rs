@@ -195,3 +195,30 @@ pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A second gateway beside the fixture's, sharing its nodes, policy and keys but with its own ledger
+/// directory `ledger-NAME` and the given extra configuration: `top` is placed before every table (plain
+/// keys), `tables` after them (`[server]`, `[auth]`). Returns its URL, a stop switch and the server task.
+pub(crate) fn own_gateway(
+    name: &str,
+    top: &str,
+    tables: &str,
+) -> (String, std::sync::Arc<shuzhu_gateway::state::GatewayState>, tokio::sync::oneshot::Sender<()>) {
+    let f = fx();
+    let text = std::fs::read_to_string(&f.running.gateway_config).unwrap();
+    let text = text.replace("ledger_dir = \"ledger\"", &format!("ledger_dir = \"ledger-{name}\""));
+    let path = f.prepared.dir.join(format!("gateway-{name}.toml"));
+    std::fs::write(&path, format!("{top}\n{text}\n{tables}\n")).unwrap();
+    let config = shuzhu_gateway::config::GatewayConfig::load(&path).unwrap();
+    f.rt.block_on(async {
+        let state = std::sync::Arc::new(shuzhu_gateway::state::GatewayState::open(&config).unwrap());
+        let tls = shuzhu_net::tls_server(&config.tls.cert, &config.tls.key).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(shuzhu_gateway::service::serve(std::sync::Arc::clone(&state), tls, listener, async {
+            let _ = rx.await;
+        }));
+        (url, state, stop)
+    })
+}

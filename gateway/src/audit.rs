@@ -6,8 +6,9 @@ use shuzhu_policy::mask::mask_text;
 
 use crate::auth::Principal;
 
-/// Version of the entry encoding.
-pub const ENTRY_VERSION: u32 = 1;
+/// Version of the entry encoding. Version 2 added `peer`, `jti` and `failures` at the end; entries of
+/// version 1 lack them and verify unchanged (the ledger commits to each entry's own bytes).
+pub const ENTRY_VERSION: u32 = 2;
 
 /// Who asked, as recorded.
 #[derive(Clone, Debug, Serialize)]
@@ -107,6 +108,28 @@ pub struct AuditRecord {
     pub cells_suppressed: u32,
     /// Latency in milliseconds.
     pub latency_ms: u64,
+    /// The network peer (`ip:port`) the request came from (version 2).
+    pub peer: String,
+    /// The token's `jti`, when it was verified and carried one (version 2).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jti: String,
+    /// For a summary of authentication failures (`action` `auth_failures`): how many, first and last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<FailureCount>,
+    /// Set when this request's failure is only counted into a periodic summary, not appended alone.
+    #[serde(skip)]
+    pub counted_only: bool,
+}
+
+/// Authentication failures of one peer and reason, counted between two summaries.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FailureCount {
+    /// How many requests failed.
+    pub count: u64,
+    /// RFC 3339 time of the first.
+    pub first: String,
+    /// RFC 3339 time of the last.
+    pub last: String,
 }
 
 impl AuditRecord {
@@ -133,6 +156,10 @@ impl AuditRecord {
             cells: 0,
             cells_suppressed: 0,
             latency_ms: 0,
+            peer: String::new(),
+            jti: String::new(),
+            failures: None,
+            counted_only: false,
         }
     }
 

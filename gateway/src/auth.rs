@@ -367,11 +367,21 @@ pub struct AuthPolicy {
     pub max_lifetime_secs: u64,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
+    /// Authentication failures of one peer (IP address) recorded as their own audit entries per
+    /// minute; beyond, they are counted into summaries (see `failures`).
+    pub failures_recorded_per_peer_per_minute: u32,
+    /// Seconds between two summaries of counted authentication failures.
+    pub failure_summary_secs: u64,
 }
 
 impl Default for AuthPolicy {
     fn default() -> Self {
-        Self { max_lifetime_secs: 12 * 3600, leeway_secs: 60 }
+        Self {
+            max_lifetime_secs: 12 * 3600,
+            leeway_secs: 60,
+            failures_recorded_per_peer_per_minute: 30,
+            failure_summary_secs: 5,
+        }
     }
 }
 
@@ -498,6 +508,10 @@ pub enum AuthFailure {
     /// The `roles` claim holds no role this gateway knows.
     #[error("token grants no known role")]
     NoKnownRole,
+    /// The `roles` claim mixes a data role (`requester`) with the audit role (`auditor`): separation
+    /// of duties means whoever reads the data is not who audits the reading.
+    #[error("token mixes data and audit roles")]
+    MixedRoles,
     /// The crypto provider could not build a verifier (a key or provider problem, not the token's).
     #[error("token verifier is unavailable")]
     VerifierUnavailable,
@@ -521,6 +535,7 @@ impl AuthFailure {
             Self::ExpiresBeforeIssued => "exp_before_iat",
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::NoKnownRole => "no_known_role",
+            Self::MixedRoles => "mixed_roles",
             Self::VerifierUnavailable => "verifier_unavailable",
         }
     }
@@ -560,6 +575,9 @@ impl Authenticator {
         }
         if policy.max_lifetime_secs == 0 {
             return Err(AuthConfigError::BadPolicy { why: "max_lifetime_secs must be positive" });
+        }
+        if !(1..=3600).contains(&policy.failure_summary_secs) {
+            return Err(AuthConfigError::BadPolicy { why: "failure_summary_secs must be within 1..=3600" });
         }
         let mut parsed = HashMap::with_capacity(issuers.len());
         for (position, trusted) in issuers.into_iter().enumerate() {
@@ -649,6 +667,9 @@ impl Authenticator {
         roles.dedup();
         if roles.is_empty() {
             return Err(AuthFailure::NoKnownRole);
+        }
+        if roles.contains(&Role::Requester) && roles.contains(&Role::Auditor) {
+            return Err(AuthFailure::MixedRoles);
         }
         Ok(Principal {
             subject: claims.sub,
@@ -1272,6 +1293,14 @@ mod tests {
     }
 
     #[test]
+    fn a_token_mixing_requester_and_auditor_is_refused() {
+        let f = fixture();
+        let mut body = claims(ISSUER);
+        body["roles"] = json!(["requester", "auditor"]);
+        assert_refused(&f, &sign(&f.ed_key, &body), "mixed_roles");
+    }
+
+    #[test]
     fn no_known_role_is_refused() {
         let f = fixture();
         let mut body = claims(ISSUER);
@@ -1541,7 +1570,7 @@ mod tests {
         .unwrap();
         assert_eq!(issuer.algorithm, JwtAlgorithm::Es256);
         let policy: AuthPolicy = serde_json::from_value(json!({"leeway_secs": 5})).unwrap();
-        assert_eq!(policy, AuthPolicy { max_lifetime_secs: 43_200, leeway_secs: 5 });
+        assert_eq!(policy, AuthPolicy { max_lifetime_secs: 43_200, leeway_secs: 5, ..AuthPolicy::default() });
         assert!(serde_json::from_value::<JwtAlgorithm>(json!("HS256")).is_err());
         assert_eq!(serde_json::to_value(Role::Auditor).unwrap(), json!("auditor"));
     }

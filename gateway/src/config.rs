@@ -76,6 +76,13 @@ pub struct GatewayConfig {
     pub cell_key_secret: Option<PathBuf>,
     /// TLS material.
     pub tls: TlsFiles,
+    /// Connection and request limits of the requester-facing server (`[server]`).
+    #[serde(default)]
+    pub server: shuzhu_net::ServerLimits,
+    /// Free space (MiB) the ledger's file system must keep: below it every request is refused
+    /// (UNAVAILABLE, naming the reason) before an append could fail half-way.
+    #[serde(default = "default_ledger_min_free_mb")]
+    pub ledger_min_free_mb: u64,
     /// Trusted issuers.
     #[serde(rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -118,6 +125,10 @@ impl Default for LedgerSettings {
     }
 }
 
+fn default_ledger_min_free_mb() -> u64 {
+    256
+}
+
 fn default_node_timeout() -> u64 {
     5_000
 }
@@ -157,6 +168,7 @@ impl ConfigFile for GatewayConfig {
                 self.ledger.retain_logs_days, self.ledger.retain_personal_info_days
             ));
         }
+        self.server.check()?;
         if !(100..=120_000).contains(&self.node_timeout_ms) {
             return Err(format!("node_timeout_ms {} is outside 100..=120000", self.node_timeout_ms));
         }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod failures;
 pub mod ledger;
 pub mod protection;
 pub mod query;

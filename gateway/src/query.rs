@@ -24,6 +24,10 @@ use crate::state::{GatewayState, NodeHandle};
 /// is shown (its rows are `partial`).
 const NODE_MAX_REGION_FILTER: usize = 4096;
 
+/// Most values one dimension's filter may hold (a node refuses more), counted after repeated filters
+/// on the dimension are merged.
+const MAX_FILTER_VALUES: usize = 64;
+
 /// Largest node answer the gateway reads.
 const MAX_NODE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -138,8 +142,8 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
         if !ind.allows(dim) {
             return Err(invalid(record, format!("indicator {} cannot be filtered by {dim}", ind.id)));
         }
-        if f.values.is_empty() || f.values.len() > 64 {
-            return Err(invalid(record, format!("filter {dim} needs 1 to 64 values")));
+        if f.values.is_empty() || f.values.len() > MAX_FILTER_VALUES {
+            return Err(invalid(record, format!("filter {dim} needs 1 to {MAX_FILTER_VALUES} values")));
         }
         if let Some(bad) = f.values.iter().find(|v| !dim.accepts_value(v)) {
             return Err(invalid(record, format!("{bad:?} is not a {dim} value")));
@@ -147,6 +151,21 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
         match filters.iter_mut().find(|(d, _)| *d == dim) {
             Some((_, vals)) => vals.extend(f.values.iter().cloned()),
             None => filters.push((dim, f.values.clone())),
+        }
+    }
+    // Repeated filters on one dimension are merged (duplicates dropped): the merged list is what
+    // nodes receive, so it is what must stay within their limit.
+    for (dim, vals) in &mut filters {
+        let mut seen = std::collections::BTreeSet::new();
+        vals.retain(|v| seen.insert(v.clone()));
+        if vals.len() > MAX_FILTER_VALUES {
+            return Err(invalid(
+                record,
+                format!(
+                    "filter {dim} has {} distinct values after merging repeated filters; the limit is {MAX_FILTER_VALUES}",
+                    vals.len()
+                ),
+            ));
         }
     }
     let purpose = req.purpose.trim().to_string();
@@ -447,7 +466,7 @@ pub async fn execute(
     let mut data_from: Vec<(&NodeHandle, i32)> = Vec::new();
     for ((node, answer), asked) in chosen.iter().zip(answers).zip(&requests) {
         let asked: Vec<&str> = asked.measures.iter().map(|m| m.id.as_str()).collect();
-        let answer = answer.and_then(|a| check_answer(a, &plan.dims, &asked));
+        let answer = answer.and_then(|a| check_answer(a, &node.entry, &plan.dims, &asked));
         let answer = answer.and_then(|a| check_receipt(node, request_id, a));
         match answer {
             Ok((a, receipt)) => {
@@ -1095,10 +1114,12 @@ fn first_month(data_from: &str) -> Option<i32> {
     Month::parse(data_from.get(..7)?).ok().map(Month::index)
 }
 
-/// Refuses a node answer whose shape does not match the question (a node must never be trusted to be
-/// well-formed).
+/// Refuses a node answer whose shape does not match the question, whose numbers cannot be true, or
+/// that speaks for a court or region the node does not serve (a node must never be trusted to be
+/// well-formed or honest about its scope). The error is the reason coverage shows for the node.
 fn check_answer(
     a: pb::AggregateResponse,
+    node: &crate::config::NodeEntry,
     dims: &[Dimension],
     measures: &[&str],
 ) -> Result<pb::AggregateResponse, String> {
@@ -1111,6 +1132,29 @@ fn check_answer(
             })
         {
             return Err("malformed answer".into());
+        }
+        for m in &g.measures {
+            // A count's contributors are its records: never more than the count, never none for a
+            // non-zero count; no partial has a value without a contributor, or a single record
+            // larger than the whole.
+            let count = indicator::measure(&m.id).is_some_and(|x| x.accumulate == indicator::Accumulate::Count);
+            if (count && m.contributors > m.value as u64)
+                || (m.value != 0 && m.contributors == 0)
+                || m.max_single < 0
+                || m.max_single > m.value
+            {
+                return Err(format!("inconsistent contributor counts for measure {}", clip(&m.id)));
+            }
+        }
+        for (d, label) in dims.iter().zip(&g.key) {
+            let (served, what) = match d {
+                Dimension::Region => (&node.regions, "region"),
+                Dimension::Court => (&node.courts, "court"),
+                _ => continue,
+            };
+            if !served.is_empty() && !served.contains(label) {
+                return Err(format!("answered for {what} {} it does not serve", clip(label)));
+            }
         }
     }
     // An unreadable first month of data would hide how far the node's data reaches back.

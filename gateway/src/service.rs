@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditRecord, PrincipalRecord};
 use crate::auth::{Principal, Role};
+use crate::failures::Admission;
 use crate::ledger::{AuditChain, ChainEntry, LedgerError};
 use crate::state::{GatewayState, StartError};
 
@@ -48,35 +49,56 @@ pub struct Services {
 }
 
 impl Services {
+    /// Verifies the bearer token. Records the peer in every entry and the token's `jti` when it
+    /// verifies; a failure past the peer's budget is only counted (see [`crate::failures`]).
     fn authenticate<T>(&self, req: &Request<T>, record: &mut AuditRecord) -> Result<Principal, Status> {
+        let peer = req.remote_addr();
+        record.peer = peer.map(|p| p.to_string()).unwrap_or_default();
         let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         match self.state.auth.authenticate(header, now_unix()) {
             Ok(p) => {
                 record.principal = Some(PrincipalRecord::from(&p));
+                record.jti = p.token_id.as_deref().map(crate::audit::clip).unwrap_or_default();
                 Ok(p)
             }
             Err(failure) => {
                 record.decision = "unauthenticated".into();
                 record.reason = failure.reason().into();
+                let admitted =
+                    self.state.failures.admit(peer.map(|p| p.ip()), failure.reason(), Instant::now(), &record.time);
+                record.counted_only = admitted == Admission::Counted;
                 Err(Status::unauthenticated(UNAUTHENTICATED))
             }
         }
     }
 
-    /// Appends `record` durably, then returns `outcome`; if the ledger fails, the request fails.
+    /// Appends `record` durably, then returns `outcome`; if the ledger fails, the request fails. A
+    /// failure only counted into a summary is not appended here; a ledger disk below its free-space
+    /// floor refuses every request.
     async fn audited<T>(
         &self,
         mut record: AuditRecord,
         started: Instant,
         outcome: Result<T, Status>,
     ) -> Result<(u64, T), Status> {
+        if record.counted_only {
+            return outcome.map(|v| (0, v));
+        }
         record.latency_ms = started.elapsed().as_millis() as u64;
         let request_id = record.request_id.clone();
-        let ledger = Arc::clone(&self.state.ledger);
-        let appended = tokio::task::spawn_blocking(move || ledger.append_record(&record)).await;
+        let state = Arc::clone(&self.state);
+        let appended = tokio::task::spawn_blocking(move || match state.ledger_space_problem() {
+            Some(problem) => Err(Err(problem)),
+            None => state.ledger.append_record(&record).map_err(Ok),
+        })
+        .await;
         match appended {
             Ok(Ok(seq)) => outcome.map(|v| (seq, v)),
-            Ok(Err(error)) => {
+            Ok(Err(Err(problem))) => {
+                tracing::error!(%request_id, %problem, "audit ledger disk low; refusing to answer");
+                Err(Status::unavailable(problem))
+            }
+            Ok(Err(Ok(error))) => {
                 tracing::error!(%request_id, %error, "audit append failed; refusing to answer");
                 Err(Status::unavailable("the audit ledger cannot record this request, so it is not answered"))
             }
@@ -177,6 +199,8 @@ impl Services {
         F: FnOnce(&AuditChain) -> Result<T, LedgerError> + Send + 'static,
     {
         let started = Instant::now();
+        // The auditor sees every counted authentication failure up to now.
+        flush_failure_summaries(&self.state).await;
         let mut record = self.record(action, &request_id());
         record.filters = filters;
         let outcome = match self.auditor(&req, &mut record) {
@@ -191,6 +215,47 @@ impl Services {
         }
         let (_, answer) = self.audited(record, started, outcome).await?;
         Ok(Response::new(answer))
+    }
+}
+
+/// Appends one summary entry per (peer, reason) of the authentication failures counted since the last
+/// summary; counts the ledger could not take are kept for the next one.
+pub async fn flush_failure_summaries(state: &Arc<GatewayState>) {
+    let pending = state.failures.take_pending();
+    if pending.is_empty() {
+        return;
+    }
+    let st = Arc::clone(state);
+    let done = tokio::task::spawn_blocking(move || {
+        let mut left = Vec::new();
+        let mut failed = None;
+        for (peer, reason, count) in pending {
+            if failed.is_some() {
+                left.push((peer, reason, count));
+                continue;
+            }
+            let mut record = AuditRecord::new(&st.id, &request_id(), "auth_failures", &st.current_policy().version);
+            record.decision = "unauthenticated".into();
+            record.reason = reason.into();
+            record.peer = peer.clone();
+            record.failures = Some(count.clone());
+            let appended = match st.ledger_space_problem() {
+                Some(problem) => Err(problem),
+                None => st.ledger.append_record(&record).map(|_| ()).map_err(|e| e.to_string()),
+            };
+            if let Err(problem) = appended {
+                failed = Some(problem);
+                left.push((peer, reason, count));
+            }
+        }
+        if !left.is_empty() {
+            st.failures.restore(left);
+        }
+        failed
+    })
+    .await;
+    if let Ok(Some(problem)) = done {
+        tracing::error!(%problem, "authentication failure summary not recorded; kept for the next");
     }
 }
 
@@ -400,7 +465,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    let incoming = shuzhu_net::tls_incoming(listener, tls, Duration::from_secs(10));
+    let incoming = shuzhu_net::tls_incoming_limited(listener, tls, &state.limits);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<GatewayServer<Services>>().await;
     reporter.set_serving::<AuditServer<Services>>().await;
@@ -416,8 +481,20 @@ pub async fn serve(
         move |text| watched.reload_policy_text(text).map_err(|e| e.to_string()),
     );
     let checkpoint_ledger = Arc::clone(&state.ledger);
+    let summarised = Arc::clone(&state);
+    let summaries = tokio::spawn(async move {
+        let mut every = tokio::time::interval(summarised.failure_summary_every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            flush_failure_summaries(&summarised).await;
+        }
+    });
+    let final_state = Arc::clone(&state);
+    let limits = state.limits.clone();
     let services = Services { state };
-    let served = tonic::transport::Server::builder()
+    let served = limits
+        .server_builder()
         .timeout(Duration::from_secs(60))
         .add_service(health)
         .add_service(reflection)
@@ -426,6 +503,8 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     watcher.abort();
+    summaries.abort();
+    flush_failure_summaries(&final_state).await;
     // Graceful shutdown: seal what was appended with a checkpoint before returning.
     if let Err(error) = checkpoint_ledger.ledger().checkpoint() {
         tracing::warn!(%error, "could not sign the shutdown audit checkpoint");

@@ -113,6 +113,16 @@ pub struct GatewayState {
     pub budget: Arc<crate::budget::BudgetBook>,
     /// Secret key of the cell-key method, when configured.
     pub cell_key_secret: Option<Vec<u8>>,
+    /// Authentication failures: per-peer budgets and counts awaiting their summary entry.
+    pub failures: crate::failures::FailureLimiter,
+    /// How often counted authentication failures are summarised into the ledger.
+    pub failure_summary_every: Duration,
+    /// Connection and request limits of the server.
+    pub limits: shuzhu_net::ServerLimits,
+    /// The ledger directory (its file system's free space is watched).
+    pub ledger_dir: std::path::PathBuf,
+    /// Free bytes the ledger's file system must keep, or every request is refused.
+    pub ledger_min_free_bytes: u64,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -142,6 +152,21 @@ fn court_regions(nodes: &[NodeHandle]) -> std::collections::BTreeMap<String, Str
 }
 
 impl GatewayState {
+    /// Why the ledger's disk cannot take another entry, when its free space is below the floor.
+    pub fn ledger_space_problem(&self) -> Option<String> {
+        let free = match fs2::available_space(&self.ledger_dir) {
+            Ok(free) => free,
+            Err(error) => return Some(format!("the free space of the audit ledger's disk cannot be read ({error})")),
+        };
+        (free < self.ledger_min_free_bytes).then(|| {
+            format!(
+                "the audit ledger's disk has {} MiB free, below the floor of {} MiB (ledger_min_free_mb): requests are refused until space is freed",
+                free / (1024 * 1024),
+                self.ledger_min_free_bytes / (1024 * 1024)
+            )
+        })
+    }
+
     /// Builds the state from a loaded configuration. Must run inside a tokio runtime.
     pub fn open(config: &GatewayConfig) -> Result<Self, StartError> {
         crate::auth::install_jwt_crypto_provider();
@@ -214,6 +239,11 @@ impl GatewayState {
             releases,
             budget,
             cell_key_secret,
+            failures: crate::failures::FailureLimiter::new(config.auth.failures_recorded_per_peer_per_minute),
+            failure_summary_every: Duration::from_secs(config.auth.failure_summary_secs),
+            limits: config.server.clone(),
+            ledger_dir: config.ledger_dir.clone(),
+            ledger_min_free_bytes: config.ledger_min_free_mb.saturating_mul(1024 * 1024),
         })
     }
 

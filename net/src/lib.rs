@@ -12,12 +12,19 @@
 pub mod config;
 pub mod reload;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::{io, path::Path, sync::Arc, time::Duration};
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -166,17 +173,240 @@ pub fn tls_server(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, NetError
     Ok(Arc::new(config))
 }
 
+/// Limits on a server's connections and requests (the `[server]` section of a party's config). Every
+/// value bounds what one anonymous network client can hold: a TCP connection that never finishes its TLS
+/// handshake, a TLS connection that never sends a request, one that goes quiet, and how many of each.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerLimits {
+    /// A TLS handshake must complete within this many milliseconds of the TCP accept.
+    pub handshake_timeout_ms: u64,
+    /// After the handshake, the client's first bytes (the HTTP/2 preface) must arrive within this
+    /// many milliseconds, or the connection is closed.
+    pub first_request_timeout_ms: u64,
+    /// A connection from which nothing was read for this many milliseconds is closed (a live client
+    /// answers the keepalive pings, which count as reads).
+    pub idle_timeout_ms: u64,
+    /// The server pings every connection this often (HTTP/2 keepalive), in milliseconds.
+    pub keepalive_interval_ms: u64,
+    /// A ping not answered within this many milliseconds closes the connection.
+    pub keepalive_timeout_ms: u64,
+    /// Every connection is closed gracefully after this many seconds, however busy (a client reconnects).
+    pub max_connection_age_secs: u64,
+    /// Most connections open at once (handshakes included); further ones are closed at accept.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address; further ones are closed at accept.
+    pub max_connections_per_peer: usize,
+    /// Most requests in progress on one connection (HTTP/2 concurrent streams).
+    pub max_requests_per_connection: usize,
+    /// Most requests in progress over all connections; beyond it a request is refused at once
+    /// (UNAVAILABLE) rather than queued.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout_ms: 10_000,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 60_000,
+            keepalive_timeout_ms: 20_000,
+            max_connection_age_secs: 3_600,
+            max_connections: 1_024,
+            max_connections_per_peer: 64,
+            max_requests_per_connection: 64,
+            max_concurrent_requests: 256,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// Checks the values; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("first_request_timeout_ms", self.first_request_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("keepalive_interval_ms", self.keepalive_interval_ms),
+            ("keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("max_connection_age_secs", self.max_connection_age_secs),
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_peer", self.max_connections_per_peer as u64),
+            ("max_requests_per_connection", self.max_requests_per_connection as u64),
+            ("max_concurrent_requests", self.max_concurrent_requests as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("[server] {key} must be positive"));
+        }
+        if self.max_connections_per_peer > self.max_connections {
+            return Err("[server] max_connections_per_peer must not exceed max_connections".into());
+        }
+        if self.max_requests_per_connection > u32::MAX as usize {
+            return Err("[server] max_requests_per_connection is too large".into());
+        }
+        Ok(())
+    }
+
+    /// A tonic server builder with these limits: HTTP/2 keepalive, connection age, streams per
+    /// connection, and a global concurrency limit that sheds (refuses at once) what it cannot take.
+    pub fn server_builder(
+        &self,
+    ) -> tonic::transport::Server<
+        tower::layer::util::Stack<tower::limit::GlobalConcurrencyLimitLayer, tower::layer::util::Identity>,
+    > {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_millis(self.keepalive_interval_ms)))
+            .http2_keepalive_timeout(Some(Duration::from_millis(self.keepalive_timeout_ms)))
+            .max_connection_age(Duration::from_secs(self.max_connection_age_secs))
+            .max_concurrent_streams(Some(self.max_requests_per_connection as u32))
+            .concurrency_limit_per_connection(self.max_requests_per_connection)
+            .load_shed(true)
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.max_concurrent_requests))
+    }
+}
+
+/// Open connections, overall and by IP address; a [`ConnectionSlot`] gives its place back when dropped.
+#[derive(Default)]
+struct ConnectionCount {
+    total: usize,
+    by_peer: HashMap<IpAddr, usize>,
+}
+
+/// One accepted connection's place in the count, held for the connection's whole life.
+struct ConnectionSlot {
+    count: Arc<Mutex<ConnectionCount>>,
+    peer: IpAddr,
+}
+
+impl ConnectionSlot {
+    /// Takes a place for a connection from `peer`, or `None` when a cap is reached.
+    fn take(count: &Arc<Mutex<ConnectionCount>>, peer: IpAddr, limits: &ServerLimits) -> Option<Self> {
+        let mut c = count.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from_peer = c.by_peer.get(&peer).copied().unwrap_or(0);
+        if c.total >= limits.max_connections || from_peer >= limits.max_connections_per_peer {
+            return None;
+        }
+        c.total += 1;
+        *c.by_peer.entry(peer).or_default() += 1;
+        Some(Self { count: Arc::clone(count), peer })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.count.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// A server-side TLS connection that closes itself when the client is silent: no first bytes within
+/// the first-request timeout, or nothing read for the idle timeout. It holds the connection's place in
+/// the connection count until dropped.
+pub struct LimitedStream {
+    inner: TlsStream<TcpStream>,
+    /// When the current silence ends the connection; reset by every read that returns bytes.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    idle: Duration,
+    _slot: ConnectionSlot,
+}
+
+impl LimitedStream {
+    /// The TLS stream inside.
+    pub fn get_ref(&self) -> &TlsStream<TcpStream> {
+        &self.inner
+    }
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + this.idle;
+                    this.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client silent too long"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for LimitedStream {
+    type ConnectInfo = <TlsStream<TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
 /// Accepts TCP connections on `listener` and yields those that complete a TLS handshake within
-/// `handshake_timeout`, for `tonic::transport::Server::serve_with_incoming_shutdown`. Failed handshakes
-/// are logged and dropped; they never stop the server. The accept loop ends when the server drops the
-/// stream.
+/// `handshake_timeout`, with the other limits at their defaults ([`tls_incoming_limited`]).
 pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     handshake_timeout: Duration,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
+) -> ReceiverStream<Result<LimitedStream, io::Error>> {
+    let limits = ServerLimits { handshake_timeout_ms: handshake_timeout.as_millis() as u64, ..Default::default() };
+    tls_incoming_limited(listener, config, &limits)
+}
+
+/// Accepts TCP connections on `listener` and yields those that complete a TLS handshake in time, for
+/// `tonic::transport::Server::serve_with_incoming_shutdown`. A connection beyond the global or
+/// per-address cap is closed at accept; failed handshakes are logged and dropped; they never stop the
+/// server. Each yielded connection closes itself when the client stays silent (see [`LimitedStream`]).
+/// The accept loop ends when the server drops the stream.
+pub fn tls_incoming_limited(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    limits: &ServerLimits,
+) -> ReceiverStream<Result<LimitedStream, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let limits = limits.clone();
+    let handshake_timeout = Duration::from_millis(limits.handshake_timeout_ms);
+    let first_request = Duration::from_millis(limits.first_request_timeout_ms);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let count = Arc::new(Mutex::new(ConnectionCount::default()));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -191,13 +421,19 @@ pub fn tls_incoming(
                     continue;
                 }
             };
+            let Some(slot) = ConnectionSlot::take(&count, peer.ip(), &limits) else {
+                tracing::warn!(%peer, "connection refused: connection cap reached");
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
+                        let deadline = Box::pin(tokio::time::sleep(first_request));
+                        let _ = tx.send(Ok(LimitedStream { inner: tls, deadline, idle, _slot: slot })).await;
                     }
                     Ok(Err(error)) => tracing::info!(%peer, %error, "tls handshake refused"),
                     Err(_) => tracing::info!(%peer, "tls handshake timed out"),

@@ -408,7 +408,9 @@ pub async fn serve(
         })
     });
     let svc = NodeServer::new(NodeService { state }).max_decoding_message_size(MAX_REQUEST_BYTES);
-    let served = tonic::transport::Server::builder()
+    // Connection and request limits at their defaults (shuzhu_net::ServerLimits, docs/operations.md).
+    let served = shuzhu_net::ServerLimits::default()
+        .server_builder()
         .timeout(Duration::from_secs(30))
         .add_service(health)
         .add_service(svc)

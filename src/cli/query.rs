@@ -19,7 +19,14 @@ Indicators: `shuzhu indicators --local` lists them with their formulas and dimen
 Dimensions: region (or region:city, region:province) court division instance type_code cause year quarter month dispute_type
 Cells with fewer contributors than the threshold (10 by default) show as <10; partial means a node was missing.
 filing_deviation rows have a level (绿 green < 15 %, 黄 yellow to 30 %, 红 red above, on |deviation|) and compare
-with the same months of the three previous years; no baseline means none was filed in them.";
+with the same months of the three previous years; no baseline means none was filed in them.
+
+Exit codes:
+  0  a complete answer (every node asked answered), or a partial one with --allow-partial
+  1  an error: refused, invalid, unavailable, or the answer could not be read
+  2  the command line is wrong
+  3  a partial answer (a node was missing): the answer is printed, marked partial (a `coverage` column and
+     a `# partial answer` line in CSV, a PARTIAL ANSWER line under the table, \"partial\": true in JSON)";
 
 /// Arguments of `shuzhu query`.
 #[derive(clap::Args, Debug)]
@@ -53,7 +60,13 @@ pub(crate) struct Args {
     /// Which demo token to use with --demo (requester or manager).
     #[arg(long, default_value = "requester")]
     as_role: String,
+    /// Exit 0 even when the answer is partial (a node was missing); the output still says so.
+    #[arg(long)]
+    allow_partial: bool,
 }
+
+/// Exit code of a partial answer (unless `--allow-partial`).
+pub(crate) const EXIT_PARTIAL: u8 = 3;
 
 pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let (gateway, ca, token) = a.conn.resolve(&a.as_role)?;
@@ -93,6 +106,14 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
             let name = shuzhu_policy::indicator::indicator(&resp.indicator).map_or("", |i| i.name);
             println!("{} {} {}..{}", resp.indicator, name, from, to);
             print!("{}", output::answer_table(&resp, &group_by, kind));
+        }
+    }
+    if let Some(line) = output::partial_line(&resp) {
+        if a.allow_partial {
+            eprintln!("warning: {line}");
+        } else {
+            eprintln!("error: {line} (exit {EXIT_PARTIAL}; --allow-partial accepts it)");
+            return Ok(ExitCode::from(EXIT_PARTIAL));
         }
     }
     Ok(ExitCode::SUCCESS)
