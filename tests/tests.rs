@@ -16,6 +16,7 @@ mod indicators;
 mod journal;
 mod mtls;
 mod policy;
+mod postgres;
 mod privacy;
 mod protection;
 mod scrub;
