@@ -17,6 +17,7 @@ mod journal;
 mod limits;
 mod mtls;
 mod policy;
+mod postgres;
 mod privacy;
 mod protection;
 mod scrub;

@@ -222,3 +222,219 @@ pub(crate) fn own_gateway(
         (url, state, stop)
     })
 }
+/// The environment variable naming a PostgreSQL server for the tests (a superuser's URL, e.g.
+/// `postgresql://postgres@127.0.0.1:5432/postgres`). Without it the tests use the server on
+/// `127.0.0.1:5432`, or else start a throwaway cluster with the installed `initdb` and `pg_ctl`.
+pub(crate) const PG_URL_ENV: &str = "SHUZHU_TEST_PG_URL";
+
+/// A PostgreSQL server the tests may create databases and roles on, as a superuser.
+pub(crate) struct PgServer {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    /// The superuser's password, when the URL gave one.
+    pub(crate) password: Option<String>,
+}
+
+impl PgServer {
+    /// A superuser connection to database `db`.
+    pub(crate) async fn connect(&self, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.host).port(self.port).user(&self.user).dbname(db);
+        c.connect_timeout(std::time::Duration::from_secs(5));
+        if let Some(p) = &self.password {
+            c.password(p);
+        }
+        let (client, conn) = c.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// A libpq URL of database `db` (for `psql`).
+    fn url(&self, db: &str) -> String {
+        match &self.password {
+            Some(p) => format!("postgresql://{}:{p}@{}:{}/{db}", self.user, self.host, self.port),
+            None => format!("postgresql://{}@{}:{}/{db}", self.user, self.host, self.port),
+        }
+    }
+}
+
+fn block<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    // Fixture set-up runs outside any runtime or inside `block_in_place`: a runtime of its own.
+    std::thread::scope(|s| {
+        s.spawn(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f))
+            .join()
+            .unwrap()
+    })
+}
+
+/// Finds (or starts) the PostgreSQL server the tests use: the URL in [`PG_URL_ENV`], the server on
+/// 127.0.0.1:5432, or a throwaway cluster. Panics with one line saying what to install otherwise.
+pub(crate) fn pg() -> &'static PgServer {
+    static PG: OnceLock<PgServer> = OnceLock::new();
+    PG.get_or_init(|| {
+        if let Ok(url) = std::env::var(PG_URL_ENV) {
+            let c: tokio_postgres::Config = url.parse().unwrap_or_else(|_| panic!("{PG_URL_ENV} is not a PostgreSQL URL"));
+            let host = match c.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "127.0.0.1".into(),
+            };
+            let server = PgServer {
+                host,
+                port: c.get_ports().first().copied().unwrap_or(5432),
+                user: c.get_user().unwrap_or("postgres").to_string(),
+                password: c.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
+            };
+            block(server.connect("postgres")).unwrap_or_else(|e| panic!("{PG_URL_ENV}: cannot connect: {e}"));
+            return server;
+        }
+        let local = PgServer { host: "127.0.0.1".into(), port: 5432, user: "postgres".into(), password: None };
+        if block(local.connect("postgres")).is_ok() {
+            return local;
+        }
+        throwaway_cluster().unwrap_or_else(|why| {
+            panic!(
+                "PostgreSQL tests need a server: set {PG_URL_ENV}, run PostgreSQL on 127.0.0.1:5432, or install PostgreSQL's server binaries (Debian: apt-get install postgresql) ({why})"
+            )
+        })
+    })
+}
+
+/// Where `initdb` and `pg_ctl` are: on the PATH, or under /usr/lib/postgresql/<version>/bin.
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+        .unwrap_or_default();
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> =
+            std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path()).collect();
+        versions.sort();
+        versions.into_iter().rev().map(|v| v.join("bin").join(name)).find(|f| f.is_file())
+    })
+}
+
+/// Starts a cluster in a temporary directory on a free loopback port; a watchdog stops it when this
+/// test process exits. As root, the cluster runs as the `postgres` user (initdb refuses root).
+fn throwaway_cluster() -> Result<PgServer, String> {
+    let (initdb, pg_ctl) = (pg_bin("initdb").ok_or("initdb not found")?, pg_bin("pg_ctl").ok_or("pg_ctl not found")?);
+    let dir = fixture_dir("shuzhu-pg-");
+    let root =
+        std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let run_as = |program: &Path| -> std::process::Command {
+        if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    };
+    if root {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !ok.success() {
+            return Err("cannot hand the cluster directory to the postgres user".into());
+        }
+    }
+    let data = dir.join("data");
+    let out = run_as(&initdb)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "-D"])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")));
+    }
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let opts = format!("-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={}", dir.display());
+    let out = run_as(&pg_ctl)
+        .args(["-w", "-l"])
+        .arg(dir.join("log"))
+        .args(["-o", &opts, "-D"])
+        .arg(&data)
+        .arg("start")
+        .output()
+        .map_err(|e| format!("pg_ctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    // Stop the cluster once this process has gone (statics are never dropped).
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runas}{pg_ctl} -m immediate -D {data} stop >/dev/null 2>&1",
+        pid = std::process::id(),
+        runas = if root { "runuser -u postgres -- " } else { "" },
+        pg_ctl = pg_ctl.display(),
+        data = data.display(),
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let server = PgServer { host: "127.0.0.1".into(), port, user: "postgres".into(), password: None };
+    block(server.connect("postgres")).map_err(|e| format!("the throwaway cluster does not answer: {e}"))?;
+    Ok(server)
+}
+
+/// A database of this test run (random name), dropped with its test roles when the test process
+/// exits (a watchdog runs `psql`), and at the next run if that failed.
+pub(crate) struct PgDb {
+    pub(crate) name: String,
+}
+
+impl PgDb {
+    pub(crate) fn create(server: &PgServer) -> PgDb {
+        let pid = std::process::id();
+        let name = format!("shuzhu_test_{pid}_{:08x}", rand_u32());
+        block(async {
+            let c = server.connect("postgres").await.unwrap();
+            // Databases and roles of earlier runs whose process has gone.
+            for row in c
+                .query("SELECT datname::text FROM pg_database WHERE datname LIKE 'shuzhu\\_test\\_%'", &[])
+                .await
+                .unwrap()
+            {
+                let db: String = row.get(0);
+                let owner_pid = db.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+                if owner_pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).await;
+                }
+            }
+            for row in
+                c.query("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'shuzhu\\_test\\_%'", &[]).await.unwrap()
+            {
+                let role: String = row.get(0);
+                let owner_pid = role.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+                if owner_pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\"")).await;
+                }
+            }
+            c.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+        });
+        let drop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; psql -q '{url}' -c 'DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)' >/dev/null 2>&1; for r in $(psql -qtA '{url}' -c \"SELECT rolname FROM pg_roles WHERE rolname LIKE 'shuzhu\\_test\\_{pid}\\_%'\"); do psql -q '{url}' -c \"DROP ROLE IF EXISTS $r\" >/dev/null 2>&1; done",
+            url = server.url("postgres"),
+        );
+        let _ = std::process::Command::new("sh").args(["-c", &drop]).stdin(std::process::Stdio::null()).spawn();
+        PgDb { name }
+    }
+}
+
+/// A random u32 from the system's random source.
+pub(crate) fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    u32::from_le_bytes(b)
+}

@@ -123,6 +123,9 @@ pub struct NodeConfig {
     /// minimised forms).
     #[serde(default)]
     pub minimise: crate::record::MinimiseOptions,
+    /// Where aggregates come from (`[source]`; default: the node's own store).
+    #[serde(default, rename = "source")]
+    pub data_source: crate::source::config::SourceConfig,
     /// The file this configuration was read from (watched for local-policy reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -161,6 +164,7 @@ impl ConfigFile for NodeConfig {
             &mut self.tls.key,
         ];
         paths.extend(self.journal_key_file.as_mut());
+        paths.extend(self.data_source.paths());
         paths
     }
 
@@ -172,7 +176,8 @@ impl ConfigFile for NodeConfig {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen {:?} is not an address like 127.0.0.1:7443", self.listen));
         }
-        let problems = self.policy.problems();
+        let mut problems = self.policy.problems();
+        problems.extend(self.data_source.problems());
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`tables`] holds the small `mediations` and `population` datasets and aggregates them exactly;
 //! - [`journal`] is the hash-chained, fsynced journal of every release and refusal, and the signed
 //!   receipts the node returns;
+//! - [`source`] chooses where aggregates come from: the store's engine, or the court's PostgreSQL
+//!   database with aggregation pushed down as generated SQL;
 //! - [`service`] is the `Node` gRPC service over mutual TLS, which checks that the caller is a
 //!   configured gateway and applies the node's own local policy on every call.
 //!
@@ -21,5 +23,6 @@ pub mod import;
 pub mod journal;
 pub mod record;
 pub mod service;
+pub mod source;
 pub mod store;
 pub mod tables;

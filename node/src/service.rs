@@ -27,6 +27,8 @@ use tonic::{Request, Response, Status};
 use crate::config::{LocalPolicy, NodeConfig};
 use crate::engine::{CaseTable, Filter};
 use crate::journal::{KIND_REFUSAL, KIND_RELEASE, Release, ReleaseJournal};
+use crate::source::postgres::{DatasetFacts, PgSource};
+use crate::source::{Source, SourceError, StoreSource};
 use crate::store::{SledStore, Store, StoredForms};
 use crate::tables::{MediationTable, PopulationTable};
 
@@ -61,6 +63,9 @@ pub enum NodeError {
     /// The receipt signing key could not be loaded.
     #[error(transparent)]
     ReceiptKey(#[from] shuzhu_ledger::receipt::ReceiptError),
+    /// The database source could not be opened (connection, mapping or column types).
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -77,6 +82,10 @@ pub struct NodeState {
     datasets: Vec<pb::DatasetInfo>,
     /// Where every release and refusal is journalled before the node answers.
     journal: Arc<ReleaseJournal>,
+    /// Where aggregates come from (`[source]`).
+    source: Arc<dyn Source>,
+    /// What the database source holds (empty for a store source).
+    source_facts: Vec<DatasetFacts>,
 }
 
 impl NodeState {
@@ -86,6 +95,19 @@ impl NodeState {
         let cases = CaseTable::load(&store)?;
         let mediations = MediationTable::load(&store)?;
         let population = PopulationTable::load(&store)?;
+        let (cases, mediations, population) = (Arc::new(cases), Arc::new(mediations), Arc::new(population));
+        let store_source = StoreSource {
+            cases: Arc::clone(&cases),
+            mediations: Arc::clone(&mediations),
+            population: Arc::clone(&population),
+        };
+        let (source, source_facts): (Arc<dyn Source>, Vec<DatasetFacts>) = match config.data_source.kind {
+            crate::source::config::SourceKind::Store => (Arc::new(store_source), vec![]),
+            crate::source::config::SourceKind::Postgres => {
+                let (pg, facts) = block_on(PgSource::open(&config.data_source, store_source))??;
+                (Arc::new(pg), facts)
+            }
+        };
         let mut datasets = Vec::new();
         for ds in schema::DATASETS {
             let name = &ds.name.to_string();
@@ -108,6 +130,11 @@ impl NodeState {
                 _ => (None, vec![]),
             };
             let data_until = data_until.unwrap_or_default();
+            // A dataset the database serves: its accepted rows, span and regions.
+            let (rows, data_until, regions) = match source_facts.iter().find(|f| &f.dataset == name) {
+                Some(f) => (f.accepted, f.data_until.clone().unwrap_or_default(), f.regions.clone()),
+                None => (rows, data_until, regions),
+            };
             datasets.push(pb::DatasetInfo {
                 name: name.clone(),
                 rows,
@@ -128,10 +155,12 @@ impl NodeState {
             journal: Arc::new(journal),
             id: config.node_id.clone(),
             policy: RwLock::new(Arc::new(config.policy.clone())),
-            cases: Arc::new(cases),
-            mediations: Arc::new(mediations),
-            population: Arc::new(population),
+            cases,
+            mediations,
+            population,
             datasets,
+            source,
+            source_facts,
         })
     }
 
@@ -160,7 +189,10 @@ impl NodeState {
 
     /// Number of cases loaded.
     pub fn cases(&self) -> usize {
-        self.cases.len()
+        match self.source_facts.iter().find(|f| f.dataset == "cases") {
+            Some(f) => usize::try_from(f.accepted).unwrap_or(usize::MAX),
+            None => self.cases.len(),
+        }
     }
 
     /// District codes the node's data (cases, mediations, population figures) come from.
@@ -168,6 +200,7 @@ impl NodeState {
         let mut all = self.cases.regions();
         all.extend(self.mediations.regions());
         all.extend(self.population.regions());
+        all.extend(self.source_facts.iter().flat_map(|f| f.regions.iter().cloned()));
         all.sort();
         all.dedup();
         all
@@ -175,7 +208,11 @@ impl NodeState {
 
     /// Court codes the node's cases come from.
     pub fn courts(&self) -> Vec<String> {
-        self.cases.courts()
+        let mut all = self.cases.courts();
+        all.extend(self.source_facts.iter().flat_map(|f| f.courts.iter().cloned()));
+        all.sort();
+        all.dedup();
+        all
     }
 }
 
@@ -340,17 +377,15 @@ impl pb::node_server::Node for NodeService {
         let period = r.period.ok_or_else(|| Status::invalid_argument("period is required"))?;
         let period = Period::from_wire(period.from_month, period.to_month)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (cases, mediations, population) =
-            (Arc::clone(&st.cases), Arc::clone(&st.mediations), Arc::clone(&st.population));
-        let dataset_name = r.dataset.clone();
-        let groups = tokio::task::spawn_blocking(move || match dataset_name.as_str() {
-            "mediations" => mediations.aggregate(&measures, &group_by, period, &filters).map_err(|e| e.to_string()),
-            "population" => population.aggregate(&measures, &group_by, period, &filters).map_err(|e| e.to_string()),
-            _ => cases.aggregate(&measures, &group_by, period, &filters).map_err(|e| e.to_string()),
-        })
-        .await
-        .map_err(|_| Status::internal("aggregation task failed"))?
-        .map_err(Status::invalid_argument)?;
+        let answer =
+            st.source.aggregate(&r.dataset, measures, group_by, period, filters).await.map_err(|e| match e {
+                SourceError::Invalid(why) => Status::invalid_argument(why),
+                SourceError::Unavailable(why) | SourceError::Config(why) => {
+                    tracing::warn!(node = %st.id, reason = %why, "source cannot answer");
+                    Status::unavailable(format!("node {}: {why}", st.id))
+                }
+            })?;
+        let groups = answer.groups;
         let ids: Vec<&str> = r.measures.iter().map(|m| m.id.as_str()).collect();
         let (groups, digest) = release(groups, &ids).map_err(|_| Status::internal("encoding failed"))?;
         let digest = hex::encode(digest);
@@ -366,22 +401,27 @@ impl pb::node_server::Node for NodeService {
             receipt,
             node_id: st.id.clone(),
             groups,
-            data_until: match r.dataset.as_str() {
-                "mediations" => st.mediations.data_until(),
-                "population" => st.population.data_until(),
-                _ => st.cases.data_until(),
-            }
-            .unwrap_or_default(),
-            data_from: match r.dataset.as_str() {
-                "mediations" => st.mediations.data_from(),
-                "population" => st.population.data_from(),
-                _ => st.cases.data_from(),
-            }
-            .unwrap_or_default(),
+            data_until: answer.data_until.unwrap_or_default(),
+            data_from: answer.data_from.unwrap_or_default(),
             release_digest: digest,
             threshold: policy.threshold,
             local_policy_version: policy.version(),
         }))
+    }
+}
+
+/// Runs `fut` to completion from synchronous start-up code: on the current runtime when there is one
+/// (the caller is inside `block_in_place`), else on a runtime of its own.
+fn block_on<F: Future>(fut: F) -> Result<F::Output, NodeError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Ok(tokio::task::block_in_place(|| handle.block_on(fut))),
+        Err(_) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SourceError::Config(format!("cannot start a runtime: {e}")))?;
+            Ok(rt.block_on(fut))
+        }
     }
 }
 
