@@ -29,7 +29,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Generic message for every authentication failure.
 const UNAUTHENTICATED: &str = "invalid or missing credentials";
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let mut bytes = [0u8; 8];
     // The system RNG failing is not recoverable in a meaningful way; fall back to the clock.
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
@@ -49,9 +49,19 @@ pub struct Services {
 }
 
 impl Services {
+    /// The services over a gateway's state (the gRPC server and the HTTPS JSON API share one).
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Services { state }
+    }
+
+    /// The gateway's state.
+    pub(crate) fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
     /// Verifies the bearer token. Records the peer in every entry and the token's `jti` when it
     /// verifies; a failure past the peer's budget is only counted (see [`crate::failures`]).
-    fn authenticate<T>(&self, req: &Request<T>, record: &mut AuditRecord) -> Result<Principal, Status> {
+    pub(crate) fn authenticate<T>(&self, req: &Request<T>, record: &mut AuditRecord) -> Result<Principal, Status> {
         let peer = req.remote_addr();
         record.peer = peer.map(|p| p.to_string()).unwrap_or_default();
         let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -75,7 +85,7 @@ impl Services {
     /// Appends `record` durably, then returns `outcome`; if the ledger fails, the request fails. A
     /// failure only counted into a summary is not appended here; a ledger disk below its free-space
     /// floor refuses every request.
-    async fn audited<T>(
+    pub(crate) async fn audited<T>(
         &self,
         mut record: AuditRecord,
         started: Instant,
@@ -106,7 +116,7 @@ impl Services {
         }
     }
 
-    fn record(&self, action: &str, id: &str) -> AuditRecord {
+    pub(crate) fn record(&self, action: &str, id: &str) -> AuditRecord {
         AuditRecord::new(&self.state.id, id, action, &self.state.current_policy().version)
     }
 }
@@ -188,7 +198,7 @@ impl Services {
 
     /// Runs an auditor read: checks the role, runs `read` when allowed, and records the read
     /// (allowed or not) before answering.
-    async fn audit_read<T: Send + 'static, F>(
+    pub(crate) async fn audit_read<T: Send + 'static, F>(
         &self,
         action: &str,
         req: Request<impl Send>,
@@ -492,7 +502,7 @@ pub async fn serve(
     });
     let final_state = Arc::clone(&state);
     let limits = state.limits.clone();
-    let services = Services { state };
+    let services = Services::new(state);
     let served = limits
         .server_builder()
         .timeout(Duration::from_secs(60))

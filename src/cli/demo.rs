@@ -59,6 +59,7 @@ async fn run_async(a: Args) -> Result<ExitCode> {
     let running = federation::start(&prepared).await?;
     let demo_json = serde_json::json!({
         "gateway": running.gateway_url,
+        "http": running.http_url,
         "ca": prepared.pki.ca_cert,
         "issuer_key": prepared.issuer_key,
         "tokens": prepared.tokens,
@@ -74,6 +75,7 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         specs.len(),
         specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
     );
+    println!("HTTPS JSON API: {}/v1/ (OpenAPI 3.1 at {}/v1/openapi.json)\n", running.http_url, running.http_url);
 
     let ca = prepared.pki.ca_cert.clone();
     let analyst = crate::client::read_token(&prepared.tokens["requester"])?;
@@ -176,6 +178,12 @@ async fn run_async(a: Args) -> Result<ExitCode> {
     );
     println!("  shuzhu audit list --demo {d}");
     println!("  shuzhu audit verify --ledger {d}/ledger");
+    println!(
+        "  curl --cacert {} -H \"authorization: Bearer $(cat {})\" {}/v1/me",
+        prepared.pki.ca_cert.display(),
+        prepared.tokens["requester"].display(),
+        running.http_url
+    );
     if a.once {
         running.shutdown().await;
         return Ok(ExitCode::SUCCESS);
