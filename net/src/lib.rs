@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod reload;
+pub mod secret;
 
 use std::{io, path::Path, sync::Arc, time::Duration};
 
