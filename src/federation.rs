@@ -179,7 +179,7 @@ pub fn prepare(dir: &Path, specs: &[NodeSpec], progress: &mut dyn FnMut(String))
     let issuer_key = dir.join("issuer/issuer.key");
     let issuer_pub = dir.join("issuer/issuer.pub.pem");
     std::fs::create_dir_all(dir.join("issuer"))?;
-    std::fs::write(&issuer_key, private_pem)?;
+    shuzhu_net::secret::write_secret_file(&issuer_key, private_pem.as_bytes())?;
     std::fs::write(&issuer_pub, public_pem)?;
     let mut tokens = BTreeMap::new();
     std::fs::create_dir_all(dir.join("tokens"))?;
@@ -189,7 +189,7 @@ pub fn prepare(dir: &Path, specs: &[NodeSpec], progress: &mut dyn FnMut(String))
         ("auditor", "auditor-001", AUDITOR_AGENCY, "auditor"),
     ] {
         let path = dir.join(format!("tokens/{name}.jwt"));
-        std::fs::write(&path, dev_token(&key, sub, agency, &[role], 12 * 3600)?)?;
+        shuzhu_net::secret::write_secret_file(&path, dev_token(&key, sub, agency, &[role], 12 * 3600)?.as_bytes())?;
         tokens.insert(name.to_string(), path);
     }
     let policy = dir.join("policy.toml");
@@ -202,7 +202,7 @@ pub fn prepare(dir: &Path, specs: &[NodeSpec], progress: &mut dyn FnMut(String))
         std::fs::create_dir_all(&ndir)?;
         let key_file = ndir.join("pseudonym.key");
         if !key_file.exists() {
-            std::fs::write(&key_file, random_hex(32)?)?;
+            shuzhu_net::secret::write_secret_file(&key_file, random_hex(32)?.as_bytes())?;
         }
         let datasets: Vec<&str> = ["cases", "mediations", "population"]
             .into_iter()
@@ -347,7 +347,7 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
         let mut key = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
             .map_err(|_| anyhow::anyhow!("the random source failed"))?;
-        std::fs::write(&cell_key_secret, hex::encode(key))?;
+        shuzhu_net::secret::write_secret_file(&cell_key_secret, hex::encode(key).as_bytes())?;
     }
     std::fs::write(
         &gateway_config,

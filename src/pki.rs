@@ -46,17 +46,10 @@ impl PkiLayout {
     }
 }
 
+/// Writes a private key: created 0600 at open time (never chmod'ed after writing), its missing
+/// directories 0700.
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("chmod {}", path.display()))?;
-    }
+    shuzhu_net::secret::write_secret_file(path, text.as_bytes())?;
     Ok(())
 }
 

@@ -118,7 +118,9 @@ fn demo_once_runs_a_federation_and_writes_demo_json() {
     }
     let nodes: Vec<&str> = v["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     assert_eq!(nodes, ["court-350203", "court-350205", "justice-3502", "stats-3502"]);
-    let (code, out, _) = shuzhu(&["audit", "verify", "--ledger", &d.join("ledger").display().to_string()]);
+    let key = d.join("ledger.keys/checkpoint-key.pub").display().to_string();
+    let (code, out, _) =
+        shuzhu(&["audit", "verify", "--ledger", &d.join("ledger").display().to_string(), "--key", &key]);
     assert_eq!(code, 0, "{out}");
 }
 

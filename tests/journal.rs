@@ -101,7 +101,7 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     }
     let export = tmp.path().join("audit.jsonl");
     ledger.export(std::fs::File::create(&export).unwrap()).unwrap();
-    let key = ledger.path().join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME);
+    let key = ledger.public_key_path().to_owned();
     let bodies: Vec<String> = ledger.list(1, 1000).unwrap().into_iter().map(|e| e.body).collect();
     rt.block_on(running.shutdown());
 

@@ -103,9 +103,14 @@ fn default_true() -> bool {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerSettings {
-    /// Ed25519 PKCS#8 file that signs checkpoints; default `LEDGER_DIR/checkpoint-key.pk8`
-    /// (created on first start, for the demo). Its verifier key text is written beside the ledger.
+    /// Ed25519 PKCS#8 file that signs checkpoints; it must lie outside the ledger directory. Default
+    /// `LEDGER_DIR.keys/checkpoint-key.pk8` beside the ledger directory (created 0600, in a 0700
+    /// directory, on first start). Its verifier key text is written beside it (`.pub`).
     pub checkpoint_key_file: Option<PathBuf>,
+    /// Checkpoint origin and key name, unique per deployment and host-style (C2SP tlog-checkpoint),
+    /// e.g. `audit.fy.xm.gov.cn/shuzhu`. Default `<gateway_id>.shuzhu/audit`. A ledger begun before
+    /// origins were per deployment keeps `"shuzhu-gateway/audit"` (set it here to open one).
+    pub origin: Option<String>,
     /// Sign a checkpoint after this many entries (0: never by count).
     pub checkpoint_every: u64,
     /// Sign a checkpoint this many seconds after the last when entries were appended (0: never by time).
@@ -121,6 +126,7 @@ impl Default for LedgerSettings {
     fn default() -> Self {
         Self {
             checkpoint_key_file: None,
+            origin: None,
             checkpoint_every: 1000,
             checkpoint_interval_secs: 10,
             retain_logs_days: 183,
@@ -133,14 +139,24 @@ fn default_ledger_min_free_mb() -> u64 {
     256
 }
 
+/// The checkpoint origin of a gateway that configures none: `<gateway_id>.shuzhu/audit`.
+pub fn default_origin(gateway_id: &str) -> String {
+    format!("{gateway_id}.shuzhu/audit")
+}
+
 fn default_node_timeout() -> u64 {
     5_000
 }
 
 impl GatewayConfig {
-    /// Reads a config file; relative paths inside are resolved against the file's directory.
+    /// Reads a config file; relative paths inside are resolved against the file's directory. The
+    /// ledger's origin defaults to `<gateway_id>.shuzhu/audit`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        shuzhu_net::config::load(path)
+        let mut config: Self = shuzhu_net::config::load(path)?;
+        if config.ledger.origin.is_none() {
+            config.ledger.origin = Some(default_origin(&config.gateway_id));
+        }
+        Ok(config)
     }
 }
 
@@ -173,6 +189,28 @@ impl ConfigFile for GatewayConfig {
             ));
         }
         self.server.check()?;
+        if let Some(origin) = &self.ledger.origin
+            && !shuzhu_ledger::checkpoint::valid_origin(origin)
+            && origin != crate::ledger::LEGACY_ORIGIN
+        {
+            return Err(format!(
+                "[ledger] origin {origin:?} must be host-style and unique to this deployment, like \"audit.court.example/shuzhu\""
+            ));
+        }
+        if let Some(key) = &self.ledger.checkpoint_key_file
+            && key.starts_with(&self.ledger_dir)
+        {
+            return Err(format!(
+                "[ledger] checkpoint_key_file {} must lie outside ledger_dir {}",
+                key.display(),
+                self.ledger_dir.display()
+            ));
+        }
+        // Secrets others may read are refused: the gateway does not start.
+        let secrets = [Some(&self.tls.key), self.cell_key_secret.as_ref(), self.ledger.checkpoint_key_file.as_ref()];
+        for secret in secrets.into_iter().flatten() {
+            shuzhu_net::secret::check_secret_permissions_if_present(secret).map_err(|e| e.to_string())?;
+        }
         if !(100..=120_000).contains(&self.node_timeout_ms) {
             return Err(format!("node_timeout_ms {} is outside 100..=120000", self.node_timeout_ms));
         }
@@ -231,7 +269,8 @@ public_key = "idp.pem"
 
     #[test]
     fn the_ledger_section_has_defaults_and_resolves_the_key_path() {
-        assert_eq!(load("").unwrap().ledger, LedgerSettings::default());
+        let defaults = LedgerSettings { origin: Some("gw.shuzhu/audit".into()), ..LedgerSettings::default() };
+        assert_eq!(load("").unwrap().ledger, defaults);
         let c = load("[ledger]\ncheckpoint_key_file = \"keys/cp.pk8\"\ncheckpoint_every = 5\nretain_logs_days = 200\n")
             .unwrap();
         assert_eq!(c.ledger.checkpoint_key_file.as_deref(), Some(Path::new("keys/cp.pk8")));
@@ -252,6 +291,22 @@ public_key = "idp.pem"
         assert_eq!(c.http_listen, Some("127.0.0.1:8444".parse().unwrap()));
         let e = with("http_listen = \"localhost\"\n").unwrap_err().to_string();
         assert!(e.contains("http_listen"), "{e}");
+    }
+
+    #[test]
+    fn the_origin_defaults_to_the_gateway_id_and_must_be_host_style() {
+        assert_eq!(load("").unwrap().ledger.origin.as_deref(), Some("gw.shuzhu/audit"));
+        let c = load("[ledger]\norigin = \"audit.court.example/shuzhu\"\n").unwrap();
+        assert_eq!(c.ledger.origin.as_deref(), Some("audit.court.example/shuzhu"));
+        assert!(load("[ledger]\norigin = \"shuzhu-gateway/audit\"\n").is_ok(), "the legacy origin stays usable");
+        let e = load("[ledger]\norigin = \"my log\"\n").unwrap_err().to_string();
+        assert!(e.contains("host-style"), "{e}");
+    }
+
+    #[test]
+    fn a_checkpoint_key_inside_the_ledger_directory_is_refused() {
+        let e = load("[ledger]\ncheckpoint_key_file = \"ledger/cp.pk8\"\n").unwrap_err().to_string();
+        assert!(e.contains("outside ledger_dir"), "{e}");
     }
 
     #[test]

@@ -7,23 +7,32 @@
 //!
 //! Each request is one entry. Its fields are `body` (the canonical JSON record, exactly as
 //! given) and copies of the indexed values `agency`, `principal`, `indicator` and `decision`; the
-//! leaf commits to salted digests of them. Seqs shown outside are 1-based (leaf index + 1).
+//! leaf commits to salted digests of them. Entries are numbered from 1 everywhere (the answer's
+//! `audit_seq`, `audit list/show/prove`, the export); entry `n` is leaf `n − 1` of the tree.
 //!
-//! Checkpoints are signed with the Ed25519 key named by `[ledger] checkpoint_key_file`, or by
-//! default (for the demo) the key in `DIR/checkpoint-key.pk8`, created (mode 0600) on first open;
-//! `DIR/checkpoint-key.pub` holds its verifier key text for auditors. Cadence comes from the same
-//! section. A final checkpoint is signed when the chain is dropped. [`AuditChain::purge`] deletes
-//! plaintext past its retention period (longer for releases computed over personal information)
-//! and records the purge as an entry.
+//! The ledger is not its own trust anchor: checkpoints are signed with an Ed25519 key kept
+//! **outside** the ledger directory — `[ledger] checkpoint_key_file`, by default
+//! `LEDGER_DIR.keys/checkpoint-key.pk8` beside it (directory 0700, key created 0600 on first open;
+//! a key inside the ledger directory is refused) — and its verifier key text is written beside
+//! the key (`checkpoint-key.pub`) for the operator to hand to auditors through another channel.
+//! Verification ([`verify_ledger_dir`]) reads the directory without changing it and trusts only
+//! the key it is given. The checkpoint origin (and key name) is `[ledger] origin`, by default
+//! `<gateway-id>.shuzhu/audit`. Cadence comes from the same section. A final checkpoint is signed
+//! when the chain is dropped. [`AuditChain::purge`] records a purge (with its horizon) and then
+//! deletes plaintext past its retention period (longer for releases computed over personal
+//! information).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use shuzhu_gateway::ledger::{AuditChain, verify_ledger_dir};
 //! let dir = tempfile::tempdir()?;
-//! let chain = AuditChain::open(dir.path())?;
+//! let ledger = dir.path().join("ledger");
+//! let chain = AuditChain::open(&ledger)?;
 //! assert_eq!(chain.append(r#"{"action":"query","decision":"allow"}"#.to_owned())?, 1);
+//! // The auditor's copy of the public key, handed over outside the ledger directory.
+//! let key = shuzhu_gateway::ledger::load_verifier(chain.public_key_path())?;
 //! drop(chain);
-//! assert_eq!(verify_ledger_dir(dir.path())?.entries, 1);
+//! assert_eq!(verify_ledger_dir(&ledger, &key)?.entries, 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -41,12 +50,14 @@ use shuzhu_ledger::{EntryFields, Ledger, LedgerOptions, PurgeReport, StoredEntry
 use crate::audit::AuditRecord;
 use crate::config::LedgerSettings;
 
-/// File of the checkpoint signing key (PKCS#8), inside the ledger directory.
+/// File of the checkpoint signing key (PKCS#8) in the default key directory (and where versions
+/// before 0.2 kept it, inside the ledger directory).
 pub const KEY_FILE_NAME: &str = "checkpoint-key.pk8";
-/// File of the checkpoint verifier key text, inside the ledger directory.
+/// File of the checkpoint verifier key text, beside the signing key.
 pub const PUBLIC_KEY_FILE_NAME: &str = "checkpoint-key.pub";
-/// Key name (and checkpoint origin) of the gateway's ledger.
-pub const KEY_NAME: &str = "shuzhu-gateway/audit";
+/// The origin (and key name) every gateway used before origins were per deployment; still
+/// accepted in `[ledger] origin` so that such a ledger stays verifiable.
+pub const LEGACY_ORIGIN: &str = "shuzhu-gateway/audit";
 /// File of the hash chain that preceded this ledger.
 pub const LEGACY_CHAIN_FILE_NAME: &str = "audit-chain.jsonl";
 /// Largest entry body accepted, in bytes.
@@ -105,6 +116,35 @@ pub enum LedgerError {
          verify an export instead: shuzhu audit export --out FILE, then shuzhu audit verify --export FILE --key PUB"
     )]
     NoSigningKey(PathBuf),
+    /// The checkpoint signing key is configured inside the ledger directory, where anyone who can
+    /// rewrite the ledger could also re-sign it.
+    #[error(
+        "checkpoint key {key} lies inside the ledger directory {dir}; keep it outside (set [ledger] checkpoint_key_file)"
+    )]
+    KeyInsideLedger {
+        /// The key file.
+        key: PathBuf,
+        /// The ledger directory.
+        dir: PathBuf,
+    },
+    /// The signing key is still where older versions kept it, inside the ledger directory.
+    #[error(
+        "checkpoint key {old} is inside the ledger directory; move it out before starting: \
+         mkdir -m 700 {new_dir} && mv {old} {new} && rm -f {old_pub} (or set [ledger] checkpoint_key_file)"
+    )]
+    KeyInLegacyPlace {
+        /// Where it is.
+        old: PathBuf,
+        /// The old public key file beside it.
+        old_pub: PathBuf,
+        /// Where it goes.
+        new: PathBuf,
+        /// The directory it goes into.
+        new_dir: PathBuf,
+    },
+    /// A secret file is readable by others, or could not be created.
+    #[error(transparent)]
+    Secret(#[from] shuzhu_net::secret::SecretError),
     /// An auditor's request names something the ledger cannot serve (a bad cursor, a size out of range).
     #[error("invalid audit request: {0}")]
     InvalidRequest(&'static str),
@@ -133,6 +173,7 @@ struct Indexed<'a> {
 /// The gateway's audit ledger. `Send + Sync`.
 pub struct AuditChain {
     dir: PathBuf,
+    public_key: PathBuf,
     ledger: Ledger,
 }
 
@@ -142,23 +183,66 @@ impl std::fmt::Debug for AuditChain {
     }
 }
 
-/// Loads the signing key (`key_file`, or the default in `dir`, created on first use) and writes
-/// its public half beside the ledger.
-fn signer(dir: &Path, key_file: Option<&Path>) -> Result<NoteSigner, LedgerError> {
-    let key = key_file.map_or_else(|| dir.join(KEY_FILE_NAME), Path::to_owned);
-    let public = dir.join(PUBLIC_KEY_FILE_NAME);
-    if key_file.is_some() {
-        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { op: "create", path: dir.into(), source })?;
-    } else if !key.exists() {
-        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { op: "create", path: dir.into(), source })?;
+/// The default directory of the checkpoint key of the ledger in `dir`: `DIR.keys` beside it.
+pub fn default_key_dir(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_else(|| std::ffi::OsStr::new("ledger")).to_owned();
+    name.push(".keys");
+    dir.parent().unwrap_or(Path::new(".")).join(name)
+}
+
+/// The checkpoint signing key file of the ledger in `dir` under `settings`.
+pub fn key_file(dir: &Path, settings: &LedgerSettings) -> PathBuf {
+    settings.checkpoint_key_file.clone().unwrap_or_else(|| default_key_dir(dir).join(KEY_FILE_NAME))
+}
+
+/// The verifier key text file written beside the signing key (`KEY.pub`).
+pub fn public_key_file(dir: &Path, settings: &LedgerSettings) -> PathBuf {
+    key_file(dir, settings).with_extension("pub")
+}
+
+/// The checkpoint origin the ledger in `dir` is opened with: the configured one, else the one its
+/// checkpoints already carry, else [`LEGACY_ORIGIN`] (a tool opening a new ledger without a
+/// configuration; the gateway's configuration always names one).
+pub fn origin(dir: &Path, settings: &LedgerSettings) -> String {
+    settings.origin.clone().or_else(|| shuzhu_ledger::stored_origin(dir)).unwrap_or_else(|| LEGACY_ORIGIN.to_owned())
+}
+
+/// Loads the signing key (`[ledger] checkpoint_key_file`, or the default beside the ledger
+/// directory, created 0600 in a 0700 directory on first use; never one inside the ledger
+/// directory), refuses it when others may read it, and writes its public half beside it.
+fn signer(dir: &Path, settings: &LedgerSettings, origin: &str) -> Result<(NoteSigner, PathBuf), LedgerError> {
+    let key = key_file(dir, settings);
+    let public = key.with_extension("pub");
+    if key.starts_with(dir) {
+        return Err(LedgerError::KeyInsideLedger { key, dir: dir.to_owned() });
+    }
+    if settings.checkpoint_key_file.is_none() && !key.exists() {
+        let legacy = dir.join(KEY_FILE_NAME);
+        if legacy.exists() {
+            let new_dir = default_key_dir(dir);
+            return Err(LedgerError::KeyInLegacyPlace {
+                old: legacy,
+                old_pub: dir.join(PUBLIC_KEY_FILE_NAME),
+                new: key,
+                new_dir,
+            });
+        }
+        shuzhu_net::secret::create_secret_dir(&default_key_dir(dir))?;
         NoteSigner::generate_key_file(&key)?;
     }
-    let signer = NoteSigner::load(KEY_NAME, &key)?;
+    if key.exists() {
+        shuzhu_net::secret::check_secret_permissions(&key)?;
+    }
+    let signer = NoteSigner::load(origin, &key)?;
     let text = format!("{}\n", signer.verifier().to_text());
     if std::fs::read_to_string(&public).ok().as_deref() != Some(text.as_str()) {
-        std::fs::write(&public, text).map_err(|source| LedgerError::Io { op: "write", path: public, source })?;
+        std::fs::write(&public, text).map_err(|source| LedgerError::Io {
+            op: "write",
+            path: public.clone(),
+            source,
+        })?;
     }
-    Ok(signer)
+    Ok((signer, public))
 }
 
 /// Whether `e` is sled failing to take its directory lock (another holder, or one that is still
@@ -180,7 +264,7 @@ fn is_lock_contention(e: &shuzhu_ledger::LedgerError) -> bool {
 /// Opens the ledger, waiting up to a second for a lock a just-closed holder is still releasing.
 fn open_waiting_for_lock(
     dir: &Path,
-    options: impl Fn() -> Result<LedgerOptions, LedgerError>,
+    options: &mut dyn FnMut() -> Result<LedgerOptions, LedgerError>,
 ) -> Result<Ledger, LedgerError> {
     const TRIES: u32 = 50;
     let mut attempt = 1;
@@ -213,25 +297,48 @@ impl AuditChain {
         Self::open_with(dir, &LedgerSettings::default())
     }
 
-    /// Opens an existing ledger directory for an offline tool (`audit verify --ledger`, `audit reconcile
-    /// --ledger`) with the key kept in it. Unlike [`AuditChain::open`] it never creates a signing key, so
-    /// it never replaces the directory's public key with one the gateway did not sign with.
+    /// Opens an existing ledger directory for an offline tool (`audit reconcile --ledger`) with its
+    /// signing key in the default place beside it. Unlike [`AuditChain::open`] it never creates a
+    /// signing key, so it never replaces the public key with one the gateway did not sign with.
+    /// (`audit verify` does not open the ledger at all: see [`verify_ledger_dir`].)
     pub fn open_offline(dir: &Path) -> Result<Self, LedgerError> {
-        if !dir.join(KEY_FILE_NAME).is_file() {
+        if !key_file(dir, &LedgerSettings::default()).is_file() {
             return Err(LedgerError::NoSigningKey(dir.to_owned()));
         }
         Self::open(dir)
     }
 
-    /// Opens (creating) the ledger in `dir` with the key and checkpoint cadence of `settings`.
+    /// Opens (creating) the ledger in `dir` with the key, origin and checkpoint cadence of `settings`.
     pub fn open_with(dir: &Path, settings: &LedgerSettings) -> Result<Self, LedgerError> {
+        Self::open_inner(dir, settings, false)
+    }
+
+    /// `shuzhu audit init`: opens a ledger whose segments hold entries but no signed checkpoint
+    /// (see [`shuzhu_ledger::LedgerError::Unsealed`]), seals them with a checkpoint and records who
+    /// did it. Only for a ledger an operator has checked by other means.
+    pub fn init(dir: &Path, settings: &LedgerSettings, who: &str) -> Result<(Self, u64), LedgerError> {
+        let chain = Self::open_inner(dir, settings, true)?;
+        let mut record = crate::audit::AuditRecord::new("offline", "", "audit.init", "");
+        record.decision = "allow".into();
+        record.reason = "sealed the entries found without a signed checkpoint".into();
+        record.filters = vec![format!("operator={}", crate::audit::clip(who))];
+        let seq = chain.append_record(&record)?;
+        chain.ledger.checkpoint()?;
+        Ok((chain, seq))
+    }
+
+    fn open_inner(dir: &Path, settings: &LedgerSettings, init: bool) -> Result<Self, LedgerError> {
         // Never start a new ledger beside an old one: its records would silently stop being served.
         if dir.join(LEGACY_CHAIN_FILE_NAME).exists() {
             return Err(LedgerError::LegacyChain(dir.to_owned()));
         }
-        let options = || {
-            let signer = signer(dir, settings.checkpoint_key_file.as_deref())?;
+        let origin = origin(dir, settings);
+        let mut public_key = PathBuf::new();
+        let mut options = || {
+            let (signer, public) = signer(dir, settings, &origin)?;
+            public_key = public;
             let mut options = LedgerOptions::new(signer);
+            options.init = init;
             options.checkpoint_every = settings.checkpoint_every;
             options.checkpoint_interval = (settings.checkpoint_interval_secs > 0)
                 .then(|| std::time::Duration::from_secs(settings.checkpoint_interval_secs));
@@ -239,7 +346,7 @@ impl AuditChain {
             options.verify_on_open = true;
             Ok(options)
         };
-        let ledger = open_waiting_for_lock(dir, options)?;
+        let ledger = open_waiting_for_lock(dir, &mut options)?;
         let report = ledger.open_report();
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(segment = %torn.segment.display(), dropped_bytes = torn.dropped_bytes, "audit ledger: truncated a torn tail left by a crash (nothing acknowledged is lost)");
@@ -247,12 +354,23 @@ impl AuditChain {
         if report.index_discarded || report.index_caught_up_from.is_some() {
             tracing::info!(from = ?report.index_caught_up_from, discarded = report.index_discarded, "audit ledger: index rebuilt from the segments");
         }
-        Ok(Self { dir: dir.to_owned(), ledger })
+        Ok(Self { dir: dir.to_owned(), public_key, ledger })
+    }
+
+    /// The verifier key text file of this ledger's checkpoints, beside the signing key (outside
+    /// the ledger directory): what the operator hands to auditors.
+    pub fn public_key_path(&self) -> &Path {
+        &self.public_key
     }
 
     /// Appends the gateway's own record durably; returns its 1-based seq. The indexed values and
     /// the time come from the typed record: its canonical JSON is written, never parsed back.
     pub fn append_record(&self, record: &AuditRecord) -> Result<u64, LedgerError> {
+        Ok(self.ledger.append(Self::record_fields(record)?)?.seq + 1)
+    }
+
+    /// The ledger entry of a typed record.
+    fn record_fields(record: &AuditRecord) -> Result<EntryFields, LedgerError> {
         let principal = record.principal.as_ref();
         let indexed = Indexed {
             time: Some(record.time.as_str()),
@@ -261,7 +379,7 @@ impl AuditChain {
             indicator: Some(record.indicator.as_str()),
             decision: Some(record.decision.as_str()),
         };
-        self.append_indexed(&indexed, record.canonical())
+        Self::entry_fields(&indexed, record.canonical())
     }
 
     /// Appends one canonical JSON record given as text durably (tools and tests that hold a
@@ -279,10 +397,11 @@ impl AuditChain {
             indicator: str_at(&v, "/indicator"),
             decision: str_at(&v, "/decision"),
         };
-        self.append_indexed(&indexed, body)
+        Ok(self.ledger.append(Self::entry_fields(&indexed, body)?)?.seq + 1)
     }
 
-    fn append_indexed(&self, indexed: &Indexed<'_>, body: String) -> Result<u64, LedgerError> {
+    /// The ledger entry of a record: its indexed values and its body.
+    fn entry_fields(indexed: &Indexed<'_>, body: String) -> Result<EntryFields, LedgerError> {
         if body.len() > MAX_BODY_BYTES {
             return Err(LedgerError::BodyTooLarge { len: body.len(), max: MAX_BODY_BYTES });
         }
@@ -302,8 +421,7 @@ impl AuditChain {
                 entry = entry.with(name, value);
             }
         }
-        let appended = self.ledger.append(entry.with("body", body))?;
-        Ok(appended.seq + 1)
+        Ok(entry.with("body", body))
     }
 
     /// Number of entries.
@@ -410,17 +528,17 @@ impl AuditChain {
         let logs_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_logs_days) * DAY_MS));
         let pi_cut = before_ms.min(now_ms.saturating_sub(u64::from(settings.retain_personal_info_days) * DAY_MS));
         let keep = |e: &StoredEntry| e.time_ms >= pi_cut && e.value("body").is_some_and(personal);
-        let report = self.ledger.purge_where(logs_cut, &keep)?;
         let mut record = crate::audit::AuditRecord::new("offline", "", "audit.purge", "");
         record.decision = "allow".into();
         record.reason = format!(
-            "purged {} entries older than {logs_cut} ms ({pi_cut} ms for personal information)",
-            report.entries
+            "purge of the plaintext of entries older than {logs_cut} ms ({pi_cut} ms for personal information)"
         );
         record.filters = vec![format!("before_ms={before_ms}"), format!("operator={}", crate::audit::clip(who))];
-        let seq = self.append_record(&record)?;
+        // The ledger records the purge, with its horizon, before it deletes anything: a verifier
+        // accepts a purged entry only before such a record and older than its horizon.
+        let (report, appended) = self.ledger.purge_where(Self::record_fields(&record)?, logs_cut, &keep)?;
         self.ledger.checkpoint()?;
-        Ok((report, seq))
+        Ok((report, appended.seq + 1))
     }
 }
 
@@ -452,8 +570,9 @@ impl Drop for AuditChain {
     }
 }
 
-/// How the directories where verification keeps the tree it re-derives begin: inside a ledger
-/// directory for [`verify_ledger_dir`], after the file's name beside it for [`verify_export_file`]
+/// How the directories where verification keeps the tree it re-derives begin: in the system's
+/// temporary directory for [`verify_ledger_dir`] (never inside the ledger directory, which
+/// verification leaves untouched), after the file's name beside it for [`verify_export_file`]
 /// (`FILE.verify-tree.XXXXXX.tmp`). Each run makes a new one with a random part, so it is always
 /// the run's own: an interrupted run's leftover is never reused nor deleted, and never makes a
 /// later run fall back to memory.
@@ -465,62 +584,37 @@ fn verify_tree_dir(parent: &Path, prefix: &std::ffi::OsStr) -> io::Result<tempfi
     tempfile::Builder::new().prefix(prefix).suffix(".tmp").tempdir_in(parent)
 }
 
-/// Verifies a ledger directory offline (no gateway may have it open): recovers it, exports it and
-/// checks the export against the key in `DIR/checkpoint-key.pub`.
-pub fn verify_ledger_dir(dir: &Path) -> Result<ExportSummary, LedgerError> {
-    verify_ledger_dir_with_progress(dir, &mut |_, _| {})
+/// Verifies a ledger directory offline and **read-only** against `verifier`, the auditor's copy of
+/// the gateway's checkpoint key (never a key read from the directory): every entry, every purge
+/// against a recorded purge, every signed checkpoint, and that the last one covers every entry.
+/// Nothing in the directory is created, repaired or signed; a missing or empty `checkpoints.log`
+/// fails. See [`shuzhu_ledger::verify::verify_dir`].
+pub fn verify_ledger_dir(dir: &Path, verifier: &NoteVerifier) -> Result<ExportSummary, LedgerError> {
+    verify_ledger_dir_with_progress(dir, verifier, &mut |_, _| {})
 }
 
-/// [`verify_ledger_dir`], calling `progress(entries checked, entries in all)` every
-/// [`shuzhu_ledger::verify::PROGRESS_EVERY`] entries. The export streams through a pipe from a
-/// second thread into the verifier, which keeps the tree it re-derives in node files in a
-/// directory of its own, `DIR/verify-tree.XXXXXX.tmp/` (removed afterwards): memory stays bounded
-/// whatever the ledger's size.
+/// [`verify_ledger_dir`], calling `progress(entries checked, 0)` every
+/// [`shuzhu_ledger::verify::PROGRESS_EVERY`] entries. The re-derived tree is kept in node files in
+/// a directory of its own in the system's temporary directory (removed afterwards; in memory when
+/// it cannot be created): memory stays bounded whatever the ledger's size.
 pub fn verify_ledger_dir_with_progress(
     dir: &Path,
+    verifier: &NoteVerifier,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary, LedgerError> {
-    let verifier = load_verifier(&dir.join(PUBLIC_KEY_FILE_NAME))?;
-    let chain = AuditChain::open_offline(dir)?;
-    let io = |op, source| LedgerError::Io { op, path: dir.to_owned(), source };
-    let tree_dir = verify_tree_dir(dir, VERIFY_TREE_PREFIX.as_ref()).map_err(|e| io("create a directory in", e))?;
-    let (reader, writer) = io::pipe().map_err(|e| io("open a pipe to verify", e))?;
-    let (verified, exported) = std::thread::scope(|scope| {
-        let exporter = scope.spawn(|| {
-            // Dropping the writer at the end closes the pipe: the verifier then sees the end.
-            let mut w = io::BufWriter::with_capacity(1 << 16, writer);
-            chain.export(&mut w)
-        });
-        let options = VerifyOptions {
-            tree_dir: Some(tree_dir.path()),
-            progress: Some(&mut *progress),
-            ..VerifyOptions::default()
-        };
-        // The reader is dropped when verification returns, so an exporter still writing after
-        // a failure stops with a broken pipe instead of blocking.
-        let verified = verify_export_with(io::BufReader::with_capacity(1 << 16, reader), &verifier, options);
-        let exported = exporter.join().unwrap_or_else(|_| Err(io("export", io::Error::other("exporter panicked"))));
-        (verified, exported)
-    });
-    // Derived data only, in a directory only this run uses.
-    if let Err(error) = tree_dir.close() {
+    let tree_dir = verify_tree_dir(&std::env::temp_dir(), VERIFY_TREE_PREFIX.as_ref())
+        .inspect_err(|error| tracing::warn!(%error, "keeping the re-derived tree in memory"))
+        .ok();
+    let options = VerifyOptions {
+        tree_dir: tree_dir.as_ref().map(tempfile::TempDir::path),
+        progress: Some(&mut *progress),
+        ..VerifyOptions::default()
+    };
+    let verified = shuzhu_ledger::verify::verify_dir(dir, verifier, options);
+    if let Some(Err(error)) = tree_dir.map(tempfile::TempDir::close) {
         tracing::warn!(%error, "could not remove the verification's tree directory");
     }
-    drop(chain);
-    match (verified, exported) {
-        (Ok(summary), Ok(_)) => Ok(summary),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(v), Err(e)) if !is_broken_pipe(&e) => {
-            tracing::debug!(verify = %v, "verification stopped because the export failed");
-            Err(e)
-        }
-        (Err(v), _) => Err(v.into()),
-    }
-}
-
-/// Whether the export failed only because its reader went away.
-fn is_broken_pipe(e: &LedgerError) -> bool {
-    matches!(e, LedgerError::Verify(VerifyError::Io(io)) if io.kind() == io::ErrorKind::BrokenPipe)
+    Ok(verified?)
 }
 
 /// Verifies an export file against `verifier`, keeping the re-derived tree in node files in a
@@ -564,8 +658,9 @@ mod tests {
 
     #[test]
     fn appends_list_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let chain = AuditChain::open(dir.path()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = &tmp.path().join("ledger");
+        let chain = AuditChain::open(dir).unwrap();
         let body = r#"{"time":"2026-12-01T00:00:00Z","principal":{"sub":"u1","agency":"a1"},"decision":"allow"}"#;
         assert_eq!(chain.append(body.to_owned()).unwrap(), 1);
         assert_eq!(chain.append(r#"{"decision":"deny"}"#.to_owned()).unwrap(), 2);
@@ -582,10 +677,11 @@ mod tests {
         assert_eq!(chain.listed(&page.entries[0]).unwrap(), listed[0]);
         let head = chain.head_hash();
         drop(chain);
-        let chain = AuditChain::open(dir.path()).unwrap();
+        let chain = AuditChain::open(dir).unwrap();
         assert_eq!((chain.len(), chain.head_hash()), (2, head));
+        let key = load_verifier(chain.public_key_path()).unwrap();
         drop(chain);
-        let summary = verify_ledger_dir(dir.path()).unwrap();
+        let summary = verify_ledger_dir(dir, &key).unwrap();
         assert_eq!(summary.entries, 2);
     }
 
@@ -593,7 +689,7 @@ mod tests {
     fn a_typed_record_is_indexed_and_timed_exactly_like_its_text() {
         use crate::audit::PrincipalRecord;
         let dir = tempfile::tempdir().unwrap();
-        let chain = AuditChain::open(dir.path()).unwrap();
+        let chain = AuditChain::open(&dir.path().join("ledger")).unwrap();
         let mut r = AuditRecord::new("gw-1", "req-1", "query", "v1");
         r.time = "2026-12-01T00:00:01Z".into();
         r.principal =
@@ -630,8 +726,9 @@ mod tests {
             let t = t.format(&time::format_description::well_known::Rfc3339).unwrap();
             format!(r#"{{"time":"{t}","action":"query","decision":"allow","indicator":"{what}"}}"#)
         };
-        let dir = tempfile::tempdir().unwrap();
-        let chain = AuditChain::open(dir.path()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = &tmp.path().join("ledger");
+        let chain = AuditChain::open(dir).unwrap();
         // Old ordinary, old personal-information, PI past its 3 years, recent ordinary.
         for body in [at(400, "plain"), at(400, "pi"), at(1200, "pi"), at(30, "plain")] {
             chain.append(body).unwrap();
@@ -649,8 +746,9 @@ mod tests {
         assert_eq!(listed, [(true, true), (false, false), (true, true), (false, false)]);
         let last = chain.list(5, 1).unwrap().remove(0);
         assert!(last.body.contains(r#""action":"audit.purge""#), "{}", last.body);
+        let key = load_verifier(chain.public_key_path()).unwrap();
         drop(chain);
-        let summary = verify_ledger_dir(dir.path()).unwrap();
+        let summary = verify_ledger_dir(dir, &key).unwrap();
         assert_eq!((summary.entries, summary.purged), (5, 2));
     }
 
@@ -666,21 +764,22 @@ mod tests {
         }
         let export = dir.path().join("audit.jsonl");
         chain.export(std::fs::File::create(&export).unwrap()).unwrap();
+        let verifier = load_verifier(chain.public_key_path()).unwrap();
         drop(chain);
-        let summary = verify_ledger_dir(&ledger_dir).unwrap();
+        let summary = verify_ledger_dir(&ledger_dir, &verifier).unwrap();
         assert_eq!((summary.entries, summary.latest.size), (300, 300));
         assert_eq!(tree_dirs(&ledger_dir, VERIFY_TREE_PREFIX), Vec::<String>::new(), "no tree is left behind");
-        let verifier = load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap();
         let mut bodies = 0;
         let mut count = |_: u64, f: Option<&[ExportField]>| bodies += usize::from(f.is_some());
         let s = verify_export_file(&export, &verifier, &mut |_, _| {}, Some(&mut count)).unwrap();
         assert_eq!((s.entries, bodies), (300, 300));
         assert_eq!(tree_dirs(dir.path(), "audit.jsonl.verify-tree."), Vec::<String>::new());
-        // A flipped byte in a body is refused, and the tree files are still cleaned up.
+        // A flipped byte in a body (of n = 7, entry 8: entries are numbered from 1) is refused, and
+        // the tree files are still cleaned up.
         let text = std::fs::read_to_string(&export).unwrap().replacen(r#"\"n\":7,"#, r#"\"n\":8,"#, 1);
         std::fs::write(&export, text).unwrap();
         let r = verify_export_file(&export, &verifier, &mut |_, _| {}, None);
-        assert!(matches!(r, Err(LedgerError::Verify(VerifyError::Entry { seq: 7, .. }))), "{r:?}");
+        assert!(matches!(r, Err(LedgerError::Verify(VerifyError::Entry { seq: 8, .. }))), "{r:?}");
         assert_eq!(tree_dirs(dir.path(), "audit.jsonl.verify-tree."), Vec::<String>::new());
     }
 
@@ -705,6 +804,7 @@ mod tests {
         }
         let export = dir.path().join("audit.jsonl");
         chain.export(std::fs::File::create(&export).unwrap()).unwrap();
+        let verifier = load_verifier(chain.public_key_path()).unwrap();
         drop(chain);
         // What an interrupted run of the older code left, and a directory someone else keeps there.
         for leftover in [dir.path().join("audit.jsonl.verify-tree.tmp"), ledger_dir.join("verify-tree.tmp")] {
@@ -713,7 +813,6 @@ mod tests {
         }
         let before = tree_dirs(dir.path(), "audit.jsonl.verify-tree.");
         // The tree still goes to files: a directory of this run's own appears while entries are checked.
-        let verifier = load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap();
         let mut during = Vec::new();
         let mut look = |_: u64, _: Option<&[ExportField]>| during = tree_dirs(dir.path(), "audit.jsonl.verify-tree.");
         verify_export_file(&export, &verifier, &mut |_, _| {}, Some(&mut look)).unwrap();
@@ -721,7 +820,7 @@ mod tests {
         assert!(during.iter().any(|d| d.ends_with(".tmp") && !before.contains(d)), "{during:?}");
         assert_eq!(tree_dirs(dir.path(), "audit.jsonl.verify-tree."), before, "this run's own is removed");
         // Verifying the ledger directory leaves the other directory alone too.
-        verify_ledger_dir(&ledger_dir).unwrap();
+        verify_ledger_dir(&ledger_dir, &verifier).unwrap();
         for leftover in [dir.path().join("audit.jsonl.verify-tree.tmp"), ledger_dir.join("verify-tree.tmp")] {
             assert_eq!(std::fs::read_to_string(leftover.join("keep")).unwrap(), "mine");
         }
@@ -741,20 +840,22 @@ mod tests {
         };
         let ledger_dir = dir.path().join("ledger");
         let chain = AuditChain::open_with(&ledger_dir, &settings).unwrap();
-        assert!(!ledger_dir.join(KEY_FILE_NAME).exists());
+        assert!(!ledger_dir.join(KEY_FILE_NAME).exists() && !default_key_dir(&ledger_dir).exists());
         for _ in 0..4 {
             chain.append("{}".into()).unwrap();
         }
         assert_eq!(chain.ledger().last_checkpoint().map(|(c, _)| c.size), Some(4));
-        let want = NoteSigner::load(KEY_NAME, &key).unwrap().verifier().to_text();
-        assert_eq!(load_verifier(&ledger_dir.join(PUBLIC_KEY_FILE_NAME)).unwrap().to_text(), want);
+        let want = NoteSigner::load(LEGACY_ORIGIN, &key).unwrap().verifier().to_text();
+        assert_eq!(chain.public_key_path(), dir.path().join("gw.pub"), "the public key is written beside the key");
+        assert_eq!(load_verifier(chain.public_key_path()).unwrap().to_text(), want);
+        assert!(!ledger_dir.join(PUBLIC_KEY_FILE_NAME).exists(), "nothing key-like is kept in the ledger directory");
     }
 
     #[test]
     fn reopens_right_after_close_and_detects_lock_contention() {
         let dir = tempfile::tempdir().unwrap();
         for n in 1..=10u64 {
-            let chain = AuditChain::open(dir.path()).unwrap();
+            let chain = AuditChain::open(&dir.path().join("ledger")).unwrap();
             assert_eq!(chain.append("{}".into()).unwrap(), n);
         }
         let io = io::Error::new(io::ErrorKind::WouldBlock, "busy");
@@ -782,16 +883,51 @@ mod tests {
     }
 
     #[test]
-    fn offline_tools_never_create_a_key_or_replace_the_public_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let chain = AuditChain::open(dir.path()).unwrap();
-        chain.append(r#"{"action":"query"}"#.to_owned()).unwrap();
+    fn the_key_lives_outside_the_ledger_owner_only_and_a_key_left_inside_is_refused_with_the_move() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ledger");
+        let chain = AuditChain::open(&dir).unwrap();
+        let key = default_key_dir(&dir).join(KEY_FILE_NAME);
+        assert_eq!(default_key_dir(&dir), tmp.path().join("ledger.keys"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&key), mode(&default_key_dir(&dir))), (0o600, 0o700));
+        assert_eq!(chain.public_key_path(), default_key_dir(&dir).join(PUBLIC_KEY_FILE_NAME));
         drop(chain);
-        // An auditor's copy without the private key: verify refuses clearly and changes nothing.
-        std::fs::remove_file(dir.path().join(KEY_FILE_NAME)).unwrap();
-        let public = std::fs::read(dir.path().join(PUBLIC_KEY_FILE_NAME)).unwrap();
-        assert!(matches!(verify_ledger_dir(dir.path()), Err(LedgerError::NoSigningKey(_))));
-        assert!(!dir.path().join(KEY_FILE_NAME).exists());
-        assert_eq!(std::fs::read(dir.path().join(PUBLIC_KEY_FILE_NAME)).unwrap(), public);
+        // A key others may read stops the open, naming the file and the fix.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = AuditChain::open(&dir).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A deployment upgraded with its key still in the ledger directory is told how to move it.
+        std::fs::rename(&key, dir.join(KEY_FILE_NAME)).unwrap();
+        let e = AuditChain::open(&dir).unwrap_err();
+        assert!(matches!(e, LedgerError::KeyInLegacyPlace { .. }), "{e}");
+        assert!(e.to_string().contains(&format!("mv {} {}", dir.join(KEY_FILE_NAME).display(), key.display())), "{e}");
+        assert!(!key.exists(), "no new key was made in its place");
+        std::fs::rename(dir.join(KEY_FILE_NAME), &key).unwrap();
+        AuditChain::open(&dir).unwrap();
+        // A key configured inside the ledger directory is refused.
+        let inside = LedgerSettings { checkpoint_key_file: Some(dir.join("k.pk8")), ..LedgerSettings::default() };
+        assert!(matches!(AuditChain::open_with(&dir, &inside), Err(LedgerError::KeyInsideLedger { .. })));
+    }
+
+    #[test]
+    fn offline_tools_never_create_a_key_or_replace_the_public_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ledger");
+        let chain = AuditChain::open(&dir).unwrap();
+        chain.append(r#"{"action":"query"}"#.to_owned()).unwrap();
+        let public_path = chain.public_key_path().to_owned();
+        drop(chain);
+        // An auditor's copy without the private key: reconcile's open refuses clearly and changes
+        // nothing; verification does not need the private key at all.
+        let key = default_key_dir(&dir).join(KEY_FILE_NAME);
+        std::fs::remove_file(&key).unwrap();
+        let public = std::fs::read(&public_path).unwrap();
+        assert!(matches!(AuditChain::open_offline(&dir), Err(LedgerError::NoSigningKey(_))));
+        assert!(!key.exists());
+        assert_eq!(std::fs::read(&public_path).unwrap(), public);
+        assert_eq!(verify_ledger_dir(&dir, &load_verifier(&public_path).unwrap()).unwrap().entries, 1);
     }
 }

@@ -5,6 +5,10 @@
 //! `— <key name> base64(key id ‖ signature)` where the key id is the first 4 bytes of
 //! SHA-256(key name ‖ "\n" ‖ 0x01 ‖ public key) and the signature covers the text including its
 //! final newline. A verifier key is shared as `<name>+<hex key id>+<base64(0x01 ‖ public key)>`.
+//! Verification follows C2SP signed-note: signature lines by other keys (another name, or our name
+//! with another key id) are ignored, every line by the trusted key must verify (one that does not
+//! rejects the whole note, wherever it stands), and at least one must. The origin line is unique
+//! per log ([`valid_origin`]): the gateway's is `<gateway-id>.shuzhu/audit` unless configured.
 //!
 //! ```
 //! use shuzhu_ledger::checkpoint::{Checkpoint, NoteSigner};
@@ -104,6 +108,25 @@ impl Checkpoint {
         }
         Ok(Self { origin: origin.to_owned(), size, root })
     }
+}
+
+/// Whether `origin` is a host-style checkpoint origin, as C2SP tlog-checkpoint recommends: a
+/// schema-less URL such as `gw-xiamen.shuzhu/audit` — a lowercase host of dot-separated labels of
+/// `a-z`, `0-9` and `-` (at least two labels), then optionally `/` and a path of printable ASCII
+/// without spaces or `+`.
+pub fn valid_origin(origin: &str) -> bool {
+    let (host, path) = origin.split_once('/').unwrap_or((origin, ""));
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    origin.len() <= 255
+        && host.split('.').count() >= 2
+        && host.split('.').all(label_ok)
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'+')
 }
 
 fn valid_key_name(name: &str) -> bool {
@@ -242,6 +265,8 @@ impl NoteVerifier {
         if !sigs.ends_with('\n') {
             return Err(NoteError::Malformed("signature block does not end in a newline"));
         }
+        let pk = signature::UnparsedPublicKey::new(&signature::ED25519, &self.public_key);
+        let mut verified = false;
         for line in sigs.split_terminator('\n') {
             let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed("bad signature line"))?;
             let (name, b64) = rest.rsplit_once(' ').ok_or(NoteError::Malformed("bad signature line"))?;
@@ -249,14 +274,18 @@ impl NoteVerifier {
             if !valid_key_name(name) || blob.len() < 5 {
                 return Err(NoteError::Malformed("bad signature line"));
             }
+            // C2SP signed-note: a signature by an unknown key (name or id differs) is ignored; every
+            // signature by the known key must verify, wherever it stands, or the whole note is
+            // refused; and at least one must.
             if name != self.name || blob[..4] != self.id {
                 continue;
             }
-            let pk = signature::UnparsedPublicKey::new(&signature::ED25519, &self.public_key);
-            // The first signature by our key decides: a bad one rejects the note.
-            return pk.verify(text.as_bytes(), &blob[4..]).map(|()| text).map_err(|_| NoteError::NotSigned);
+            if pk.verify(text.as_bytes(), &blob[4..]).is_err() {
+                return Err(NoteError::NotSigned);
+            }
+            verified = true;
         }
-        Err(NoteError::NotSigned)
+        if verified { Ok(text) } else { Err(NoteError::NotSigned) }
     }
 
     /// Verifies a signed checkpoint note and parses its body.
@@ -302,6 +331,42 @@ mod tests {
         assert!(matches!(signer().verifier().verify(&note), Err(NoteError::NotSigned)));
         assert!(s.verifier().verify(&note.replace('\u{2014}', "-")).is_err());
         assert!(s.verifier().verify(note.trim_end()).is_err());
+    }
+
+    #[test]
+    fn a_second_signature_by_the_trusted_key_that_fails_rejects_the_note() {
+        let s = signer();
+        let note = s.sign(&cp());
+        let line = note.lines().last().unwrap().to_owned();
+        let (head, b64) = line.rsplit_once(' ').unwrap();
+        let mut blob = STANDARD.decode(b64).unwrap();
+        blob[20] ^= 1;
+        let bad_line = format!("{head} {}\n", STANDARD.encode(&blob));
+        // Valid then invalid, and invalid then valid: both refused (C2SP signed-note).
+        let valid_first = format!("{note}{bad_line}");
+        assert!(matches!(s.verifier().verify(&valid_first), Err(NoteError::NotSigned)), "valid, then invalid");
+        let (text, sigs) = note.split_once("\n\n").unwrap();
+        let invalid_first = format!("{text}\n\n{bad_line}{sigs}");
+        assert!(s.verifier().verify(&invalid_first).is_err(), "invalid, then valid");
+        // A signature by an unknown key (another name, or our name with another key id) is ignored.
+        let other = NoteSigner::from_pkcs8("other.test/log", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
+        let other_sig = other.sign(&cp());
+        let other_line = other_sig.lines().last().unwrap();
+        assert_eq!(s.verifier().verify(&format!("{note}{other_line}\n")).unwrap(), cp());
+        let mut foreign_id = blob.clone();
+        foreign_id[0] ^= 0xff;
+        let foreign = format!("{head} {}\n", STANDARD.encode(&foreign_id));
+        assert_eq!(s.verifier().verify(&format!("{note}{foreign}")).unwrap(), cp());
+    }
+
+    #[test]
+    fn origins_are_host_style() {
+        for ok in ["gw-xiamen.shuzhu/audit", "audit.court.example", "a.b/c/d"] {
+            assert!(valid_origin(ok), "{ok}");
+        }
+        for bad in ["shuzhu-gateway/audit", "", "GW.shuzhu/audit", "gw..x/a", "gw.x/a b", "gw.x/a+b", "-gw.x"] {
+            assert!(!valid_origin(bad), "{bad}");
+        }
     }
 
     #[test]

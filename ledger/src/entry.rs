@@ -37,6 +37,10 @@ pub mod keys {
     pub const INDICATOR: &str = "indicator";
     /// The policy decision.
     pub const DECISION: &str = "decision";
+    /// On a purge record: the purge's horizon, ms since the epoch (decimal). Entries older than it
+    /// that precede the record may have lost their plaintext; no other entry may. A purge record
+    /// itself is never purged, so its horizon stays readable and verifiable.
+    pub const PURGE_HORIZON: &str = "purge.horizon_ms";
 }
 
 /// Why an entry could not be encoded or a record decoded.
@@ -129,6 +133,11 @@ impl StoredEntry {
     /// Whether the plaintext has been purged.
     pub fn purged(&self) -> bool {
         self.fields.iter().all(|f| f.plaintext.is_none()) && !self.fields.is_empty()
+    }
+
+    /// Whether this entry records a purge (it carries [`keys::PURGE_HORIZON`]).
+    pub fn is_purge_record(&self) -> bool {
+        self.fields.iter().any(|f| f.name == keys::PURGE_HORIZON)
     }
 
     /// A field's plaintext, unless purged or absent.

@@ -6,7 +6,11 @@
 //! are scanned (a torn tail is truncated and reported in [`OpenReport`]), the node store is cut
 //! back to the last checkpoint and the rest re-appended, the indexes are brought up to date (or
 //! rebuilt when missing, behind, or left mid-purge), and the recovered tree must contain the last
-//! signed checkpoint: the ledger refuses to open on anything else. In `checkpoints.log` a torn last
+//! signed checkpoint: the ledger refuses to open on anything else. A new ledger signs a checkpoint of
+//! size 0 as it is created, so a ledger always has a signed checkpoint: segments holding entries
+//! with no signed checkpoint beside them (`checkpoints.log` removed or emptied) are refused
+//! ([`LedgerError::Unsealed`]) unless the operator opens them with [`LedgerOptions::init`]. In
+//! `checkpoints.log` a torn last
 //! frame is cut, but a damaged frame followed by a signed note (a hole, which appends that roll back
 //! on failure never leave) refuses the open, naming the file and offset, rather than drop the signed
 //! checkpoints after it.
@@ -110,6 +114,34 @@ pub enum LedgerError {
         /// Offset of the first frame after it holding a signed note.
         next: u64,
     },
+    /// The segments hold entries but `checkpoints.log` is missing or holds no signed checkpoint. A
+    /// ledger signs one as it is created, so either the checkpoints were removed (an attacker
+    /// hiding a cut) or the ledger predates that; sealing it takes an operator's decision
+    /// ([`LedgerOptions::init`]).
+    #[error(
+        "audit ledger {path} holds {entries} entries but no signed checkpoint (checkpoints.log is missing or empty); \
+         refusing to open. If nobody removed the checkpoints (e.g. a ledger from before checkpoints were signed at \
+         creation), verify it by other means, then seal it with: shuzhu audit init --ledger {path}"
+    )]
+    Unsealed {
+        /// The ledger directory.
+        path: PathBuf,
+        /// Entries in the segments.
+        entries: u64,
+    },
+    /// The checkpoints in `checkpoints.log` name another origin than the one this ledger is opened
+    /// with (the origin is part of the key name, so none of them could verify).
+    #[error(
+        "checkpoint log {path} is for origin {found:?}, not {configured:?}; to keep this ledger set [ledger] origin = {found:?}"
+    )]
+    OriginMismatch {
+        /// The checkpoint log.
+        path: PathBuf,
+        /// Origin of its first checkpoint.
+        found: String,
+        /// Origin the ledger was opened with.
+        configured: String,
+    },
     /// The current tree is not consistent with the last signed checkpoint; nothing was signed.
     #[error("refusing to sign checkpoint {now}: not consistent with signed checkpoint {last}")]
     Inconsistent {
@@ -141,6 +173,10 @@ pub struct LedgerOptions {
     /// ledger altered on disk is refused at start (O(n)); otherwise only the entries after the
     /// last checkpoint are rehashed and old ones are checked by `verify`.
     pub verify_on_open: bool,
+    /// Seal segments that have no signed checkpoint beside them by signing one over them (see
+    /// [`LedgerError::Unsealed`]). Off by default: only an operator who has checked the entries by
+    /// other means turns it on (`shuzhu audit init`).
+    pub init: bool,
 }
 
 impl LedgerOptions {
@@ -153,6 +189,7 @@ impl LedgerOptions {
             checkpoint_every: 1000,
             checkpoint_interval: Some(Duration::from_secs(10)),
             verify_on_open: false,
+            init: false,
         }
     }
 }
@@ -378,9 +415,6 @@ impl Shared {
     fn sign_checkpoint(&self) -> Result<Option<(Checkpoint, String)>, LedgerError> {
         let tree = read(&self.tree);
         let size = tree.size();
-        if size == 0 {
-            return Ok(None);
-        }
         let root = merkle::root(&*tree, size)?;
         let mut cp = lock(&self.cp);
         // Only signers change `latest`, and they hold `cp`: it cannot move under us.
@@ -393,9 +427,16 @@ impl Shared {
             if size < last.size {
                 return Err(inconsistent);
             }
-            let proof = merkle::consistency_proof(&*tree, last.size, size)?;
-            if merkle::verify_consistency(last.size, size, &last.root, &root, &proof).is_err() {
-                return Err(inconsistent);
+            // Every tree extends the empty one (the checkpoint a new ledger signs).
+            if last.size == 0 {
+                if last.root != merkle::empty_root() {
+                    return Err(inconsistent);
+                }
+            } else {
+                let proof = merkle::consistency_proof(&*tree, last.size, size)?;
+                if merkle::verify_consistency(last.size, size, &last.root, &root, &proof).is_err() {
+                    return Err(inconsistent);
+                }
             }
         }
         // Node files become durable up to `size` before a checkpoint claims it.
@@ -503,15 +544,58 @@ fn signed_frame_after(buf: &[u8], bad: u64, verifier: &NoteVerifier) -> Option<u
     })
 }
 
+/// The notes in the whole frames of a checkpoint log's bytes, read-only: each must verify with
+/// `verifier`. A damaged frame followed by a note that verifies is a hole (an error); a torn tail
+/// (a crash, or a writer appending now) is left out.
+pub(crate) fn whole_notes(
+    buf: &[u8],
+    path: &Path,
+    verifier: &NoteVerifier,
+) -> Result<Vec<String>, crate::verify::VerifyError> {
+    use crate::verify::VerifyError;
+    let mut notes = Vec::new();
+    let mut failure = None;
+    let scanned = segment::scan_frames(buf, 0, |_, payload| {
+        // The ledger never writes an empty note: an empty frame is damage; the error stops the scan.
+        if payload.is_empty() {
+            return Err(SegmentError::Hook(String::new()));
+        }
+        match std::str::from_utf8(payload).map_err(|_| NoteError::Malformed("not utf-8")) {
+            Ok(note) => notes.push(note.to_owned()),
+            Err(source) => failure = Some(VerifyError::Note { index: notes.len(), source }),
+        }
+        Ok(())
+    });
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    let end = match scanned {
+        Ok((_, false)) => return Ok(notes),
+        Ok((end, true)) => end,
+        // An empty frame stopped the scan: it ends where the notes read so far end.
+        Err(_) => notes.iter().map(|n| segment::FRAME_HEADER_LEN + n.len() as u64).sum(),
+    };
+    if signed_frame_after(buf, end, verifier).is_some() {
+        return Err(VerifyError::CheckpointHole { path: path.to_owned(), offset: end });
+    }
+    Ok(notes)
+}
+
 /// Reads the signed notes in `checkpoints.log`, truncating a torn tail; every note must verify. A
 /// damaged frame followed by a whole one is a hole, not a torn tail: the ledger refuses to open
 /// ([`LedgerError::CheckpointHole`]) rather than cut the signed checkpoints after it.
-fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Signed, LedgerError> {
+fn load_checkpoints(path: &Path, verifier: &NoteVerifier, origin: &str) -> Result<Signed, LedgerError> {
     let buf = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Signed::default()),
         Err(e) => return Err(io_err("read", path)(e)),
     };
+    // The origin is part of the key name: a log of another origin would fail every signature. Say so.
+    if let Some(found) = first_origin(&buf)
+        && found != origin
+    {
+        return Err(LedgerError::OriginMismatch { path: path.to_owned(), found, configured: origin.to_owned() });
+    }
     let mut out = Signed::default();
     let mut bad = None;
     let mut empty_at = None;
@@ -554,6 +638,24 @@ fn load_checkpoints(path: &Path, verifier: &NoteVerifier) -> Result<Signed, Ledg
     Ok(out)
 }
 
+/// The origin line of the first whole note in a checkpoint log's bytes (unverified), if any.
+fn first_origin(buf: &[u8]) -> Option<String> {
+    let mut found = None;
+    let _ = segment::scan_frames(buf, 0, |_, payload| {
+        found = std::str::from_utf8(payload).ok().and_then(|n| n.split('\n').next()).map(str::to_owned);
+        // Only the first frame is wanted; the error stops the scan.
+        Err(SegmentError::Hook(String::new()))
+    });
+    found.filter(|o| !o.is_empty())
+}
+
+/// The origin of the checkpoints in the ledger directory `dir`, read from its first signed note
+/// without verifying it (None when there is none): what a tool that opens an existing ledger
+/// without a configured origin opens it with. The signature is verified on open all the same.
+pub fn stored_origin(dir: &Path) -> Option<String> {
+    first_origin(&fs::read(dir.join("checkpoints.log")).ok()?)
+}
+
 impl Ledger {
     /// Opens (creating) the ledger in `dir`, recovering as described in the module docs.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Self, LedgerError> {
@@ -589,7 +691,7 @@ impl Ledger {
         };
         let verifier = options.signer.verifier();
         let cp_path = dir.join("checkpoints.log");
-        let signed = load_checkpoints(&cp_path, &verifier)?;
+        let signed = load_checkpoints(&cp_path, &verifier, &options.origin)?;
         let last = signed.latest.clone();
         let cp_size = last.as_ref().map_or(0, |(c, _)| c.size);
 
@@ -641,6 +743,9 @@ impl Ledger {
             break;
         }
         let recovery = recovery.ok_or(LedgerError::Corrupt("cannot reconcile index and segments"))?;
+        if last.is_none() && recovery.records > 0 && !options.init {
+            return Err(LedgerError::Unsealed { path: dir.to_owned(), entries: recovery.records });
+        }
         index.remove(META_DIRTY)?;
         index.insert(META_INDEXED, &recovery.records.to_be_bytes()[..])?;
         report.entries = recovery.records;
@@ -672,6 +777,11 @@ impl Ledger {
             options.segment_bytes,
             Box::new(move |batch: &[Committed<Item>]| hook_shared.commit(batch).map_err(|e| e.to_string())),
         )?;
+        if last.is_none() {
+            // A new ledger signs the empty tree, so that from now on it always has a signed
+            // checkpoint; with `init`, this seals the entries found.
+            shared.sign_checkpoint()?;
+        }
         let timer = options.checkpoint_interval.map(|every| {
             let stop = Arc::new(AtomicBool::new(false));
             let (stop2, shared2) = (stop.clone(), shared.clone());
@@ -907,16 +1017,38 @@ impl Ledger {
         &self.shared.verifier
     }
 
-    /// Deletes the plaintext and salts of every entry older than `before_ms`; leaves, and so all
-    /// proofs and checkpoints, are unchanged. Segment files are rewritten to a temporary file,
-    /// synced and renamed over the old one.
-    pub fn purge_before(&self, before_ms: u64) -> Result<PurgeReport, LedgerError> {
-        self.purge_where(before_ms, &|_| false)
+    /// Records a purge with horizon `before_ms`, then deletes the plaintext and salts of every entry
+    /// before that record older than `before_ms`; leaves, and so all proofs and checkpoints, are
+    /// unchanged. See [`Ledger::purge_where`].
+    pub fn purge_before(&self, record: EntryFields, before_ms: u64) -> Result<(PurgeReport, Appended), LedgerError> {
+        self.purge_where(record, before_ms, &|_| false)
     }
 
-    /// Like [`Ledger::purge_before`], but keeps the plaintext of every entry for which `keep`
-    /// returns true (an entry under a longer retention period).
-    pub fn purge_where(&self, before_ms: u64, keep: &dyn Fn(&StoredEntry) -> bool) -> Result<PurgeReport, LedgerError> {
+    /// Appends `record` as a purge record carrying its horizon `before_ms`
+    /// ([`entry::keys::PURGE_HORIZON`]; durable, like every append, before anything is deleted),
+    /// then deletes the plaintext and salts of every entry before it that is older than `before_ms`
+    /// and for which `keep` returns false (`keep`: an entry under a longer retention period).
+    /// Purge records are never purged. This is what lets a verifier tell a purged entry from a
+    /// forged one: a purged entry must precede a purge record whose horizon it is older than. A
+    /// crash after the record and before the purge leaves a record that covers nothing yet; the
+    /// purge can simply be run again. Segment files are rewritten to a temporary file, synced and
+    /// renamed over the old one. Returns what was purged and the purge record.
+    pub fn purge_where(
+        &self,
+        record: EntryFields,
+        before_ms: u64,
+        keep: &dyn Fn(&StoredEntry) -> bool,
+    ) -> Result<(PurgeReport, Appended), LedgerError> {
+        if record.fields.iter().any(|(n, _)| n == entry::keys::PURGE_HORIZON) {
+            return Err(EntryError::DuplicateName.into());
+        }
+        let appended = self.append(record.with(entry::keys::PURGE_HORIZON, before_ms.to_string()))?;
+        let purge_seq = appended.seq;
+        let keep = |e: &StoredEntry| e.seq >= purge_seq || e.is_purge_record() || keep(e);
+        Ok((self.purge_records(before_ms, &keep)?, appended))
+    }
+
+    fn purge_records(&self, before_ms: u64, keep: &dyn Fn(&StoredEntry) -> bool) -> Result<PurgeReport, LedgerError> {
         let shared = &self.shared;
         let _files = write(&shared.files);
         self.log.maintenance(|w| {
@@ -1035,7 +1167,7 @@ mod tests {
         let (cp, _) = ledger.last_checkpoint().unwrap();
         assert_eq!(cp.size, 20, "signed every 5 entries");
         let notes = ledger.checkpoints().unwrap();
-        assert_eq!(notes.len(), 4);
+        assert_eq!(notes.len(), 5, "the empty tree's, signed at creation, then every 5 entries");
         let final_note = ledger.close().unwrap().unwrap();
         let verifier = NoteSigner::from_pkcs8("shuzhu.test/audit", &key).unwrap().verifier();
         assert_eq!(verifier.verify(&final_note).unwrap().size, 23);
@@ -1073,7 +1205,7 @@ mod tests {
         let got = rx.recv_timeout(Duration::from_secs(60));
         drop(held);
         reader.join().unwrap();
-        assert_eq!(got.expect("checkpoint reads waited for the signing lock"), (12, true, 3, 4));
+        assert_eq!(got.expect("checkpoint reads waited for the signing lock"), (12, true, 4, 4));
     }
 
     #[test]
@@ -1093,14 +1225,16 @@ mod tests {
             assert_eq!((cp.size, cp.root), (size, ledger.root_at(size).unwrap()));
         }
         assert_eq!(ledger.checkpoint_note(7).unwrap(), None, "no checkpoint of size 7 was signed");
-        assert_eq!(ledger.checkpoints_up_to(10).unwrap().len(), 2);
+        assert_eq!(ledger.checkpoints_up_to(10).unwrap().len(), 3, "0 (at creation), 5 and 10");
         ledger.append(entry(12)).unwrap();
         assert_eq!(ledger.checkpoint().unwrap().unwrap().0.size, 13);
         assert!(ledger.checkpoint_note(13).unwrap().is_some(), "a checkpoint signed after open is found too");
-        // Flip a byte of the first note under the open ledger: it is refused, not served.
+        // Flip a byte of the note of size 5 under the open ledger: it is refused, not served.
         let path = dir.path().join("checkpoints.log");
         let mut bytes = fs::read(&path).unwrap();
-        bytes[segment::FRAME_HEADER_LEN as usize + 2] ^= 1;
+        let at = read(&ledger.shared.signed).refs[1].offset;
+        assert_eq!(read(&ledger.shared.signed).refs[1].size, 5);
+        bytes[(at + segment::FRAME_HEADER_LEN) as usize + 2] ^= 1;
         fs::write(&path, bytes).unwrap();
         assert!(ledger.checkpoint_note(5).is_err());
         assert!(ledger.checkpoint_note(13).unwrap().is_some(), "the latest is served from memory");
@@ -1189,8 +1323,10 @@ mod tests {
             ledger.append(entry(i)).unwrap();
         }
         let before = ledger.checkpoint().unwrap().unwrap().0;
-        let report = ledger.purge_before(1_010).unwrap();
+        let (report, record) = ledger.purge_before(EntryFields::new(5_000).with("action", "purge"), 1_010).unwrap();
         assert_eq!(report.entries, 10);
+        assert_eq!(record.seq, 20, "the purge is recorded as an entry");
+        assert_eq!(ledger.get(20).unwrap().value(entry::keys::PURGE_HORIZON), Some("1010"));
         assert!(report.segments >= 1);
         let old = ledger.get(4).unwrap();
         assert!(old.purged());
@@ -1208,7 +1344,12 @@ mod tests {
         ledger.close().unwrap();
         let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
         assert!(ledger.get(4).unwrap().purged());
-        assert_eq!(ledger.get(20).unwrap().value("decision"), Some("deny"));
+        assert_eq!(ledger.get(21).unwrap().value("decision"), Some("deny"));
+        // A later purge with a horizon past everything purges all before it but the purge record.
+        let (again, record) = ledger.purge_before(EntryFields::new(6_000).with("action", "purge"), u64::MAX).unwrap();
+        assert_eq!((again.entries, record.seq), (11, 22));
+        assert!(!ledger.get(20).unwrap().purged() && ledger.get(21).unwrap().purged());
+        assert!(!ledger.get(22).unwrap().purged());
     }
 
     #[test]
@@ -1219,12 +1360,12 @@ mod tests {
         for i in 0..6 {
             ledger.append(entry(i)).unwrap();
         }
-        let report = ledger.purge_where(1_004, &|e| e.seq % 2 == 0).unwrap();
+        let (report, _) = ledger.purge_where(EntryFields::new(9_000), 1_004, &|e| e.seq % 2 == 0).unwrap();
         assert_eq!(report.entries, 2);
         let purged: Vec<bool> = (0..6).map(|i| ledger.get(i).unwrap().purged()).collect();
         assert_eq!(purged, [false, true, false, true, false, false]);
         // A later purge without the rule takes the rest; nothing is purged twice.
-        assert_eq!(ledger.purge_before(1_004).unwrap().entries, 2);
+        assert_eq!(ledger.purge_before(EntryFields::new(9_001), 1_004).unwrap().0.entries, 2);
     }
 
     #[test]
@@ -1274,6 +1415,51 @@ mod tests {
         let mut o = options(&key);
         o.verify_on_open = true;
         assert!(matches!(Ledger::open(dir.path(), o), Err(LedgerError::CheckpointMismatch { size: 6 })));
+    }
+
+    #[test]
+    fn segments_without_their_checkpoints_open_only_with_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        assert_eq!(ledger.last_checkpoint().unwrap().0.size, 0, "a new ledger signs the empty tree");
+        drop(ledger);
+        // A crash before the first checkpoint of entries still leaves the one signed at creation.
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        for i in 0..3 {
+            ledger.append(entry(i)).unwrap();
+        }
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
+        ledger.close().unwrap();
+        fs::remove_file(dir.path().join("checkpoints.log")).unwrap();
+        let err = Ledger::open(dir.path(), options(&key)).unwrap_err();
+        assert!(matches!(err, LedgerError::Unsealed { entries: 3, .. }), "{err}");
+        assert!(err.to_string().contains("shuzhu audit init"), "{err}");
+        assert!(!dir.path().join("checkpoints.log").exists(), "nothing was signed");
+        fs::write(dir.path().join("checkpoints.log"), b"").unwrap();
+        assert!(matches!(Ledger::open(dir.path(), options(&key)), Err(LedgerError::Unsealed { .. })));
+        let mut o = options(&key);
+        o.init = true;
+        let ledger = Ledger::open(dir.path(), o).unwrap();
+        assert_eq!(ledger.last_checkpoint().unwrap().0.size, 3, "init seals what is there");
+        drop(ledger);
+        Ledger::open(dir.path(), options(&key)).unwrap();
+    }
+
+    #[test]
+    fn a_ledger_of_another_origin_is_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        Ledger::open(dir.path(), options(&key)).unwrap().close().unwrap();
+        assert_eq!(stored_origin(dir.path()).as_deref(), Some("shuzhu.test/audit"));
+        let signer = NoteSigner::from_pkcs8("gw.test/audit", &key).unwrap();
+        let err = Ledger::open(dir.path(), LedgerOptions::new(signer)).unwrap_err();
+        assert!(
+            matches!(&err, LedgerError::OriginMismatch { found, configured, .. }
+            if found == "shuzhu.test/audit" && configured == "gw.test/audit"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1352,7 +1538,7 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().len(), end, "no fragment is left");
         store.room = usize::MAX;
         append_frame(&mut store, end, &frame(15)).unwrap();
-        let signed = load_checkpoints(&path, &signer.verifier()).unwrap();
+        let signed = load_checkpoints(&path, &signer.verifier(), signer.name()).unwrap();
         let sizes: Vec<u64> = signed.refs.iter().map(|r| r.size).collect();
         assert_eq!(sizes, vec![5, 15], "the checkpoint signed after the failure is kept on reopen");
     }
@@ -1363,9 +1549,10 @@ mod tests {
         let key = NoteSigner::generate_pkcs8().unwrap();
         let ledger = Ledger::open(dir.path(), options(&key)).unwrap();
         ledger.append(entry(0)).unwrap();
+        let before = fs::metadata(dir.path().join("checkpoints.log")).unwrap().len();
         lock(&ledger.shared.cp).failed = true;
         assert!(ledger.checkpoint().is_err(), "the end of the file is unknown: nothing is appended");
-        assert_eq!(fs::metadata(dir.path().join("checkpoints.log")).unwrap().len(), 0);
+        assert_eq!(fs::metadata(dir.path().join("checkpoints.log")).unwrap().len(), before);
     }
 
     #[test]
@@ -1380,8 +1567,11 @@ mod tests {
         let path = dir.path().join("checkpoints.log");
         let whole = fs::read(&path).unwrap();
         let verifier = NoteSigner::from_pkcs8("shuzhu.test/audit", &key).unwrap().verifier();
-        let offsets: Vec<u64> = load_checkpoints(&path, &verifier).unwrap().refs.iter().map(|r| r.offset).collect();
-        assert_eq!(offsets.len(), 3, "checkpoints 5, 10 and 12");
+        let signed = load_checkpoints(&path, &verifier, verifier.name()).unwrap();
+        let sizes: Vec<u64> = signed.refs.iter().map(|r| r.size).collect();
+        assert_eq!(sizes, [0, 5, 10, 12], "the empty tree's (at creation), then 5, 10 and 12");
+        // The checkpoints of 5, 10 and 12 entries.
+        let offsets: Vec<u64> = signed.refs[1..].iter().map(|r| r.offset).collect();
 
         // A torn last frame (half of it written), then a tail of zeros: both cut, the rest kept.
         for tail in [whole[offsets[2] as usize..][..20].to_vec(), vec![0u8; 64]] {
@@ -1422,12 +1612,12 @@ mod tests {
         hole[offsets[1] as usize] ^= 0x40;
         fs::write(&path, &hole).unwrap();
         assert!(
-            matches!(load_checkpoints(&path, &verifier), Err(LedgerError::CheckpointHole { next, .. }) if next == offsets[2])
+            matches!(load_checkpoints(&path, &verifier, verifier.name()), Err(LedgerError::CheckpointHole { next, .. }) if next == offsets[2])
         );
         // Zeros between two frames (parsed as empty frames) with signed checkpoints after them: a hole too.
         let gap = [&whole[..offsets[1] as usize], &[0u8; 16][..], &whole[offsets[1] as usize..]].concat();
         fs::write(&path, &gap).unwrap();
-        let r = load_checkpoints(&path, &verifier).err();
+        let r = load_checkpoints(&path, &verifier, verifier.name()).err();
         let found = match r {
             Some(LedgerError::CheckpointHole { offset, next, .. }) => Some((offset, next)),
             _ => None,

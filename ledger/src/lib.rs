@@ -24,4 +24,6 @@ pub mod tree;
 pub mod verify;
 
 pub use entry::{EntryFields, StoredEntry, StoredField};
-pub use ledger::{Appended, Filter, Ledger, LedgerError, LedgerOptions, Listed, OpenReport, PurgeReport};
+pub use ledger::{
+    Appended, Filter, Ledger, LedgerError, LedgerOptions, Listed, OpenReport, PurgeReport, stored_origin,
+};

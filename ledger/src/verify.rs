@@ -1,18 +1,27 @@
 //! The export format and its offline verification, for auditors and watchers.
 //!
-//! An export is JSON lines: one `header` line, then one `entry` line per entry in seq order
-//! (leaf bytes in base64 and, unless purged, each field's hex salt and plaintext), then one
-//! `checkpoint` line per signed note:
+//! An export is JSON lines: one `header` line, then one `entry` line per entry in order (its
+//! number `seq`, from 1 as everywhere else: the answer's `audit_seq`, `audit list/show/prove`;
+//! leaf bytes in base64; each field's hex salt and plaintext, or `"fields":null` once purged — the
+//! key is required), then one `checkpoint` line per signed note:
 //!
 //! ```text
-//! {"type":"header","format":"shuzhu-ledger-export-v1","origin":"gw.example/audit","size":2}
-//! {"type":"entry","seq":0,"leaf":"c2h1emh1…","fields":[{"name":"agency","salt":"9f…","value":"court-a"}]}
+//! {"type":"header","format":"shuzhu-ledger-export-v2","origin":"gw.example/audit","size":2}
+//! {"type":"entry","seq":1,"leaf":"c2h1emh1…","fields":[{"name":"agency","salt":"9f…","value":"court-a"}]}
 //! {"type":"checkpoint","note":"gw.example/audit\n2\n…\n\n— gw.example/audit …\n"}
 //! ```
 //!
+//! Entry number `n` is leaf index `n − 1` of the Merkle tree (RFC 9162 counts leaves from 0), so
+//! the checkpoint of size `n` ends with entry `n`. Exports of the older format
+//! `shuzhu-ledger-export-v1` numbered entries from 0 and still verify.
+//!
 //! [`verify_export`] re-derives the tree from the leaves, checks every plaintext against the
 //! digest its leaf commits to, and checks every checkpoint's signature and root; the export must
-//! be covered whole by a checkpoint. It reads the export as a stream; [`verify_export_with`]
+//! be covered whole by a checkpoint. An entry without plaintext must be covered by a recorded
+//! purge: a purge record (an entry carrying [`crate::entry::keys::PURGE_HORIZON`], whose own
+//! plaintext is never purged) after it, with a horizon it is older than; so an entry cannot be
+//! passed off as purged to hide what it says. [`verify_dir`] does the same on a ledger directory,
+//! read-only, against a key given from outside it. It reads the export as a stream; [`verify_export_with`]
 //! can keep the re-derived node hashes in files instead of memory (so memory stays bounded
 //! whatever the size of the export: lines are capped at [`MAX_LINE`] and notes are checked as
 //! they arrive), report progress, and hand each entry to the caller.
@@ -27,9 +36,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, NoteError, NoteVerifier};
-use crate::entry::{self, EntryError};
+use crate::entry::{self, EntryError, Leaf};
 use crate::ledger::{Ledger, LedgerError};
 use crate::merkle::{self, Hash, MemTree, MerkleError, NodeStore};
+use crate::segment::{self, SegmentError};
 use crate::tree::NodeFiles;
 
 /// [`verify_export_with`] reports progress every this many entries.
@@ -42,8 +52,12 @@ pub const PROGRESS_EVERY: u64 = 1 << 20;
 /// crafted line with no newline cannot make the verifier read gigabytes into memory.
 pub const MAX_LINE: usize = 8 << 20;
 
-/// Format tag of the header line.
-pub const EXPORT_FORMAT: &str = "shuzhu-ledger-export-v1";
+/// Format tag of the header line: entries numbered from 1.
+pub const EXPORT_FORMAT: &str = "shuzhu-ledger-export-v2";
+/// Format tag of older exports, whose entries were numbered from 0 (still verified).
+pub const EXPORT_FORMAT_V1: &str = "shuzhu-ledger-export-v1";
+/// File of the signed checkpoints in a ledger directory.
+pub const CHECKPOINT_LOG: &str = "checkpoints.log";
 
 /// Why an export or a checkpoint pair failed verification. Never contains entry values.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +79,46 @@ pub enum VerifyError {
     OutOfOrder {
         /// 1-based line number.
         line: usize,
-        /// The seq that should come next.
+        /// The number that should come next (as the export numbers entries).
         expected: u64,
     },
+    /// An entry has no plaintext, but no purge record after it has a horizon it is older than: it
+    /// was not purged, its plaintext was removed.
+    #[error(
+        "entry {seq} is shown as purged, but no recorded purge covers it (a purge entry after it whose horizon it is older than)"
+    )]
+    UnrecordedPurge {
+        /// The entry's number (from 1).
+        seq: u64,
+    },
+    /// A purge record lacks its plaintext or a readable horizon (purge records are never purged).
+    #[error("entry {seq} records a purge but its horizon cannot be read")]
+    BadPurgeRecord {
+        /// The entry's number (from 1).
+        seq: u64,
+    },
+    /// The ledger directory has no checkpoint log, or one without a signed checkpoint: nothing
+    /// signed covers its entries (a ledger signs a checkpoint as it is created).
+    #[error("{} is missing or holds no signed checkpoint: no signature covers the entries", path.display())]
+    NoCheckpointLog {
+        /// The checkpoint log.
+        path: std::path::PathBuf,
+    },
+    /// The checkpoint log is damaged before notes signed by the key.
+    #[error("{} is damaged at offset {offset} before further signed checkpoints", path.display())]
+    CheckpointHole {
+        /// The checkpoint log.
+        path: std::path::PathBuf,
+        /// Offset of the damaged frame.
+        offset: u64,
+    },
+    /// The ledger's segments could not be read, or are damaged.
+    #[error("cannot read the ledger's segments: {0}")]
+    Segment(#[source] SegmentError),
     /// An entry's leaf or fields are malformed or do not match.
     #[error("entry {seq}: {source}")]
     Entry {
-        /// The entry.
+        /// The entry's number (from 1).
         seq: u64,
         /// What is wrong.
         #[source]
@@ -163,7 +210,8 @@ pub enum ExportLine {
         seq: u64,
         /// Leaf bytes, base64.
         leaf: String,
-        /// Salts and plaintext, or `null` once purged.
+        /// Salts and plaintext, or `null` once purged. Required: a line without it is refused.
+        #[serde(deserialize_with = "required")]
         fields: Option<Vec<ExportField>>,
     },
     /// One signed checkpoint note.
@@ -171,6 +219,11 @@ pub enum ExportLine {
         /// The note.
         note: String,
     },
+}
+
+/// Deserializes an `Option` whose key must be present (serde would default a missing one to `None`).
+fn required<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<ExportField>>, D::Error> {
+    Option::deserialize(d)
 }
 
 /// What a successful verification established.
@@ -194,29 +247,34 @@ fn write_line(w: &mut impl Write, line: &ExportLine) -> Result<(), VerifyError> 
     Ok(())
 }
 
-/// Writes an export of the whole ledger, signing a checkpoint of it first so it is covered.
+/// The export fields of a stored entry: `None` once purged.
+fn export_fields(e: &crate::StoredEntry) -> Option<Vec<ExportField>> {
+    if e.purged() {
+        return None;
+    }
+    Some(
+        e.fields
+            .iter()
+            .filter_map(|f| {
+                let (salt, value) = f.plaintext.as_ref()?;
+                Some(ExportField { name: f.name.clone(), salt: hex::encode(salt), value: value.clone() })
+            })
+            .collect(),
+    )
+}
+
+/// Writes an export of the whole ledger (entries numbered from 1), signing a checkpoint of it
+/// first so it is covered. This is the gateway's side; verifiers never sign.
 pub fn write_export(ledger: &Ledger, mut w: impl Write) -> Result<ExportSummary, VerifyError> {
     let (latest, _) = ledger.checkpoint()?.ok_or(VerifyError::Uncovered { uncovered: 0 })?;
     let size = latest.size;
     write_line(&mut w, &ExportLine::Header { format: EXPORT_FORMAT.into(), origin: latest.origin.clone(), size })?;
     let mut purged = 0;
-    for seq in 0..size {
-        let e = ledger.get(seq)?;
-        let fields = if e.purged() {
-            purged += 1;
-            None
-        } else {
-            Some(
-                e.fields
-                    .iter()
-                    .filter_map(|f| {
-                        let (salt, value) = f.plaintext.as_ref()?;
-                        Some(ExportField { name: f.name.clone(), salt: hex::encode(salt), value: value.clone() })
-                    })
-                    .collect(),
-            )
-        };
-        write_line(&mut w, &ExportLine::Entry { seq, leaf: STANDARD.encode(&e.leaf), fields })?;
+    for index in 0..size {
+        let e = ledger.get(index)?;
+        let fields = export_fields(&e);
+        purged += u64::from(fields.is_none());
+        write_line(&mut w, &ExportLine::Entry { seq: index + 1, leaf: STANDARD.encode(&e.leaf), fields })?;
     }
     let notes = ledger.checkpoints_up_to(size)?;
     let count = notes.len();
@@ -227,12 +285,11 @@ pub fn write_export(ledger: &Ledger, mut w: impl Write) -> Result<ExportSummary,
     Ok(ExportSummary { entries: size, purged, checkpoints: count, root: latest.root, latest })
 }
 
-/// Checks one entry line's leaf and fields; returns the leaf hash and whether it is purged.
-fn check_entry(seq: u64, leaf_b64: &str, fields: Option<&[ExportField]>) -> Result<(Hash, bool), VerifyError> {
-    let bad = |source| VerifyError::Entry { seq, source };
-    let leaf_bytes = STANDARD.decode(leaf_b64).map_err(|_| bad(EntryError::Malformed("leaf is not base64")))?;
-    let leaf = entry::decode_leaf(&leaf_bytes).map_err(bad)?;
-    if leaf.seq != seq {
+/// Checks one entry's leaf (at leaf index `index`) and fields; returns the decoded leaf and its hash.
+fn check_entry(index: u64, leaf_bytes: &[u8], fields: Option<&[ExportField]>) -> Result<(Leaf, Hash), VerifyError> {
+    let bad = |source| VerifyError::Entry { seq: index + 1, source };
+    let leaf = entry::decode_leaf(leaf_bytes).map_err(bad)?;
+    if leaf.seq != index {
         return Err(bad(EntryError::Malformed("leaf seq does not match its position")));
     }
     if let Some(fields) = fields {
@@ -249,10 +306,11 @@ fn check_entry(seq: u64, leaf_b64: &str, fields: Option<&[ExportField]>) -> Resu
             }
         }
     }
-    Ok((merkle::leaf_hash(&leaf_bytes), fields.is_none()))
+    Ok((leaf, merkle::leaf_hash(leaf_bytes)))
 }
 
-/// What [`VerifyOptions::on_entry`] is called with: an entry's seq and fields (`None` once purged).
+/// What [`VerifyOptions::on_entry`] is called with: an entry's leaf index (its number − 1) and
+/// fields (`None` once purged).
 pub type EntryVisitor<'a> = dyn FnMut(u64, Option<&[ExportField]>) + 'a;
 
 /// How [`verify_export_with`] keeps the tree it re-derives, and what it tells the caller.
@@ -261,14 +319,14 @@ pub struct VerifyOptions<'a> {
     /// Keep the re-derived node hashes in files in this directory (created; any node files in it
     /// are overwritten; the caller removes it) instead of in memory (64 bytes per entry).
     pub tree_dir: Option<&'a Path>,
-    /// Called with (entries checked, entries the header announces) every `progress_every`
-    /// entries.
+    /// Called with (entries checked, entries the header announces, or 0 when unknown) every
+    /// `progress_every` entries.
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
     /// How often `progress` is called (0: every [`PROGRESS_EVERY`] entries).
     pub progress_every: u64,
-    /// Called with each entry's seq and fields (`None` once purged) after its leaf and fields
-    /// were checked. The export as a whole is verified only when [`verify_export_with`] returns
-    /// `Ok`: discard what was collected otherwise.
+    /// Called with each entry's leaf index and fields (`None` once purged) after its leaf and
+    /// fields were checked. The export as a whole is verified only when [`verify_export_with`]
+    /// returns `Ok`: discard what was collected otherwise.
     pub on_entry: Option<&'a mut EntryVisitor<'a>>,
 }
 
@@ -323,6 +381,127 @@ impl NodeStore for Rederived {
     }
 }
 
+/// Checks entries, then checkpoints, as they arrive, whatever their source (an export read line by
+/// line, or a ledger directory read in place): every leaf and plaintext, every purge against a
+/// recorded purge, every note's signature, origin and root. Beside the tree it keeps only the
+/// largest checkpoint and one purged entry not yet covered.
+struct Checker<'v, 'o> {
+    verifier: &'v NoteVerifier,
+    options: VerifyOptions<'o>,
+    progress_every: u64,
+    tree: Rederived,
+    /// The origin every checkpoint must carry (the export's header's; for a directory, the first
+    /// checkpoint's).
+    origin: Option<String>,
+    /// Entries the source announces (0: unknown), for progress.
+    announced: u64,
+    checkpoints: usize,
+    latest: Option<Checkpoint>,
+    purged: u64,
+    /// The purged entry with the latest time among those that no purge record after them covers
+    /// yet: (time, leaf index). A purge record of horizon `h` covers every purged entry before it
+    /// older than `h`; so all are covered once one with a later horizon than this one's time comes.
+    pending_purge: Option<(u64, u64)>,
+}
+
+impl<'v, 'o> Checker<'v, 'o> {
+    fn new(verifier: &'v NoteVerifier, options: VerifyOptions<'o>) -> Result<Self, VerifyError> {
+        let progress_every = if options.progress_every == 0 { PROGRESS_EVERY } else { options.progress_every };
+        let tree = match options.tree_dir {
+            Some(dir) => Rederived::Files { tree: NodeFiles::open(dir, 0)?, pending: Vec::with_capacity(4096) },
+            None => Rederived::Mem(MemTree::default()),
+        };
+        Ok(Self {
+            verifier,
+            options,
+            progress_every,
+            tree,
+            origin: None,
+            announced: 0,
+            checkpoints: 0,
+            latest: None,
+            purged: 0,
+            pending_purge: None,
+        })
+    }
+
+    /// The entry at leaf `index`: its leaf bytes and fields (`None`: shown as purged).
+    fn entry(&mut self, index: u64, leaf_bytes: &[u8], fields: Option<&[ExportField]>) -> Result<(), VerifyError> {
+        let (leaf, hash) = check_entry(index, leaf_bytes, fields)?;
+        let is_purge_record = leaf.fields.iter().any(|(n, _)| n == entry::keys::PURGE_HORIZON);
+        match fields {
+            None if is_purge_record => return Err(VerifyError::BadPurgeRecord { seq: index + 1 }),
+            None => {
+                self.purged += 1;
+                if self.pending_purge.is_none_or(|(t, _)| leaf.time_ms > t) {
+                    self.pending_purge = Some((leaf.time_ms, index));
+                }
+            }
+            Some(fields) if is_purge_record => {
+                let horizon = fields
+                    .iter()
+                    .find(|f| f.name == entry::keys::PURGE_HORIZON)
+                    .and_then(|f| f.value.parse::<u64>().ok())
+                    .ok_or(VerifyError::BadPurgeRecord { seq: index + 1 })?;
+                if self.pending_purge.is_some_and(|(t, _)| t < horizon) {
+                    self.pending_purge = None;
+                }
+            }
+            Some(_) => {}
+        }
+        self.tree.push(hash)?;
+        if let Some(f) = self.options.on_entry.as_mut() {
+            f(index, fields);
+        }
+        if (index + 1).is_multiple_of(self.progress_every)
+            && let Some(p) = self.options.progress.as_mut()
+        {
+            p(index + 1, self.announced);
+        }
+        Ok(())
+    }
+
+    /// One signed note; every entry must have been given before the first.
+    fn checkpoint(&mut self, note: &str) -> Result<(), VerifyError> {
+        let have = self.tree.count();
+        if self.checkpoints == 0 {
+            // The entries are over: the tree is whole.
+            self.tree.finish()?;
+        }
+        let index = self.checkpoints;
+        let cp = self.verifier.verify(note).map_err(|source| VerifyError::Note { index, source })?;
+        if *self.origin.get_or_insert_with(|| cp.origin.clone()) != cp.origin {
+            return Err(VerifyError::WrongOrigin { index });
+        }
+        if cp.size > have {
+            return Err(VerifyError::BeyondExport { index, size: cp.size, have });
+        }
+        let root = merkle::root(&self.tree, cp.size).map_err(VerifyError::Inconsistent)?;
+        if root != cp.root {
+            return Err(VerifyError::RootMismatch { index, size: cp.size });
+        }
+        if self.latest.as_ref().is_none_or(|l| cp.size >= l.size) {
+            self.latest = Some(cp);
+        }
+        self.checkpoints += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ExportSummary, VerifyError> {
+        self.tree.finish()?;
+        let have = self.tree.count();
+        if let Some((_, index)) = self.pending_purge {
+            return Err(VerifyError::UnrecordedPurge { seq: index + 1 });
+        }
+        let latest = self.latest.ok_or(VerifyError::Uncovered { uncovered: have })?;
+        if latest.size < have {
+            return Err(VerifyError::Uncovered { uncovered: have - latest.size });
+        }
+        let root = merkle::root(&self.tree, have).map_err(VerifyError::Inconsistent)?;
+        Ok(ExportSummary { entries: have, purged: self.purged, checkpoints: self.checkpoints, root, latest })
+    }
+}
+
 /// Re-derives the tree from an export and checks it against every signed checkpoint in it,
 /// keeping the tree in memory.
 pub fn verify_export(reader: impl BufRead, verifier: &NoteVerifier) -> Result<ExportSummary, VerifyError> {
@@ -367,19 +546,12 @@ pub fn verify_export_with(
 fn verify_lines(
     mut reader: impl BufRead,
     verifier: &NoteVerifier,
-    mut options: VerifyOptions<'_>,
+    options: VerifyOptions<'_>,
     max_line: usize,
 ) -> Result<ExportSummary, VerifyError> {
-    let progress_every = if options.progress_every == 0 { PROGRESS_EVERY } else { options.progress_every };
-    let mut tree = match options.tree_dir {
-        Some(dir) => Rederived::Files { tree: NodeFiles::open(dir, 0)?, pending: Vec::with_capacity(4096) },
-        None => Rederived::Mem(MemTree::default()),
-    };
-    let mut header: Option<(String, u64)> = None;
-    // Checkpoints verified so far and the largest of them.
-    let mut checkpoints = 0usize;
-    let mut latest: Option<Checkpoint> = None;
-    let mut purged = 0;
+    let mut checker = Checker::new(verifier, options)?;
+    // Entries are numbered from `first` (1; 0 in the older v1 format) and announced by the header.
+    let mut header: Option<(u64, u64)> = None;
     let mut buf = Vec::new();
     let mut n = 0;
     loop {
@@ -390,74 +562,103 @@ fn verify_lines(
         let parsed: ExportLine = serde_json::from_slice(&buf).map_err(|_| VerifyError::BadLine { line: n })?;
         match parsed {
             ExportLine::Header { format, origin, size } => {
-                if header.is_some() || n != 1 || format != EXPORT_FORMAT {
+                let first = match format.as_str() {
+                    EXPORT_FORMAT => 1,
+                    EXPORT_FORMAT_V1 => 0,
+                    _ => return Err(VerifyError::BadHeader),
+                };
+                if header.is_some() || n != 1 {
                     return Err(VerifyError::BadHeader);
                 }
-                header = Some((origin, size));
+                header = Some((first, size));
+                checker.origin = Some(origin);
+                checker.announced = size;
             }
             ExportLine::Entry { seq, leaf, fields } => {
-                let expected = tree.count();
-                let Some((_, announced)) = &header else {
+                let Some((first, _)) = header else {
                     return Err(VerifyError::BadHeader);
                 };
-                if seq != expected || checkpoints > 0 {
-                    return Err(VerifyError::OutOfOrder { line: n, expected });
+                let expected = checker.tree.count();
+                if seq.checked_sub(first) != Some(expected) || checker.checkpoints > 0 {
+                    return Err(VerifyError::OutOfOrder { line: n, expected: expected + first });
                 }
-                let (hash, was_purged) = check_entry(seq, &leaf, fields.as_deref())?;
-                purged += u64::from(was_purged);
-                tree.push(hash)?;
-                if let Some(f) = options.on_entry.as_mut() {
-                    f(seq, fields.as_deref());
-                }
-                if (seq + 1).is_multiple_of(progress_every)
-                    && let Some(p) = options.progress.as_mut()
-                {
-                    p(seq + 1, *announced);
-                }
+                let leaf = STANDARD.decode(leaf).map_err(|_| VerifyError::Entry {
+                    seq: expected + 1,
+                    source: EntryError::Malformed("leaf is not base64"),
+                })?;
+                checker.entry(expected, &leaf, fields.as_deref())?;
             }
             ExportLine::Checkpoint { note } => {
-                let Some((origin, announced)) = &header else {
+                let Some((_, announced)) = header else {
                     return Err(VerifyError::BadHeader);
                 };
-                let have = tree.count();
-                if checkpoints == 0 {
-                    // The entries are over: the tree is whole.
-                    tree.finish()?;
-                    if *announced != have {
-                        return Err(VerifyError::SizeMismatch { announced: *announced, have });
-                    }
+                let have = checker.tree.count();
+                if checker.checkpoints == 0 && announced != have {
+                    return Err(VerifyError::SizeMismatch { announced, have });
                 }
-                let index = checkpoints;
-                let cp = verifier.verify(&note).map_err(|source| VerifyError::Note { index, source })?;
-                if cp.origin != *origin {
-                    return Err(VerifyError::WrongOrigin { index });
-                }
-                if cp.size > have {
-                    return Err(VerifyError::BeyondExport { index, size: cp.size, have });
-                }
-                let root = merkle::root(&tree, cp.size).map_err(VerifyError::Inconsistent)?;
-                if root != cp.root {
-                    return Err(VerifyError::RootMismatch { index, size: cp.size });
-                }
-                if latest.as_ref().is_none_or(|l| cp.size >= l.size) {
-                    latest = Some(cp);
-                }
-                checkpoints += 1;
+                checker.checkpoint(&note)?;
             }
         }
     }
-    tree.finish()?;
     let (_, announced) = header.ok_or(VerifyError::BadHeader)?;
-    let have = tree.count();
+    let have = checker.tree.count();
     if announced != have {
         return Err(VerifyError::SizeMismatch { announced, have });
     }
-    let latest = latest.ok_or(VerifyError::Uncovered { uncovered: have })?;
-    if latest.size < have {
-        return Err(VerifyError::Uncovered { uncovered: have - latest.size });
+    checker.finish()
+}
+
+/// Verifies a ledger directory in place, **read-only**: nothing in it is created, repaired or
+/// signed, and no key in it is read. The segments are scanned (a torn tail a crash or a running
+/// writer left is not part of the log and is skipped), every entry is checked as in an export,
+/// and every note in `checkpoints.log` must be signed by `verifier` (the auditor's copy of the
+/// gateway's public key, obtained outside this directory) and match the entries; the last one
+/// must cover them all. A directory without a signed checkpoint is refused
+/// ([`VerifyError::NoCheckpointLog`]): a ledger signs one when it is created.
+pub fn verify_dir(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    options: VerifyOptions<'_>,
+) -> Result<ExportSummary, VerifyError> {
+    let cp_path = dir.join(CHECKPOINT_LOG);
+    let cp_bytes = match std::fs::read(&cp_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(VerifyError::NoCheckpointLog { path: cp_path });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let notes = crate::ledger::whole_notes(&cp_bytes, &cp_path, verifier)?;
+    if notes.is_empty() {
+        return Err(VerifyError::NoCheckpointLog { path: cp_path });
     }
-    let root = merkle::root(&tree, have).map_err(VerifyError::Inconsistent)?;
-    Ok(ExportSummary { entries: have, purged, checkpoints, root, latest })
+    let mut checker = Checker::new(verifier, options)?;
+    let mut failure = None;
+    let segments = dir.join("segments");
+    if !segments.is_dir() {
+        return Err(VerifyError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} has no segments directory", dir.display()),
+        )));
+    }
+    segment::scan(&segments, |index, _, payload| {
+        let checked = entry::decode_record(payload)
+            .map_err(|source| VerifyError::Entry { seq: index + 1, source })
+            .and_then(|e| checker.entry(index, &e.leaf, export_fields(&e).as_deref()));
+        // The error only stops the scan; `failure` says why.
+        checked.map_err(|e| {
+            failure = Some(e);
+            SegmentError::Hook(String::new())
+        })
+    })
+    .or_else(|e| match failure.take() {
+        Some(f) => Err(f),
+        None => Err(VerifyError::Segment(e)),
+    })?;
+    for note in &notes {
+        checker.checkpoint(note)?;
+    }
+    checker.finish()
 }
 
 /// For a watcher: verifies both notes with `verifier`, then that `new` extends `old` by the
@@ -509,6 +710,17 @@ mod tests {
     }
 
     #[test]
+    fn export_numbers_entries_from_one_like_every_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(dir.path(), &key);
+        let lines = export(&l);
+        let first: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        let last: serde_json::Value = serde_json::from_str(&lines[10]).unwrap();
+        assert_eq!((first["seq"].as_u64(), last["seq"].as_u64()), (Some(1), Some(10)));
+    }
+
+    #[test]
     fn export_verifies_and_any_tampering_is_caught_at_its_entry() {
         let dir = tempfile::tempdir().unwrap();
         let key = NoteSigner::generate_pkcs8().unwrap();
@@ -516,13 +728,13 @@ mod tests {
         let v = l.verifier().clone();
         let lines = export(&l);
         let s = verify(&lines, &v).unwrap();
-        assert_eq!((s.entries, s.checkpoints, s.latest.size), (10, 3, 10));
+        assert_eq!((s.entries, s.checkpoints, s.latest.size), (10, 4, 10));
         assert_eq!(s.root, l.head().unwrap().1);
 
         // Changing a plaintext value.
         let mut bad = lines.clone();
         bad[4] = bad[4].replace("\"a3\"", "\"a9\"");
-        assert!(matches!(verify(&bad, &v), Err(VerifyError::Entry { seq: 3, .. })));
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::Entry { seq: 4, .. })));
         // Changing a leaf (flip one base64 char).
         let mut bad = lines.clone();
         let line: ExportLine = serde_json::from_str(&bad[6]).unwrap();
@@ -545,6 +757,15 @@ mod tests {
         let mut bad = lines.clone();
         bad[3] = bad[3].replace("\"fields\":", "\"fieldr\":");
         assert!(matches!(verify(&bad, &v), Err(VerifyError::BadLine { line: 4 })));
+        // ... or by setting them to null, or by removing them: no recorded purge covers entry 3.
+        let mut line: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+        line["fields"] = serde_json::Value::Null;
+        let mut bad = lines.clone();
+        bad[3] = line.to_string();
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::UnrecordedPurge { seq: 3 })), "{:?}", verify(&bad, &v));
+        line.as_object_mut().unwrap().remove("fields");
+        bad[3] = line.to_string();
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::BadLine { line: 4 })));
         // Another key.
         let other = NoteSigner::from_pkcs8("shuzhu.test/audit", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
         assert!(matches!(verify(&lines, &other.verifier()), Err(VerifyError::Note { .. })));
@@ -558,7 +779,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = NoteSigner::generate_pkcs8().unwrap();
         let l = filled(&dir.path().join("ledger"), &key);
-        l.purge_before(3).unwrap();
+        l.purge_before(EntryFields::new(100), 3).unwrap();
         let lines = export(&l);
         let in_memory = verify(&lines, l.verifier()).unwrap();
         let tree_dir = dir.path().join("rederived");
@@ -578,20 +799,21 @@ mod tests {
         let in_files = verify_export_with(lines.join("\n").as_bytes(), l.verifier(), options).unwrap();
         assert_eq!(in_files, in_memory);
         assert!(tree_dir.join("level-00.hash").exists(), "the node hashes went to files");
-        assert_eq!(ticks, [(4, 10), (8, 10)]);
-        let want: Vec<(u64, Option<String>)> = (0..10).map(|i| (i, (i >= 3).then(|| format!("a{i}")))).collect();
+        assert_eq!(ticks, [(4, 11), (8, 11)]);
+        let mut want: Vec<(u64, Option<String>)> = (0..10).map(|i| (i, (i >= 3).then(|| format!("a{i}")))).collect();
+        want.push((10, None));
         assert_eq!(seen, want, "purged entries come without fields");
         // Tampering is caught the same way with the tree in files.
         let mut bad = lines.clone();
         bad[5] = bad[5].replace("\"a4\"", "\"a8\"");
         let options = VerifyOptions { tree_dir: Some(&tree_dir), ..VerifyOptions::default() };
         let r = verify_export_with(bad.join("\n").as_bytes(), l.verifier(), options);
-        assert!(matches!(r, Err(VerifyError::Entry { seq: 4, .. })));
+        assert!(matches!(r, Err(VerifyError::Entry { seq: 5, .. })));
         let mut bad = lines.clone();
         bad.swap(6, 7);
         let options = VerifyOptions { tree_dir: Some(&tree_dir), ..VerifyOptions::default() };
         let r = verify_export_with(bad.join("\n").as_bytes(), l.verifier(), options);
-        assert!(matches!(r, Err(VerifyError::OutOfOrder { line: 7, expected: 5 })));
+        assert!(matches!(r, Err(VerifyError::OutOfOrder { line: 7, expected: 6 })));
     }
 
     #[test]
@@ -599,11 +821,83 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = NoteSigner::generate_pkcs8().unwrap();
         let l = filled(dir.path(), &key);
-        l.purge_before(5).unwrap();
+        l.purge_before(EntryFields::new(100), 5).unwrap();
         let lines = export(&l);
         let s = verify(&lines, l.verifier()).unwrap();
-        assert_eq!((s.entries, s.purged), (10, 5));
+        assert_eq!((s.entries, s.purged), (11, 5));
         assert!(!lines[1].contains("\"a0\""), "purged plaintext is not exported");
+    }
+
+    #[test]
+    fn a_purge_verifies_only_before_its_record_and_its_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(dir.path(), &key);
+        l.purge_before(EntryFields::new(100).with("action", "purge"), 5).unwrap();
+        l.append(EntryFields::new(1).with("decision", "allow")).unwrap();
+        let lines = export(&l);
+        let v = l.verifier().clone();
+        verify(&lines, &v).unwrap();
+        let purge = |line: &str| {
+            let mut e: serde_json::Value = serde_json::from_str(line).unwrap();
+            e["fields"] = serde_json::Value::Null;
+            e.to_string()
+        };
+        // Entry 7 (time 6) is younger than the horizon 5: not covered.
+        let mut bad = lines.clone();
+        bad[7] = purge(&bad[7]);
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::UnrecordedPurge { seq: 7 })));
+        // Entry 12 (time 1) is old enough, but comes after the purge record (entry 11).
+        let mut bad = lines.clone();
+        bad[12] = purge(&bad[12]);
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::UnrecordedPurge { seq: 12 })));
+        // The purge record itself can never pass for purged: its horizon would be lost.
+        let mut bad = lines.clone();
+        bad[11] = purge(&bad[11]);
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::BadPurgeRecord { seq: 11 })));
+        // Entry 5 (time 4) was genuinely purged; a forged horizon breaks the purge record's digest.
+        assert!(lines[5].contains("\"fields\":null"));
+        let mut bad = lines.clone();
+        bad[11] = bad[11].replace("\"value\":\"5\"", "\"value\":\"50\"");
+        assert!(matches!(verify(&bad, &v), Err(VerifyError::Entry { seq: 11, .. })));
+    }
+
+    #[test]
+    fn a_directory_verifies_read_only_against_an_outside_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::generate_pkcs8().unwrap();
+        let l = filled(dir.path(), &key);
+        l.purge_before(EntryFields::new(100), 5).unwrap();
+        let v = l.verifier().clone();
+        l.close().unwrap();
+        let before: Vec<(std::path::PathBuf, Vec<u8>)> = walk(dir.path());
+        let s = verify_dir(dir.path(), &v, VerifyOptions::default()).unwrap();
+        assert_eq!((s.entries, s.purged, s.latest.size), (11, 5, 11));
+        assert_eq!(walk(dir.path()), before, "nothing in the directory changed");
+        let other = NoteSigner::from_pkcs8("shuzhu.test/audit", &NoteSigner::generate_pkcs8().unwrap()).unwrap();
+        assert!(matches!(
+            verify_dir(dir.path(), &other.verifier(), VerifyOptions::default()),
+            Err(VerifyError::Note { .. })
+        ));
+        std::fs::remove_file(dir.path().join(CHECKPOINT_LOG)).unwrap();
+        let r = verify_dir(dir.path(), &v, VerifyOptions::default());
+        assert!(matches!(r, Err(VerifyError::NoCheckpointLog { .. })), "{r:?}");
+        assert!(!dir.path().join(CHECKPOINT_LOG).exists());
+    }
+
+    /// Every file under `dir` with its bytes, sorted.
+    fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod reload;
+pub mod secret;
 
 use std::collections::HashMap;
 use std::future::Future;

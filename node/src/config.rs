@@ -176,6 +176,11 @@ impl ConfigFile for NodeConfig {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen {:?} is not an address like 127.0.0.1:7443", self.listen));
         }
+        // Secrets others may read are refused: the node does not start.
+        let secrets = [Some(&self.pseudonym_key_file), self.journal_key_file.as_ref(), Some(&self.tls.key)];
+        for secret in secrets.into_iter().flatten() {
+            shuzhu_net::secret::check_secret_permissions_if_present(secret).map_err(|e| e.to_string())?;
+        }
         let mut problems = self.policy.problems();
         problems.extend(self.data_source.problems());
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }

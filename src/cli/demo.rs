@@ -177,7 +177,7 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         "  shuzhu query --demo {d} --as-role manager --indicator avg_trial_days --group-by court,year --from 2022-01 --to 2024-12 --purpose 审判管理"
     );
     println!("  shuzhu audit list --demo {d}");
-    println!("  shuzhu audit verify --ledger {d}/ledger");
+    println!("  shuzhu audit verify --ledger {d}/ledger --key {d}/ledger.keys/checkpoint-key.pub");
     println!(
         "  curl --cacert {} -H \"authorization: Bearer $(cat {})\" {}/v1/me",
         prepared.pki.ca_cert.display(),

@@ -61,8 +61,8 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
                 other => anyhow::bail!("algorithm {other:?} must be EdDSA or ES256"),
             };
             let (_, private_pem, public_pem) = SigningKey::generate(alg)?;
-            std::fs::create_dir_all(&out)?;
-            std::fs::write(out.join("issuer.key"), private_pem)?;
+            // The private key is created 0600 (its folder 0700) as it is opened.
+            shuzhu_net::secret::write_secret_file(&out.join("issuer.key"), private_pem.as_bytes())?;
             std::fs::write(out.join("issuer.pub.pem"), public_pem)?;
             println!("{} {}", out.join("issuer.key").display(), out.join("issuer.pub.pem").display());
         }
@@ -83,7 +83,9 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             };
             let token = issue_token(&key, &claims)?;
             match out {
-                Some(p) => std::fs::write(&p, token).with_context(|| format!("writing {}", p.display()))?,
+                // A token is a bearer secret: created 0600.
+                Some(p) => shuzhu_net::secret::write_secret_file(&p, token.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?,
                 None => println!("{token}"),
             }
         }

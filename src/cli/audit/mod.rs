@@ -1,8 +1,10 @@
 //! `shuzhu audit`: the auditor's commands. Through the gateway (auditor token; every read is itself
 //! a ledger entry): `list`, `show` (entry + inclusion proof checked locally against a signed
 //! checkpoint), `export`, `prove`, `watch` (keeps the last verified checkpoint on the auditor's disk
-//! and checks each new one extends it), `report`. Offline, on a ledger directory no running gateway
-//! holds: `verify` (also of an export file) and `purge`.
+//! and checks each new one extends it), `report`. Offline: `verify` (of a ledger directory,
+//! read-only, or of an export file; always against a key given with `--key`, never one found in the
+//! ledger directory; it never signs), and, on a ledger directory no running gateway holds, `purge`
+//! and `init`. Entries are numbered from 1 in every command, in answers and in exports.
 
 mod report;
 mod watch;
@@ -69,18 +71,34 @@ pub(crate) enum Command {
     },
     /// Recompute the Merkle tree of a ledger (or of an export) and check it against every signed checkpoint.
     #[command(
-        after_help = "Examples:\n  shuzhu audit verify --ledger ./demo/ledger\n  shuzhu audit verify --export audit.jsonl --key ./demo/ledger/checkpoint-key.pub"
+        after_help = "Examples:\n  shuzhu audit verify --ledger ./demo/fed/ledger --key ./demo/fed/ledger.keys/checkpoint-key.pub\n  shuzhu audit verify --export audit.jsonl --key checkpoint-key.pub\n\nThe key is the only one trusted: use the copy you received from the gateway's operator, never one\nfound in the directory you verify. A ledger directory is read without any change (nothing is\nrepaired or signed); every entry must be covered by a checkpoint signed with the key, so stop the\ngateway (it seals its entries on shutdown) before verifying its directory.\nExit status: 0 verified, 2 does NOT verify, 1 other errors."
     )]
     Verify {
-        /// Ledger directory, verified offline (no running gateway may hold it).
+        /// Ledger directory, verified offline and read-only.
         #[arg(long, required_unless_present = "export", conflicts_with = "export")]
         ledger: Option<PathBuf>,
         /// Export file (JSON lines) to verify instead.
-        #[arg(long, requires = "key")]
-        export: Option<PathBuf>,
-        /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`).
         #[arg(long)]
-        key: Option<PathBuf>,
+        export: Option<PathBuf>,
+        /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`), obtained from the
+        /// gateway's operator; required.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Seal a ledger whose entries have no signed checkpoint (offline; the gateway must be stopped).
+    #[command(
+        after_help = "Example:\n  shuzhu audit init --ledger /var/lib/shuzhu/ledger --config /etc/shuzhu/gateway.toml --operator zhang\n\nA ledger signs a checkpoint when it is created, so a ledger whose checkpoints.log is missing or\nempty has lost its checkpoints: someone may have removed them to hide a cut. The gateway refuses\nto start on it. Run this only for a ledger you have checked by other means (an export or a\nwatcher's state, a backup), or one from a version that did not sign at creation. The sealing is\nrecorded as an entry."
+    )]
+    Init {
+        /// Ledger directory of a stopped gateway.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// Gateway configuration whose `[ledger]` section gives key and origin.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Who seals it (recorded).
+        #[arg(long, default_value = "operator")]
+        operator: String,
     },
     /// Print and verify an inclusion proof (`--seq`) or a consistency proof (`--old`, `--new`).
     #[command(
@@ -231,7 +249,8 @@ fn key_path(conn: &super::Connection, key: Option<PathBuf>) -> Result<PathBuf> {
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", p.display()))?;
     let ledger =
         v.get("ledger").and_then(serde_json::Value::as_str).context("demo.json names no ledger; give --key")?;
-    Ok(PathBuf::from(ledger).join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME))
+    let settings = shuzhu_gateway::config::LedgerSettings::default();
+    Ok(shuzhu_gateway::ledger::public_key_file(Path::new(ledger), &settings))
 }
 
 fn hashes(raw: &[Vec<u8>]) -> Result<Vec<Hash>> {
@@ -313,7 +332,21 @@ fn fail(what: &str, e: &anyhow::Error) -> ExitCode {
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
     match c {
         Command::Reconcile(args) => super::reconcile::run(args),
-        Command::Verify { ledger, export, key } => verify(ledger, export, key),
+        Command::Verify { ledger, export, key } => verify(ledger, export, &key),
+        Command::Init { ledger, config, operator } => {
+            let settings = match config {
+                Some(p) => shuzhu_gateway::config::GatewayConfig::load(&p)?.ledger,
+                None => shuzhu_gateway::config::LedgerSettings::default(),
+            };
+            let (chain, seq) = shuzhu_gateway::ledger::AuditChain::init(&ledger, &settings, &operator)?;
+            let (size, key) = (chain.len(), chain.public_key_path().to_owned());
+            drop(chain);
+            println!(
+                "sealed {size} entries with a signed checkpoint; the sealing is entry {seq}; verifier key: {}",
+                key.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { conn, from_seq, limit, filter, page_token, format } => {
             let req = pb::ListEntriesRequest {
                 from_seq,
@@ -383,7 +416,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             })?;
             println!("wrote {bytes} bytes to {}", out.display());
             match key {
-                Some(k) => verify(None, Some(out), Some(k)),
+                Some(k) => verify(None, Some(out), &k),
                 None => Ok(ExitCode::SUCCESS),
             }
         }
@@ -508,15 +541,30 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
     }
 }
 
-fn verify(ledger: Option<PathBuf>, export: Option<PathBuf>, key: Option<PathBuf>) -> Result<ExitCode> {
+fn verify(ledger: Option<PathBuf>, export: Option<PathBuf>, key: &Path) -> Result<ExitCode> {
     // Big ledgers take a while: say how far verification got (on stderr, every ~1 M entries).
-    let mut progress = |done: u64, total: u64| eprintln!("verified {done} of {total} entries");
+    let mut progress = |done: u64, total: u64| match total {
+        0 => eprintln!("verified {done} entries"),
+        _ => eprintln!("verified {done} of {total} entries"),
+    };
+    // The only key trusted: the one given, never one read from the ledger directory.
+    let verifier = shuzhu_gateway::ledger::load_verifier(key)?;
     let (what, result) = match (ledger, export) {
-        (Some(dir), _) => (dir.clone(), shuzhu_gateway::ledger::verify_ledger_dir_with_progress(&dir, &mut progress)),
+        (Some(dir), _) => {
+            if !dir.is_dir() {
+                bail!("{} is not a ledger directory", dir.display());
+            }
+            if let Ok(k) = key.canonicalize()
+                && dir.canonicalize().is_ok_and(|d| k.starts_with(d))
+            {
+                eprintln!(
+                    "warning: the key {} lies in the directory being verified; whoever can rewrite the ledger can replace it",
+                    key.display()
+                );
+            }
+            (dir.clone(), shuzhu_gateway::ledger::verify_ledger_dir_with_progress(&dir, &verifier, &mut progress))
+        }
         (None, Some(file)) => {
-            let verifier = key
-                .ok_or_else(|| anyhow::anyhow!("--export needs --key"))
-                .and_then(|k| Ok(shuzhu_gateway::ledger::load_verifier(&k)?))?;
             let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             drop(f);
             let result = shuzhu_gateway::ledger::verify_export_file(&file, &verifier, &mut progress, None);
@@ -527,10 +575,12 @@ fn verify(ledger: Option<PathBuf>, export: Option<PathBuf>, key: Option<PathBuf>
     match result {
         Ok(s) => {
             println!(
-                "ok: {} entries ({} purged), {} signed checkpoints verified, root {}",
+                "ok: {} entries ({} purged), {} signed checkpoints verified with key {}, origin {}, root {}",
                 s.entries,
                 s.purged,
                 s.checkpoints,
+                verifier.name(),
+                s.latest.origin,
                 hex::encode(s.root)
             );
             Ok(ExitCode::SUCCESS)
