@@ -75,8 +75,55 @@ pub fn init_ca(dir: &Path, force: bool) -> Result<PkiLayout> {
     Ok(layout)
 }
 
-/// Issues a certificate for party `id` of `role`, signed by the CA in `layout`.
+/// Default validity of an issued certificate, in days (two years).
+pub const DEFAULT_DAYS: u32 = 730;
+
+/// How [`issue_with`] issues a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssueOptions {
+    /// Days the certificate is valid from now (1 to 3650).
+    pub days: u32,
+    /// Replace a node's receipt signing key that already exists. Off by default: the receipt key has a
+    /// life of its own (the gateway's `receipt_key_file` names it), and renewing a certificate must
+    /// not silently change it.
+    pub rotate_receipt_key: bool,
+}
+
+impl Default for IssueOptions {
+    fn default() -> Self {
+        IssueOptions { days: DEFAULT_DAYS, rotate_receipt_key: false }
+    }
+}
+
+/// What [`issue_with`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// Certificate file.
+    pub cert: PathBuf,
+    /// Private key file.
+    pub key: PathBuf,
+    /// The certificate's serial number (hex, as a gateway's `deny_serials` lists it).
+    pub serial: String,
+    /// Last day of validity (UTC, `YYYY-MM-DD`).
+    pub not_after: String,
+    /// For a node: whether a new receipt key was written (first issue, or `rotate_receipt_key`).
+    pub new_receipt_key: bool,
+}
+
+/// Issues a certificate for party `id` of `role`, signed by the CA in `layout`, with the default
+/// [`IssueOptions`].
 pub fn issue(layout: &PkiLayout, role: Role, id: &str) -> Result<(PathBuf, PathBuf)> {
+    let issued = issue_with(layout, role, id, IssueOptions::default())?;
+    Ok((issued.cert, issued.key))
+}
+
+/// Issues a certificate for party `id` of `role`, valid for `opts.days` from now, signed by the CA in
+/// `layout`. A node also gets a receipt signing key, unless it has one and `opts.rotate_receipt_key`
+/// is off.
+pub fn issue_with(layout: &PkiLayout, role: Role, id: &str, opts: IssueOptions) -> Result<Issued> {
+    if !(1..=3650).contains(&opts.days) {
+        bail!("--days {} must be between 1 and 3650", opts.days);
+    }
     if !shuzhu_net::is_valid_party_id(id) {
         bail!("party id {id:?} must be 1-63 characters of a-z, 0-9 and -");
     }
@@ -91,6 +138,10 @@ pub fn issue(layout: &PkiLayout, role: Role, id: &str) -> Result<(PathBuf, PathB
         params.subject_alt_names.push(SanType::DnsName("localhost".try_into().context("dns name")?));
         params.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     }
+    let now = time::OffsetDateTime::now_utc();
+    // An hour of slack for clocks a little behind the issuer's.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(opts.days));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let key = KeyPair::generate().context("generating key")?;
@@ -98,18 +149,25 @@ pub fn issue(layout: &PkiLayout, role: Role, id: &str) -> Result<(PathBuf, PathB
     let (cert_path, key_path) = layout.party(role, id);
     write_private(&key_path, &key.serialize_pem())?;
     fs::write(&cert_path, cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    let mut new_receipt_key = false;
     if role == Role::Node {
-        // A node also gets the key it signs release receipts with (replaced with its certificate).
+        // A node also gets the key it signs release receipts with: made once, replaced only on request.
         let (jkey, jpub) = layout.journal_key(id);
-        for f in [&jkey, &jpub] {
-            if f.exists() {
-                fs::remove_file(f).with_context(|| format!("replacing {}", f.display()))?;
+        let exists = jkey.exists() && jpub.exists();
+        if !exists || opts.rotate_receipt_key {
+            for f in [&jkey, &jpub] {
+                if f.exists() {
+                    fs::remove_file(f).with_context(|| format!("replacing {}", f.display()))?;
+                }
             }
+            shuzhu_ledger::receipt::ReceiptSigner::generate_files(&jkey, &jpub)
+                .with_context(|| format!("writing the receipt key of node {id}"))?;
+            new_receipt_key = true;
         }
-        shuzhu_ledger::receipt::ReceiptSigner::generate_files(&jkey, &jpub)
-            .with_context(|| format!("writing the receipt key of node {id}"))?;
     }
-    Ok((cert_path, key_path))
+    let serial = shuzhu_net::certificate_serial(cert.der()).unwrap_or_default();
+    let not_after = params.not_after.date().to_string();
+    Ok(Issued { cert: cert_path, key: key_path, serial, not_after, new_receipt_key })
 }
 
 /// `pki init`: a CA plus certificates for one gateway and the given nodes.

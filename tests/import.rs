@@ -272,3 +272,107 @@ fn the_import_line_says_what_minimise_dropped_and_the_store_records_the_forms_he
     assert!(again.contains("form of defendant_address:"), "{again}");
     assert_eq!(forms(), Some(StoredForms::LEGACY));
 }
+
+/// A small federation of its own under `dir` (courts of 80 cases, plus the justice and statistics
+/// nodes).
+fn small_federation(dir: &std::path::Path, courts: usize) -> shuzhu::federation::Prepared {
+    let data = dir.join("data");
+    let cfg = shuzhu_gen::GenConfig { courts, cases_per_court: 80, seed: 9, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let specs = shuzhu::federation::discover(&data).unwrap();
+    shuzhu::federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap()
+}
+
+fn shuzhu_cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn an_import_while_the_node_serves_is_refused_naming_the_serving_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prepared = small_federation(tmp.path(), 1);
+    let (id, config) = prepared.nodes.iter().find(|(id, _)| id.starts_with("court-")).unwrap().clone();
+    let store_dir = config.parent().unwrap().join("store");
+    // Five cases the node does not hold yet (copies of its first rows under new case numbers).
+    let mut reader = csv::Reader::from_path(tmp.path().join("data").join(&id).join("cases.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let at = headers.iter().position(|h| h == "case_no").unwrap();
+    let mut w = csv::Writer::from_path(tmp.path().join("more.csv")).unwrap();
+    w.write_record(&headers).unwrap();
+    for (i, rec) in reader.records().take(5).enumerate() {
+        let mut rec: Vec<String> = rec.unwrap().iter().map(String::from).collect();
+        rec[at] = format!("(2099)闽9999民初{i}号");
+        w.write_record(&rec).unwrap();
+    }
+    w.flush().unwrap();
+    let more = tmp.path().join("more.csv");
+    let args = ["node", "import", "--config", config.to_str().unwrap(), "--dataset", "cases", more.to_str().unwrap()];
+
+    let rt = runtime();
+    let running = rt.block_on(shuzhu::federation::start(&prepared)).unwrap();
+    let (code, out) = shuzhu_cli(&args);
+    assert_ne!(code, 0, "an import while the node serves must be refused: {out}");
+    assert!(out.contains(&format!("in use by process {}", std::process::id())), "{out}");
+    assert!(out.contains(&store_dir.display().to_string()), "{out}");
+    rt.block_on(running.shutdown());
+    let held = SledStore::open(&store_dir).unwrap().count("cases").unwrap();
+    let imported = prepared.imports.iter().find(|(n, r)| *n == id && r.dataset == "cases").unwrap().1.total_records;
+    assert_eq!(held, imported, "the refused import changed nothing");
+    // Once the node is stopped the same import goes through.
+    let (code, out) = shuzhu_cli(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("durable"), "{out}");
+    assert_eq!(SledStore::open(&store_dir).unwrap().count("cases").unwrap(), imported + 5);
+}
+
+#[test]
+fn a_mistyped_store_is_refused_unless_allowed_and_a_node_without_data_is_missing_from_coverage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prepared = small_federation(tmp.path(), 2);
+    let courts: Vec<(String, std::path::PathBuf)> =
+        prepared.nodes.iter().filter(|(id, _)| id.starts_with("court-")).cloned().collect();
+    let (empty_id, config) = &courts[1];
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace("store = \"store\"", "store = \"stroe\"")).unwrap();
+    let typo = config.parent().unwrap().join("stroe");
+    let open = || match shuzhu_node::service::NodeState::open(&shuzhu_node::config::NodeConfig::load(config).unwrap()) {
+        Ok(_) => panic!("a node started on a store that does not exist or is empty"),
+        Err(e) => e.to_string(),
+    };
+    let err = open();
+    assert!(err.contains(&typo.display().to_string()) && err.contains("does not exist"), "{err}");
+    assert!(err.contains("--allow-empty"), "{err}");
+    assert!(!typo.exists(), "nothing was created at the mistyped path");
+    // An existing but empty store is refused too.
+    std::fs::create_dir(&typo).unwrap();
+    let err = open();
+    assert!(err.contains("holds no record of cases"), "{err}");
+    // Allowed, it serves; the gateway shows it missing for lack of data instead of counting it.
+    std::fs::write(config, text.replace("store = \"store\"", "store = \"stroe\"\nallow_empty = true")).unwrap();
+    let rt = runtime();
+    let running = rt.block_on(shuzhu::federation::start(&prepared)).unwrap();
+    let token = shuzhu::client::read_token(&prepared.tokens["requester"]).unwrap();
+    let resp = rt
+        .block_on(async {
+            let ch = shuzhu::client::connect(&running.gateway_url, &prepared.pki.ca_cert).await.unwrap();
+            shuzhu::client::query(ch, &token, crate::util::request("filed", &["year"], 202001, 202412, "诉源治理"))
+                .await
+        })
+        .unwrap();
+    let cov = resp.coverage.unwrap();
+    assert_eq!((cov.asked, cov.answered), (2, 1), "{cov:?}");
+    assert_eq!(cov.missing.len(), 1, "{cov:?}");
+    assert_eq!(
+        (cov.missing[0].node.as_str(), cov.missing[0].reason.as_str()),
+        (empty_id.as_str(), "no data for dataset cases")
+    );
+    rt.block_on(running.shutdown());
+}

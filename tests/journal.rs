@@ -46,6 +46,16 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     let (k2, p2) = (tmp.path().join("other.pk8"), tmp.path().join("other.pub"));
     ReceiptSigner::generate_files(&k2, &p2).unwrap();
     std::fs::copy(&k2, &key).unwrap();
+    // The gateway says the key changed (naming both keys) rather than that the receipt is forged.
+    let key_id = |pub_file: &Path| {
+        let bytes = hex::decode(std::fs::read_to_string(pub_file).unwrap().trim()).unwrap();
+        hex::encode(&ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..8])
+    };
+    let changed = format!(
+        "receipt key changed: node {forged} now signs with key {}, not the configured {}",
+        key_id(&p2),
+        key_id(&prepared.pki.journal_key(&forged).1)
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let running = rt.block_on(federation::start(&prepared)).unwrap();
@@ -62,7 +72,7 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
         assert_eq!(
             cov.missing,
             vec![
-                pb::MissingNode { node: forged.clone(), reason: "receipt invalid".into() },
+                pb::MissingNode { node: forged.clone(), reason: changed.clone() },
                 pb::MissingNode {
                     node: refusing.clone(),
                     reason: format!(
@@ -84,11 +94,11 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
         assert_eq!(g["receipt"]["verified"], true, "{g}");
         assert_eq!(g["receipt"]["signature"].as_str().unwrap().len(), 128);
         let f = nodes.iter().find(|n| n["node"] == forged.as_str()).unwrap();
-        assert_eq!((f["status"].as_str(), f["reason"].as_str()), (Some("missing"), Some("receipt invalid")));
+        assert_eq!((f["status"].as_str(), f["reason"].as_str()), (Some("missing"), Some(changed.as_str())));
         assert!(f.get("receipt").is_none());
     }
     // The receipts name the journal records of exactly these releases.
-    let good_store = tmp.path().join("fed/nodes").join(&good).join("store");
+    let good_store = tmp.path().join("fed/nodes").join(&good).join("journal");
     let (records, chain) = journal::load(&good_store).unwrap();
     assert_eq!(chain.releases as usize, seqs.len());
     for (seq, rid) in seqs.iter().zip(&request_ids) {
@@ -108,7 +118,7 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     let (code, out) = shuzhu(&["node", "journal", "verify", "--journal", p(&good_store)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("{} releases", seqs.len())), "{out}");
-    let refusing_store = tmp.path().join("fed/nodes").join(&refusing).join("store");
+    let refusing_store = tmp.path().join("fed/nodes").join(&refusing).join("journal");
     let (code, out) = shuzhu(&["node", "journal", "verify", "--journal", p(&refusing_store)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 releases, 4 refusals"), "the refusals are journalled: {out}");
@@ -144,11 +154,11 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("--key"), "{out}");
     // The forged node released (and journalled) what the gateway refused to count.
-    let forged_store = tmp.path().join("fed/nodes").join(&forged).join("store");
+    let forged_store = tmp.path().join("fed/nodes").join(&forged).join("journal");
     let (code, out) =
         shuzhu(&["audit", "reconcile", "--journal", p(&forged_store), "--export", p(&export), "--key", p(&key)]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("receipt invalid") && out.contains("4 discrepancies"), "{out}");
+    assert!(out.contains("receipt key changed") && out.contains("4 discrepancies"), "{out}");
 
     // A ledger rebuilt without the second query's entry.
     let copy = tmp.path().join("ledger-copy");
@@ -191,4 +201,149 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     assert_eq!(missing[0]["request_id"], request_ids[2].as_str());
     // The releases after it moved up one place, so their recorded receipts no longer name them.
     assert!(doc["discrepancies"].as_array().unwrap().iter().any(|d| d["kind"] == "receipt_mismatch"), "{out}");
+}
+
+/// A small federation of its own under `dir` (courts of 80 cases, plus the justice and statistics
+/// nodes), and the id and config file of its first court.
+fn small(dir: &Path, courts: usize) -> (federation::Prepared, String, std::path::PathBuf) {
+    let data = dir.join("data");
+    let cfg = shuzhu_gen::GenConfig { courts, cases_per_court: 80, seed: 5, ..Default::default() };
+    shuzhu_gen::generate(&data, &cfg).unwrap();
+    let specs = federation::discover(&data).unwrap();
+    let prepared = federation::prepare(&dir.join("fed"), &specs, &mut |_| {}).unwrap();
+    let (id, config) = prepared.nodes.iter().find(|(id, _)| id.starts_with("court-")).unwrap().clone();
+    (prepared, id, config)
+}
+
+fn release(i: u32) -> journal::Release {
+    journal::Release {
+        kind: journal::KIND_RELEASE,
+        request_id: format!("req-{i}"),
+        gateway: federation::DEMO_GATEWAY.into(),
+        agency: "xm-sfj".into(),
+        dataset: "cases".into(),
+        measures: vec!["cases.filed".into()],
+        period: "202401..202412".into(),
+        group_by: vec!["year".into()],
+        filters: vec![],
+        release_digest: format!("{i:064x}"),
+        reason: String::new(),
+    }
+}
+
+#[test]
+fn a_second_node_on_one_store_is_refused_naming_the_holder_and_the_journal_lives_outside_the_store() {
+    use shuzhu_node::config::NodeConfig;
+    use shuzhu_node::service::NodeState;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_prepared, _id, config_path) = small(tmp.path(), 1);
+    let config = NodeConfig::load(&config_path).unwrap();
+    let first = NodeState::open(&config).unwrap();
+    let pid = std::process::id();
+    let err = match NodeState::open(&config) {
+        Ok(_) => panic!("a second node opened a store that a running node holds"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&format!("in use by process {pid}")), "{err}");
+    assert!(err.contains(&config.store.display().to_string()), "{err}");
+    // The same from another process: `node serve` on the store refuses to start.
+    let (code, out) = shuzhu(&["node", "serve", "--config", p(&config_path)]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&format!("in use by process {pid}")), "{out}");
+    // The journal is beside the store, not inside it, and locked too.
+    let journal_dir = config_path.parent().unwrap().join("journal");
+    assert!(!config.store.join("journal").exists());
+    assert!(journal_dir.join(shuzhu_node::lock::LOCK_FILE).exists());
+    let err = ReleaseJournal::open(&journal_dir, &_id, None).unwrap_err().to_string();
+    assert!(err.contains(&format!("in use by process {pid}")) && err.contains("release journal"), "{err}");
+    drop(first);
+    // Let go when the node stops.
+    drop(NodeState::open(&config).unwrap());
+}
+
+#[test]
+fn a_chain_broken_at_the_tail_is_repaired_after_showing_what_is_cut_and_an_old_journal_is_moved_out() {
+    use shuzhu_ledger::segment;
+    use shuzhu_node::config::NodeConfig;
+    use shuzhu_node::service::NodeState;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_prepared, id, config_path) = small(tmp.path(), 1);
+    let cfg = p(&config_path);
+    let config = NodeConfig::load(&config_path).unwrap();
+    drop(NodeState::open(&config).unwrap());
+    let journal_dir = config_path.parent().unwrap().join("journal");
+    // Two writers on one journal, as two nodes on one store once made: each appends its own record 3.
+    let (j, _) = ReleaseJournal::open(&journal_dir, &id, None).unwrap();
+    for i in 0..3 {
+        j.append(&release(i)).unwrap();
+    }
+    drop(j);
+    let seg = segment::segment_path(&journal_dir, 0);
+    let common = std::fs::metadata(&seg).unwrap().len() as usize;
+    let twin = tmp.path().join("twin");
+    std::fs::create_dir(&twin).unwrap();
+    std::fs::copy(&seg, segment::segment_path(&twin, 0)).unwrap();
+    let (j, _) = ReleaseJournal::open(&journal_dir, &id, None).unwrap();
+    j.append(&release(3)).unwrap();
+    j.append(&release(4)).unwrap();
+    drop(j);
+    let (j, _) = ReleaseJournal::open(&twin, &id, None).unwrap();
+    j.append(&release(33)).unwrap();
+    drop(j);
+    let other = std::fs::read(segment::segment_path(&twin, 0)).unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&other[common..]);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    // The node fails closed; verify says where.
+    let err = match NodeState::open(&config) {
+        Ok(_) => panic!("a node opened a broken journal"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("broken at record 5"), "{err}");
+    let (code, out) = shuzhu(&["node", "journal", "verify", "--config", cfg]);
+    assert_eq!(code, 2, "{out}");
+    // Repair shows what it would cut and changes nothing without --yes.
+    let (code, out) = shuzhu(&["node", "journal", "repair", "--config", cfg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the first 5 records verify") && out.contains("record is out of place"), "{out}");
+    assert!(out.contains("record 5: seq 3 release") && out.contains("request req-33"), "{out}");
+    assert!(out.contains("nothing changed"), "{out}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+    // With --yes it cuts the broken tail, keeping a copy of the whole journal.
+    let (code, out) = shuzhu(&["node", "journal", "repair", "--config", cfg, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("cut 1 records, 5 kept"), "{out}");
+    let copies: Vec<_> = std::fs::read_dir(journal_dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("journal.broken-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(
+        std::fs::read(segment::segment_path(&copies[0], 0)).unwrap(),
+        bytes,
+        "the copy is the journal as it was"
+    );
+    let (code, out) = shuzhu(&["node", "journal", "verify", "--config", cfg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: 5 records (5 releases, 0 refusals)"), "{out}");
+    let (code, out) = shuzhu(&["node", "journal", "repair", "--config", cfg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("nothing to cut"), "{out}");
+    // The node starts again and appends after the kept records.
+    let state = NodeState::open(&config).unwrap();
+    drop(state);
+
+    // A journal in the old place (inside the store) is found by the journal commands and moved out by
+    // the node.
+    let legacy = config.store.join("journal");
+    std::fs::remove_file(journal_dir.join(shuzhu_node::lock::LOCK_FILE)).unwrap();
+    std::fs::rename(&journal_dir, &legacy).unwrap();
+    let (code, out) = shuzhu(&["node", "journal", "verify", "--config", cfg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: 5 records"), "{out}");
+    drop(NodeState::open(&config).unwrap());
+    assert!(!legacy.exists(), "moved out of the store");
+    assert_eq!(journal::load(&journal_dir).unwrap().1.records, 5);
 }

@@ -111,3 +111,121 @@ fn a_certificate_from_another_ca_is_refused_even_with_the_right_name() {
     let err = call(Some((&cert, &key)), &fx().prepared.pki.ca_cert).unwrap_err();
     assert!(!err.is_empty());
 }
+
+#[test]
+fn a_node_or_gateway_started_with_another_partys_certificate_is_refused_with_both_names() {
+    let p = &fx().prepared.pki;
+    let courts = fx().court_ids();
+    let (me, other) = (&courts[0], &courts[1]);
+    // A copy of a court's config (beside it, so relative paths resolve the same) naming another court's
+    // certificate and key: refused before anything is opened.
+    let config = &fx().prepared.nodes.iter().find(|(id, _)| id == me).unwrap().1;
+    let (cert, key) = p.party(Role::Node, other);
+    let (my_cert, my_key) = p.party(Role::Node, me);
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace(&format!("{:?}", my_cert.display().to_string()), &format!("{:?}", cert.display().to_string()))
+        .replace(&format!("{:?}", my_key.display().to_string()), &format!("{:?}", key.display().to_string()));
+    let wrong = config.with_file_name("node-wrong-cert.toml");
+    std::fs::write(&wrong, text).unwrap();
+    let loaded = shuzhu_node::config::NodeConfig::load(&wrong).unwrap();
+    let err = match shuzhu_node::service::NodeState::open(&loaded) {
+        Ok(_) => panic!("a node started with another node's certificate"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&format!("shuzhu://node/{other}")) && err.contains(&format!("shuzhu://node/{me}")), "{err}");
+    // The gateway, given a node's certificate.
+    let gw = &fx().running.gateway_config;
+    let (gw_cert, gw_key) = p.party(Role::Gateway, shuzhu::federation::DEMO_GATEWAY);
+    let text = std::fs::read_to_string(gw)
+        .unwrap()
+        .replace(&format!("{:?}", gw_cert.display().to_string()), &format!("{:?}", my_cert.display().to_string()))
+        .replace(&format!("{:?}", gw_key.display().to_string()), &format!("{:?}", my_key.display().to_string()));
+    let wrong = gw.with_file_name("gateway-wrong-cert.toml");
+    std::fs::write(&wrong, text).unwrap();
+    let loaded = shuzhu_gateway::config::GatewayConfig::load(&wrong).unwrap();
+    let err = match fx().rt.block_on(async { shuzhu_gateway::state::GatewayState::open(&loaded) }) {
+        Ok(_) => panic!("a gateway started with a node's certificate"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&format!("shuzhu://gateway/{}", shuzhu::federation::DEMO_GATEWAY))
+            && err.contains(&format!("shuzhu://node/{me}")),
+        "{err}"
+    );
+}
+
+fn shuzhu_cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Whether the certificate in `cert` verifies against the CA in `ca` for node `id`, `days` from now.
+fn valid_in(ca: &Path, cert: &Path, id: &str, days: u64) -> Result<(), rustls::Error> {
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in shuzhu_net::load_certs(ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let leaf = shuzhu_net::load_certs(cert).unwrap().remove(0);
+    let now = std::time::SystemTime::now() + std::time::Duration::from_secs(days * 86_400);
+    let name = rustls::pki_types::ServerName::try_from(shuzhu_net::party_dns_name(Role::Node, id)).unwrap();
+    verifier
+        .verify_server_cert(
+            &leaf,
+            &[],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::since_unix_epoch(now.duration_since(std::time::UNIX_EPOCH).unwrap()),
+        )
+        .map(|_| ())
+}
+
+#[test]
+fn renewing_a_node_certificate_keeps_its_receipt_key_unless_asked_and_certificates_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let layout = pki::init(dir.path(), "gw-1", &["court-1".to_string()], false).unwrap();
+    let (_, public) = layout.journal_key("court-1");
+    let (cert, _) = layout.party(Role::Node, "court-1");
+    let receipt_key = std::fs::read(&public).unwrap();
+    let first_cert = std::fs::read(&cert).unwrap();
+    let (code, out) = shuzhu_cli(&["pki", "issue", "--dir", d, "--role", "node", "--id", "court-1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_ne!(std::fs::read(&cert).unwrap(), first_cert, "a new certificate");
+    assert_eq!(std::fs::read(&public).unwrap(), receipt_key, "renewing the certificate kept the receipt key: {out}");
+    assert!(out.contains("receipt key kept"), "{out}");
+    // Two years by default.
+    valid_in(&layout.ca_cert, &cert, "court-1", 0).unwrap();
+    valid_in(&layout.ca_cert, &cert, "court-1", 729).unwrap();
+    let expired = valid_in(&layout.ca_cert, &cert, "court-1", 731).unwrap_err();
+    assert!(format!("{expired:?}").contains("Expired"), "{expired:?}");
+    // Asked for, the receipt key is replaced and the output says what to give the gateway; --days.
+    let (code, out) = shuzhu_cli(&[
+        "pki",
+        "issue",
+        "--dir",
+        d,
+        "--role",
+        "node",
+        "--id",
+        "court-1",
+        "--days",
+        "30",
+        "--rotate-receipt-key",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_ne!(std::fs::read(&public).unwrap(), receipt_key);
+    assert!(out.contains("new receipt key") && out.contains("serial "), "{out}");
+    valid_in(&layout.ca_cert, &cert, "court-1", 29).unwrap();
+    assert!(valid_in(&layout.ca_cert, &cert, "court-1", 31).is_err());
+}

@@ -465,9 +465,19 @@ pub async fn execute(
     // Each answering node's first month of data (a node without records gives none).
     let mut data_from: Vec<(&NodeHandle, i32)> = Vec::new();
     for ((node, answer), asked) in chosen.iter().zip(answers).zip(&requests) {
+        let dataset = asked.dataset.as_str();
         let asked: Vec<&str> = asked.measures.iter().map(|m| m.id.as_str()).collect();
         let answer = answer.and_then(|a| check_answer(a, &node.entry, &plan.dims, &asked));
         let answer = answer.and_then(|a| check_receipt(node, request_id, a));
+        // A node that serves the dataset but holds no record of it (an empty or mistyped store) adds
+        // nothing: it is missing from the answer, with the reason, not silently counted as answering.
+        let answer = answer.and_then(|(a, r)| {
+            if a.data_until.is_empty() && a.groups.is_empty() {
+                Err(format!("no data for dataset {dataset}"))
+            } else {
+                Ok((a, r))
+            }
+        });
         match answer {
             Ok((a, receipt)) => {
                 record.nodes.push(NodeRecord {
@@ -1190,7 +1200,21 @@ fn check_receipt(
         {
             true
         }
-        (Some(_), _) => return Err("receipt invalid".into()),
+        (Some(_), r) => {
+            // A receipt that names (by a well-formed id) a key other than the configured one: the node's
+            // receipt key was rotated, which is an operator's change to confirm, not a forgery to report.
+            let named = r
+                .as_ref()
+                .map(|r| r.key_id.as_str())
+                .filter(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()));
+            return Err(match (named, &node.receipt_key_id) {
+                (Some(now), Some(configured)) if now != configured => format!(
+                    "receipt key changed: node {} now signs with key {now}, not the configured {configured}",
+                    node.entry.id
+                ),
+                _ => "receipt invalid".into(),
+            });
+        }
     };
     let receipt = a.receipt.as_ref().filter(|r| well_formed(r)).map(|r| ReceiptRecord {
         journal_seq: r.journal_seq,

@@ -79,6 +79,9 @@ pub struct NodeHandle {
     pub channel: Channel,
     /// The node's receipt key, when configured: answers without a valid receipt are refused.
     pub receipt_key: Option<shuzhu_ledger::receipt::ReceiptVerifier>,
+    /// The id of that key (first 16 hex digits of SHA-256 over the public key), to tell a node that
+    /// now signs with another key ("receipt key changed") from a forged receipt.
+    pub receipt_key_id: Option<String>,
 }
 
 /// The loaded policy and its version.
@@ -145,6 +148,13 @@ pub fn parse_policy(path: &std::path::Path, text: &str) -> Result<LoadedPolicy, 
     Ok(LoadedPolicy { policy, version })
 }
 
+/// The id of a receipt public key given as 64 hex digits: the first 16 hex digits of SHA-256 over its
+/// 32 bytes (as the node computes it for the `key_id` of its receipts).
+fn receipt_key_id(public_key_hex: &str) -> Option<String> {
+    let bytes = hex::decode(public_key_hex.trim()).ok().filter(|b| b.len() == 32)?;
+    Some(hex::encode(&ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..8]))
+}
+
 /// Court → region for every node serving exactly one court and one region.
 fn court_regions(nodes: &[NodeHandle]) -> std::collections::BTreeMap<String, String> {
     nodes
@@ -172,6 +182,8 @@ impl GatewayState {
 
     /// Builds the state from a loaded configuration. Must run inside a tokio runtime.
     pub fn open(config: &GatewayConfig) -> Result<Self, StartError> {
+        // Another party's certificate would let the gateway run and fail every handshake: refuse first.
+        shuzhu_net::check_own_certificate(&config.tls.cert, Role::Gateway, &config.gateway_id)?;
         crate::auth::install_jwt_crypto_provider();
         shuzhu_net::install_crypto_provider();
         let policy = load_policy(&config.policy)?;
@@ -226,7 +238,11 @@ impl GatewayState {
                 .map(shuzhu_ledger::receipt::ReceiptVerifier::load)
                 .transpose()
                 .map_err(|e| err(e.to_string()))?;
-            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key });
+            let receipt_key_id = match &entry.receipt_key_file {
+                Some(path) => receipt_key_id(&read(path)?),
+                None => None,
+            };
+            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id });
         }
         let court_region = court_regions(&nodes);
         Ok(GatewayState {

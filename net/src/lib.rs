@@ -56,6 +56,21 @@ pub enum NetError {
     /// The client-certificate verifier could not be built.
     #[error("client verifier: {0}")]
     Verifier(String),
+    /// A party's own certificate names another party (or none): started with someone else's files.
+    #[error(
+        "certificate {path} names {found}, but this {role} is configured as {configured}: it is another party's certificate (use the one issued for {configured}, e.g. `shuzhu pki issue --role {role} --id {configured}`)"
+    )]
+    WrongIdentity {
+        /// The certificate file.
+        path: String,
+        /// `node` or `gateway`.
+        role: &'static str,
+        /// The configured id, as its certificate name `shuzhu://<role>/<id>`.
+        configured: String,
+        /// The party names the certificate carries (`shuzhu://…` URIs and `….shuzhu` DNS names), or
+        /// `no shuzhu party`.
+        found: String,
+    },
 }
 
 /// The two kinds of party in a federation.
@@ -106,6 +121,43 @@ pub fn certificate_names(cert: &CertificateDer<'_>, role: Role, id: &str) -> boo
         return false;
     };
     ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+/// The federation party names a certificate carries: its `shuzhu://` URIs and `*.shuzhu` DNS names.
+pub fn certificate_party_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> =
+        ee.valid_uri_names().filter(|u| u.starts_with("shuzhu://")).map(String::from).collect();
+    names.extend(ee.valid_dns_names().filter(|d| d.ends_with(".shuzhu")).map(String::from));
+    names
+}
+
+/// Checks, at start, that the party's own certificate (the first in the PEM file `cert`) names party
+/// `id` of `role`: a node or gateway started with another party's certificate is refused with both
+/// names, instead of running and failing every handshake.
+pub fn check_own_certificate(cert: &Path, role: Role, id: &str) -> Result<(), NetError> {
+    let certs = load_certs(cert)?;
+    if certificate_names(&certs[0], role, id) {
+        return Ok(());
+    }
+    let names = certificate_party_names(&certs[0]);
+    Err(NetError::WrongIdentity {
+        path: cert.display().to_string(),
+        role: role.as_str(),
+        configured: party_uri(role, id),
+        found: if names.is_empty() { "no shuzhu party".into() } else { names.join(" and ") },
+    })
+}
+
+/// The certificate serial number of `cert` as lowercase hex without leading zero bytes (as
+/// `openssl x509 -serial` shows it, lowercased), for deny lists.
+pub fn certificate_serial(cert: &CertificateDer<'_>) -> Option<String> {
+    let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+    let serial = ee.serial();
+    let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len().saturating_sub(1));
+    Some(serial[start..].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, NetError> {
@@ -476,5 +528,7 @@ mod tests {
         assert!(certificate_names(der, Role::Gateway, "gw-1"));
         assert!(!certificate_names(der, Role::Gateway, "gw-2"));
         assert!(!certificate_names(der, Role::Node, "gw-1"));
+        assert_eq!(certificate_party_names(der), vec![party_dns_name(Role::Gateway, "gw-1")]);
+        assert!(certificate_serial(der).is_some_and(|s| !s.is_empty() && !s.starts_with("00")));
     }
 }

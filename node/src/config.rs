@@ -109,6 +109,16 @@ pub struct NodeConfig {
     pub listen: String,
     /// Directory of the node's store.
     pub store: PathBuf,
+    /// Directory of the node's release journal (default: `journal` beside the store, i.e. in the
+    /// store's parent directory). Kept out of the store so that rebuilding a store never touches the
+    /// record of what was released.
+    #[serde(default)]
+    pub journal: Option<PathBuf>,
+    /// Serve even when the store is new or holds no record of any dataset the node serves (a node
+    /// being set up). Off by default: a mistyped `store` path would otherwise serve nothing while the
+    /// gateway counted the node as answering. `node serve --allow-empty` sets it too.
+    #[serde(default)]
+    pub allow_empty: bool,
     /// File holding the pseudonymisation key (64+ hex digits). Never logged.
     pub pseudonym_key_file: PathBuf,
     /// File holding the node's receipt signing key (PKCS#8 Ed25519, made by `shuzhu pki init`).
@@ -139,9 +149,25 @@ impl NodeConfig {
         Ok(config)
     }
 
-    /// The release journal's directory, inside the store.
+    /// The release journal's directory: `journal` when set, otherwise `journal` beside the store.
     pub fn journal_dir(&self) -> PathBuf {
-        self.store.join(crate::journal::JOURNAL_DIR)
+        match (&self.journal, self.store.parent()) {
+            (Some(j), _) => j.clone(),
+            (None, Some(parent)) => parent.join(crate::journal::JOURNAL_DIR),
+            (None, None) => self.store.with_extension(crate::journal::JOURNAL_DIR),
+        }
+    }
+
+    /// The journal to read: the configured one, or — before a node of this version has moved it there
+    /// — the old one inside the store (`STORE/journal`).
+    pub fn journal_to_read(&self) -> PathBuf {
+        let configured = self.journal_dir();
+        let legacy = self.store.join(crate::journal::JOURNAL_DIR);
+        let has_segments = |d: &Path| {
+            std::fs::read_dir(d)
+                .is_ok_and(|mut it| it.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))))
+        };
+        if !has_segments(&configured) && has_segments(&legacy) { legacy } else { configured }
     }
 
     /// Reads the pseudonymisation key.
@@ -165,6 +191,7 @@ impl ConfigFile for NodeConfig {
         ];
         paths.extend(self.journal_key_file.as_mut());
         paths.extend(self.data_source.paths());
+        paths.extend(self.journal.as_mut());
         paths
     }
 

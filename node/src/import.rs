@@ -488,6 +488,51 @@ mod tests {
     }
 
     #[test]
+    fn format_characters_in_codes_are_refused_and_full_width_case_numbers_are_the_same_case() {
+        let mut text = CASES.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",").into_bytes();
+        text.push(b'\n');
+        text.extend(line(1));
+        // The same case written with full-width parentheses and digits: a duplicate, not a new case.
+        text.extend(
+            String::from_utf8(line(1))
+                .unwrap()
+                .replacen("(2023)闽0213民初1号", "（２０２３）闽0213民初１号", 1)
+                .into_bytes(),
+        );
+        // A zero-width space in the court code.
+        text.extend(String::from_utf8(line(2)).unwrap().replacen(",闽0213,", ",闽0213\u{200B},", 1).into_bytes());
+        // A byte-order mark inside the cause.
+        text.extend(
+            String::from_utf8(line(3)).unwrap().replacen("民间借贷纠纷", "民间\u{FEFF}借贷纠纷", 1).into_bytes(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let opts = ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: MinimiseOptions::default(),
+            progress: &mut |_| {},
+        };
+        let r = import_reader(&store, text.as_slice(), "test", opts).unwrap();
+        let got: Vec<(u64, &str, &str)> =
+            r.quarantine.iter().map(|q| (q.line, q.field.as_str(), q.reason.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, "case_no", "duplicates the key of line 2"),
+                (4, "court_code", "contains an invisible format character (such as a zero-width space)"),
+                (5, "cause", "contains an invisible format character (such as a zero-width space)"),
+            ]
+        );
+        assert_eq!((r.imported, r.total_records), (1, 1));
+        let mut keys = Vec::new();
+        store.scan("cases", &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap())).unwrap();
+        assert_eq!(keys, ["(2023)闽0213民初1号"]);
+    }
+
+    #[test]
     fn many_chunks_keep_line_order_and_first_key_wins() {
         let n = 3 * CHUNK_ROWS + 17;
         let mut text = CASES.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",").into_bytes();

@@ -62,6 +62,29 @@ pub enum JournalError {
     /// A record of more than the largest frame.
     #[error("release journal record is too large")]
     TooLarge,
+    /// Another process (named by its pid) holds the journal open for writing, or the lock failed.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// A journal in the old place (inside the store) and one in the configured place both hold records.
+    #[error(
+        "two release journals: {old} (inside the store, the old place) and {new} (configured) both hold records; keep the one this node wrote last, move the other away and start again"
+    )]
+    TwoJournals {
+        /// The journal inside the store.
+        old: String,
+        /// The configured journal.
+        new: String,
+    },
+    /// The journal's records name another node.
+    #[error("release journal {dir} holds records of node {found}, not of this node {expected}")]
+    OtherNode {
+        /// The journal directory.
+        dir: String,
+        /// The node its records name.
+        found: String,
+        /// This node's id.
+        expected: String,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + use<'a> {
@@ -271,6 +294,159 @@ pub fn export(path: &Path, mut out: impl Write) -> Result<u64, JournalError> {
     Ok(report.records)
 }
 
+/// One record a repair would cut, as shown to the operator before it cuts (never a personal value:
+/// journal records hold masked texts only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CutRecord {
+    /// Position in the journal.
+    pub position: u64,
+    /// What the record says of itself (`seq`, `kind`, `time`, `gateway`, `request_id`), or why it could
+    /// not be read.
+    pub summary: String,
+}
+
+/// What `shuzhu node journal repair` would do to a journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairPlan {
+    /// The journal directory.
+    pub dir: PathBuf,
+    /// Records whose chain verifies from the genesis (kept).
+    pub keep: u64,
+    /// Why the record after them does not chain (`None` when the whole journal verifies).
+    pub broken: Option<String>,
+    /// The records from the first broken one to the end (cut).
+    pub cut: Vec<CutRecord>,
+    /// Bytes of a torn last frame (dropped as a node's open would).
+    pub torn_bytes: u64,
+}
+
+/// Reads a journal directory and finds where its chain first breaks: everything before stays, the
+/// broken record and all after it would be cut. Changes nothing.
+pub fn plan_repair(dir: &Path) -> Result<RepairPlan, JournalError> {
+    let (records, torn_bytes) = read_dir_records(dir)?;
+    let mut head = GENESIS.to_string();
+    let mut keep = 0u64;
+    let mut broken = None;
+    for (i, bytes) in records.iter().enumerate() {
+        match check_link(i as u64, bytes, &head) {
+            Ok((_, hash)) => {
+                head = hash;
+                keep += 1;
+            }
+            Err(e) => {
+                broken = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let cut = records
+        .iter()
+        .enumerate()
+        .skip(keep as usize)
+        .map(|(i, bytes)| CutRecord {
+            position: i as u64,
+            summary: match serde_json::from_slice::<JournalRecord>(bytes) {
+                Ok(r) => format!(
+                    "seq {} {} at {} from gateway {} request {}",
+                    r.seq,
+                    r.kind.chars().take(16).collect::<String>(),
+                    r.time.chars().take(40).collect::<String>(),
+                    r.gateway.chars().take(63).collect::<String>(),
+                    r.request_id.chars().take(64).collect::<String>()
+                ),
+                Err(_) => format!("{} bytes that are not a journal record", bytes.len()),
+            },
+        })
+        .collect();
+    Ok(RepairPlan { dir: dir.to_owned(), keep, broken, cut, torn_bytes })
+}
+
+/// Cuts a journal back to the records of `plan.keep` (the part whose chain verifies), after copying
+/// every segment file, as it was, into `backup` (a new directory). Holds the journal's lock throughout,
+/// so a running node (which holds it) makes the repair refuse. The kept records are rewritten byte for
+/// byte into one segment that replaces the first (written to a temporary file, synced, then renamed);
+/// later segments are then removed. Durable when it returns: files and directories are synced.
+pub fn repair(plan: &RepairPlan, backup: &Path) -> Result<(), JournalError> {
+    let dir = plan.dir.as_path();
+    let _lock = crate::lock::DirLock::acquire(dir, "release journal")?;
+    // Read again under the lock: what was planned must still be what is there.
+    let again = plan_repair(dir)?;
+    if again != *plan {
+        return Err(JournalError::Broken { seq: plan.keep, what: "journal changed since the repair was planned" });
+    }
+    let (records, _) = read_dir_records(dir)?;
+    fs::create_dir(backup).map_err(io_err("create", backup))?;
+    let segments = segment::list_segments(dir)?;
+    for first in &segments {
+        let from = segment::segment_path(dir, *first);
+        let to = segment::segment_path(backup, *first);
+        fs::copy(&from, &to).map_err(io_err("copy", &from))?;
+        fs::File::open(&to).and_then(|f| f.sync_all()).map_err(io_err("sync", &to))?;
+    }
+    segment::sync_dir(backup).map_err(io_err("sync", backup))?;
+    let mut bytes = segment::header(0).to_vec();
+    for r in records.iter().take(plan.keep as usize) {
+        segment::encode_frame(r, &mut bytes);
+    }
+    let tmp = dir.join("repair.tmp");
+    let first = segment::segment_path(dir, 0);
+    let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io_err("write", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, &first).map_err(io_err("replace", &first))?;
+    segment::sync_dir(dir).map_err(io_err("sync", dir))?;
+    for later in segments.iter().filter(|s| **s != 0) {
+        let path = segment::segment_path(dir, *later);
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    }
+    segment::sync_dir(dir).map_err(io_err("sync", dir))?;
+    Ok(())
+}
+
+/// Whether `dir` holds journal segments.
+fn has_segments(dir: &Path) -> bool {
+    dir.is_dir() && segment::list_segments(dir).is_ok_and(|s| !s.is_empty())
+}
+
+/// Moves a journal from the old place (`STORE/journal`, before the journal had a place of its own) to
+/// the configured `journal` directory, when the old one holds records and the new one does not.
+/// Returns whether it moved one. Both holding records is refused: which one is current only the
+/// operator can tell. The caller holds the store's lock, so no node is writing the old journal.
+pub fn move_legacy(store: &Path, journal: &Path) -> Result<bool, JournalError> {
+    let old = store.join(JOURNAL_DIR);
+    if old == journal || !has_segments(&old) {
+        return Ok(false);
+    }
+    if has_segments(journal) {
+        return Err(JournalError::TwoJournals { old: old.display().to_string(), new: journal.display().to_string() });
+    }
+    if journal.exists() {
+        // An empty journal directory (a node that started with the new layout and journalled nothing,
+        // or only its lock file): nothing in it to keep.
+        let lock = journal.join(crate::lock::LOCK_FILE);
+        if lock.exists() {
+            fs::remove_file(&lock).map_err(io_err("remove", &lock))?;
+        }
+        fs::remove_dir(journal).map_err(io_err("replace", journal))?;
+    }
+    if let Some(parent) = journal.parent() {
+        fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    }
+    fs::rename(&old, journal).map_err(io_err("move", &old))?;
+    for d in [Some(store), journal.parent()].into_iter().flatten() {
+        segment::sync_dir(d).map_err(io_err("sync", d))?;
+    }
+    Ok(true)
+}
+
+/// The id of a receipt key: the first 16 hex digits of SHA-256 over the 32-byte Ed25519 public key
+/// (given as the 64 hex digits of its `.pub` file). Answers and `Describe` carry it, so that a gateway
+/// holding another key can say the key changed rather than that the receipt is forged.
+pub fn receipt_key_id(public_key_hex: &str) -> Option<String> {
+    let bytes = hex::decode(public_key_hex.trim()).ok().filter(|b| b.len() == 32)?;
+    Some(hex::encode(&ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..8]))
+}
+
 /// A record appended: where it is, its hash, and the node's receipt when it has a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -290,6 +466,10 @@ pub struct ReleaseJournal {
     /// Hash of the last record handed to the log (updated in seq order under the log's queue).
     last: Mutex<String>,
     signer: Option<ReceiptSigner>,
+    /// [`receipt_key_id`] of the signer.
+    key_id: Option<String>,
+    /// The journal's exclusive lock, held while it is open (see [`crate::lock`]).
+    _lock: crate::lock::DirLock,
 }
 
 impl std::fmt::Debug for ReleaseJournal {
@@ -312,9 +492,18 @@ impl ReleaseJournal {
         io: Box<dyn SegmentIo>,
     ) -> Result<(Self, ChainReport), JournalError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let lock = crate::lock::DirLock::acquire(dir, "release journal")?;
         let mut chain_error = None;
         let mut report = ChainReport { head: GENESIS.into(), ..Default::default() };
         let recovery = segment::recover(dir, |seq, _, bytes| match check_link(seq, bytes, &report.head) {
+            Ok((record, _)) if record.node != node => {
+                chain_error = Some(JournalError::OtherNode {
+                    dir: dir.display().to_string(),
+                    found: record.node.chars().take(63).collect(),
+                    expected: node.to_owned(),
+                });
+                Err(SegmentError::Hook("node".into()))
+            }
             Ok((record, hash)) => {
                 report.records += 1;
                 if record.kind == KIND_REFUSAL {
@@ -341,9 +530,16 @@ impl ReleaseJournal {
             dir: dir.to_owned(),
             log,
             last: Mutex::new(report.head.clone()),
+            key_id: signer.as_ref().and_then(|s| receipt_key_id(&s.public_key_hex())),
             signer,
+            _lock: lock,
         };
         Ok((journal, report))
+    }
+
+    /// The id of the key receipts are signed with, when the node signs them.
+    pub fn receipt_key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
     }
 
     /// The journal directory.

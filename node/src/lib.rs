@@ -8,6 +8,8 @@
 //! - [`engine`] holds the cases as columns in memory and computes partial measures with contributor
 //!   counts;
 //! - [`tables`] holds the small `mediations` and `population` datasets and aggregates them exactly;
+//! - [`lock`] is the exclusive lock on a store and on a journal, held for a node's whole life and
+//!   during an import;
 //! - [`journal`] is the hash-chained, fsynced journal of every release and refusal, and the signed
 //!   receipts the node returns;
 //! - [`source`] chooses where aggregates come from: the store's engine, or the court's PostgreSQL
@@ -21,6 +23,7 @@ pub mod config;
 pub mod engine;
 pub mod import;
 pub mod journal;
+pub mod lock;
 pub mod record;
 pub mod service;
 pub mod source;

@@ -95,6 +95,32 @@ fn has_control(raw: &str) -> bool {
         || (b.contains(&0xC2) && b.windows(2).any(|w| w[0] == 0xC2 && w[1] <= 0x9F))
 }
 
+/// Whether `raw` holds an invisible format character (Unicode general category Cf: soft hyphen, Arabic
+/// and Syriac marks, Mongolian vowel separator, zero-width space/joiners, direction marks and embeddings,
+/// word joiner and invisible operators, byte-order mark, interlinear annotations, tags). Such characters
+/// make two codes that look equal differ (`闽0213` and `闽0213` + U+200B), so codes refuse them.
+fn has_format_char(raw: &str) -> bool {
+    !raw.is_ascii()
+        && raw.chars().any(|c| {
+            matches!(c as u32,
+                0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+                | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+                | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+        })
+}
+
+/// A case number (案号) in its canonical form: NFKC, so that full-width parentheses and digits
+/// (`（2023）闽０２１３民初１号`) name the same case as `(2023)闽0213民初1号`.
+pub fn canonical_case_no(raw: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::UnicodeNormalization;
+    if raw.is_ascii() || unicode_normalization::is_nfkc_quick(raw.chars()) == unicode_normalization::IsNormalized::Yes {
+        std::borrow::Cow::Borrowed(raw)
+    } else {
+        std::borrow::Cow::Owned(raw.nfkc().collect())
+    }
+}
+
 /// Validates one raw cell and converts it to its typed value (before minimisation).
 ///
 /// A text field that minimisation replaces (any storage but [`Storage::Raw`]) is not copied: its value is an
@@ -106,6 +132,9 @@ fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
     if has_control(raw) {
         return Err(problem(field, "contains control characters"));
     }
+    if field.name != SUMMARY && has_format_char(raw) {
+        return Err(problem(field, "contains an invisible format character (such as a zero-width space)"));
+    }
     match field.ty {
         FieldType::Text => {
             let limit = if field.name == "summary" { 4000 } else { 200 };
@@ -116,7 +145,11 @@ fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
             if raw.trim() != raw {
                 return Err(problem(field, "has leading or trailing spaces"));
             }
-            Ok(Value::Text(if field.storage == Storage::Raw { raw.to_string() } else { String::new() }))
+            Ok(Value::Text(match field.storage {
+                Storage::Raw if field.name == CASE_NO => canonical_case_no(raw).into_owned(),
+                Storage::Raw => raw.to_string(),
+                _ => String::new(),
+            }))
         }
         FieldType::Region => {
             if raw.len() == 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
@@ -251,6 +284,8 @@ impl Validated<'_> {
 
 /// The free-text field scrubbed at import.
 const SUMMARY: &str = "summary";
+/// The primary key of `cases`, kept in its canonical form ([`canonical_case_no`]).
+const CASE_NO: &str = "case_no";
 
 /// What minimisation keeps beyond the schema's storage rule (the node's local policy may turn each off;
 /// then the field is dropped as the schema says). The `[minimise]` section of the node config; a key
@@ -292,7 +327,10 @@ pub fn validate<'a>(dataset: &Dataset, cells: &[&'a str]) -> Result<Validated<'a
     }
     let key = match dataset.name {
         "population" => format!("{}|{}", cells[0], cells[1]),
-        _ => cells[dataset.fields.iter().position(|f| f.name == dataset.key).unwrap_or(0)].to_string(),
+        _ => {
+            let cell = cells[dataset.fields.iter().position(|f| f.name == dataset.key).unwrap_or(0)];
+            if dataset.key == CASE_NO { canonical_case_no(cell).into_owned() } else { cell.to_string() }
+        }
     };
     Ok(Validated { key, values, cells: cells.to_vec() })
 }

@@ -69,6 +69,16 @@ pub enum NodeError {
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The store is new or holds nothing the node serves, and `allow_empty` was not given.
+    #[error(
+        "store {path} {what}: is the `store` path mistyped? (to start a node with no data yet, pass --allow-empty or set allow_empty = true)"
+    )]
+    EmptyStore {
+        /// The store directory.
+        path: String,
+        /// `does not exist` or what it lacks.
+        what: String,
+    },
 }
 
 /// What the node serves, loaded once at start; the local policy is swappable.
@@ -86,12 +96,34 @@ pub struct NodeState {
     source: Arc<dyn Source>,
     /// What the database source holds (empty for a store source).
     source_facts: Vec<DatasetFacts>,
+    /// The store's lock, held for the node's whole life (an import while it serves is refused).
+    _store_lock: crate::lock::DirLock,
 }
 
 impl NodeState {
     /// Opens the store and loads the engine.
+    ///
+    /// Refuses a certificate that does not name `config.node_id`, a store that does not exist yet (and creates nothing), or one holding no record of any
+    /// dataset the local policy serves, unless `config.allow_empty`. Holds the store's and the journal's
+    /// locks for as long as the state lives, and moves a journal left inside the store (the old layout)
+    /// to its configured place.
     pub fn open(config: &NodeConfig) -> Result<Self, NodeError> {
+        // Another party's certificate would let the node run and fail every handshake: refuse now.
+        shuzhu_net::check_own_certificate(&config.tls.cert, Role::Node, &config.node_id)?;
+        Self::load(config)
+    }
+
+    /// [`NodeState::open`] without the certificate check.
+    fn load(config: &NodeConfig) -> Result<Self, NodeError> {
+        let empty = |what: &str| NodeError::EmptyStore { path: config.store.display().to_string(), what: what.into() };
+        if !config.allow_empty && !config.store.is_dir() {
+            return Err(empty("does not exist"));
+        }
         let store = SledStore::open(&config.store)?;
+        let journal_dir = config.journal_dir();
+        if crate::journal::move_legacy(&config.store, &journal_dir)? {
+            tracing::warn!(node = %config.node_id, from = %config.store.join(crate::journal::JOURNAL_DIR).display(), to = %journal_dir.display(), "release journal moved out of the store to its configured place");
+        }
         let cases = CaseTable::load(&store)?;
         let mediations = MediationTable::load(&store)?;
         let population = PopulationTable::load(&store)?;
@@ -144,14 +176,24 @@ impl NodeState {
                 regions,
             });
         }
-        drop(store);
+        let served: Vec<&pb::DatasetInfo> =
+            datasets.iter().filter(|d| config.policy.datasets.contains(&d.name)).collect();
+        if served.iter().all(|d| d.rows == 0) && !config.allow_empty {
+            let names: Vec<&str> = served.iter().map(|d| d.name.as_str()).collect();
+            return Err(empty(&format!("holds no record of {}", names.join(", "))));
+        }
+        for d in served.iter().filter(|d| d.rows == 0) {
+            tracing::warn!(node = %config.node_id, dataset = %d.name, "serving a dataset with no records: the gateway will count this node missing for it");
+        }
+        let store_lock = store.into_lock();
         let signer = config.journal_key_file.as_deref().map(shuzhu_ledger::receipt::ReceiptSigner::load).transpose()?;
-        let (journal, report) = ReleaseJournal::open(&config.journal_dir(), &config.node_id, signer)?;
+        let (journal, report) = ReleaseJournal::open(&journal_dir, &config.node_id, signer)?;
         if report.torn_bytes > 0 {
             tracing::warn!(node = %config.node_id, dropped_bytes = report.torn_bytes, "release journal: truncated a torn tail");
         }
-        // The store is closed here; the engine holds what it needs in memory.
+        // The store is closed here (its lock kept); the engine holds what it needs in memory.
         Ok(NodeState {
+            _store_lock: store_lock,
             journal: Arc::new(journal),
             id: config.node_id.clone(),
             policy: RwLock::new(Arc::new(config.policy.clone())),
@@ -308,6 +350,7 @@ impl pb::node_server::Node for NodeService {
             datasets: self.state.datasets.iter().filter(|d| policy.datasets.contains(&d.name)).cloned().collect(),
             local_policy_version: policy.version(),
             threshold: policy.threshold,
+            receipt_key_id: self.state.journal.receipt_key_id().unwrap_or_default().to_owned(),
         }))
     }
 
@@ -396,6 +439,7 @@ impl pb::node_server::Node for NodeService {
             journal_seq: appended.seq,
             record_hash: appended.record_hash,
             signature,
+            key_id: st.journal.receipt_key_id().unwrap_or_default().to_owned(),
         });
         Ok(Response::new(pb::AggregateResponse {
             receipt,
@@ -429,13 +473,15 @@ fn mask(text: &str) -> String {
     shuzhu_policy::mask::mask_text(&text.chars().take(64).collect::<String>())
 }
 
-/// Serves the node on `listener` until `shutdown` resolves, with mutual TLS from `config.tls`.
+/// Serves the node on `listener` until `shutdown` resolves, with mutual TLS from `config.tls`. Refuses
+/// to start when the certificate does not name `config.node_id`.
 pub async fn serve(
     config: &NodeConfig,
     state: Arc<NodeState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
+    shuzhu_net::check_own_certificate(&config.tls.cert, Role::Node, &config.node_id)?;
     let tls = shuzhu_net::mutual_tls_server(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
     let incoming = shuzhu_net::tls_incoming(listener, tls, Duration::from_secs(10));
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -578,7 +624,7 @@ threshold = 10
 
     /// What `Describe` says of `summary` and `defendant_address` of `cases` under `config`.
     fn described(config: &NodeConfig) -> (String, String) {
-        let state = NodeState::open(config).unwrap();
+        let state = NodeState::load(&NodeConfig { allow_empty: true, ..config.clone() }).unwrap();
         let cases = state.datasets.iter().find(|d| d.name == "cases").unwrap();
         let field = |name: &str| cases.fields.iter().find(|f| f.name == name).unwrap().stored_as.clone();
         (field("summary"), field("defendant_address"))

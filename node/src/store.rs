@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The store directory is in use by another process (a running node).
     #[error("store {0} is in use by another process (is the node running? stop it before importing)")]
     Locked(String),
+    /// The store's own lock is held by another process (named by its pid), or could not be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// A block file could not be read or written.
     #[error("cannot access block {path}: {source}")]
     Block {
@@ -237,6 +240,8 @@ pub struct SledStore {
     indexes: Mutex<HashMap<String, Index>>,
     /// Files of superseded blocks, deleted once the sled state that no longer names them is durable.
     doomed: Mutex<Vec<PathBuf>>,
+    /// The exclusive lock on the store directory (dropped after `db`: fields drop in order).
+    lock: crate::lock::DirLock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -250,9 +255,12 @@ fn block_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`, deleting block files that no committed state names.
+    /// Opens (or creates) the store in `dir`, deleting block files that no committed state names. Takes
+    /// the store's exclusive lock first (see [`crate::lock`]): a store another process has open (a serving
+    /// node, an import) is refused with that process's pid.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Sync { path: dir.display().to_string(), source })?;
+        let lock = crate::lock::DirLock::acquire(dir, "store")?;
         let db =
             sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open().map_err(
                 |e| match e {
@@ -270,9 +278,16 @@ impl SledStore {
             hasher: Hasher128::new(),
             indexes: Mutex::new(HashMap::new()),
             doomed: Mutex::new(Vec::new()),
+            lock,
         };
         store.remove_orphans()?;
         Ok(store)
+    }
+
+    /// Closes the store and hands back its lock, for a node that keeps the store locked for its whole
+    /// life while holding its data in memory.
+    pub fn into_lock(self) -> crate::lock::DirLock {
+        self.lock
     }
 
     fn blocks_root(&self) -> PathBuf {

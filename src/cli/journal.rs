@@ -1,5 +1,5 @@
-//! `shuzhu node journal`: check a node's release journal (recompute its hash chain) or export it
-//! as JSON lines for an auditor's `shuzhu audit reconcile`.
+//! `shuzhu node journal`: check a node's release journal (recompute its hash chain), export it
+//! as JSON lines for an auditor's `shuzhu audit reconcile`, or repair a chain broken at its tail.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ pub(crate) enum Command {
         after_help = "Examples:\n  shuzhu node journal verify --config node.toml\n  shuzhu node journal verify --journal journal.jsonl\n\nExit status: 0 when the chain verifies, 2 when it does not."
     )]
     Verify {
-        /// Node configuration file (the journal is STORE/journal).
+        /// Node configuration file (the journal is its `journal` directory).
         #[arg(long, required_unless_present = "journal", conflicts_with = "journal")]
         config: Option<PathBuf>,
         /// A journal directory, a node store directory or an export file instead.
@@ -35,12 +35,25 @@ pub(crate) enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Cut a chain broken at its tail back to the records that verify, keeping a copy of the whole
+    /// journal first. Shows what it would cut; cuts only with --yes. The node must be stopped.
+    #[command(
+        after_help = "Example:\n  shuzhu node journal repair --config node.toml          # shows what would be cut\n  shuzhu node journal repair --config node.toml --yes    # cuts it, keeping JOURNAL.broken-<time>\n\nThe records cut were released (the gateway's ledger may hold their receipts): keep the copy for\n`shuzhu audit reconcile --journal COPY`. Exit status: 0 when the journal verifies or was repaired,\n1 when something would be cut and --yes was not given, 2 when it cannot be repaired."
+    )]
+    Repair {
+        /// Node configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Cut the broken tail (without it, only show what would be cut).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn journal_path(config: Option<PathBuf>, journal: Option<PathBuf>) -> Result<PathBuf> {
     match (config, journal) {
         (_, Some(j)) => Ok(j),
-        (Some(c), None) => Ok(NodeConfig::load(&c)?.journal_dir()),
+        (Some(c), None) => Ok(NodeConfig::load(&c)?.journal_to_read()),
         (None, None) => anyhow::bail!("give --config or --journal"),
     }
 }
@@ -70,7 +83,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
         }
         Command::Export { config, out } => {
-            let path = NodeConfig::load(&config)?.journal_dir();
+            let path = NodeConfig::load(&config)?.journal_to_read();
             let n = match &out {
                 Some(file) => {
                     let mut f = std::io::BufWriter::new(
@@ -87,5 +100,49 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Repair { config, yes } => repair(&NodeConfig::load(&config)?.journal_to_read(), yes),
     }
+}
+
+fn repair(dir: &std::path::Path, yes: bool) -> Result<ExitCode> {
+    let plan = match journal::plan_repair(dir) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: journal {} cannot be read for repair: {e}", dir.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Some(broken) = &plan.broken else {
+        println!("ok: journal {} verifies ({} records); nothing to cut", dir.display(), plan.keep);
+        if plan.torn_bytes > 0 {
+            println!(
+                "note: {} bytes of a partly written last record are dropped when the node next opens",
+                plan.torn_bytes
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("journal {}: the first {} records verify; {broken}", dir.display(), plan.keep);
+    println!("records to cut ({}):", plan.cut.len());
+    for c in &plan.cut {
+        println!("  record {}: {}", c.position, c.summary);
+    }
+    if !yes {
+        println!("nothing changed; run again with --yes to cut them (a copy of the whole journal is kept first)");
+        return Ok(ExitCode::from(1));
+    }
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let name = dir.file_name().map_or_else(|| "journal".into(), |n| n.to_string_lossy().into_owned());
+    let backup = dir.with_file_name(format!("{name}.broken-{stamp}"));
+    if let Err(e) = journal::repair(&plan, &backup) {
+        eprintln!("error: journal {} not repaired: {e}", dir.display());
+        return Ok(ExitCode::from(2));
+    }
+    println!(
+        "repaired: cut {} records, {} kept; the whole journal as it was is in {}",
+        plan.cut.len(),
+        plan.keep,
+        backup.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ use shuzhu_node::store::SledStore;
 pub(crate) enum Command {
     /// Validate, minimise and durably store a CSV file.
     #[command(
-        after_help = "Example:\n  shuzhu node import --config node.toml --dataset cases data/court-350203/cases.csv\n\nBad rows are listed in the quarantine report (line, field, reason) and never stop the good ones.\nRe-importing the same file changes nothing. Stop the node before importing: the store is locked while it serves."
+        after_help = "Example:\n  shuzhu node import --config node.toml --dataset cases data/court-350203/cases.csv\n\nBad rows are listed in the quarantine report (line, field, reason) and never stop the good ones.\nRe-importing the same file changes nothing. Stop the node before importing: the store is locked while it\nserves, and an import is refused with the serving process's pid."
     )]
     Import {
         /// Node configuration file.
@@ -49,6 +49,10 @@ pub(crate) enum Command {
         /// Node configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Serve even a new or empty store (a node being set up); otherwise it is refused, since a
+        /// mistyped `store` path would serve nothing (config: `allow_empty = true`).
+        #[arg(long)]
+        allow_empty: bool,
     },
 }
 
@@ -101,8 +105,9 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
         }
         Command::CheckSource { config } => return check_source(&config),
-        Command::Serve { config } => {
-            let config = NodeConfig::load(&config)?;
+        Command::Serve { config, allow_empty } => {
+            let mut config = NodeConfig::load(&config)?;
+            config.allow_empty |= allow_empty;
             shuzhu_net::install_crypto_provider();
             let rt = super::runtime()?;
             rt.block_on(async {

@@ -27,7 +27,9 @@ pub(crate) enum Command {
         force: bool,
     },
     /// Issue one more certificate from an existing CA.
-    #[command(after_help = "Example:\n  shuzhu pki issue --dir pki --role node --id court-350205")]
+    #[command(
+        after_help = "Examples:\n  shuzhu pki issue --dir pki --role node --id court-350205\n  shuzhu pki issue --dir pki --role node --id court-350205 --days 365 --rotate-receipt-key\n\nRenewing a node's certificate keeps its receipt key unless --rotate-receipt-key is given.\nThe serial printed is what a gateway's deny_serials lists to refuse this certificate."
+    )]
     Issue {
         /// Folder holding ca.pem and ca.key.
         #[arg(long)]
@@ -38,6 +40,13 @@ pub(crate) enum Command {
         /// Party id.
         #[arg(long)]
         id: String,
+        /// Days the certificate is valid (default two years).
+        #[arg(long, default_value_t = crate::pki::DEFAULT_DAYS)]
+        days: u32,
+        /// Also replace the node's receipt signing key (then give the gateway the new NODE.journal.pub
+        /// as that node's receipt_key_file). Without it an existing receipt key is kept.
+        #[arg(long)]
+        rotate_receipt_key: bool,
     },
 }
 
@@ -55,14 +64,31 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
                 println!("node {n}: {} {} (receipt key {} {})", c.display(), k.display(), jk.display(), jp.display());
             }
         }
-        Command::Issue { dir, role, id } => {
+        Command::Issue { dir, role, id, days, rotate_receipt_key } => {
             let role = match role.as_str() {
                 "gateway" => Role::Gateway,
                 "node" => Role::Node,
                 other => anyhow::bail!("role {other:?} must be gateway or node"),
             };
-            let (c, k) = crate::pki::issue(&crate::pki::PkiLayout::at(&dir), role, &id)?;
-            println!("{} {}", c.display(), k.display());
+            if rotate_receipt_key && role != Role::Node {
+                anyhow::bail!("--rotate-receipt-key applies to nodes only");
+            }
+            let layout = crate::pki::PkiLayout::at(&dir);
+            let opts = crate::pki::IssueOptions { days, rotate_receipt_key };
+            let issued = crate::pki::issue_with(&layout, role, &id, opts)?;
+            println!("{} {}", issued.cert.display(), issued.key.display());
+            println!("serial {} valid until {}", issued.serial, issued.not_after);
+            if role == Role::Node {
+                let (_, jpub) = layout.journal_key(&id);
+                if issued.new_receipt_key {
+                    println!(
+                        "new receipt key {}: give it to the gateway as receipt_key_file of node {id}",
+                        jpub.display()
+                    );
+                } else {
+                    println!("receipt key kept: {} (pass --rotate-receipt-key to replace it)", jpub.display());
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
