@@ -565,3 +565,35 @@ fn postgres_source_config_errors_name_the_key() {
         assert!(!e.contains("secret"), "{e}");
     }
 }
+
+#[test]
+fn check_source_counts_rows_excluded_by_reason_without_values() {
+    let f = pf();
+    let (id, config) = f.pushed.0.nodes.iter().find(|(id, _)| id.starts_with("court-")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+        .args(["node", "check-source", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{id}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("rows: 3010, accepted: 3000, excluded: 10"), "{text}");
+    for reason in [
+        "closed_on: before filed_on",
+        "deadline_on: before filed_on",
+        "closure_method: not a valid value",
+        "closure_method: not given exactly when closed_on is",
+        "enforce_collected: not a valid value",
+        "cause: not a valid value",
+        "type_code: not a valid value",
+        "filed_on: not a valid value",
+        "court_code: not a valid value",
+    ] {
+        assert!(text.contains(reason), "{reason:?} missing: {text}");
+    }
+    assert!(text.contains("data span: 20"), "{text}");
+    // Counts and codes only: no value of a bad row, no personal value.
+    for v in ["和解", "100.123", "民特", "2023-02-30", "民间借贷纠纷 "] {
+        assert!(!text.contains(v), "{v:?} shown: {text}");
+    }
+}
