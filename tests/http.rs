@@ -268,6 +268,14 @@ fn errors_are_problem_json_with_the_grpc_status_and_message() {
     }
     let r = post_query("not-a-token", &query_body("filed", &[], 202301, 202312, "司法统计"));
     assert_eq!(r.problem(401, "unauthenticated"), grpc.message());
+    // A request whose form is wrong tells an unauthenticated caller only that it is not authenticated.
+    assert_eq!(
+        get("/v1/audit/report?from=2026-12-01&to=2026-12-01", None).problem(401, "unauthenticated"),
+        grpc.message()
+    );
+    assert_eq!(get("/v1/audit/entries?limit=0", Some("x")).problem(401, "unauthenticated"), grpc.message());
+    let r = call(&fx().rt, &fx().running.http_url, &fx().prepared.pki.ca_cert, "POST", "/v1/query", &[], b"{".to_vec());
+    assert_eq!(r.problem(401, "unauthenticated"), grpc.message());
 
     // 403 by role: an auditor cannot query data, a requester cannot read the ledger.
     let grpc = fx().query(&auditor, request("filed", &[], 202301, 202312, "司法统计")).unwrap_err();
@@ -304,6 +312,9 @@ fn errors_are_problem_json_with_the_grpc_status_and_message() {
     get("/v1/audit/consistency?old=x", Some(&auditor)).problem(400, "invalid_argument");
     get("/v1/audit/entries?cursor=zzz", Some(&auditor)).problem(400, "invalid_argument");
     get("/v1/audit/report?from=2026-12-01", Some(&auditor)).problem(400, "invalid_argument");
+    get("/v1/audit/report?from=2026-12-01&to=2026-12-01", Some(&auditor)).problem(400, "invalid_argument");
+    get("/v1/audit/entries?to=", Some(&auditor)).problem(400, "invalid_argument");
+    get("/v1/audit/entries?cursor=", Some(&auditor)).problem(400, "invalid_argument");
 }
 
 #[test]
@@ -395,7 +406,7 @@ fn an_auditor_pages_the_ledger_and_checks_proofs_and_signatures() {
     let mut cursor = String::new();
     loop {
         let page = get(
-            &format!("/v1/audit/entries?decision=deny&agency={}&limit=1&cursor={cursor}", federation::ANALYST_AGENCY),
+            &format!("/v1/audit/entries?decision=deny&agency={}&limit=1{cursor}", federation::ANALYST_AGENCY),
             Some(&auditor),
         )
         .json();
@@ -406,7 +417,7 @@ fn an_auditor_pages_the_ledger_and_checks_proofs_and_signatures() {
             seen.push(e["seq"].as_u64().unwrap());
         }
         match page["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_owned(),
+            Some(c) => cursor = format!("&cursor={c}"),
             None => break,
         }
         assert!(seen.len() < 10_000);

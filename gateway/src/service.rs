@@ -27,7 +27,7 @@ use crate::state::{GatewayState, StartError};
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Generic message for every authentication failure.
-const UNAUTHENTICATED: &str = "invalid or missing credentials";
+pub(crate) const UNAUTHENTICATED: &str = "invalid or missing credentials";
 
 pub(crate) fn request_id() -> String {
     let mut bytes = [0u8; 8];

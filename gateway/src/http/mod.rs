@@ -78,7 +78,8 @@ pub fn router(services: Services) -> Router {
         .merge(console::console_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(services)
+        .with_state(services.clone())
+        .layer(axum::middleware::from_fn_with_state(services, authenticate_form_refusals))
         .layer(axum::middleware::from_fn(security_headers))
 }
 
@@ -140,6 +141,24 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
     }
 }
 
+/// A refusal of the request's form (parameters, body, content type) is made before any service runs;
+/// a caller whose token does not authenticate gets the one generic 401 instead, as from the services,
+/// so that only authenticated callers learn what an endpoint expects. Neither is recorded in the
+/// ledger: nothing reached the pipeline.
+async fn authenticate_form_refusals(State(s): State<Services>, request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let response = next.run(request).await;
+    if response.extensions().get::<problem::FormRefusal>().is_none() {
+        return response;
+    }
+    let header = authorization.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match s.state().auth.authenticate(header, now) {
+        Ok(_) => response,
+        Err(_) => Problem::from(tonic::Status::unauthenticated(crate::service::UNAUTHENTICATED)).into_response(),
+    }
+}
+
 /// Security headers on every answer, and one log line per request (method, path and status; never
 /// the query string or a header, which could carry a token or a personal value).
 async fn security_headers(request: Request, next: Next) -> Response {
@@ -195,11 +214,13 @@ async fn openapi() -> Response {
 }
 
 async fn not_found() -> Problem {
-    Problem::not_found("no such endpoint; see /v1/openapi.json")
+    Problem { form: false, ..Problem::not_found("no such endpoint; see /v1/openapi.json") }
 }
 
 async fn method_not_allowed() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+    let p =
+        Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method");
+    Problem { form: false, ..p }
 }
 
 async fn indicators(
@@ -348,11 +369,9 @@ enum Cursor {
     Page(String),
 }
 
-fn parse_cursor(text: &str) -> Result<Option<Cursor>, Problem> {
+fn parse_cursor(text: Option<&str>) -> Result<Option<Cursor>, Problem> {
     let bad = || Problem::invalid("cursor is not one the server gave");
-    if text.is_empty() {
-        return Ok(None);
-    }
+    let Some(text) = text else { return Ok(None) };
     if let Some(n) = text.strip_prefix('s') {
         return n.parse().map(|n| Some(Cursor::Seq(n))).map_err(|_| bad());
     }
@@ -391,7 +410,7 @@ async fn audit_entries(
     let filtered = req.from_time_ms > 0
         || req.to_time_ms > 0
         || !(req.agency.is_empty() && req.principal.is_empty() && req.indicator.is_empty() && req.decision.is_empty());
-    match parse_cursor(&p.text("cursor"))? {
+    match parse_cursor(p.raw("cursor"))? {
         None => req.from_seq = 1,
         Some(Cursor::Seq(n)) if !filtered => req.from_seq = n.max(1),
         Some(Cursor::Page(t)) if filtered => req.page_token = t,
@@ -461,7 +480,7 @@ async fn audit_consistency(
     headers: HeaderMap,
 ) -> ApiResult {
     let p = wire::Params::parse(q.as_deref(), &["old", "new"])?;
-    if p.text("old").is_empty() {
+    if p.raw("old").is_none() {
         return Err(Problem::invalid("query parameter old (the older tree size) is required"));
     }
     let (old_size, new_size) = (p.number("old", 0)?, p.number("new", 0)?);

@@ -23,12 +23,19 @@ pub struct Problem {
     pub detail: String,
     /// Policy version that decided, when a policy decision was involved.
     pub policy_version: Option<String>,
+    /// Whether the API refused the request's form before any service ran (then an unauthenticated
+    /// caller gets 401 instead; see [`FormRefusal`]).
+    pub form: bool,
 }
 
+/// Marks a response that refused the request's form before any service ran.
+#[derive(Clone, Copy, Debug)]
+pub struct FormRefusal;
+
 impl Problem {
-    /// A problem with `status`, `code` and `detail`.
+    /// A refusal by the API itself (before any service) with `status`, `code` and `detail`.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Problem { status, code, detail: detail.into(), policy_version: None }
+        Problem { status, code, detail: detail.into(), policy_version: None, form: true }
     }
 
     /// 400: the request is not one the API accepts.
@@ -67,7 +74,7 @@ impl From<tonic::Status> for Problem {
         let (status, code) = http_status(s.code());
         let policy_version =
             s.metadata().get(crate::query::POLICY_VERSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Problem { status, code, detail: s.message().to_owned(), policy_version }
+        Problem { status, code, detail: s.message().to_owned(), policy_version, form: false }
     }
 }
 
@@ -84,6 +91,9 @@ impl IntoResponse for Problem {
             body["policy_version"] = json!(v);
         }
         let mut response = (self.status, body.to_string()).into_response();
+        if self.form {
+            response.extensions_mut().insert(FormRefusal);
+        }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if self.status == StatusCode::UNAUTHORIZED {

@@ -99,10 +99,15 @@ impl Params {
         self.0.get(name).cloned().unwrap_or_default()
     }
 
-    /// `name` as a whole number (`default` when absent or empty).
+    /// The value of `name` exactly as given (`None` when absent; an empty value is `Some("")`).
+    pub(crate) fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `name` as a whole number (`default` when absent; an empty value is not a number).
     pub(crate) fn number(&self, name: &str, default: u64) -> Result<u64, Problem> {
         match self.0.get(name).map(String::as_str) {
-            None | Some("") => Ok(default),
+            None => Ok(default),
             Some(v) => {
                 v.parse().map_err(|_| Problem::invalid(format!("query parameter {name} must be a whole number from 0")))
             }
@@ -110,9 +115,9 @@ impl Params {
     }
 
     /// `name` as a time in milliseconds since the epoch: RFC 3339 (`2026-12-01T08:00:00+08:00`) or a
-    /// UTC date (`2026-12-01`, its midnight). `None` when absent or empty.
+    /// UTC date (`2026-12-01`, its midnight). `None` when absent; an empty value is refused.
     pub(crate) fn time_ms(&self, name: &str) -> Result<Option<u64>, Problem> {
-        let Some(v) = self.0.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+        let Some(v) = self.0.get(name) else { return Ok(None) };
         parse_time_ms(v).map(Some).ok_or_else(|| {
             Problem::invalid(format!("query parameter {name} must be an RFC 3339 time or a date YYYY-MM-DD"))
         })
@@ -248,6 +253,8 @@ mod tests {
         assert!(Params::parse(Some("token=x"), &["a"]).unwrap_err().detail.contains("unknown query parameter"));
         assert!(Params::parse(Some("limit=-1"), &["limit"]).unwrap().number("limit", 1).is_err());
         assert!(Params::parse(Some("from=yesterday"), &["from"]).unwrap().time_ms("from").is_err());
+        assert!(Params::parse(Some("from="), &["from"]).unwrap().time_ms("from").is_err());
+        assert!(Params::parse(Some("limit="), &["limit"]).unwrap().number("limit", 1).is_err());
         let t = Params::parse(Some("to=2026-12-01T08:00:00%2B08:00"), &["to"]).unwrap();
         assert_eq!(t.time_ms("to").unwrap(), Some(1_796_083_200_000));
     }
