@@ -24,6 +24,10 @@ pub(crate) struct Args {
     /// Print the example indicators and exit.
     #[arg(long)]
     once: bool,
+    /// Test hook (the browser tests use it): on SIGUSR1, stop this node, so that later answers are
+    /// partial and name it as missing.
+    #[arg(long, value_name = "NODE")]
+    stop_node_on_usr1: Option<String>,
     #[command(flatten)]
     gen_args: super::generate::DataArgs,
 }
@@ -56,7 +60,7 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         }
     }
     let prepared = tokio::task::block_in_place(|| federation::prepare(&dir, &specs, &mut |line| eprintln!("{line}")))?;
-    let running = federation::start(&prepared).await?;
+    let mut running = federation::start(&prepared).await?;
     let demo_json = serde_json::json!({
         "gateway": running.gateway_url,
         "ca": prepared.pki.ca_cert,
@@ -181,10 +185,27 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("\nServing until Ctrl-C …");
-    super::stop_signal().await;
+    match &a.stop_node_on_usr1 {
+        Some(node) => stop_node_on_usr1(&mut running, node).await?,
+        None => super::stop_signal().await,
+    }
     eprintln!("stopping: draining queries in flight");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until a stop signal; a SIGUSR1 before it stops `node` (once) and keeps serving.
+async fn stop_node_on_usr1(running: &mut federation::Running, node: &str) -> Result<()> {
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("listening for SIGUSR1")?;
+    tokio::select! {
+        _ = super::stop_signal() => return Ok(()),
+        _ = usr1.recv() => {}
+    }
+    running.stop_node(node).await;
+    eprintln!("stopped node {node} (SIGUSR1)");
+    super::stop_signal().await;
+    Ok(())
 }
 
 /// `filing_deviation` by region for `year` against its three previous years, as a table, then the
