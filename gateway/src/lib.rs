@@ -12,3 +12,7 @@ pub mod quota;
 pub mod releases;
 pub mod service;
 pub mod state;
+/// The HTTPS side of the gateway. Until the JSON API lands, it holds only the web console's files.
+pub mod http {
+    pub mod console;
+}
