@@ -21,11 +21,10 @@ const ledgerKey = fs.readFileSync(path.join(demo.ledger, "checkpoint-key.pub"), 
 const YEAR = "2024";
 
 let browser;
-let userDir;
 
 before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
-  userDir = fs.mkdtempSync(path.join(os.tmpdir(), "shuzhu-chromium-"));
+  // launch() gives every run a fresh temporary profile (user-data dir) of its own.
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
@@ -35,14 +34,12 @@ before(async () => {
       "--disable-background-networking",
       "--disable-component-update",
       "--no-first-run",
-      `--user-data-dir=${userDir}`,
     ],
   });
 });
 
 after(async () => {
   await browser?.close();
-  fs.rmSync(userDir, { recursive: true, force: true });
 });
 
 /** A fresh context (own sessionStorage) that trusts the demo's self-made certificate. */
