@@ -393,7 +393,7 @@ test("asset size: every console file, gzip-compressed, under 1.5 MB", async () =
   const page = await newPage();
   let total = 0;
   let raw = 0;
-  for (const f of ["/", "/app.js", "/api.js", "/chart.js", "/regions.js", "/verify.js", "/style.css"]) {
+  for (const f of ["/", "/app.js", "/answer.js", "/api.js", "/chart.js", "/regions.js", "/verify.js", "/style.css"]) {
     const r = await page.context().request.get(`${BASE}${f}`);
     assert.equal(r.status(), 200);
     const h = r.headers();

@@ -11,14 +11,11 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { consolePage, launch } from "./pages.js";
 
 const DEMO = process.env.SHUZHU_DEMO;
 const BIN = process.env.SHUZHU_BIN;
-const WEB = path.resolve(import.meta.dirname, "../../gateway/web");
-const ORIGIN = "https://console.test";
 const KEY = fs.readFileSync(path.join(DEMO, "ledger", "checkpoint-key.pub"), "utf8").trim();
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
 
 let browser;
 let page;
@@ -51,24 +48,9 @@ function entryFixture(seq) {
 }
 
 before(async () => {
-  // launch() gives every run a fresh temporary profile (user-data dir) of its own.
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-  });
-  page = await (await browser.newContext()).newPage();
+  browser = await launch();
   served = [];
-  // The console's own files from disk under a secure (https) origin; the API is not involved.
-  await page.route(`${ORIGIN}/**`, (route) => {
-    const p = new URL(route.request().url()).pathname;
-    const file = path.join(WEB, p === "/" ? "index.html" : p.slice(1));
-    if (!file.startsWith(WEB) || !fs.existsSync(file)) return route.fulfill({ status: 404, body: "" });
-    served.push(p);
-    return route.fulfill({ status: 200, contentType: TYPES[path.extname(file)], body: fs.readFileSync(file) });
-  });
-  await page.goto(`${ORIGIN}/`);
-  await page.locator("#token-input").waitFor();
+  page = await consolePage(browser, served);
 });
 
 after(async () => {

@@ -39,6 +39,7 @@ const FILES: &[File] = &[
     },
     File { path: "/style.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../../web/style.css") },
     File { path: "/app.js", content_type: JS, body: include_bytes!("../../web/app.js") },
+    File { path: "/answer.js", content_type: JS, body: include_bytes!("../../web/answer.js") },
     File { path: "/api.js", content_type: JS, body: include_bytes!("../../web/api.js") },
     File { path: "/chart.js", content_type: JS, body: include_bytes!("../../web/chart.js") },
     File { path: "/regions.js", content_type: JS, body: include_bytes!("../../web/regions.js") },
