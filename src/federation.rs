@@ -289,6 +289,8 @@ pub struct RunningNode {
 pub struct Running {
     /// `https://127.0.0.1:PORT`.
     pub gateway_url: String,
+    /// The HTTPS JSON API, `https://127.0.0.1:PORT` (the gateway's second listener).
+    pub http_url: String,
     /// Gateway config path.
     pub gateway_config: PathBuf,
     /// Nodes.
@@ -335,6 +337,8 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
     }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let http_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let http_addr = http_listener.local_addr()?;
     let (cert, key) = prepared.pki.party(Role::Gateway, DEMO_GATEWAY);
     let gateway_config = prepared.dir.join("gateway.toml");
     // The cell-key secret of `cell_key` grants: random, kept beside the config, never logged.
@@ -351,6 +355,7 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
             r#"# Shuzhu gateway {gw}
 gateway_id = "{gw}"
 listen = "127.0.0.1:{port}"
+http_listen = "127.0.0.1:{http_port}"
 policy = "policy.toml"
 ledger_dir = "ledger"
 node_timeout_ms = 5000
@@ -369,6 +374,7 @@ public_key = {issuer:?}
 {entries}"#,
             gw = DEMO_GATEWAY,
             port = addr.port(),
+            http_port = http_addr.port(),
             ca = prepared.pki.ca_cert.display().to_string(),
             cert = cert.display().to_string(),
             key = key.display().to_string(),
@@ -381,12 +387,13 @@ public_key = {issuer:?}
     let (stop, rx) = watch::channel(false);
     let st = Arc::clone(&state);
     let task = tokio::spawn(async move {
-        if let Err(error) = shuzhu_gateway::service::serve(st, tls, listener, stopped(rx)).await {
+        if let Err(error) = shuzhu_gateway::serve(st, tls, listener, Some(http_listener), stopped(rx)).await {
             tracing::error!(%error, "gateway stopped");
         }
     });
     Ok(Running {
         gateway_url: format!("https://127.0.0.1:{}", addr.port()),
+        http_url: format!("https://127.0.0.1:{}", http_addr.port()),
         gateway_config,
         nodes,
         gateway: state,

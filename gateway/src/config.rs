@@ -53,6 +53,10 @@ pub struct GatewayConfig {
     pub gateway_id: String,
     /// Address requesters connect to.
     pub listen: String,
+    /// Address of the HTTPS JSON API (`/v1/…`, same certificate, a second listener because tonic's
+    /// server owns the first); the API is off when absent.
+    #[serde(default)]
+    pub http_listen: Option<std::net::SocketAddr>,
     /// The federation policy file.
     pub policy: PathBuf,
     /// Directory of the audit ledger.
@@ -221,6 +225,21 @@ public_key = "idp.pem"
         assert_eq!(c.ledger.checkpoint_key_file.as_deref(), Some(Path::new("keys/cp.pk8")));
         assert_eq!((c.ledger.checkpoint_every, c.ledger.checkpoint_interval_secs), (5, 10));
         assert_eq!((c.ledger.retain_logs_days, c.ledger.retain_personal_info_days), (200, 1095));
+    }
+
+    #[test]
+    fn http_listen_is_off_by_default_and_must_be_an_address() {
+        let with = |top: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("gateway.toml");
+            std::fs::write(&path, format!("{top}{BASE}")).unwrap();
+            GatewayConfig::load(&path)
+        };
+        assert_eq!(with("").unwrap().http_listen, None);
+        let c = with("http_listen = \"127.0.0.1:8444\"\n").unwrap();
+        assert_eq!(c.http_listen, Some("127.0.0.1:8444".parse().unwrap()));
+        let e = with("http_listen = \"localhost\"\n").unwrap_err().to_string();
+        assert!(e.contains("http_listen"), "{e}");
     }
 
     #[test]

@@ -6,13 +6,41 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod ledger;
 pub mod query;
 pub mod quota;
 pub mod releases;
 pub mod service;
 pub mod state;
-/// The HTTPS side of the gateway. Until the JSON API lands, it holds only the web console's files.
-pub mod http {
-    pub mod console;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::net::TcpListener;
+
+/// Serves the gateway until `shutdown` resolves: gRPC (`Gateway`, `Audit`, health, reflection) on
+/// `listener` and, when `http_listener` is given (`http_listen` in gateway.toml), the HTTPS JSON API
+/// on it, both with the gateway's certificate and over the same state, ledger and pipeline.
+pub async fn serve(
+    state: Arc<state::GatewayState>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    http_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), state::StartError> {
+    let shutdown = shutdown.shared();
+    let api = async {
+        match http_listener {
+            Some(l) => {
+                http::serve(service::Services::new(Arc::clone(&state)), Arc::clone(&tls), l, shutdown.clone()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (grpc, api) =
+        tokio::join!(service::serve(Arc::clone(&state), Arc::clone(&tls), listener, shutdown.clone()), api);
+    grpc?;
+    api.map_err(state::StartError::Http)
 }

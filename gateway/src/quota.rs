@@ -171,6 +171,12 @@ impl QuotaBook {
         Ok(())
     }
 
+    /// Queries of `agency` counted against its quotas on UTC day `today` (for `/v1/me`).
+    pub fn used_on(&self, agency: &str, today: i32) -> u32 {
+        let book = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        book.get(agency).filter(|u| u.day.0 == today).map_or(0, |u| u.day.1)
+    }
+
     /// The in-memory decision and count of [`Self::take`].
     fn count(&self, agency: &str, quota: Quota, now: Instant, today: i32) -> Result<(), QuotaExceeded> {
         if quota.per_minute.is_none() && quota.per_day.is_none() {

@@ -28,7 +28,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Generic message for every authentication failure.
 const UNAUTHENTICATED: &str = "invalid or missing credentials";
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let mut bytes = [0u8; 8];
     // The system RNG failing is not recoverable in a meaningful way; fall back to the clock.
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
@@ -48,7 +48,17 @@ pub struct Services {
 }
 
 impl Services {
-    fn authenticate<T>(&self, req: &Request<T>, record: &mut AuditRecord) -> Result<Principal, Status> {
+    /// The services over a gateway's state (the gRPC server and the HTTPS JSON API share one).
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Services { state }
+    }
+
+    /// The gateway's state.
+    pub(crate) fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    pub(crate) fn authenticate<T>(&self, req: &Request<T>, record: &mut AuditRecord) -> Result<Principal, Status> {
         let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         match self.state.auth.authenticate(header, now_unix()) {
             Ok(p) => {
@@ -64,7 +74,7 @@ impl Services {
     }
 
     /// Appends `record` durably, then returns `outcome`; if the ledger fails, the request fails.
-    async fn audited<T>(
+    pub(crate) async fn audited<T>(
         &self,
         mut record: AuditRecord,
         started: Instant,
@@ -84,7 +94,7 @@ impl Services {
         }
     }
 
-    fn record(&self, action: &str, id: &str) -> AuditRecord {
+    pub(crate) fn record(&self, action: &str, id: &str) -> AuditRecord {
         AuditRecord::new(&self.state.id, id, action, &self.state.current_policy().version)
     }
 }
@@ -166,7 +176,7 @@ impl Services {
 
     /// Runs an auditor read: checks the role, runs `read` when allowed, and records the read
     /// (allowed or not) before answering.
-    async fn audit_read<T: Send + 'static, F>(
+    pub(crate) async fn audit_read<T: Send + 'static, F>(
         &self,
         action: &str,
         req: Request<impl Send>,
@@ -416,7 +426,7 @@ pub async fn serve(
         move |text| watched.reload_policy_text(text).map_err(|e| e.to_string()),
     );
     let checkpoint_ledger = Arc::clone(&state.ledger);
-    let services = Services { state };
+    let services = Services::new(state);
     let served = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .add_service(health)

@@ -66,6 +66,9 @@ pub enum StartError {
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The HTTPS JSON API's server failed.
+    #[error("https json api: {0}")]
+    Http(std::io::Error),
 }
 
 /// A node as the gateway sees it.

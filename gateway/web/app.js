@@ -69,7 +69,7 @@ function renderNav() {
   nav.hidden = false;
   $("#logout").hidden = false;
   const me = state.me || {};
-  $("#who").textContent = `${me.agency_name || me.agency || ""} · ${me.sub || ""} · ${roles().join("、")}`;
+  $("#who").textContent = `${me.agency_name || me.agency || ""} · ${me.subject || me.sub || ""} · ${roles().join("、")}`;
 }
 
 async function route() {
@@ -424,9 +424,10 @@ function entrySummary(e) {
     for (const k of ks) if (b[k] !== undefined && b[k] !== "") return typeof b[k] === "object" ? JSON.stringify(b[k]) : String(b[k]);
     return "";
   };
+  const who = b.principal && typeof b.principal === "object" ? b.principal : {};
   return {
-    agency: pick("agency"),
-    principal: pick("principal", "sub"),
+    agency: who.agency || pick("agency"),
+    principal: who.sub || pick("principal"),
     indicator: pick("indicator"),
     decision: pick("decision"),
     action: pick("action"),
@@ -456,7 +457,8 @@ async function viewAudit(root, arg) {
   const last = h("button", { type: "button", id: "a-latest" }, "最新");
   root.append(form, info, table, h("p", { class: "pager" }, prev, next, last));
   const LIMIT = 50;
-  let cursors = [{ from_seq: 1 }];
+  // Each page is fetched by the cursor the previous page gave (`next_cursor`); the stack allows going back.
+  let cursors = [null];
   const params = () => {
     const p = new URLSearchParams();
     const put = (k, v) => v && p.set(k, v);
@@ -464,17 +466,16 @@ async function viewAudit(root, arg) {
     put("principal", $("#a-principal").value.trim());
     put("indicator", $("#a-indicator").value.trim());
     put("decision", $("#a-decision").value);
-    const ms = (v) => (v ? String(new Date(v).getTime()) : "");
-    put("from_time_ms", ms($("#a-from").value));
-    put("to_time_ms", ms($("#a-to").value));
+    const iso = (v) => (v ? new Date(v).toISOString() : "");
+    put("from", iso($("#a-from").value));
+    put("to", iso($("#a-to").value));
     p.set("limit", String(LIMIT));
     return p;
   };
   const load = async () => {
     const p = params();
     const c = cursors[cursors.length - 1];
-    if (c.page_token) p.set("page_token", c.page_token);
-    else p.set("from_seq", String(c.from_seq));
+    if (c) p.set("cursor", c);
     table.replaceChildren(h("p", { class: "muted" }, "加载中…"));
     let page;
     try {
@@ -508,16 +509,18 @@ async function viewAudit(root, arg) {
     const first = entries[0]?.seq;
     const lastSeq = entries[entries.length - 1]?.seq;
     info.textContent = `账本共 ${page.total ?? "?"} 条；本页 ${entries.length} 条${first ? `（#${first}–#${lastSeq}）` : ""}。`;
-    const more = page.next_page_token || (entries.length === LIMIT && Number(page.next_seq) > Number(lastSeq || 0));
-    next.disabled = !more;
+    next.disabled = !page.next_cursor;
+    const filtered = [...params().keys()].some((k) => k !== "limit");
+    last.disabled = filtered;
     prev.disabled = cursors.length < 2;
     next.onclick = () => {
-      cursors.push(page.next_page_token ? { page_token: page.next_page_token } : { from_seq: Number(page.next_seq) });
+      cursors.push(page.next_cursor);
       load();
     };
     last.onclick = () => {
       const total = Number(page.total || 0);
-      cursors = [{ from_seq: 1 }, { from_seq: Math.max(1, total - LIMIT + 1) }];
+      // Without filters a cursor is `s<seq>`: the newest page starts LIMIT entries before the end.
+      cursors = [null, `s${Math.max(1, total - LIMIT + 1)}`];
       load();
     };
   };
@@ -527,7 +530,7 @@ async function viewAudit(root, arg) {
   });
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    cursors = [{ from_seq: 1 }];
+    cursors = [null];
     load();
   });
   await load();

@@ -613,6 +613,12 @@ impl FederationPolicy {
         }
     }
 
+    /// The grants `agency` may use with `roles` (valid or not today: [`Grant::valid_on`] says), in
+    /// policy order: what a requester may ask, before deny rules and field constraints narrow it.
+    pub fn grants_usable<'a>(&'a self, agency: &'a str, roles: &'a [&'a str]) -> impl Iterator<Item = &'a Grant> {
+        self.grants.iter().filter(move |g| g.agency == agency && g.roles.iter().any(|r| roles.contains(&r.as_str())))
+    }
+
     /// The deny rule matching the request, if any.
     fn matching_deny(&self, req: &AccessRequest<'_>) -> Option<(usize, &DenyRule)> {
         self.denies.iter().enumerate().find(|(_, d)| {

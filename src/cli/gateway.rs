@@ -27,8 +27,12 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
         let state = Arc::new(GatewayState::open(&config)?);
         let tls = shuzhu_net::tls_server(&config.tls.cert, &config.tls.key)?;
         let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding http_listen {addr}"))?),
+            None => None,
+        };
         tracing::info!(gateway = %config.gateway_id, addr = %listener.local_addr()?, nodes = config.nodes.len(), ledger_entries = state.ledger.len(), "gateway serving");
-        shuzhu_gateway::service::serve(state, tls, listener, super::stop_signal()).await?;
+        shuzhu_gateway::serve(state, tls, listener, http_listener, super::stop_signal()).await?;
         tracing::info!("gateway stopped");
         anyhow::Ok(())
     })?;

@@ -50,17 +50,21 @@ done
 grep -q "Serving until" "$work/demo.log" || { tail -20 "$work/demo.log"; echo "demo did not start" >&2; exit 1; }
 
 mkdir -p "$root/target/screenshots"
-files="verify.test.js"
+# The last file stops a node for its partial-answer test: console.test.js when the demo serves the
+# console, else answer.test.js.
+files="verify.test.js answer.test.js"
 if grep -q '"console"' "$work/demo/demo.json"; then
   files="$files console.test.js"
 else
   echo "console.test.js skipped: demo.json has no console link (this build's gateway has no HTTPS listener)"
 fi
-files="$files answer.test.js" # last: it stops a node
+last=${files##* }
 status=0
 : >"$work/tests.log"
-for f in $files; do # one run per file, in this order (answer.test.js stops a node)
-  (cd "$here" && SHUZHU_DEMO="$work/demo" SHUZHU_BIN="$bin" DEMO_PID="$demo_pid" STOP_NODE="$court" \
+for f in $files; do # one run per file, in this order
+  stop=""
+  [ "$f" = "$last" ] && stop="$court"
+  (cd "$here" && SHUZHU_DEMO="$work/demo" SHUZHU_BIN="$bin" DEMO_PID="$demo_pid" STOP_NODE="$stop" \
     SCREENSHOTS="$root/target/screenshots" node --test --test-reporter=spec "$f") \
     | tee -a "$work/tests.log" || status=$?
 done
@@ -70,5 +74,6 @@ echo "browser tests: ${pass} passed, ${fail} failed"
 if [ "$status" -ne 0 ]; then
   echo "--- demo log (tail) ---"
   tail -30 "$work/demo.log"
+  cp "$work/tests.log" "$root/target/browser-tests.log"
 fi
 exit "$status"

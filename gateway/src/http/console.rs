@@ -3,6 +3,9 @@
 //! needs no Node.js. The console is a client of the JSON API beside it (`/v1/…`); this module only
 //! serves its files.
 //!
+//! [`console_routes`] is the hook the API's router merges (`GET /` and one route per file); the API's
+//! security headers layer then applies to these answers too.
+//!
 //! Every answer carries a strict Content-Security-Policy (scripts only from this origin, no inline
 //! script or style attribute, no framing, no plugins, requests only to this origin), `nosniff`, no
 //! referrer, and an `ETag` so a browser revalidates (`no-cache`) instead of trusting a stale copy
@@ -15,6 +18,13 @@
 //! assert_eq!(a.status, 200);
 //! assert!(a.content_type.starts_with("text/html"));
 //! ```
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::service::Services;
 
 /// Content-Security-Policy of every console answer.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -93,6 +103,32 @@ pub fn asset(path: &str, if_none_match: Option<&str>) -> Option<Asset> {
         body: if fresh { b"" } else { f.body },
         headers,
     })
+}
+
+/// The console's routes: `/` and each embedded file, `GET` (and so `HEAD`) only.
+pub fn console_routes() -> Router<Services> {
+    let mut router = Router::new().route("/", get(serve_asset));
+    for f in FILES {
+        router = router.route(f.path, get(serve_asset));
+    }
+    router
+}
+
+/// Answers a console path from the embedded files, with a 304 when the browser's copy is current.
+async fn serve_asset(uri: axum::http::Uri, request_headers: HeaderMap) -> Response {
+    let if_none_match = request_headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let Some(a) = asset(uri.path(), if_none_match) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut response = (StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK), a.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    for (name, value) in a.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    response
 }
 
 #[cfg(test)]
