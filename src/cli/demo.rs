@@ -24,6 +24,10 @@ pub(crate) struct Args {
     /// Print the example indicators and exit.
     #[arg(long)]
     once: bool,
+    /// Test hook (the browser tests use it): on SIGUSR1, stop this node, so that later answers are
+    /// partial and name it as missing.
+    #[arg(long, value_name = "NODE")]
+    stop_node_on_usr1: Option<String>,
     #[command(flatten)]
     gen_args: super::generate::DataArgs,
 }
@@ -56,10 +60,23 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         }
     }
     let prepared = tokio::task::block_in_place(|| federation::prepare(&dir, &specs, &mut |line| eprintln!("{line}")))?;
-    let running = federation::start(&prepared).await?;
+    let mut running = federation::start(&prepared).await?;
+    // Console links log in through the URL fragment, which the browser never sends to the server.
+    let console =
+        console_link(&running.http_url, &[("token", &crate::client::read_token(&prepared.tokens["requester"])?)]);
+    let verifier_key = std::fs::read_to_string(dir.join("ledger").join("checkpoint-key.pub")).unwrap_or_default();
+    let console_auditor = console_link(
+        &running.http_url,
+        &[
+            ("token", &crate::client::read_token(&prepared.tokens["auditor"])?),
+            ("key", verifier_key.trim()),
+            ("view", "audit"),
+        ],
+    );
     let demo_json = serde_json::json!({
         "gateway": running.gateway_url,
         "http": running.http_url,
+        "console": console,
         "ca": prepared.pki.ca_cert,
         "issuer_key": prepared.issuer_key,
         "tokens": prepared.tokens,
@@ -76,6 +93,8 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         specs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
     );
     println!("HTTPS JSON API: {}/v1/ (OpenAPI 3.1 at {}/v1/openapi.json)\n", running.http_url, running.http_url);
+    println!("Web console (demo CA: accept the certificate), logged in as the agency analyst:\n  {console}");
+    println!("  … as the auditor, with the checkpoint key for in-browser verification:\n  {console_auditor}\n");
 
     let ca = prepared.pki.ca_cert.clone();
     let analyst = crate::client::read_token(&prepared.tokens["requester"])?;
@@ -189,10 +208,27 @@ async fn run_async(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("\nServing until Ctrl-C …");
-    super::stop_signal().await;
+    match &a.stop_node_on_usr1 {
+        Some(node) => stop_node_on_usr1(&mut running, node).await?,
+        None => super::stop_signal().await,
+    }
     eprintln!("stopping: draining queries in flight");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until a stop signal; a SIGUSR1 before it stops `node` (once) and keeps serving.
+async fn stop_node_on_usr1(running: &mut federation::Running, node: &str) -> Result<()> {
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("listening for SIGUSR1")?;
+    tokio::select! {
+        _ = super::stop_signal() => return Ok(()),
+        _ = usr1.recv() => {}
+    }
+    running.stop_node(node).await;
+    eprintln!("stopped node {node} (SIGUSR1)");
+    super::stop_signal().await;
+    Ok(())
 }
 
 /// `filing_deviation` by region for `year` against its three previous years, as a table, then the
@@ -254,6 +290,24 @@ fn latest_full_year(data_until: &[String]) -> Option<i32> {
     Some(if latest.month() == 12 { latest.year() } else { latest.year() - 1 })
 }
 
+/// A console link that logs in through the URL fragment, which browsers never send to the server:
+/// `BASE/#token=…` (and `&key=…` for an auditor: the checkpoint verifier key, public). The page moves
+/// both into `sessionStorage` and clears the address bar.
+fn console_link(base: &str, params: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", fragment_encode(v))).collect();
+    format!("{}/#{}", base.trim_end_matches('/'), pairs.join("&"))
+}
+
+/// Percent-encodes everything but unreserved characters (`+` would read as a space).
+fn fragment_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Which kind of node serves a dataset, for the demo's explanations.
 fn node_kind(dataset: &str) -> &'static str {
     match dataset {
@@ -267,6 +321,15 @@ fn node_kind(dataset: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_link_carries_its_values_in_the_fragment_encoded() {
+        assert_eq!(console_link("https://127.0.0.1:9/", &[("token", "a.b-c_d")]), "https://127.0.0.1:9/#token=a.b-c_d");
+        assert_eq!(
+            console_link("https://h:1", &[("token", "t"), ("key", "gw/audit+0a1b2c3d+AQ+/=")]),
+            "https://h:1/#token=t&key=gw%2Faudit%2B0a1b2c3d%2BAQ%2B%2F%3D"
+        );
+    }
 
     #[test]
     fn the_latest_full_year_comes_from_the_latest_data_date() {
