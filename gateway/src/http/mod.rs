@@ -26,7 +26,7 @@ mod wire;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -40,8 +40,7 @@ use serde_json::{Value, json};
 use shuzhu_proto::v1 as pb;
 use shuzhu_proto::v1::audit_server::Audit;
 use shuzhu_proto::v1::gateway_server::Gateway;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
 use crate::auth::Role;
@@ -94,7 +93,7 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let mut config = (*tls).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let incoming = shuzhu_net::tls_incoming(listener, Arc::new(config), Duration::from_secs(10));
+    let incoming = shuzhu_net::tls_incoming_limited(listener, Arc::new(config), &services.state().limits);
     tracing::info!(addr = %local, "https json api serving");
     axum::serve(TlsListener { incoming, local }, router(services).into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown)
@@ -104,19 +103,20 @@ pub async fn serve(
 /// TLS connections that completed their handshake (handshakes run concurrently, each bounded in time,
 /// in [`shuzhu_net::tls_incoming`], so a slow client never holds up the others).
 struct TlsListener {
-    incoming: tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>>,
+    incoming: tokio_stream::wrappers::ReceiverStream<Result<shuzhu_net::LimitedStream, std::io::Error>>,
     local: SocketAddr,
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = shuzhu_net::LimitedStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.incoming.next().await {
                 Some(Ok(tls)) => {
-                    let peer = tls.get_ref().0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let peer =
+                        tls.get_ref().get_ref().0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                     return (tls, peer);
                 }
                 Some(Err(_)) => continue,
