@@ -7,7 +7,8 @@
 //! - [`dimension`]: the dimensions an answer may be grouped or filtered by;
 //! - [`indicator`]: the indicator catalogue and the partial measures each one needs, and the exact
 //!   arithmetic that turns merged partials into values;
-//! - [`disclosure`]: threshold suppression of merged cells;
+//! - [`disclosure`]: threshold suppression of merged cells, record sets of released numbers and the
+//!   exact differencing audit over them ([`disclosure::recordset`], [`disclosure::audit`]);
 //! - [`catalogue`]: every dataset's fields with category, grade, personal-information kind and masking
 //!   rule, the important/core flags, and the fields each indicator reads (embedded `catalogue.toml`);
 //! - [`grant`]: the federation policy (agencies, grants, deny rules, field constraints), deny-by-default

@@ -15,6 +15,9 @@
 
 use crate::indicator::{Indicator, IndicatorKind, MeasureId};
 
+pub mod audit;
+pub mod recordset;
+
 /// The smallest threshold any policy may set.
 pub const MIN_THRESHOLD: u32 = 5;
 /// The threshold used when the policy names none.
