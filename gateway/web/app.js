@@ -81,8 +81,10 @@ async function route() {
     if (a.getAttribute("href") === `#/${view}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  const root = $("#view");
-  root.replaceChildren(h("h1", {}, VIEWS[view].title));
+  // A fresh container per navigation: a slower earlier view still rendering writes into its own
+  // detached container, never into the page shown now.
+  const root = h("div", { "data-view": view }, h("h1", {}, VIEWS[view].title));
+  $("#view").replaceChildren(root);
   document.title = `${VIEWS[view].title} · 数助`;
   try {
     await VIEWS[view].render(root, arg);
