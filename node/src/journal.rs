@@ -2,7 +2,8 @@
 //! record in a hash-chained journal, durable before the node answers, and the signed receipt the
 //! node returns for each release.
 //!
-//! The journal lives in `STORE/journal/` as segment files of the ledger crate
+//! The journal lives in its own directory (the node config's `journal`, by default `journal` beside the
+//! store; nodes before that kept it in `STORE/journal/`, see [`move_legacy`]) as segment files of the ledger crate
 //! ([`shuzhu_ledger::segment`]: length + CRC framed records, `fdatasync`ed with group commit,
 //! torn tails truncated on open). Each record is the canonical JSON of a [`JournalRecord`]; it
 //! carries `prev`, the SHA-256 of the previous record's bytes (64 zeros for the first), so
