@@ -153,8 +153,9 @@ fn main() {
     psql(&db_url, &format!("\\copy stage FROM '{}' CSV HEADER", csv.display()));
     psql(
         &db_url,
-        "CREATE TABLE cases AS SELECT court_code, region_code, type_code, cause, filed_on::date AS filed_on, NULLIF(closed_on, '')::date AS closed_on, deadline_on::date AS deadline_on, NULLIF(closure_method, '') AS closure_method, appealed::boolean AS appealed, NULLIF(claim_amount, '')::numeric AS claim_amount, NULLIF(enforce_requested, '')::numeric AS enforce_requested, NULLIF(enforce_collected, '')::numeric AS enforce_collected, online_filed::boolean AS online_filed, pre_suit_mediated::boolean AS pre_suit_mediated, plaintiff_kind, defendant_kind FROM stage; DROP TABLE stage; VACUUM ANALYZE cases",
+        "CREATE TABLE cases AS SELECT court_code, region_code, type_code, cause, filed_on::date AS filed_on, NULLIF(closed_on, '')::date AS closed_on, deadline_on::date AS deadline_on, NULLIF(closure_method, '') AS closure_method, appealed::boolean AS appealed, NULLIF(claim_amount, '')::numeric AS claim_amount, NULLIF(enforce_requested, '')::numeric AS enforce_requested, NULLIF(enforce_collected, '')::numeric AS enforce_collected, online_filed::boolean AS online_filed, pre_suit_mediated::boolean AS pre_suit_mediated, plaintiff_kind, defendant_kind FROM stage; DROP TABLE stage",
     );
+    psql(&db_url, "VACUUM ANALYZE cases");
     println!("postgres: loaded {n} cases in {:.1}s", t.elapsed().as_secs_f64());
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

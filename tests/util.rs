@@ -63,7 +63,9 @@ pub(crate) fn fx() -> &'static Fixture {
     FX.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info,tower=info,rustls=info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,h2=info,hyper=info,tower=info,rustls=info,tokio_postgres=info",
+            ))
             .with_writer(LogSink(Arc::clone(&logs)))
             .with_ansi(false)
             .try_init();
