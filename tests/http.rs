@@ -426,7 +426,8 @@ fn an_auditor_pages_the_ledger_and_checks_proofs_and_signatures() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 
     // One entry: its leaf hashes to its hash, the proof leads to the signed checkpoint's root.
-    let key = fx().ledger_dir().join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME);
+    let key =
+        shuzhu_gateway::ledger::default_key_dir(&fx().ledger_dir()).join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME);
     let verifier = shuzhu_gateway::ledger::load_verifier(&key).unwrap();
     let seq = seen[0];
     let r = get(&format!("/v1/audit/entries/{seq}"), Some(&auditor));

@@ -169,6 +169,8 @@ pub(crate) fn answer_json(r: &pb::QueryResponse) -> Value {
             "answered": cov.answered,
             "missing": cov.missing.iter().map(|m| json!({"node": m.node, "reason": m.reason})).collect::<Vec<_>>(),
         },
+        // As `shuzhu query --format json`: a node asked did not answer (its rows may be absent).
+        "partial": cov.answered < cov.asked || !cov.missing.is_empty(),
         "policy_version": r.policy_version,
         "audit_seq": r.audit_seq,
         "data_until": r.data_until,
