@@ -651,10 +651,7 @@ pub fn verify_dir(
             SegmentError::Hook(String::new())
         })
     })
-    .or_else(|e| match failure.take() {
-        Some(f) => Err(f),
-        None => Err(VerifyError::Segment(e)),
-    })?;
+    .map_err(|e| failure.take().unwrap_or(VerifyError::Segment(e)))?;
     for note in &notes {
         checker.checkpoint(note)?;
     }
