@@ -1,7 +1,7 @@
 //! How answers are shown: an aligned table for people (Chinese characters count double width), JSON
 //! for programs, CSV for spreadsheets.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use shuzhu_proto::v1 as pb;
 
 /// Output format.
@@ -15,45 +15,10 @@ pub enum Format {
     Csv,
 }
 
-/// The JSON form of an answer (the contract `shuzhu query --format json` prints).
+/// The JSON form of an answer (the contract `shuzhu query --format json` prints): the gateway's
+/// `POST /v1/query` answer, from the same function.
 pub fn answer_json(r: &pb::QueryResponse) -> Value {
-    let rows: Vec<Value> = r
-        .rows
-        .iter()
-        .map(|row| {
-            let group: Map<String, Value> =
-                row.group.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-            let mut o = Map::new();
-            o.insert("group".into(), Value::Object(group));
-            o.insert("value".into(), row.value.map_or(Value::Null, |v| json!(v)));
-            o.insert("status".into(), Value::String(row.status.clone()));
-            if let Some(n) = row.numerator {
-                o.insert("numerator".into(), json!(n));
-            }
-            if let Some(d) = row.denominator {
-                o.insert("denominator".into(), json!(d));
-            }
-            if !row.level.is_empty() {
-                o.insert("level".into(), Value::String(row.level.clone()));
-            }
-            Value::Object(o)
-        })
-        .collect();
-    let cov = r.coverage.clone().unwrap_or_default();
-    json!({
-        "indicator": r.indicator,
-        "rows": rows,
-        "coverage": {
-            "asked": cov.asked,
-            "answered": cov.answered,
-            "missing": cov.missing.iter().map(|m| json!({"node": m.node, "reason": m.reason})).collect::<Vec<_>>(),
-        },
-        "partial": is_partial(r),
-        "policy_version": r.policy_version,
-        "audit_seq": r.audit_seq,
-        "data_until": r.data_until,
-        "threshold": r.threshold,
-    })
+    shuzhu_gateway::http::answer_json(r)
 }
 
 /// Whether the answer is partial: a node asked did not answer (its rows may be missing altogether).

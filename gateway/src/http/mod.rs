@@ -23,6 +23,8 @@ pub mod problem;
 pub mod report;
 mod wire;
 
+pub use wire::answer_json;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -136,8 +136,9 @@ fn parse_time_ms(v: &str) -> Option<u64> {
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// The JSON form of an answer: the same fields as `shuzhu query --format json`.
-pub(crate) fn answer_json(r: &pb::QueryResponse) -> Value {
+/// The JSON form of an answer: the contract `shuzhu query --format json` prints and `POST /v1/query`
+/// answers (one function, so the two cannot drift apart).
+pub fn answer_json(r: &pb::QueryResponse) -> Value {
     let rows: Vec<Value> = r
         .rows
         .iter()
