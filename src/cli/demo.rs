@@ -64,7 +64,9 @@ async fn run_async(a: Args) -> Result<ExitCode> {
     // Console links log in through the URL fragment, which the browser never sends to the server.
     let console =
         console_link(&running.http_url, &[("token", &crate::client::read_token(&prepared.tokens["requester"])?)]);
-    let verifier_key = std::fs::read_to_string(dir.join("ledger").join("checkpoint-key.pub")).unwrap_or_default();
+    let key_file =
+        shuzhu_gateway::ledger::default_key_dir(&dir.join("ledger")).join(shuzhu_gateway::ledger::PUBLIC_KEY_FILE_NAME);
+    let verifier_key = std::fs::read_to_string(key_file).unwrap_or_default();
     let console_auditor = console_link(
         &running.http_url,
         &[

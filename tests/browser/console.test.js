@@ -17,7 +17,7 @@ const STOP_NODE = process.env.STOP_NODE;
 const demo = JSON.parse(fs.readFileSync(path.join(DEMO, "demo.json"), "utf8"));
 const BASE = new URL(demo.console).origin;
 const tokenOf = (who) => fs.readFileSync(demo.tokens[who], "utf8").trim();
-const ledgerKey = fs.readFileSync(path.join(demo.ledger, "checkpoint-key.pub"), "utf8").trim();
+const ledgerKey = fs.readFileSync(path.join(`${demo.ledger}.keys`, "checkpoint-key.pub"), "utf8").trim();
 const YEAR = "2024";
 
 let browser;

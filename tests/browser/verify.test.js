@@ -15,7 +15,7 @@ import { consolePage, launch } from "./pages.js";
 
 const DEMO = process.env.SHUZHU_DEMO;
 const BIN = process.env.SHUZHU_BIN;
-const KEY = fs.readFileSync(path.join(DEMO, "ledger", "checkpoint-key.pub"), "utf8").trim();
+const KEY = fs.readFileSync(path.join(DEMO, "ledger.keys", "checkpoint-key.pub"), "utf8").trim();
 
 let browser;
 let page;
@@ -25,14 +25,14 @@ let served;
 function entryFixture(seq) {
   const run = (...args) => execFileSync(BIN, args, { encoding: "utf8" });
   // Prove first: it may sign a new checkpoint, which the export made afterwards then holds.
-  const proved = run("audit", "prove", "--demo", DEMO, "--seq", String(seq), "--key", path.join(DEMO, "ledger", "checkpoint-key.pub"));
+  const proved = run("audit", "prove", "--demo", DEMO, "--seq", String(seq), "--key", path.join(DEMO, "ledger.keys", "checkpoint-key.pub"));
   const size = Number(/tree of size (\d+)/.exec(proved)[1]);
   const proof = proved.split("\n").map((l) => l.trim()).filter((l) => /^[0-9a-f]{64}$/.test(l));
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "shuzhu-export-")), "export.jsonl");
   run("audit", "export", "--demo", DEMO, "--out", out);
   const lines = fs.readFileSync(out, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
   fs.rmSync(path.dirname(out), { recursive: true, force: true });
-  const e = lines.find((l) => l.type === "entry" && l.seq === seq - 1);
+  const e = lines.find((l) => l.type === "entry" && l.seq === seq); // the export numbers entries from 1, like every command
   const note = lines.find((l) => l.type === "checkpoint" && l.note.split("\n")[1] === String(size)).note;
   const leaf = Buffer.from(e.leaf, "base64");
   const hash = crypto.createHash("sha256").update(Buffer.concat([Buffer.of(0), leaf])).digest("hex");
