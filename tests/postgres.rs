@@ -267,8 +267,7 @@ fn pf() -> &'static PgFed {
                 continue;
             };
             let pw = config.parent().unwrap().join("pg.password");
-            std::fs::write(&pw, format!("{password}\n")).unwrap();
-            std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            shuzhu_net::secret::write_secret_file(&pw, format!("{password}\n").as_bytes()).unwrap();
             let mut text = std::fs::read_to_string(config).unwrap();
             text.push_str(&source_section(&db.name, &role, &section));
             std::fs::write(config, text).unwrap();
