@@ -25,6 +25,20 @@
 //!
 //! Only the record sets connected to the new ones (transitively overlapping) matter: the rows of other
 //! components use other atoms, so the row space splits and their determined sets are unchanged.
+//!
+//! Before the row reduction, atoms anyone can tell are empty are dropped: a released 0 over atoms whose
+//! coefficients share one sign (an answer's empty remainder) empties each of them, counts being
+//! non-negative ([`known_empty`]). A small set the held releases already determined is not news: only
+//! a set that the new releases make determined is refused (so a book carried over from older rules
+//! does not refuse everything after it).
+//!
+//! Cost: finding the atoms is bounded by [`Limits::max_work`] and the search by [`Limits::max_nodes`];
+//! a component of more than [`Limits::max_rows`] releases is not attempted. Cross-classified answers
+//! multiply atoms (500 causes × 32 courts × 20 types × the months), so large shapes exceed the limits
+//! within a fraction of a second. Such a shape is then refused, or — with
+//! [`Limits::pairs_when_too_complex`], the default — checked by the pairwise differencing check of
+//! [`super::pairs`] (differences of nested or equal record sets and greedy packings, across measures
+//! and with courts related to regions), a weaker guarantee that [`Checked::Pairs`] names.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -37,13 +51,27 @@ pub struct Limits {
     pub max_cells: usize,
     /// Most releases in the connected component audited.
     pub max_rows: usize,
-    /// Most search nodes over all blocks of one system.
+    /// Most search steps over all blocks of one system (a node of the search costs one step and one
+    /// more for each free atom its pivot's row holds).
     pub max_nodes: u64,
+    /// Most steps (term memberships examined) spent finding the atoms: a shape whose atoms would take
+    /// longer is refused early rather than after seconds of work.
+    pub max_work: u64,
+    /// What to do when a shape exceeds these limits: `true` checks it with the pairwise differencing
+    /// check ([`super::pairs`], a weaker guarantee) and answers when that finds nothing; `false`
+    /// refuses it as too complex to audit.
+    pub pairs_when_too_complex: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_cells: 1_000_000, max_rows: 200_000, max_nodes: 2_000_000 }
+        Limits {
+            max_cells: 1_000_000,
+            max_rows: 4_000,
+            max_nodes: 4_000_000,
+            max_work: 40_000_000,
+            pairs_when_too_complex: true,
+        }
     }
 }
 
@@ -184,6 +212,19 @@ fn releases_overlap(a: &Release, b: &Release) -> bool {
 pub struct Ledger {
     releases: Vec<Release>,
     seen: HashSet<Release>,
+    /// The held cells, for the pairwise check.
+    cells: super::pairs::Index,
+    /// Count of each held single-set release (to give an empty remainder's whole).
+    counts: HashMap<RecordSet, i64>,
+}
+
+/// How a release was found safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// By the exact audit: no set of 1..k−1 records is determined.
+    Exact,
+    /// The shape exceeded the exact audit's limits; the pairwise differencing check found nothing.
+    Pairs,
 }
 
 impl Ledger {
@@ -209,15 +250,61 @@ impl Ledger {
 
     /// Records a release (an identical repeat is kept once).
     pub fn push(&mut self, r: Release) {
-        if self.seen.insert(r.clone()) {
-            self.releases.push(r);
+        if !self.seen.insert(r.clone()) {
+            return;
         }
+        match r.terms.as_slice() {
+            [(1, set)] => {
+                self.counts.insert(set.clone(), r.count);
+                self.cells.push(super::pairs::Cell {
+                    set: super::pairs::normalize(set),
+                    count: r.count,
+                    measure: r.measure.clone(),
+                });
+            }
+            [(1, whole), rest @ ..] if r.count == 0 && !rest.is_empty() && rest.iter().all(|(c, _)| *c == -1) => {
+                let total: Option<i64> = rest.iter().map(|(_, s)| self.counts.get(s).copied()).sum();
+                if let Some(count) = total {
+                    let cell =
+                        super::pairs::Cell { set: super::pairs::normalize(whole), count, measure: r.measure.clone() };
+                    self.cells.push(cell);
+                }
+            }
+            _ => {}
+        }
+        self.releases.push(r);
     }
 
     /// Decides whether releasing `new` on top of what is held lets anyone determine a set of 1..k−1
     /// records (or a sum of money that is not a union of released money cells). Releases already held
     /// are not audited again.
     pub fn audit(&self, new: &[Release], k: u32, topology: &Topology, limits: &Limits) -> Result<(), Refusal> {
+        self.audit_checked(new, k, topology, limits).map(|_| ())
+    }
+
+    /// [`Ledger::audit`], saying how the release was found safe: by the exact audit, or (when the shape
+    /// exceeds the limits and [`Limits::pairs_when_too_complex`] is set) by the pairwise check only.
+    pub fn audit_checked(
+        &self,
+        new: &[Release],
+        k: u32,
+        topology: &Topology,
+        limits: &Limits,
+    ) -> Result<Checked, Refusal> {
+        match self.audit_exact(new, k, topology, limits) {
+            Ok(()) => Ok(Checked::Exact),
+            Err(Refusal::TooComplex) if limits.pairs_when_too_complex => {
+                let fresh: Vec<&Release> = new.iter().filter(|r| !self.seen.contains(*r)).collect();
+                match super::pairs::find_small(&self.cells, &super::pairs::cells_of(&fresh), k) {
+                    Some(measure) => Err(Refusal::Small { measure }),
+                    None => Ok(Checked::Pairs),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn audit_exact(&self, new: &[Release], k: u32, topology: &Topology, limits: &Limits) -> Result<(), Refusal> {
         let mut fresh: Vec<&Release> = Vec::new();
         let mut fresh_seen: HashSet<&Release> = HashSet::new();
         for r in new {
@@ -227,6 +314,9 @@ impl Ledger {
         }
         if fresh.is_empty() {
             return Ok(());
+        }
+        if fresh.len() > limits.max_rows {
+            return Err(Refusal::TooComplex);
         }
         // The component of the fresh releases: everything transitively overlapping them. Each held
         // release is compared until it joins, so the work is the ledger's size times the releases the
@@ -395,6 +485,16 @@ struct System {
     rows: Vec<Vec<(u32, i64)>>,
 }
 
+/// The steps left for finding the atoms ([`Limits::max_work`]).
+struct Work(u64);
+
+impl Work {
+    fn spend(&mut self, n: u64) -> Result<(), Refusal> {
+        self.0 = self.0.checked_sub(n).ok_or(Refusal::TooComplex)?;
+        Ok(())
+    }
+}
+
 /// Splits every partial cell (the terms that may still hold it, and whether its records are open) by
 /// the classes of one categorical axis, merging cells that the terms no longer tell apart.
 fn split(
@@ -403,9 +503,11 @@ fn split(
     allowed: &[Option<BTreeSet<u32>>],
     feasible: impl Fn(usize, bool) -> bool,
     limit: usize,
+    work: &mut Work,
 ) -> Result<Vec<(Vec<u32>, bool)>, Refusal> {
     let mut out: HashSet<(Vec<u32>, bool)> = HashSet::new();
     for (p, open) in partials {
+        work.spend(p.len() as u64 * classes as u64)?;
         let restricting: Vec<u32> = p.iter().copied().filter(|t| allowed[*t as usize].is_some()).collect();
         if restricting.is_empty() {
             if (0..classes).any(|c| feasible(c, open)) {
@@ -442,6 +544,7 @@ fn atoms_of(rows: &[&Release], topology: &Topology, limits: &Limits) -> Result<S
     let terms: Vec<(usize, i64, &RecordSet)> =
         rows.iter().enumerate().flat_map(|(ri, r)| r.terms.iter().map(move |(c, t)| (ri, i64::from(*c), t))).collect();
     let sets: Vec<&RecordSet> = terms.iter().map(|(_, _, t)| *t).collect();
+    let mut work = Work(limits.max_work);
     let grid = Grid::build(&sets, topology);
     let range = |axis: &DateAxis, lo: i32, hi: i32| -> (usize, usize) {
         if lo > hi { (1, 0) } else { (axis.class_of(lo), axis.class_of(hi)) }
@@ -451,6 +554,7 @@ fn atoms_of(rows: &[&Release], topology: &Topology, limits: &Limits) -> Result<S
     // First dates: classes held by the same terms merge, keeping their earliest day.
     let mut by_first: HashMap<Vec<u32>, i32> = HashMap::new();
     for f in 0..grid.first.cuts.len() {
+        work.spend(sets.len() as u64)?;
         let p: Vec<u32> = (0..sets.len()).filter(|&t| first[t].0 <= f && f <= first[t].1).map(|t| t as u32).collect();
         if !p.is_empty() {
             let lo = grid.first.span(f).0;
@@ -461,6 +565,7 @@ fn atoms_of(rows: &[&Release], topology: &Topology, limits: &Limits) -> Result<S
     // Last dates, where a record can close on or after it was filed.
     let mut partials: HashSet<(Vec<u32>, bool)> = HashSet::new();
     for (p, lo) in by_first {
+        work.spend(p.len() as u64 * grid.last.cuts.len() as u64)?;
         for l in 0..grid.last.cuts.len() {
             let (l_lo, l_hi) = grid.last.span(l);
             if lo > l_hi {
@@ -495,7 +600,7 @@ fn atoms_of(rows: &[&Release], topology: &Topology, limits: &Limits) -> Result<S
                 true
             }
         };
-        partials = split(partials, props.len(), &allowed, feasible, limits.max_cells)?;
+        partials = split(partials, props.len(), &allowed, feasible, limits.max_cells, &mut work)?;
     }
     // Atoms: groups covered by the same releases with the same coefficients.
     let mut atom_of: HashMap<Vec<(u32, i64)>, u32> = HashMap::new();
@@ -794,10 +899,9 @@ struct Search<'a> {
 
 impl Search<'_> {
     fn go(&mut self, j: usize, visit: Visitor<'_>) -> Result<(), Refusal> {
-        if *self.budget == 0 {
-            return Err(Refusal::TooComplex);
-        }
-        *self.budget -= 1;
+        // Each node costs its pivot's coefficients.
+        let cost = self.coefs.get(j).map_or(1, |c| c.len() as u64 + 1);
+        *self.budget = self.budget.checked_sub(cost).ok_or(Refusal::TooComplex)?;
         if let Some((lo, hi)) = self.target {
             let (neg, pos) = self.reach[j];
             if self.value.add(pos)?.sub(lo)?.neg().positive() || self.value.add(neg)?.sub(hi)?.positive() {
@@ -897,6 +1001,41 @@ fn audit_rows(
     Ok(())
 }
 
+/// Atoms that hold no record, as anyone can tell from the released counts: a count of 0 over atoms
+/// whose coefficients all have one sign (counts are never negative), repeated until nothing changes
+/// (an atom found empty may leave another zero row with coefficients of one sign). Dropping them
+/// from every row keeps every determined set's value and can only add determined sets (those an
+/// attacker finds with the same reasoning), so the audit stays exact for what it refuses, and the
+/// search no longer branches over the empty remainders of answers.
+fn known_empty(rows: &[Vec<(u32, i64)>], values: &[i64]) -> HashSet<u32> {
+    let mut empty: HashSet<u32> = HashSet::new();
+    let mut done = vec![false; rows.len()];
+    loop {
+        let mut changed = false;
+        for (i, row) in rows.iter().enumerate() {
+            if done[i] || values[i] != 0 {
+                continue;
+            }
+            let live = row.iter().filter(|(a, _)| !empty.contains(a));
+            let (mut pos, mut neg) = (false, false);
+            for (_, c) in live.clone() {
+                pos |= *c > 0;
+                neg |= *c < 0;
+            }
+            if pos && neg {
+                continue;
+            }
+            done[i] = true;
+            let fresh: Vec<u32> = live.map(|(a, _)| *a).collect();
+            changed |= !fresh.is_empty();
+            empty.extend(fresh);
+        }
+        if !changed {
+            return empty;
+        }
+    }
+}
+
 fn audit_dataset(
     rows: &[&Release],
     first_new: usize,
@@ -905,7 +1044,14 @@ fn audit_dataset(
     limits: &Limits,
     name: &str,
 ) -> Result<(), Refusal> {
-    let sys = atoms_of(rows, topology, limits)?;
+    let mut sys = atoms_of(rows, topology, limits)?;
+    let values: Vec<i64> = rows.iter().map(|r| r.count).collect();
+    let empty = known_empty(&sys.rows, &values);
+    if !empty.is_empty() {
+        for row in &mut sys.rows {
+            row.retain(|(a, _)| !empty.contains(a));
+        }
+    }
     // Counts.
     let mut counts = Echelon::new();
     for (i, r) in rows.iter().enumerate() {
@@ -919,8 +1065,31 @@ fn audit_dataset(
         }
     }
     let small = Some((Q::ONE, Q::int(i64::from(k) - 1)));
-    each_determined(&counts, limits, small, &mut |_, value| {
-        if value.small(k) { Err(Refusal::Small { measure: name.to_string() }) } else { Ok(()) }
+    // A small set the held releases already determined is no news (it was released before this audit
+    // existed, or under other rules): only a set the new releases make determined is refused. The
+    // echelon form of the held releases alone is built the first time a small set turns up.
+    let mut held: Option<Echelon> = None;
+    each_determined(&counts, limits, small, &mut |set, value| {
+        if !value.small(k) {
+            return Ok(());
+        }
+        if first_new > 0 {
+            let held = match &mut held {
+                Some(e) => e,
+                None => {
+                    let mut e = Echelon::new();
+                    for (i, r) in rows.iter().enumerate().take(first_new) {
+                        e.insert(&sys.rows[i], r.count)?;
+                    }
+                    held.insert(e)
+                }
+            };
+            let w: Vec<(u32, Q)> = set.iter().map(|a| (*a, Q::ONE)).collect();
+            if held.value_of(&w)?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(Refusal::Small { measure: name.to_string() })
     })?;
     // Sums of money, one system per field.
     let fields: BTreeSet<&str> = rows.iter().filter_map(|r| r.money.as_ref().map(|(f, _)| f.as_str())).collect();

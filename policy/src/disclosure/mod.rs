@@ -16,6 +16,7 @@
 use crate::indicator::{Indicator, IndicatorKind, MeasureId};
 
 pub mod audit;
+pub mod pairs;
 pub mod recordset;
 
 /// The smallest threshold any policy may set.

@@ -323,7 +323,8 @@ mod brute {
                     let mut with = released.clone();
                     with.push(s.clone());
                     let Some(unsafe_) = brute_unsafe(&with, &data, k) else { break };
-                    let verdict = ledger.audit(std::slice::from_ref(&r), k as u32, &t, &Limits::default());
+                    let exact = Limits { pairs_when_too_complex: false, ..Limits::default() };
+                    let verdict = ledger.audit(std::slice::from_ref(&r), k as u32, &t, &exact);
                     if unsafe_ {
                         prop_assert!(verdict.is_err(), "missed: {:?} after {:?}", s, released);
                         caught.set(caught.get() + 1);
@@ -376,4 +377,59 @@ fn cross_classified_answers_of_one_period_are_audited_quickly() {
     let started = std::time::Instant::now();
     assert_eq!(l.audit(&new, 10, &t, &limits), Ok(()));
     println!("32 regions × 12 types audited in {:?}", started.elapsed());
+}
+
+/// Limits no shape fits: every audit falls back to the pairwise check.
+fn pairs_only() -> Limits {
+    Limits { max_work: 0, ..Limits::default() }
+}
+
+fn check_pairs(released: &[Release], new: &[Release], k: u32) -> Result<Checked, Refusal> {
+    let mut l = Ledger::new();
+    for r in released {
+        l.push(r.clone());
+    }
+    l.audit_checked(new, k, &topo(), &pairs_only())
+}
+
+#[test]
+fn the_pairwise_fallback_catches_both_findings() {
+    let a = rel("cases.closed_judgment", 0, 11, &[(Dimension::Instance, s(&["一审"]))], 219);
+    let b = rel("cases.closed_first_judgment", 0, 11, &[(Dimension::TypeCode, s(&["民初", "刑初"]))], 214);
+    assert!(matches!(check_pairs(&[a.clone()], &[b.clone()], 10), Err(Refusal::Small { .. })));
+    assert_eq!(check_pairs(&[a], &[Release { count: 209, ..b }], 10), Ok(Checked::Pairs));
+    let all: Vec<String> =
+        crate::schema::TYPE_CODES.iter().filter(|t| !["执", "执恢"].contains(t)).map(|t| t.to_string()).collect();
+    let region =
+        rel("cases.open_at_end", 5, 5, &[(Dimension::Region, s(&["350213"])), (Dimension::TypeCode, all)], 210);
+    let court = rel("cases.open_at_end", 5, 5, &[(Dimension::Court, s(&["闽0213"]))], 214);
+    assert!(matches!(check_pairs(&[region], &[court], 10), Err(Refusal::Small { .. })));
+}
+
+#[test]
+fn the_pairwise_fallback_knows_closed_cases_were_active() {
+    // closure_rate: closed in P ⊂ active in P, across two measures; 5 cases still pending.
+    let active = rel("cases.active", 0, 2, &[], 100);
+    let closed = rel("cases.closed", 0, 2, &[], 95);
+    assert!(matches!(check_pairs(&[active.clone()], &[closed], 10), Err(Refusal::Small { .. })));
+    let closed = rel("cases.closed", 0, 2, &[], 80);
+    assert_eq!(check_pairs(&[active], &[closed], 10), Ok(Checked::Pairs));
+}
+
+#[test]
+fn the_pairwise_fallback_packs_and_uses_whole_lines() {
+    // Two types of 40 and 43 inside 88 filings: the other types hold 5.
+    let total = rel("cases.filed", 0, 11, &[], 88);
+    let a = rel("cases.filed", 0, 11, &[(Dimension::TypeCode, s(&["民初"]))], 40);
+    let b = rel("cases.filed", 0, 11, &[(Dimension::TypeCode, s(&["刑初"]))], 43);
+    assert!(matches!(check_pairs(&[total.clone(), a.clone()], &[b.clone()], 10), Err(Refusal::Small { .. })));
+    // An answer whose every group was shown gives its whole: 40 + 43 against an earlier 88.
+    let zero = Release {
+        measure: "zero".into(),
+        terms: vec![(1, set("cases.filed", 0, 11, &[])), (-1, a.terms[0].1.clone()), (-1, b.terms[0].1.clone())],
+        count: 0,
+        money: None,
+    };
+    let earlier = rel("cases.filed", 0, 11, &[], 92);
+    assert!(matches!(check_pairs(&[earlier], &[a, b, zero], 10), Err(Refusal::Small { .. })));
 }
