@@ -249,6 +249,24 @@ fn the_same_query_through_grpc_and_http_gives_the_same_answer_and_two_ledger_ent
     for key in ["group_by", "period", "purpose", "answer_digest", "cells", "cells_suppressed"] {
         assert_eq!(bodies[0][key], bodies[1][key], "{key}");
     }
+    // An auditor recomputes the digest from the answer alone, with the documented recipe.
+    assert_eq!(bodies[1]["answer_digest"], json!(recompute_digest(&http)), "docs/answer_digest.py agrees");
+}
+
+/// The answer digest as docs/answer_digest.py computes it from the JSON answer (Python, not our code).
+fn recompute_digest(answer: &Value) -> String {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/answer_digest.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (it is on every machine of this project)");
+    child.stdin.take().unwrap().write_all(answer.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "answer_digest.py failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[test]

@@ -1225,12 +1225,19 @@ fn check_receipt(
     Ok((a, receipt))
 }
 
+/// SHA-256 over the answer's canonical lines (docs/operations.md, "Checking an answer against the
+/// ledger"; docs/answer_digest.py recomputes it from a JSON answer): one line per row, in order, the
+/// compact JSON array `[group, value, status, numerator, denominator, level]` and a newline — group as
+/// `[dimension, label]` pairs sorted by dimension, value as its IEEE-754 bits in 16 hex digits or null.
 fn answer_digest(rows: &[pb::Row]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for r in rows {
         let group: BTreeMap<&String, &String> = r.group.iter().collect();
-        let line = format!("{group:?}|{:?}|{}|{:?}|{:?}\n", r.value, r.status, r.numerator, r.denominator);
-        ctx.update(line.as_bytes());
+        let pairs: Vec<[&String; 2]> = group.into_iter().map(|(k, v)| [k, v]).collect();
+        let bits = r.value.map(|v| format!("{:016x}", v.to_bits()));
+        let line = serde_json::json!([pairs, bits, r.status, r.numerator, r.denominator, r.level]);
+        ctx.update(line.to_string().as_bytes());
+        ctx.update(b"\n");
     }
     hex::encode(ctx.finish())
 }
