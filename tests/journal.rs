@@ -166,8 +166,33 @@ fn receipts_are_recorded_forgeries_refused_and_reconcile_finds_deleted_releases(
     for b in bodies.iter().filter(|b| !b.contains(&request_ids[1])) {
         chain.append(b.clone()).unwrap();
     }
+    let copy_key = chain.public_key_path().to_owned();
     drop(chain);
+    // A ledger directory is read only against a key from outside it, read-only: without `--key` it
+    // is refused; with another key it does not verify; nothing in it changes either way.
+    let snapshot = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() { stack.push(path) } else { files.push((path.clone(), std::fs::read(&path).unwrap())) }
+            }
+        }
+        files.sort();
+        files
+    };
+    let before = snapshot(&copy);
     let (code, out) = shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--ledger", p(&copy)]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("--key"), "a ledger directory needs the verifier key: {out}");
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--ledger", p(&copy), "--key", p(&key)]);
+    assert_eq!(code, 2, "the copy is not signed by the gateway's key: {out}");
+    assert!(out.contains("does not verify") && !out.contains("matched"), "{out}");
+    let (code, out) =
+        shuzhu(&["audit", "reconcile", "--journal", p(&good_store), "--ledger", p(&copy), "--key", p(&copy_key)]);
+    assert_eq!(snapshot(&copy), before, "reconcile changed nothing in the ledger directory");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("missing from ledger") && out.contains(&request_ids[1]), "{out}");
     assert!(out.contains("1 discrepancies"), "{out}");

@@ -602,12 +602,35 @@ pub fn verify_ledger_dir_with_progress(
     verifier: &NoteVerifier,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary, LedgerError> {
+    verify_dir_inner(dir, verifier, progress, None)
+}
+
+/// [`verify_ledger_dir`], handing each checked entry to `on_entry` (as [`verify_export_file`]
+/// does: trust what it collected only when this returns `Ok`).
+pub fn verify_ledger_dir_visiting(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    on_entry: &mut EntryVisitor<'_>,
+) -> Result<ExportSummary, LedgerError> {
+    verify_dir_inner(dir, verifier, &mut |_, _| {}, Some(on_entry))
+}
+
+fn verify_dir_inner(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    progress: &mut dyn FnMut(u64, u64),
+    on_entry: Option<&mut EntryVisitor<'_>>,
+) -> Result<ExportSummary, LedgerError> {
     let tree_dir = verify_tree_dir(&std::env::temp_dir(), VERIFY_TREE_PREFIX.as_ref())
         .inspect_err(|error| tracing::warn!(%error, "keeping the re-derived tree in memory"))
         .ok();
     let options = VerifyOptions {
         tree_dir: tree_dir.as_ref().map(tempfile::TempDir::path),
         progress: Some(&mut *progress),
+        on_entry: match on_entry {
+            Some(f) => Some(&mut *f),
+            None => None,
+        },
         ..VerifyOptions::default()
     };
     let verified = shuzhu_ledger::verify::verify_dir(dir, verifier, options);

@@ -23,20 +23,21 @@ use crate::output::Format;
 /// Arguments of `shuzhu audit reconcile`.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  shuzhu audit reconcile --journal ./demo/nodes/court-350203/store --ledger ./demo/ledger\n  shuzhu audit reconcile --journal court-350203.journal.jsonl --export audit.jsonl --key checkpoint-key.pub --format json\n\nExit status: 0 when journal and ledger agree, 1 when a release is missing from either side, 2 when an input cannot be read, the journal's chain is broken or the export does not verify."
+    after_help = "Examples:\n  shuzhu audit reconcile --journal ./demo/nodes/court-350203/store --ledger ./demo/ledger --key ./demo/ledger.keys/checkpoint-key.pub\n  shuzhu audit reconcile --journal court-350203.journal.jsonl --export audit.jsonl --key checkpoint-key.pub --format json\n\nExit status: 0 when journal and ledger agree, 1 when a release is missing from either side, 2 when an input cannot be read, the journal's chain is broken or the export does not verify."
 )]
 pub(crate) struct Args {
     /// The node's journal: its store directory, its journal directory, or a `node journal export` file.
     #[arg(long)]
     journal: PathBuf,
-    /// Ledger directory, read offline (no running gateway may hold it).
-    #[arg(long, required_unless_present = "export", conflicts_with = "export")]
+    /// Ledger directory, read offline and read-only, verified with `--key` first.
+    #[arg(long, required_unless_present = "export", conflicts_with = "export", requires = "key")]
     ledger: Option<PathBuf>,
     /// Audit export (JSON lines, `shuzhu audit export`) to read instead; verified with `--key` first.
     #[arg(long, requires = "key")]
     export: Option<PathBuf>,
-    /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`), to verify `--export`.
-    #[arg(long, requires = "export")]
+    /// Verifier key file of the gateway's checkpoints (`checkpoint-key.pub`, obtained outside the
+    /// ledger directory), to verify `--ledger` or `--export` before anything is compared.
+    #[arg(long)]
     key: Option<PathBuf>,
     /// Node id (default: the one the journal names; needed only for an empty journal).
     #[arg(long)]
@@ -185,30 +186,23 @@ pub(crate) fn reconcile(records: &[ReadRecord], entries: &[(u64, Option<String>)
 
 /// Every ledger entry's seq and body, from a ledger directory or an export.
 fn ledger_entries(args: &Args) -> Result<Vec<(u64, Option<String>)>> {
-    if let Some(dir) = &args.ledger {
-        let chain = shuzhu_gateway::ledger::AuditChain::open_offline(dir)
-            .with_context(|| format!("opening ledger {}", dir.display()))?;
-        let mut out = Vec::new();
-        let mut from = 1;
-        loop {
-            let page = chain.list(from, 1000)?;
-            let Some(last) = page.last() else { break };
-            from = last.seq + 1;
-            out.extend(page.into_iter().map(|e| (e.seq, Some(e.body).filter(|b| !b.is_empty()))));
-        }
-        return Ok(out);
-    }
-    let file = args.export.as_ref().ok_or_else(|| anyhow::anyhow!("give --ledger or --export"))?;
-    let key = args.key.as_ref().ok_or_else(|| anyhow::anyhow!("--export needs --key"))?;
+    let key = args.key.as_ref().ok_or_else(|| anyhow::anyhow!("--ledger and --export need --key"))?;
     let verifier = shuzhu_gateway::ledger::load_verifier(key)?;
-    std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    // The same check as `audit verify --export`; the bodies it hands over are used only if the
-    // whole export verifies.
+    // The same check as `audit verify`; the bodies it hands over are used only if it all verifies.
     let mut out = Vec::new();
     let mut collect = |seq: u64, fields: Option<&[ExportField]>| {
         let body = fields.and_then(|f| f.iter().find(|x| x.name == "body")).map(|x| x.value.clone());
         out.push((seq + 1, body));
     };
+    if let Some(dir) = &args.ledger {
+        // Read-only: nothing in the directory is created, repaired or signed, and no key in it is read.
+        shuzhu_gateway::ledger::verify_ledger_dir_visiting(dir, &verifier, &mut collect).with_context(|| {
+            format!("ledger {} does not verify against {}, so it is not reconciled", dir.display(), key.display())
+        })?;
+        return Ok(out);
+    }
+    let file = args.export.as_ref().ok_or_else(|| anyhow::anyhow!("give --ledger or --export"))?;
+    std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     shuzhu_gateway::ledger::verify_export_file(file, &verifier, &mut |_, _| {}, Some(&mut collect))
         .with_context(|| format!("export {} does not verify, so it is not reconciled", file.display()))?;
     Ok(out)
