@@ -141,6 +141,23 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The stop signal, once for each of `n` listeners (the servers and the admin listener).
+fn stop_signals(n: usize) -> Vec<impl std::future::Future<Output = ()> + Send + 'static> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = tx.send(true);
+    });
+    (0..n)
+        .map(|_| {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        })
+        .collect()
+}
+
 /// Where the client finds the gateway: flags, or a demo directory's `demo.json`.
 #[derive(clap::Args, Debug, Clone)]
 struct Connection {
