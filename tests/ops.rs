@@ -262,3 +262,91 @@ fn gateway_and_node_log_lines_of_one_request_carry_the_same_request_id() {
     assert!(!node_lines.is_empty(), "no node line carries request id {id}");
     assert!(node_lines.iter().all(|l| l.contains(&format!("request{{request_id={id}}}"))), "{node_lines:?}");
 }
+
+fn shuzhu(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn status_reads_a_running_node_and_gateway_without_disturbing_them() {
+    let f = fx();
+    let token = f.token("requester");
+    f.query(&token, request("filed", &["region"], 202301, 202312, "诉源治理")).unwrap();
+    let (id, node_config) = f.prepared.nodes.iter().find(|(id, _)| id.starts_with("court-")).unwrap();
+    let (code, out, err) = shuzhu(&["node", "status", "--config", &node_config.display().to_string(), "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["node_id"], id.as_str());
+    assert_eq!(v["running"], true, "{v}");
+    assert_eq!(v["pid"], std::process::id().to_string(), "the holder is this test process: {v}");
+    let cases = v["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "cases").unwrap();
+    assert_eq!(cases["rows"].as_u64(), Some(crate::util::CASES_PER_COURT as u64), "{v}");
+    assert!(cases["data_from"].as_str().unwrap() < cases["data_until"].as_str().unwrap(), "{v}");
+    assert!(v["journal"]["records"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["journal"]["head"].as_str().unwrap().len(), 64, "{v}");
+    assert!(v["journal"]["last_release"].is_string(), "{v}");
+    assert!(v["store"]["bytes"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["certificate"]["days_left"].as_i64().unwrap() > 0, "{v}");
+    // The node still answers afterwards (its lock and data untouched).
+    f.query(&token, request("filed", &["region"], 202301, 202312, "诉源治理")).unwrap();
+    let (code, text, _) = shuzhu(&["node", "status", "--config", &node_config.display().to_string()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("running: true") && text.contains("rows: "), "{text}");
+
+    let gw = f.running.gateway_config.display().to_string();
+    let (code, out, err) = shuzhu(&["gateway", "status", "--config", &gw, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["running"], true, "{v}");
+    assert!(v["ledger"]["note"].as_str().unwrap().contains("running gateway holds the ledger"), "{v}");
+    assert!(v["ledger"]["bytes"].as_u64().unwrap() > 0, "{v}");
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), f.prepared.nodes.len(), "{v}");
+    assert!(nodes.iter().all(|n| n["health"] == "serving"), "{v}");
+    assert!(v["release_ledger"]["cells"].is_u64() && v["quota_used_today"].is_object(), "{v}");
+    assert!(v["certificate"]["days_left"].as_i64().unwrap() > 0, "{v}");
+}
+
+#[test]
+fn a_node_logs_json_serves_its_admin_listener_and_drains_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (prepared, _rt, _) = crate::coverage::small_federation(dir.path(), 100, 29);
+    let (_, config) = &prepared.nodes[0];
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text.replace("[tls]", "admin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\n[tls]");
+    std::fs::write(config, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+        .args(["--log-format", "json", "node", "serve", "--config", &config.display().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut admin = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        let message = v["fields"]["message"].as_str().unwrap_or_default().to_string();
+        if message.starts_with("admin listener") {
+            admin = v["fields"]["addr"].as_str().map(|a| format!("http://{a}"));
+        }
+        seen.push(message.clone());
+        if message == "node serving over mutual TLS" {
+            break;
+        }
+    }
+    let admin = admin.unwrap_or_else(|| panic!("no admin listener line: {seen:?}"));
+    assert_eq!(admin_get(&admin, "/healthz"), (200, "serving\n".to_string()));
+    assert!(admin_get(&admin, "/metrics").1.contains("shuzhu_node_ready 1"));
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a node asked to stop exits 0: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("draining calls in flight") && l.contains("\"grace_secs\":5")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
+}

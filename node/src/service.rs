@@ -97,7 +97,7 @@ pub struct NodeState {
     /// What the database source holds (empty for a store source).
     source_facts: Vec<DatasetFacts>,
     /// The store's lock, held for the node's whole life (an import while it serves is refused).
-    _store_lock: crate::lock::DirLock,
+    _store_lock: Option<crate::lock::DirLock>,
     /// This node's metrics (the admin listener renders them).
     pub metrics: shuzhu_net::admin::Metrics,
     /// The store's directory (its size is a metric).

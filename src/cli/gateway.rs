@@ -17,10 +17,24 @@ pub(crate) enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What the gateway holds: its nodes and their health, ledger size, checkpoint age, release-ledger
+    /// size, today's quota use, certificate expiry. Reads beside a running gateway without disturbing it.
+    #[command(after_help = "Example:\n  shuzhu gateway status --config gateway.toml --format json")]
+    Status {
+        /// Gateway configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = super::status::Format::Text)]
+        format: super::status::Format,
+    },
 }
 
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
-    let Command::Serve { config } = c;
+    let config = match c {
+        Command::Serve { config } => config,
+        Command::Status { config, format } => return super::status::gateway(&config, format),
+    };
     let config = GatewayConfig::load(&config)?;
     let rt = super::runtime()?;
     rt.block_on(async {

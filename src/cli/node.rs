@@ -43,6 +43,17 @@ pub(crate) enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What the node holds: datasets, rows, data span, store size, journal length and head, last
+    /// release, certificate expiry. Reads beside a running node without disturbing it.
+    #[command(after_help = "Example:\n  shuzhu node status --config node.toml --format json")]
+    Status {
+        /// Node configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = super::status::Format::Text)]
+        format: super::status::Format,
+    },
     /// Serve partial aggregates to the configured gateways over mutual TLS.
     #[command(after_help = "Example:\n  shuzhu node serve --config node.toml")]
     Serve {
@@ -105,6 +116,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
         }
         Command::CheckSource { config } => return check_source(&config),
+        Command::Status { config, format } => return super::status::node(&config, format),
         Command::Serve { config, allow_empty } => {
             let mut config = NodeConfig::load(&config)?;
             config.allow_empty |= allow_empty;
