@@ -8,6 +8,8 @@ fn main() -> std::process::ExitCode {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal, and never under NO_COLOR (https://no-color.org).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .with_target(false);
     match cli.log_format() {
         shuzhu::cli::LogFormat::Text => builder.init(),

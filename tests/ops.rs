@@ -104,9 +104,10 @@ fn metrics_count_every_request_exactly_with_closed_labels_and_no_personal_value_
         "every answered query is one allow: {gw}"
     );
     let requests = samples(&gw, "shuzhu_gateway_requests_total");
-    assert!(requests.contains_key(
-        "service=\"query\",agency=\"xm-sfj\",indicator=\"filed\",decision=\"allow\""
-    ), "{requests:?}");
+    assert!(
+        requests.contains_key("service=\"query\",agency=\"xm-sfj\",indicator=\"filed\",decision=\"allow\""),
+        "{requests:?}"
+    );
     assert!(requests.keys().any(|l| l.contains("indicator=\"other\"")), "an unknown indicator is other: {requests:?}");
     let failures = samples(&gw, "shuzhu_gateway_auth_failures_total");
     assert_eq!(failures.values().sum::<f64>(), 1.0, "{gw}");
@@ -240,7 +241,10 @@ fn reflection_answers_in_v1_and_v1alpha() {
         out
     });
     for list in services {
-        assert!(list.iter().any(|s| s == "shuzhu.v1.Gateway") && list.iter().any(|s| s == "shuzhu.v1.Audit"), "{list:?}");
+        assert!(
+            list.iter().any(|s| s == "shuzhu.v1.Gateway") && list.iter().any(|s| s == "shuzhu.v1.Audit"),
+            "{list:?}"
+        );
     }
 }
 
@@ -265,7 +269,11 @@ fn gateway_and_node_log_lines_of_one_request_carry_the_same_request_id() {
 
 fn shuzhu(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -274,7 +282,8 @@ fn status_reads_a_running_node_and_gateway_without_disturbing_them() {
     let token = f.token("requester");
     f.query(&token, request("filed", &["region"], 202301, 202312, "诉源治理")).unwrap();
     let (id, node_config) = f.prepared.nodes.iter().find(|(id, _)| id.starts_with("court-")).unwrap();
-    let (code, out, err) = shuzhu(&["node", "status", "--config", &node_config.display().to_string(), "--format", "json"]);
+    let (code, out, err) =
+        shuzhu(&["node", "status", "--config", &node_config.display().to_string(), "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["node_id"], id.as_str());
@@ -317,12 +326,23 @@ fn a_node_logs_json_serves_its_admin_listener_and_drains_on_sigterm() {
     let text = std::fs::read_to_string(config).unwrap();
     let text = text.replace("[tls]", "admin_listen = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n\n[tls]");
     std::fs::write(config, text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
-        .args(["--log-format", "json", "node", "serve", "--config", &config.display().to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    /// Kills the node if the test fails before it stops it.
+    struct Reaper(std::process::Child);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaper(
+        std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu"))
+            .args(["--log-format", "json", "node", "serve", "--config", &config.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut admin = None;
     let mut seen = Vec::new();
     for line in lines.by_ref() {
@@ -342,10 +362,10 @@ fn a_node_logs_json_serves_its_admin_listener_and_drains_on_sigterm() {
     let admin = admin.unwrap_or_else(|| panic!("no admin listener line: {seen:?}"));
     assert_eq!(admin_get(&admin, "/healthz"), (200, "serving\n".to_string()));
     assert!(admin_get(&admin, "/metrics").1.contains("shuzhu_node_ready 1"));
-    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "a node asked to stop exits 0: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("draining calls in flight") && l.contains("\"grace_secs\":5")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");

@@ -141,7 +141,8 @@ pub fn checkpoint_age_secs(ledger_dir: &std::path::Path) -> Option<u64> {
 pub fn metrics_text(state: &GatewayState) -> String {
     let m = &state.metrics;
     m.gauge("shuzhu_gateway_ledger_entries", &[]).set(state.ledger.len() as f64);
-    m.gauge("shuzhu_gateway_ledger_bytes", &[]).set(shuzhu_net::admin::dir_bytes(&state.ledger_dir.join("segments")) as f64);
+    m.gauge("shuzhu_gateway_ledger_bytes", &[])
+        .set(shuzhu_net::admin::dir_bytes(&state.ledger_dir.join("segments")) as f64);
     if let Some((cp, _)) = state.ledger.ledger().last_checkpoint() {
         m.gauge("shuzhu_gateway_ledger_unsealed_entries", &[]).set(state.ledger.len().saturating_sub(cp.size) as f64);
     }

@@ -157,7 +157,11 @@ impl pb::gateway_server::Gateway for Services {
 }
 
 impl Services {
-    async fn query_in_span(&self, req: Request<pb::QueryRequest>, id: String) -> Result<Response<pb::QueryResponse>, Status> {
+    async fn query_in_span(
+        &self,
+        req: Request<pb::QueryRequest>,
+        id: String,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
         let started = Instant::now();
         let mut record = self.record("query", &id);
         let outcome = match self.authenticate(&req, &mut record) {
@@ -499,10 +503,8 @@ pub async fn serve(
     crate::ops::set_status(&reporter, crate::ops::readiness(&state).is_ok()).await;
     let health_watch = tokio::spawn(crate::ops::watch_health(Arc::clone(&state), reporter.clone()));
     // Reflection in both versions: grpcurl, Postman and Kreya ask for either.
-    let reflection_err = |e: tonic_reflection::server::Error| StartError::Node {
-        node: "reflection".into(),
-        message: e.to_string(),
-    };
+    let reflection_err =
+        |e: tonic_reflection::server::Error| StartError::Node { node: "reflection".into(), message: e.to_string() };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(shuzhu_proto::FILE_DESCRIPTOR_SET)
         .build_v1()

@@ -64,7 +64,8 @@ pub fn record_call(
         .increment(1);
     m.seconds("shuzhu_node_request_seconds", &[("dataset", dataset)], elapsed);
     if let Ok(r) = result {
-        m.counter("shuzhu_node_groups_released_total", &[("dataset", dataset)]).increment(r.get_ref().groups.len() as u64);
+        m.counter("shuzhu_node_groups_released_total", &[("dataset", dataset)])
+            .increment(r.get_ref().groups.len() as u64);
     }
 }
 

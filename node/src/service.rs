@@ -827,16 +827,26 @@ threshold = 10
         let facts = journal_facts(&req, "gw-1");
         assert_eq!(facts.period, "202401..202406");
         let refusal = Release { kind: KIND_REFUSAL, reason: "dataset x is not served here".into(), ..facts.clone() };
-        journal_append(&j, "court-1", refusal).await.unwrap();
-        let a =
-            journal_append(&j, "court-1", Release { release_digest: "ab".repeat(32), ..facts.clone() }).await.unwrap();
+        journal_append(&j, "court-1", refusal, &shuzhu_net::admin::Metrics::new()).await.unwrap();
+        let a = journal_append(
+            &j,
+            "court-1",
+            Release { release_digest: "ab".repeat(32), ..facts.clone() },
+            &shuzhu_net::admin::Metrics::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(a.seq, 1);
         seam.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
-        let status = journal_append(&j, "court-1", facts.clone()).await.unwrap_err();
+        let status =
+            journal_append(&j, "court-1", facts.clone(), &shuzhu_net::admin::Metrics::new()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("releases nothing"), "{}", status.message());
         seam.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(journal_append(&j, "court-1", facts).await.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(
+            journal_append(&j, "court-1", facts, &shuzhu_net::admin::Metrics::new()).await.unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
         drop(j);
         let (records, report) = crate::journal::load(tmp.path()).unwrap();
         assert_eq!((report.releases, report.refusals), (report.records - 1, 1));

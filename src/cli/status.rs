@@ -189,7 +189,8 @@ pub(crate) fn gateway(config: &Path, format: Format) -> Result<ExitCode> {
                 let text = e.to_string();
                 running = text.contains("lock") || text.contains("Resource temporarily unavailable");
                 ledger["note"] = json!(if running {
-                    "a running gateway holds the ledger: entries are in its metrics (shuzhu_gateway_ledger_entries)".to_string()
+                    "a running gateway holds the ledger: entries are in its metrics (shuzhu_gateway_ledger_entries)"
+                        .to_string()
                 } else {
                     format!("the ledger cannot be opened: {text}")
                 });
@@ -199,7 +200,8 @@ pub(crate) fn gateway(config: &Path, format: Format) -> Result<ExitCode> {
         ledger["note"] = json!("no ledger yet (the gateway creates it on first start)");
     }
     let releases = dir.join(shuzhu_gateway::releases::RELEASES_FILE_NAME);
-    let release_cells = std::fs::read_to_string(&releases).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count());
+    let release_cells =
+        std::fs::read_to_string(&releases).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count());
     let rt = super::runtime()?;
     let nodes = rt.block_on(probe_nodes(&config));
     let out = json!({
