@@ -369,4 +369,12 @@ fn a_node_logs_json_serves_its_admin_listener_and_drains_on_sigterm() {
     assert!(status.success(), "a node asked to stop exits 0: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("draining calls in flight") && l.contains("\"grace_secs\":5")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
+    // Stopped, its status opens the store itself (and says it does not run).
+    let (code, out, err) = shuzhu(&["node", "status", "--config", &config.display().to_string(), "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["running"], false, "{v}");
+    assert!(v.get("pid").is_none(), "{v}");
+    let cases = v["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "cases").unwrap();
+    assert_eq!(cases["rows"].as_u64(), Some(100), "{v}");
 }
