@@ -281,6 +281,8 @@ pub struct RunningNode {
     pub addr: std::net::SocketAddr,
     /// Regions its data covers.
     pub regions: Vec<String>,
+    /// Its admin listener (`/metrics`, `/healthz`), `http://127.0.0.1:PORT`.
+    pub admin_url: String,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -293,6 +295,8 @@ pub struct Running {
     pub http_url: String,
     /// Gateway config path.
     pub gateway_config: PathBuf,
+    /// The gateway's admin listener (`/metrics`, `/healthz`), `http://127.0.0.1:PORT`.
+    pub admin_url: String,
     /// Nodes.
     pub nodes: Vec<RunningNode>,
     /// The gateway's state (ledger, policy).
@@ -320,8 +324,12 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
         let addr = listener.local_addr()?;
         let (stop, rx) = watch::channel(false);
         let node_id = id.clone();
+        let state = Arc::new(state);
+        let admin = TcpListener::bind("127.0.0.1:0").await?;
+        let admin_url = format!("http://{}", admin.local_addr()?);
+        tokio::spawn(shuzhu_node::ops::serve_admin(Arc::clone(&state), admin, stopped(rx.clone())));
         let task = tokio::spawn(async move {
-            if let Err(error) = shuzhu_node::service::serve(&config, Arc::new(state), listener, stopped(rx)).await {
+            if let Err(error) = shuzhu_node::service::serve(&config, state, listener, stopped(rx)).await {
                 tracing::error!(node = %node_id, %error, "node stopped");
             }
         });
@@ -333,7 +341,7 @@ pub async fn start(prepared: &Prepared) -> Result<Running> {
         if receipt_key.exists() {
             entries.push_str(&format!("receipt_key_file = {:?}\n", receipt_key.display().to_string()));
         }
-        nodes.push(RunningNode { id: id.clone(), addr, regions, stop, task });
+        nodes.push(RunningNode { id: id.clone(), addr, regions, admin_url, stop, task });
     }
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -359,6 +367,7 @@ http_listen = "127.0.0.1:{http_port}"
 policy = "policy.toml"
 ledger_dir = "ledger"
 node_timeout_ms = 5000
+node_probe_secs = 1
 cell_key_secret = "cell-key.secret"
 
 [tls]
@@ -385,6 +394,9 @@ public_key = {issuer:?}
     let state = Arc::new(GatewayState::open(&config)?);
     let tls = shuzhu_net::tls_server(&config.tls.cert, &config.tls.key)?;
     let (stop, rx) = watch::channel(false);
+    let admin = TcpListener::bind("127.0.0.1:0").await?;
+    let admin_url = format!("http://{}", admin.local_addr()?);
+    tokio::spawn(shuzhu_gateway::ops::serve_admin(Arc::clone(&state), admin, stopped(rx.clone())));
     let st = Arc::clone(&state);
     let task = tokio::spawn(async move {
         if let Err(error) = shuzhu_gateway::serve(st, tls, listener, Some(http_listener), stopped(rx)).await {
@@ -395,6 +407,7 @@ public_key = {issuer:?}
         gateway_url: format!("https://127.0.0.1:{}", addr.port()),
         http_url: format!("https://127.0.0.1:{}", http_addr.port()),
         gateway_config,
+        admin_url,
         nodes,
         gateway: state,
         stop,

@@ -17,6 +17,7 @@ mod indicators;
 mod journal;
 mod limits;
 mod mtls;
+mod ops;
 mod policy;
 mod postgres;
 mod privacy;

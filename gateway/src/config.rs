@@ -57,6 +57,18 @@ pub struct GatewayConfig {
     /// server owns the first); the API is off when absent.
     #[serde(default)]
     pub http_listen: Option<std::net::SocketAddr>,
+    /// Address of the admin listener (plain HTTP: `GET /metrics` in the Prometheus text format, `GET
+    /// /healthz` for readiness), e.g. `127.0.0.1:9464`; off when absent. Keep it on loopback.
+    #[serde(default)]
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// How often the gateway checks that its nodes answer (gRPC health over mutual TLS), in seconds: a
+    /// gateway with no reachable node reports NOT_SERVING.
+    #[serde(default = "default_node_probe_secs")]
+    pub node_probe_secs: u64,
+    /// On SIGTERM the gateway stops taking connections, reports NOT_SERVING and lets requests in flight
+    /// finish for at most this many seconds before it exits.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
     /// The federation policy file.
     pub policy: PathBuf,
     /// Directory of the audit ledger.
@@ -144,6 +156,15 @@ pub fn default_origin(gateway_id: &str) -> String {
     format!("{gateway_id}.shuzhu/audit")
 }
 
+fn default_node_probe_secs() -> u64 {
+    5
+}
+
+/// Seconds that requests in flight get to finish on SIGTERM, when the configuration says nothing.
+pub fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+
 fn default_node_timeout() -> u64 {
     5_000
 }
@@ -210,6 +231,12 @@ impl ConfigFile for GatewayConfig {
         let secrets = [Some(&self.tls.key), self.cell_key_secret.as_ref(), self.ledger.checkpoint_key_file.as_ref()];
         for secret in secrets.into_iter().flatten() {
             shuzhu_net::secret::check_secret_permissions_if_present(secret).map_err(|e| e.to_string())?;
+        }
+        if !(1..=3600).contains(&self.node_probe_secs) {
+            return Err(format!("node_probe_secs {} is outside 1..=3600", self.node_probe_secs));
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return Err(format!("shutdown_grace_secs {} is above 3600", self.shutdown_grace_secs));
         }
         if !(100..=120_000).contains(&self.node_timeout_ms) {
             return Err(format!("node_timeout_ms {} is outside 100..=120000", self.node_timeout_ms));

@@ -10,6 +10,7 @@ pub mod config;
 pub mod failures;
 pub mod http;
 pub mod ledger;
+pub mod ops;
 pub mod protection;
 pub mod query;
 pub mod quota;

@@ -1099,7 +1099,13 @@ async fn ask_node(
         pb::node_client::NodeClient::new(node.channel.clone()).max_decoding_message_size(MAX_NODE_ANSWER_BYTES);
     let mut request = tonic::Request::new((*req).clone());
     request.set_timeout(deadline);
-    match tokio::time::timeout(deadline, client.aggregate(request)).await {
+    if let Ok(id) = req.request_id.parse() {
+        request.metadata_mut().insert(crate::ops::REQUEST_ID_HEADER, id);
+    }
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(deadline, client.aggregate(request)).await;
+    node.round_trip.record(started.elapsed().as_secs_f64());
+    match answer {
         Err(_) => Err("timed out".into()),
         Ok(Ok(resp)) => Ok(resp.into_inner()),
         Ok(Err(status)) => Err(match status.code() {

@@ -92,14 +92,24 @@ impl Services {
         outcome: Result<T, Status>,
     ) -> Result<(u64, T), Status> {
         if record.counted_only {
+            crate::ops::record_counted_failure(&self.state, &record);
             return outcome.map(|v| (0, v));
         }
         record.latency_ms = started.elapsed().as_millis() as u64;
         let request_id = record.request_id.clone();
         let state = Arc::clone(&self.state);
-        let appended = tokio::task::spawn_blocking(move || match state.ledger_space_problem() {
-            Some(problem) => Err(Err(problem)),
-            None => state.ledger.append_record(&record).map_err(Ok),
+        let appended = tokio::task::spawn_blocking(move || {
+            let result = match state.ledger_space_problem() {
+                Some(problem) => Err(Err(problem)),
+                None => {
+                    let append = Instant::now();
+                    let r = state.ledger.append_record(&record).map_err(Ok);
+                    state.metrics.seconds("shuzhu_gateway_ledger_append_seconds", &[], append.elapsed());
+                    r
+                }
+            };
+            crate::ops::record_request(&state, &record, started.elapsed());
+            result
         })
         .await;
         match appended {
@@ -124,8 +134,35 @@ impl Services {
 #[tonic::async_trait]
 impl pb::gateway_server::Gateway for Services {
     async fn query(&self, req: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
-        let started = Instant::now();
         let id = request_id();
+        // One span per request: every line logged while it runs, here and at the nodes (which get the
+        // id in the `x-request-id` header), carries its request id.
+        let span = tracing::info_span!("request", request_id = %id);
+        tracing::Instrument::instrument(self.query_in_span(req, id), span).await
+    }
+
+    async fn list_indicators(
+        &self,
+        req: Request<pb::ListIndicatorsRequest>,
+    ) -> Result<Response<pb::ListIndicatorsResponse>, Status> {
+        let started = Instant::now();
+        let mut record = self.record("list_indicators", &request_id());
+        let outcome = self.authenticate(&req, &mut record).map(|_| {
+            record.decision = "allow".into();
+            pb::ListIndicatorsResponse { indicators: indicator_infos() }
+        });
+        let (_, answer) = self.audited(record, started, outcome).await?;
+        Ok(Response::new(answer))
+    }
+}
+
+impl Services {
+    async fn query_in_span(
+        &self,
+        req: Request<pb::QueryRequest>,
+        id: String,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let started = Instant::now();
         let mut record = self.record("query", &id);
         let outcome = match self.authenticate(&req, &mut record) {
             Err(s) => Err(s),
@@ -142,20 +179,6 @@ impl pb::gateway_server::Gateway for Services {
         })?;
         answer.audit_seq = seq;
         tracing::info!(request_id = %id, audit_seq = seq, rows = answer.rows.len(), "query answered");
-        Ok(Response::new(answer))
-    }
-
-    async fn list_indicators(
-        &self,
-        req: Request<pb::ListIndicatorsRequest>,
-    ) -> Result<Response<pb::ListIndicatorsResponse>, Status> {
-        let started = Instant::now();
-        let mut record = self.record("list_indicators", &request_id());
-        let outcome = self.authenticate(&req, &mut record).map(|_| {
-            record.decision = "allow".into();
-            pb::ListIndicatorsResponse { indicators: indicator_infos() }
-        });
-        let (_, answer) = self.audited(record, started, outcome).await?;
         Ok(Response::new(answer))
     }
 }
@@ -477,12 +500,19 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let incoming = shuzhu_net::tls_incoming_limited(listener, tls, &state.limits);
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<GatewayServer<Services>>().await;
-    reporter.set_serving::<AuditServer<Services>>().await;
+    crate::ops::set_status(&reporter, crate::ops::readiness(&state).is_ok()).await;
+    let health_watch = tokio::spawn(crate::ops::watch_health(Arc::clone(&state), reporter.clone()));
+    // Reflection in both versions: grpcurl, Postman and Kreya ask for either.
+    let reflection_err =
+        |e: tonic_reflection::server::Error| StartError::Node { node: "reflection".into(), message: e.to_string() };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(shuzhu_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| StartError::Node { node: "reflection".into(), message: e.to_string() })?;
+        .map_err(reflection_err)?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shuzhu_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(reflection_err)?;
     let watched = Arc::clone(&state);
     let watcher = shuzhu_net::reload::spawn_watcher(
         "policy",
@@ -503,15 +533,40 @@ pub async fn serve(
     let final_state = Arc::clone(&state);
     let limits = state.limits.clone();
     let services = Services::new(state);
-    let served = limits
+    // On the stop signal: NOT_SERVING at once (balancers stop sending), no new connections, and the
+    // requests in flight get `shutdown_grace` to finish.
+    let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
+    let server = limits
         .server_builder()
         .timeout(Duration::from_secs(60))
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(GatewayServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AuditServer::new(services).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = drain_rx.wait_for(|d| *d).await;
+        });
+    tokio::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = shutdown => {
+            health_watch.abort();
+            final_state.health.stop();
+            crate::ops::set_status(&reporter, false).await;
+            let _ = drain_tx.send(true);
+            let grace = final_state.shutdown_grace;
+            tracing::info!(grace_secs = grace.as_secs(), "stopping: draining requests in flight");
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs(), "grace period over; requests still in flight are dropped");
+                    Ok(())
+                }
+            }
+        }
+    };
+    health_watch.abort();
     watcher.abort();
     summaries.abort();
     flush_failure_summaries(&final_state).await;

@@ -82,6 +82,8 @@ pub struct NodeHandle {
     /// The id of that key (first 16 hex digits of SHA-256 over the public key), to tell a node that
     /// now signs with another key ("receipt key changed") from a forged receipt.
     pub receipt_key_id: Option<String>,
+    /// Round trip of each call to the node (`shuzhu_gateway_node_round_trip_seconds{node}`).
+    pub round_trip: metrics::Histogram,
 }
 
 /// The loaded policy and its version.
@@ -129,6 +131,16 @@ pub struct GatewayState {
     pub ledger_dir: std::path::PathBuf,
     /// Free bytes the ledger's file system must keep, or every request is refused.
     pub ledger_min_free_bytes: u64,
+    /// This gateway's metrics (the admin listener renders them).
+    pub metrics: shuzhu_net::admin::Metrics,
+    /// Readiness as last probed.
+    pub health: crate::ops::Health,
+    /// How often the nodes' health is probed.
+    pub node_probe_every: Duration,
+    /// How long requests in flight may run on after the gateway is asked to stop.
+    pub shutdown_grace: Duration,
+    /// The gateway's certificate (its expiry is a metric).
+    pub cert_path: std::path::PathBuf,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -217,6 +229,7 @@ impl GatewayState {
         let identity =
             Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);
         let node_timeout = Duration::from_millis(config.node_timeout_ms);
+        let metrics = shuzhu_net::admin::Metrics::new();
         let mut nodes = Vec::new();
         for entry in &config.nodes {
             let err = |message: String| StartError::Node { node: entry.id.clone(), message };
@@ -242,7 +255,8 @@ impl GatewayState {
                 Some(path) => receipt_key_id(&read(path)?),
                 None => None,
             };
-            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id });
+            let round_trip = metrics.histogram("shuzhu_gateway_node_round_trip_seconds", &[("node", &entry.id)]);
+            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id, round_trip });
         }
         let court_region = court_regions(&nodes);
         Ok(GatewayState {
@@ -263,6 +277,11 @@ impl GatewayState {
             limits: config.server.clone(),
             ledger_dir: config.ledger_dir.clone(),
             ledger_min_free_bytes: config.ledger_min_free_mb.saturating_mul(1024 * 1024),
+            health: crate::ops::Health::new(config.nodes.len()),
+            metrics,
+            node_probe_every: Duration::from_secs(config.node_probe_secs),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            cert_path: config.tls.cert.clone(),
         })
     }
 

@@ -9,6 +9,7 @@
 //!
 //! Depends on no other Shuzhu crate.
 
+pub mod admin;
 pub mod config;
 pub mod reload;
 pub mod secret;

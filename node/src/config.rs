@@ -44,6 +44,10 @@ pub struct LocalPolicy {
     version_cache: VersionCache,
 }
 
+fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+
 fn default_grade() -> Grade {
     Grade::L2
 }
@@ -107,6 +111,14 @@ pub struct NodeConfig {
     pub node_id: String,
     /// Address to listen on, e.g. `127.0.0.1:7443`.
     pub listen: String,
+    /// Address of the admin listener (plain HTTP: `GET /metrics` in the Prometheus text format, `GET
+    /// /healthz` for readiness), e.g. `127.0.0.1:9465`; off when absent. Keep it on loopback.
+    #[serde(default)]
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// On SIGTERM the node stops taking connections, reports NOT_SERVING and lets calls in flight finish
+    /// for at most this many seconds before it exits.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
     /// Directory of the node's store.
     pub store: PathBuf,
     /// Directory of the node's release journal (default: `journal` beside the store, i.e. in the
@@ -202,6 +214,9 @@ impl ConfigFile for NodeConfig {
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("listen {:?} is not an address like 127.0.0.1:7443", self.listen));
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return Err(format!("shutdown_grace_secs {} is above 3600", self.shutdown_grace_secs));
         }
         // Secrets others may read are refused: the node does not start.
         let secrets = [Some(&self.pseudonym_key_file), self.journal_key_file.as_ref(), Some(&self.tls.key)];

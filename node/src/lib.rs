@@ -24,6 +24,7 @@ pub mod engine;
 pub mod import;
 pub mod journal;
 pub mod lock;
+pub mod ops;
 pub mod record;
 pub mod service;
 pub mod source;

@@ -101,6 +101,29 @@ impl DirLock {
     }
 }
 
+/// The process id written by whoever holds `dir`'s lock now (`unknown` when unreadable), or `None` when
+/// nobody does. Takes no lock that anyone could notice: a shared lock, tried and let go at once.
+pub fn holder(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new().read(true).open(path).ok()?;
+    match fs4::FileExt::try_lock_shared(&file) {
+        Ok(()) => {
+            let _ = fs4::FileExt::unlock(&file);
+            None
+        }
+        Err(_) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let pid = text.trim();
+            Some(if !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit()) {
+                pid.to_string()
+            } else {
+                "unknown".to_string()
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

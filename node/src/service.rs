@@ -97,7 +97,17 @@ pub struct NodeState {
     /// What the database source holds (empty for a store source).
     source_facts: Vec<DatasetFacts>,
     /// The store's lock, held for the node's whole life (an import while it serves is refused).
-    _store_lock: crate::lock::DirLock,
+    _store_lock: Option<crate::lock::DirLock>,
+    /// This node's metrics (the admin listener renders them).
+    pub metrics: shuzhu_net::admin::Metrics,
+    /// The store's directory (its size is a metric).
+    store_dir: std::path::PathBuf,
+    /// The node's certificate (its expiry is a metric).
+    cert_path: std::path::PathBuf,
+    /// Set once the node is asked to stop: it reports NOT_SERVING while calls in flight finish.
+    stopping: std::sync::atomic::AtomicBool,
+    /// How long calls in flight may run on after the node is asked to stop.
+    shutdown_grace: Duration,
 }
 
 impl NodeState {
@@ -203,6 +213,11 @@ impl NodeState {
             datasets,
             source,
             source_facts,
+            metrics: shuzhu_net::admin::Metrics::new(),
+            store_dir: config.store.clone(),
+            cert_path: config.tls.cert.clone(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         })
     }
 
@@ -227,6 +242,30 @@ impl NodeState {
         };
         *slot = Arc::new(policy);
         Ok(version)
+    }
+
+    /// Why the node is not ready, or `Ok`.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("shutting down".into());
+        }
+        Ok(())
+    }
+
+    /// Refreshes the gauges read at scrape time and renders every series.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.metrics;
+        m.gauge("shuzhu_node_journal_records", &[]).set(self.journal.len() as f64);
+        m.gauge("shuzhu_node_journal_bytes", &[]).set(shuzhu_net::admin::dir_bytes(self.journal.dir()) as f64);
+        m.gauge("shuzhu_node_store_bytes", &[]).set(shuzhu_net::admin::dir_bytes(&self.store_dir) as f64);
+        for d in &self.datasets {
+            m.gauge("shuzhu_node_dataset_records", &[("dataset", &d.name)]).set(d.rows as f64);
+        }
+        if let Ok(t) = shuzhu_net::admin::certificate_not_after(&self.cert_path) {
+            m.gauge("shuzhu_node_certificate_expiry_timestamp_seconds", &[]).set(t as f64);
+        }
+        m.gauge("shuzhu_node_ready", &[]).set(if self.readiness().is_ok() { 1.0 } else { 0.0 });
+        m.render()
     }
 
     /// Number of cases loaded.
@@ -316,9 +355,12 @@ async fn journal_append(
     journal: &Arc<ReleaseJournal>,
     node: &str,
     release: Release,
+    metrics: &shuzhu_net::admin::Metrics,
 ) -> Result<crate::journal::Appended, Status> {
     let j = Arc::clone(journal);
+    let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || j.append(&release)).await;
+    metrics.seconds("shuzhu_node_journal_append_seconds", &[], started.elapsed());
     match result {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(error)) => {
@@ -334,7 +376,7 @@ async fn local_refusal(state: &NodeState, mut facts: Release, why: String) -> St
     let node = &state.id;
     facts.kind = KIND_REFUSAL;
     facts.reason = why.clone();
-    if let Err(status) = journal_append(&state.journal, node, facts).await {
+    if let Err(status) = journal_append(&state.journal, node, facts, &state.metrics).await {
         return status;
     }
     Status::permission_denied(format!("node {node} local policy: {why}"))
@@ -355,6 +397,23 @@ impl pb::node_server::Node for NodeService {
     }
 
     async fn aggregate(&self, req: Request<pb::AggregateRequest>) -> Result<Response<pb::AggregateResponse>, Status> {
+        let started = std::time::Instant::now();
+        let policy = self.state.local_policy();
+        let id = crate::ops::request_id_of(&req);
+        let (dataset, agency) = crate::ops::labels(&policy, req.get_ref());
+        // One span per call, carrying the gateway's request id: gateway and node lines match on it.
+        let span = tracing::info_span!("request", request_id = %id);
+        let result = tracing::Instrument::instrument(self.aggregate_inner(req), span).await;
+        crate::ops::record_call(&self.state.metrics, &dataset, &agency, &result, started.elapsed());
+        result
+    }
+}
+
+impl NodeService {
+    async fn aggregate_inner(
+        &self,
+        req: Request<pb::AggregateRequest>,
+    ) -> Result<Response<pb::AggregateResponse>, Status> {
         // The policy in force when the call arrived decides the whole call, even if a reload lands.
         let policy = self.state.local_policy();
         let gateway = self.check_caller(&req, &policy)?;
@@ -433,8 +492,10 @@ impl pb::node_server::Node for NodeService {
         let (groups, digest) = release(groups, &ids).map_err(|_| Status::internal("encoding failed"))?;
         let digest = hex::encode(digest);
         // Durable in the journal before anything leaves (fail closed).
-        let appended = journal_append(&st.journal, &st.id, Release { release_digest: digest.clone(), ..facts }).await?;
-        tracing::info!(request_id = %mask(&r.request_id), %gateway, dataset = %r.dataset, groups = groups.len(), release = %&digest[..16], journal_seq = appended.seq, "released partial aggregates");
+        let appended =
+            journal_append(&st.journal, &st.id, Release { release_digest: digest.clone(), ..facts }, &st.metrics)
+                .await?;
+        tracing::info!(%gateway, dataset = %r.dataset, groups = groups.len(), release = %&digest[..16], journal_seq = appended.seq, "released partial aggregates");
         let receipt = appended.receipt.map(|signature| pb::ReleaseReceipt {
             journal_seq: appended.seq,
             record_hash: appended.record_hash,
@@ -486,6 +547,7 @@ pub async fn serve(
     let incoming = shuzhu_net::tls_incoming(listener, tls, Duration::from_secs(10));
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<NodeServer<NodeService>>().await;
+    let final_state = Arc::clone(&state);
     let watcher = config.source.clone().map(|path| {
         let st = Arc::clone(&state);
         let file = path.clone();
@@ -494,14 +556,36 @@ pub async fn serve(
         })
     });
     let svc = NodeServer::new(NodeService { state }).max_decoding_message_size(MAX_REQUEST_BYTES);
+    // On the stop signal: NOT_SERVING at once (the gateway stops asking), no new connections, and the
+    // calls in flight get `shutdown_grace` to finish.
+    let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
     // Connection and request limits at their defaults (shuzhu_net::ServerLimits, docs/operations.md).
-    let served = shuzhu_net::ServerLimits::default()
+    let server = shuzhu_net::ServerLimits::default()
         .server_builder()
         .timeout(Duration::from_secs(30))
         .add_service(health)
         .add_service(svc)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = drain_rx.wait_for(|d| *d).await;
+        });
+    tokio::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = shutdown => {
+            final_state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            reporter.set_not_serving::<NodeServer<NodeService>>().await;
+            let _ = drain_tx.send(true);
+            let grace = final_state.shutdown_grace;
+            tracing::info!(grace_secs = grace.as_secs(), "stopping: draining calls in flight");
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs(), "grace period over; calls still in flight are dropped");
+                    Ok(())
+                }
+            }
+        }
+    };
     if let Some(w) = watcher {
         w.abort();
     }
@@ -743,16 +827,26 @@ threshold = 10
         let facts = journal_facts(&req, "gw-1");
         assert_eq!(facts.period, "202401..202406");
         let refusal = Release { kind: KIND_REFUSAL, reason: "dataset x is not served here".into(), ..facts.clone() };
-        journal_append(&j, "court-1", refusal).await.unwrap();
-        let a =
-            journal_append(&j, "court-1", Release { release_digest: "ab".repeat(32), ..facts.clone() }).await.unwrap();
+        journal_append(&j, "court-1", refusal, &shuzhu_net::admin::Metrics::new()).await.unwrap();
+        let a = journal_append(
+            &j,
+            "court-1",
+            Release { release_digest: "ab".repeat(32), ..facts.clone() },
+            &shuzhu_net::admin::Metrics::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(a.seq, 1);
         seam.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
-        let status = journal_append(&j, "court-1", facts.clone()).await.unwrap_err();
+        let status =
+            journal_append(&j, "court-1", facts.clone(), &shuzhu_net::admin::Metrics::new()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("releases nothing"), "{}", status.message());
         seam.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(journal_append(&j, "court-1", facts).await.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(
+            journal_append(&j, "court-1", facts, &shuzhu_net::admin::Metrics::new()).await.unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
         drop(j);
         let (records, report) = crate::journal::load(tmp.path()).unwrap();
         assert_eq!((report.releases, report.refusals), (report.records - 1, 1));

@@ -240,8 +240,9 @@ pub struct SledStore {
     indexes: Mutex<HashMap<String, Index>>,
     /// Files of superseded blocks, deleted once the sled state that no longer names them is durable.
     doomed: Mutex<Vec<PathBuf>>,
-    /// The exclusive lock on the store directory (dropped after `db`: fields drop in order).
-    lock: crate::lock::DirLock,
+    /// The exclusive lock on the store directory (dropped after `db`: fields drop in order); none for a
+    /// store opened by [`SledStore::open_beside_holder`].
+    lock: Option<crate::lock::DirLock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -261,6 +262,25 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Sync { path: dir.display().to_string(), source })?;
         let lock = crate::lock::DirLock::acquire(dir, "store")?;
+        let store = Self::open_sled(dir, Some(lock))?;
+        store.remove_orphans()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store whose lock a serving node holds, for reading only (`node status`): the
+    /// node keeps sled closed once its engine is in memory and refuses imports while it lives, so nobody
+    /// writes meanwhile. Nothing is written here (no orphan clean-up); sled itself may log its recovery.
+    pub fn open_beside_holder(dir: &Path) -> Result<Self, StoreError> {
+        if !dir.is_dir() {
+            return Err(StoreError::Sync {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no store here"),
+            });
+        }
+        Self::open_sled(dir, None)
+    }
+
+    fn open_sled(dir: &Path, lock: Option<crate::lock::DirLock>) -> Result<Self, StoreError> {
         let db =
             sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open().map_err(
                 |e| match e {
@@ -280,13 +300,12 @@ impl SledStore {
             doomed: Mutex::new(Vec::new()),
             lock,
         };
-        store.remove_orphans()?;
         Ok(store)
     }
 
     /// Closes the store and hands back its lock, for a node that keeps the store locked for its whole
     /// life while holding its data in memory.
-    pub fn into_lock(self) -> crate::lock::DirLock {
+    pub fn into_lock(self) -> Option<crate::lock::DirLock> {
         self.lock
     }
 

@@ -17,10 +17,24 @@ pub(crate) enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What the gateway holds: its nodes and their health, ledger size, checkpoint age, release-ledger
+    /// size, today's quota use, certificate expiry. Reads beside a running gateway without disturbing it.
+    #[command(after_help = "Example:\n  shuzhu gateway status --config gateway.toml --format json")]
+    Status {
+        /// Gateway configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = super::status::Format::Text)]
+        format: super::status::Format,
+    },
 }
 
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
-    let Command::Serve { config } = c;
+    let config = match c {
+        Command::Serve { config } => config,
+        Command::Status { config, format } => return super::status::gateway(&config, format),
+    };
     let config = GatewayConfig::load(&config)?;
     let rt = super::runtime()?;
     rt.block_on(async {
@@ -31,8 +45,23 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding http_listen {addr}"))?),
             None => None,
         };
+        let admin = shuzhu_net::admin::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("binding admin_listen {}", config.admin_listen.map(|a| a.to_string()).unwrap_or_default()))?;
+        let mut stops = super::stop_signals(2);
+        let (stop_admin, stop) = (stops.pop(), stops.pop());
+        if let (Some(admin), Some(stop_admin)) = (admin, stop_admin) {
+            tracing::info!(addr = %admin.local_addr()?, "admin listener: /metrics and /healthz");
+            let st = Arc::clone(&state);
+            tokio::spawn(async move {
+                if let Err(error) = shuzhu_gateway::ops::serve_admin(st, admin, stop_admin).await {
+                    tracing::error!(%error, "admin listener stopped");
+                }
+            });
+        }
+        let stop = stop.ok_or_else(|| anyhow::anyhow!("no stop signal"))?;
         tracing::info!(gateway = %config.gateway_id, addr = %listener.local_addr()?, nodes = config.nodes.len(), ledger_entries = state.ledger.len(), "gateway serving");
-        shuzhu_gateway::serve(state, tls, listener, http_listener, super::stop_signal()).await?;
+        shuzhu_gateway::serve(state, tls, listener, http_listener, stop).await?;
         tracing::info!("gateway stopped");
         anyhow::Ok(())
     })?;

@@ -16,6 +16,7 @@ mod pki;
 mod policy;
 mod query;
 mod reconcile;
+mod status;
 mod token;
 
 /// 数助 Shuzhu: a federated data-exchange gateway between courts and partner agencies.
@@ -35,6 +36,10 @@ pub struct Cli {
     /// every node, the gateway and the clients.
     #[arg(long, global = true)]
     catalogue: Option<PathBuf>,
+    /// Log format on stderr: `text` for people, `json` (one object per line, with the request's span and
+    /// its request id) for log collectors. Levels: RUST_LOG (default `info` for servers, `warn` otherwise).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,11 +82,25 @@ enum Command {
     Policy(policy::Command),
 }
 
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event for people: time, level, spans, message, fields.
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `fields` (with `message`), `span` and `spans`.
+    Json,
+}
+
 impl Cli {
+    /// The log format asked for.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
     /// Log level when `RUST_LOG` is not set: servers say what they do, tools stay quiet.
     pub fn default_log_filter(&self) -> &'static str {
         match &self.command {
-            Command::Node(node::Command::Serve { .. }) | Command::Gateway(_) => "info",
+            Command::Node(node::Command::Serve { .. }) | Command::Gateway(gateway::Command::Serve { .. }) => "info",
             _ => "warn",
         }
     }
@@ -139,6 +158,23 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The stop signal, once for each of `n` listeners (the servers and the admin listener).
+fn stop_signals(n: usize) -> Vec<impl std::future::Future<Output = ()> + Send + 'static> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = tx.send(true);
+    });
+    (0..n)
+        .map(|_| {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        })
+        .collect()
 }
 
 /// Where the client finds the gateway: flags, or a demo directory's `demo.json`.

@@ -43,6 +43,17 @@ pub(crate) enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What the node holds: datasets, rows, data span, store size, journal length and head, last
+    /// release, certificate expiry. Reads beside a running node without disturbing it.
+    #[command(after_help = "Example:\n  shuzhu node status --config node.toml --format json")]
+    Status {
+        /// Node configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value_t = super::status::Format::Text)]
+        format: super::status::Format,
+    },
     /// Serve partial aggregates to the configured gateways over mutual TLS.
     #[command(after_help = "Example:\n  shuzhu node serve --config node.toml")]
     Serve {
@@ -105,6 +116,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
         }
         Command::CheckSource { config } => return check_source(&config),
+        Command::Status { config, format } => return super::status::node(&config, format),
         Command::Serve { config, allow_empty } => {
             let mut config = NodeConfig::load(&config)?;
             config.allow_empty |= allow_empty;
@@ -113,8 +125,23 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             rt.block_on(async {
                 let state = Arc::new(tokio::task::block_in_place(|| NodeState::open(&config))?);
                 let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+                let admin = shuzhu_net::admin::bind(config.admin_listen).await.with_context(|| {
+                    format!("binding admin_listen {}", config.admin_listen.map(|a| a.to_string()).unwrap_or_default())
+                })?;
+                let mut stops = super::stop_signals(2);
+                let (stop_admin, stop) = (stops.pop(), stops.pop());
+                if let (Some(admin), Some(stop_admin)) = (admin, stop_admin) {
+                    tracing::info!(addr = %admin.local_addr()?, "admin listener: /metrics and /healthz");
+                    let st = Arc::clone(&state);
+                    tokio::spawn(async move {
+                        if let Err(error) = shuzhu_node::ops::serve_admin(st, admin, stop_admin).await {
+                            tracing::error!(%error, "admin listener stopped");
+                        }
+                    });
+                }
+                let stop = stop.ok_or_else(|| anyhow::anyhow!("no stop signal"))?;
                 tracing::info!(node = %config.node_id, addr = %listener.local_addr()?, cases = state.cases(), "node serving over mutual TLS");
-                shuzhu_node::service::serve(&config, state, listener, super::stop_signal()).await?;
+                shuzhu_node::service::serve(&config, state, listener, stop).await?;
                 tracing::info!("node stopped");
                 anyhow::Ok(())
             })?;
