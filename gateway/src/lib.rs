@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod books;
 pub mod budget;
 pub mod config;
 pub mod failures;

@@ -99,7 +99,16 @@ impl Services {
         let state = Arc::clone(&self.state);
         let appended = tokio::task::spawn_blocking(move || match state.ledger_space_problem() {
             Some(problem) => Err(Err(problem)),
-            None => state.ledger.append_record(&record).map_err(Ok),
+            None => {
+                // The books' lines this request added are committed by its own entry, before the answer
+                // leaves (see `crate::books`).
+                record.books = state.books_to_commit();
+                let seq = state.ledger.append_record(&record).map_err(Ok)?;
+                if let Some(heads) = record.books {
+                    state.books_committed(heads);
+                }
+                Ok(seq)
+            }
         })
         .await;
         match appended {

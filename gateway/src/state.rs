@@ -41,6 +41,10 @@ pub enum StartError {
     /// The quota file could not be opened (the gateway fails closed).
     #[error(transparent)]
     Quotas(#[from] crate::quota::QuotaFileError),
+    /// A privacy book does not match what the audit ledger committed, or the commitment could not be
+    /// read or written (the gateway fails closed).
+    #[error(transparent)]
+    Books(#[from] crate::books::BookError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -129,6 +133,8 @@ pub struct GatewayState {
     pub ledger_dir: std::path::PathBuf,
     /// Free bytes the ledger's file system must keep, or every request is refused.
     pub ledger_min_free_bytes: u64,
+    /// The privacy books' heads as last committed in the audit ledger (see [`crate::books`]).
+    books_committed: std::sync::Mutex<crate::books::BookHeads>,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -153,6 +159,34 @@ pub fn parse_policy(path: &std::path::Path, text: &str) -> Result<LoadedPolicy, 
 fn receipt_key_id(public_key_hex: &str) -> Option<String> {
     let bytes = hex::decode(public_key_hex.trim()).ok().filter(|b| b.len() == 32)?;
     Some(hex::encode(&ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..8]))
+}
+
+/// The heads of the books kept in files.
+fn book_heads(
+    releases: &crate::releases::ReleaseBook,
+    budget: &crate::budget::BudgetBook,
+    quotas: &crate::quota::QuotaBook,
+) -> crate::books::BookHeads {
+    let mut heads = crate::books::BookHeads::new();
+    heads.extend(releases.head().map(|h| (crate::releases::RELEASES_FILE_NAME.to_string(), h)));
+    heads.extend(budget.head().map(|h| (crate::budget::BUDGET_FILE_NAME.to_string(), h)));
+    heads.extend(quotas.head().map(|h| (crate::quota::QUOTA_FILE_NAME.to_string(), h)));
+    heads
+}
+
+/// Appends an entry (`action`) committing the books' `heads` to the ledger, durably.
+fn commit_books(
+    ledger: &AuditChain,
+    gateway: &str,
+    policy_version: &str,
+    action: &str,
+    heads: crate::books::BookHeads,
+) -> Result<u64, crate::ledger::LedgerError> {
+    let mut record = crate::audit::AuditRecord::new(gateway, &crate::service::request_id(), action, policy_version);
+    record.decision = "allow".into();
+    record.reason = "privacy books checked at start and committed".into();
+    record.books = Some(heads);
+    ledger.append_record(&record)
 }
 
 /// Court → region for every node serving exactly one court and one region.
@@ -201,9 +235,32 @@ impl GatewayState {
             .collect::<Result<Vec<_>, StartError>>()?;
         let auth = Authenticator::new(issuers, config.auth.clone())?;
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
+        // The privacy books must begin with what the audit ledger last committed of them; a book
+        // rewritten at start (the quota compaction) is committed before it replaces the old one.
+        let committed = crate::books::last_commitment(&ledger)?;
+        if let Some((seq, heads)) = &committed {
+            crate::books::check_committed(&config.ledger_dir, *seq, heads)?;
+        }
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = Arc::new(crate::budget::BudgetBook::open(&config.ledger_dir)?);
-        let quotas = Arc::new(crate::quota::QuotaBook::open(&config.ledger_dir)?);
+        let commit_compaction = |quota: &crate::books::BookHead| {
+            let mut heads = crate::books::BookHeads::new();
+            heads.extend(releases.head().map(|h| (crate::releases::RELEASES_FILE_NAME.to_string(), h)));
+            heads.extend(budget.head().map(|h| (crate::budget::BUDGET_FILE_NAME.to_string(), h)));
+            heads.insert(crate::quota::QUOTA_FILE_NAME.to_string(), quota.clone());
+            commit_books(&ledger, &config.gateway_id, &policy.version, "books.compact", heads)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let quotas = Arc::new(crate::quota::QuotaBook::open_committing(&config.ledger_dir, &commit_compaction)?);
+        let heads = book_heads(&releases, &budget, &quotas);
+        let unchanged = match &committed {
+            Some((_, c)) => *c == heads,
+            None => heads.values().all(|h| h.lines == 0),
+        };
+        if !unchanged {
+            commit_books(&ledger, &config.gateway_id, &policy.version, "books.open", heads.clone())?;
+        }
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
             Some(path) => Some(
@@ -263,7 +320,25 @@ impl GatewayState {
             limits: config.server.clone(),
             ledger_dir: config.ledger_dir.clone(),
             ledger_min_free_bytes: config.ledger_min_free_mb.saturating_mul(1024 * 1024),
+            books_committed: std::sync::Mutex::new(heads),
         })
+    }
+
+    /// The privacy books' lines and chain heads now.
+    pub fn book_heads(&self) -> crate::books::BookHeads {
+        book_heads(&self.releases, &self.budget, &self.quotas)
+    }
+
+    /// The books' heads when they changed since they were last committed (for the next audit entry).
+    pub(crate) fn books_to_commit(&self) -> Option<crate::books::BookHeads> {
+        let now = self.book_heads();
+        let committed = self.books_committed.lock().unwrap_or_else(|p| p.into_inner());
+        (*committed != now).then_some(now)
+    }
+
+    /// Notes that an audit entry carrying `heads` was appended.
+    pub(crate) fn books_committed(&self, heads: crate::books::BookHeads) {
+        *self.books_committed.lock().unwrap_or_else(|p| p.into_inner()) = heads;
     }
 
     /// Re-reads and checks the policy file; when it passes, it decides every query that starts from

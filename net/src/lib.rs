@@ -255,6 +255,10 @@ pub struct ServerLimits {
     /// Most requests in progress over all connections; beyond it a request is refused at once
     /// (UNAVAILABLE) rather than queued.
     pub max_concurrent_requests: usize,
+    /// On the HTTPS JSON API (HTTP/1.1), a request's line and headers must all arrive within this many
+    /// milliseconds of its first byte, or the connection is closed (a client trickling its headers
+    /// byte by byte — slowloris — never holds a connection longer).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ServerLimits {
@@ -270,6 +274,7 @@ impl Default for ServerLimits {
             max_connections_per_peer: 64,
             max_requests_per_connection: 64,
             max_concurrent_requests: 256,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -288,6 +293,7 @@ impl ServerLimits {
             ("max_connections_per_peer", self.max_connections_per_peer as u64),
             ("max_requests_per_connection", self.max_requests_per_connection as u64),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("[server] {key} must be positive"));
