@@ -534,6 +534,7 @@ pub async fn serve(
 
 /// The catalogue's indicators as `ListIndicators` shows them (the CLI shows a local catalogue the same way).
 pub fn indicator_infos() -> Vec<pb::IndicatorInfo> {
+    let catalogue = shuzhu_policy::catalogue::Catalogue::current();
     indicators()
         .into_iter()
         .map(|i| pb::IndicatorInfo {
@@ -543,6 +544,7 @@ pub fn indicator_infos() -> Vec<pb::IndicatorInfo> {
             dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
             kind: i.kind.as_str().into(),
             datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
+            grade: catalogue.grade_of(i.id, &[]).map(|g| format!("{g:?}")).unwrap_or_default(),
         })
         .collect()
 }
