@@ -8,6 +8,7 @@ pub mod auth;
 pub mod books;
 pub mod budget;
 pub mod config;
+pub mod connector;
 pub mod failures;
 pub mod http;
 pub mod ledger;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shuzhu_net::Role;
 use shuzhu_policy::FederationPolicy;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::auth::{Authenticator, TrustedIssuer};
 use crate::config::{GatewayConfig, NodeEntry};
@@ -86,6 +86,8 @@ pub struct NodeHandle {
     /// The id of that key (first 16 hex digits of SHA-256 over the public key), to tell a node that
     /// now signs with another key ("receipt key changed") from a forged receipt.
     pub receipt_key_id: Option<String>,
+    /// Why the last handshake with the node was refused by `deny_serials`, if it was.
+    pub refusals: crate::connector::Refusals,
 }
 
 /// The loaded policy and its version.
@@ -270,25 +272,40 @@ impl GatewayState {
                     .ok_or_else(|| StartError::CellKeySecret(path.display().to_string()))?,
             ),
         };
-        let ca = Certificate::from_pem(shuzhu_net::load_pem(&config.tls.ca)?);
-        let identity =
-            Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in shuzhu_net::load_certs(&config.tls.ca)? {
+            roots.add(ca).map_err(|e| StartError::Read {
+                path: config.tls.ca.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
+        let identity = (shuzhu_net::load_certs(&config.tls.cert)?, shuzhu_net::load_key(&config.tls.key)?);
+        let deny: Arc<std::collections::BTreeSet<String>> =
+            Arc::new(config.deny_serials.iter().filter_map(|s| crate::connector::normalise_serial(s)).collect());
         let node_timeout = Duration::from_millis(config.node_timeout_ms);
         let mut nodes = Vec::new();
         for entry in &config.nodes {
             let err = |message: String| StartError::Node { node: entry.id.clone(), message };
-            let tls = ClientTlsConfig::new()
-                .ca_certificate(ca.clone())
-                .identity(identity.clone())
-                .domain_name(shuzhu_net::party_dns_name(Role::Node, &entry.id));
-            let channel = Endpoint::from_shared(entry.address.clone())
+            let refusals = crate::connector::Refusals::default();
+            // The gateway's own connector (webpki, then the deny list); TLS is its, so tonic sees http.
+            let connector = crate::connector::NodeConnector::new(
+                roots.clone(),
+                (identity.0.clone(), identity.1.clone_key()),
+                &shuzhu_net::party_dns_name(Role::Node, &entry.id),
+                Arc::clone(&deny),
+                refusals.clone(),
+            )
+            .map_err(err)?;
+            let address = match entry.address.strip_prefix("https://") {
+                Some(rest) => format!("http://{rest}"),
+                None => entry.address.clone(),
+            };
+            let channel = Endpoint::from_shared(address)
                 .map_err(|e| err(format!("address: {e}")))?
-                .tls_config(tls)
-                .map_err(|e| err(format!("tls: {e}")))?
                 .connect_timeout(node_timeout.min(Duration::from_secs(3)))
                 .timeout(node_timeout)
                 .tcp_nodelay(true)
-                .connect_lazy();
+                .connect_with_connector_lazy(connector);
             let receipt_key = entry
                 .receipt_key_file
                 .as_deref()
@@ -299,7 +316,7 @@ impl GatewayState {
                 Some(path) => receipt_key_id(&read(path)?),
                 None => None,
             };
-            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id });
+            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id, refusals });
         }
         let court_region = court_regions(&nodes);
         Ok(GatewayState {
