@@ -194,7 +194,7 @@ impl ConfigFile for GatewayConfig {
             ));
         }
         self.server.check()?;
-        if let Some(bad) = self.deny_serials.iter().find(|s| crate::connector::normalise_serial(s).is_none()) {
+        if let Some(bad) = self.deny_serials.iter().find(|s| shuzhu_net::normalise_serial(s).is_none()) {
             return Err(format!("deny_serials: {bad:?} is not a certificate serial in hex, like \"4a5a26…\""));
         }
         if let Some(origin) = &self.ledger.origin

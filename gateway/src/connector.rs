@@ -33,21 +33,6 @@ impl Refusals {
     }
 }
 
-/// A certificate serial as compared: lowercase hex without leading zero bytes (as
-/// [`shuzhu_net::certificate_serial`] gives it); `None` when `text` is not hex.
-pub fn normalise_serial(text: &str) -> Option<String> {
-    let t = text.trim().trim_start_matches("0x").replace(':', "").to_ascii_lowercase();
-    if t.is_empty() || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let t = if t.len() % 2 == 1 { format!("0{t}") } else { t };
-    let mut s = t.as_str();
-    while s.len() > 2 && s.starts_with("00") {
-        s = &s[2..];
-    }
-    Some(s.to_owned())
-}
-
 /// webpki verification, then the deny list.
 #[derive(Debug)]
 struct DenySerials {
@@ -157,19 +142,5 @@ impl tower::Service<Uri> for NodeConnector {
             tcp.set_nodelay(true)?;
             Ok(hyper_util::rt::TokioIo::new(tls.connect(name, tcp).await?))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serials_compare_as_lowercase_hex_without_leading_zero_bytes() {
-        assert_eq!(normalise_serial("00:4A:5b").as_deref(), Some("4a5b"));
-        assert_eq!(normalise_serial("0x0abc").as_deref(), Some("0abc"));
-        assert_eq!(normalise_serial("00").as_deref(), Some("00"));
-        assert_eq!(normalise_serial("xyz"), None);
-        assert_eq!(normalise_serial(""), None);
     }
 }

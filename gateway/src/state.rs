@@ -281,7 +281,7 @@ impl GatewayState {
         }
         let identity = (shuzhu_net::load_certs(&config.tls.cert)?, shuzhu_net::load_key(&config.tls.key)?);
         let deny: Arc<std::collections::BTreeSet<String>> =
-            Arc::new(config.deny_serials.iter().filter_map(|s| crate::connector::normalise_serial(s)).collect());
+            Arc::new(config.deny_serials.iter().filter_map(|s| shuzhu_net::normalise_serial(s)).collect());
         let node_timeout = Duration::from_millis(config.node_timeout_ms);
         let mut nodes = Vec::new();
         for entry in &config.nodes {
