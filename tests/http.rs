@@ -581,3 +581,80 @@ fn quotas_answer_429_and_a_gateway_that_cannot_answer_503() {
     let running = own.running.take().unwrap();
     own.rt.block_on(running.shutdown());
 }
+
+#[test]
+fn the_catalogue_says_each_indicators_grade() {
+    let r = get("/v1/indicators", Some(&fx().token("requester")));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let list = r.json()["indicators"].as_array().unwrap().clone();
+    let cat = shuzhu_policy::catalogue::Catalogue::current();
+    for i in &list {
+        let id = i["id"].as_str().unwrap();
+        let want = shuzhu_policy::indicator::indicators()
+            .iter()
+            .find(|x| x.id == id)
+            .and_then(|x| cat.grade_of(x.id, &[]))
+            .map(|g| format!("{g:?}"));
+        assert_eq!(i["grade"].as_str().map(str::to_owned), want, "{i}");
+    }
+    assert!(list.iter().any(|i| i["grade"] == "L3"), "enforcement amounts are L3: {list:?}");
+}
+
+#[test]
+fn the_console_keeps_its_own_stricter_content_security_policy() {
+    let r = get("/", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-security-policy"), shuzhu_gateway::http::console::CSP);
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+    // The API's answers keep the API's.
+    assert_security_headers(&get("/healthz", None));
+}
+
+#[test]
+fn a_client_sending_its_headers_slowly_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fx();
+    let addr = f.running.http_url.strip_prefix("https://").unwrap().to_owned();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in shuzhu_net::load_certs(&f.prepared.pki.ca_cert).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let limit = std::time::Duration::from_millis(shuzhu_net::ServerLimits::default().header_read_timeout_ms);
+    let cut_after = f.rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+        let (mut rd, mut wr) = tokio::io::split(tls);
+        let started = std::time::Instant::now();
+        let writer = tokio::spawn(async move {
+            // A request line, then one header line a second, never the blank line that ends them.
+            let _ = wr.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n").await;
+            for i in 0..60 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if wr.write_all(format!("x-slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = [0u8; 1024];
+        let ended = tokio::time::timeout(limit * 2 + std::time::Duration::from_secs(5), async {
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        writer.abort();
+        ended.map(|()| started.elapsed())
+    });
+    let cut_after = cut_after.expect("the server kept a connection whose headers never ended");
+    assert!(cut_after >= limit / 2, "cut after {cut_after:?}, before the timeout of {limit:?}");
+}

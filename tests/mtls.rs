@@ -229,3 +229,48 @@ fn renewing_a_node_certificate_keeps_its_receipt_key_unless_asked_and_certificat
     valid_in(&layout.ca_cert, &cert, "court-1", 29).unwrap();
     assert!(valid_in(&layout.ca_cert, &cert, "court-1", 31).is_err());
 }
+
+#[test]
+fn a_node_whose_certificate_serial_is_denied_is_missing_with_the_reason() {
+    let f = fx();
+    let revoked = f.court_ids()[0].clone();
+    let (cert, _) = f.prepared.pki.party(Role::Node, &revoked);
+    let serial = shuzhu_net::certificate_serial(&shuzhu_net::load_certs(&cert).unwrap()[0]).unwrap();
+    let (url, _state, stop) = crate::util::own_gateway("denied", &format!("deny_serials = [\"{serial}\"]"), "");
+    let answer = f.rt.block_on(async {
+        let ch = shuzhu::client::connect(&url, &f.prepared.pki.ca_cert).await.unwrap();
+        let req = crate::util::request("filed", &["region"], 202301, 202312, "司法统计");
+        shuzhu::client::query(ch, &f.token("requester"), req).await
+    });
+    let _ = stop.send(());
+    let answer = answer.expect("the other nodes still answer");
+    let cov = answer.coverage.unwrap();
+    assert_eq!(cov.answered + 1, cov.asked, "{cov:?}");
+    let missing: Vec<&pb::MissingNode> = cov.missing.iter().collect();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].node, revoked);
+    let reason = &missing[0].reason;
+    assert!(reason.contains("deny_serials") && reason.contains(&serial), "the reason says why: {reason}");
+}
+
+#[test]
+fn a_node_refuses_a_gateway_whose_certificate_serial_it_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prepared, rt, token) = crate::coverage::small_federation(dir.path(), 300, 17);
+    let (gateway_cert, _) = prepared.pki.party(Role::Gateway, shuzhu::federation::DEMO_GATEWAY);
+    let serial = shuzhu_net::certificate_serial(&shuzhu_net::load_certs(&gateway_cert).unwrap()[0]).unwrap();
+    // The first node denies the gateway's certificate (a top-level key goes before every table).
+    let (denying, config) = prepared.nodes.first().unwrap().clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("deny_serials = [\"{}\"]\n{text}", serial.to_uppercase())).unwrap();
+    rt.block_on(async {
+        let running = shuzhu::federation::start(&prepared).await.unwrap();
+        let ch = shuzhu::client::connect(&running.gateway_url, &prepared.pki.ca_cert).await.unwrap();
+        let req = crate::util::request("filed", &["region"], 202301, 202412, "诉源治理");
+        let resp = shuzhu::client::query(ch, &token, req).await.unwrap();
+        let cov = resp.coverage.unwrap();
+        assert_eq!((cov.asked, cov.answered), (2, 1), "{cov:?}");
+        assert_eq!(cov.missing[0].node, denying);
+        running.shutdown().await;
+    });
+}

@@ -7,6 +7,7 @@ mod util;
 mod attacks;
 mod audit;
 mod auth;
+mod books;
 mod cli;
 mod coverage;
 mod cross;

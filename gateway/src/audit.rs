@@ -7,8 +7,9 @@ use shuzhu_policy::mask::mask_text;
 use crate::auth::Principal;
 
 /// Version of the entry encoding. Version 2 added `peer`, `jti` and `failures` at the end; entries of
-/// version 1 lack them and verify unchanged (the ledger commits to each entry's own bytes).
-pub const ENTRY_VERSION: u32 = 2;
+/// version 1 lack them and verify unchanged (the ledger commits to each entry's own bytes). Version 3
+/// added `books` at the end (present only when the privacy books changed, see [`crate::books`]).
+pub const ENTRY_VERSION: u32 = 3;
 
 /// Who asked, as recorded.
 #[derive(Clone, Debug, Serialize)]
@@ -116,6 +117,10 @@ pub struct AuditRecord {
     /// For a summary of authentication failures (`action` `auth_failures`): how many, first and last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<FailureCount>,
+    /// The privacy books' lines and chain heads, when they changed since the last entry that carried
+    /// them (version 3): the commitment checked at start (see [`crate::books`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub books: Option<crate::books::BookHeads>,
     /// Set when this request's failure is only counted into a periodic summary, not appended alone.
     #[serde(skip)]
     pub counted_only: bool,
@@ -159,6 +164,7 @@ impl AuditRecord {
             peer: String::new(),
             jti: String::new(),
             failures: None,
+            books: None,
             counted_only: false,
         }
     }

@@ -13,7 +13,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::releases::{LineFile, ReleaseError, open_lines};
+use crate::books::{BookHead, LineFile, open_lines};
+use crate::releases::ReleaseError;
 
 /// File name of the privacy-budget ledger inside the gateway's ledger directory.
 pub const BUDGET_FILE_NAME: &str = "dp-budget.jsonl";
@@ -65,7 +66,7 @@ impl BudgetBook {
             let used = spent.entry((s.agency, s.dataset)).or_default();
             *used = used.saturating_add_signed(s.milli);
         }
-        Ok(BudgetBook { file: Some(Mutex::new(LineFile::new(file))), spent: Mutex::new(spent) })
+        Ok(BudgetBook { file: Some(Mutex::new(file)), spent: Mutex::new(spent) })
     }
 
     /// Appends one line (`milli` > 0 spends, < 0 refunds), synced before it returns.
@@ -115,6 +116,11 @@ impl BudgetBook {
         self.append(agency, dataset, -milli)?;
         spent.insert((agency.to_string(), dataset.to_string()), used - cost);
         Ok(used - cost)
+    }
+
+    /// The book's lines and chain head (see [`crate::books`]), when it is kept in a file.
+    pub fn head(&self) -> Option<BookHead> {
+        self.file.as_ref().map(|f| lock(f).head())
     }
 
     /// ε used by `agency` on `dataset`, in thousandths.

@@ -99,6 +99,11 @@ pub struct GatewayConfig {
     /// (UNAVAILABLE, naming the reason) before an append could fail half-way.
     #[serde(default = "default_ledger_min_free_mb")]
     pub ledger_min_free_mb: u64,
+    /// Serial numbers (hex, as `openssl x509 -serial` or `shuzhu pki issue` prints them) of node
+    /// certificates that are revoked: a node presenting one is refused at the handshake and shown as
+    /// missing with the reason.
+    #[serde(default)]
+    pub deny_serials: Vec<String>,
     /// Trusted issuers.
     #[serde(rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
@@ -210,6 +215,9 @@ impl ConfigFile for GatewayConfig {
             ));
         }
         self.server.check()?;
+        if let Some(bad) = self.deny_serials.iter().find(|s| shuzhu_net::normalise_serial(s).is_none()) {
+            return Err(format!("deny_serials: {bad:?} is not a certificate serial in hex, like \"4a5a26…\""));
+        }
         if let Some(origin) = &self.ledger.origin
             && !shuzhu_ledger::checkpoint::valid_origin(origin)
             && origin != crate::ledger::LEGACY_ORIGIN

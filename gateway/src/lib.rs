@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod books;
 pub mod budget;
 pub mod config;
+pub mod connector;
 pub mod failures;
 pub mod http;
 pub mod ledger;

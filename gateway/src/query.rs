@@ -1109,7 +1109,8 @@ async fn ask_node(
         Err(_) => Err("timed out".into()),
         Ok(Ok(resp)) => Ok(resp.into_inner()),
         Ok(Err(status)) => Err(match status.code() {
-            Code::Unavailable => "unreachable".into(),
+            // A handshake the deny list refused says so (the node's certificate is revoked).
+            Code::Unavailable => node.refusals.last().unwrap_or_else(|| "unreachable".into()),
             Code::DeadlineExceeded | Code::Cancelled => "timed out".into(),
             Code::PermissionDenied | Code::FailedPrecondition | Code::Unimplemented => clip(status.message()),
             other => format!("error {other:?}: {}", clip(status.message())),

@@ -12,8 +12,6 @@
 //! kept in memory only: a restart forgets at most one minute of it.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::grant::Quota;
 
-use crate::releases::LineFile;
+use crate::books::{BookHead, LineFile};
 
 /// File name of the daily quota counts inside the gateway's ledger directory.
 pub const QUOTA_FILE_NAME: &str = "quota.jsonl";
@@ -64,15 +62,9 @@ pub enum QuotaFileError {
     /// A line of the file is not a count.
     #[error("quota file line {0} is corrupt")]
     Corrupt(usize),
-}
-
-impl From<crate::releases::ReleaseError> for QuotaFileError {
-    fn from(e: crate::releases::ReleaseError) -> Self {
-        match e {
-            crate::releases::ReleaseError::Io(e) => QuotaFileError::Io(e),
-            crate::releases::ReleaseError::Corrupt(line) => QuotaFileError::Corrupt(line),
-        }
-    }
+    /// The book's file could not be read, checked or written (see [`crate::books`]).
+    #[error(transparent)]
+    Book(#[from] crate::books::BookError),
 }
 
 /// One line of the quota file: `count` more queries of `agency` on UTC day `day`.
@@ -110,13 +102,20 @@ impl QuotaBook {
     /// Opens (or creates) the quota file in `dir` and takes up each agency's count of its latest day,
     /// compacting the file to those counts.
     pub fn open(dir: &Path) -> Result<Self, QuotaFileError> {
+        Self::open_committing(dir, &|_| Ok(()))
+    }
+
+    /// [`Self::open`], with `commit` making the compacted book's head durable (an audit entry, see
+    /// [`crate::books`]) before the compacted file replaces the old one.
+    pub fn open_committing(
+        dir: &Path,
+        commit: &dyn Fn(&BookHead) -> Result<(), String>,
+    ) -> Result<Self, QuotaFileError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(QUOTA_FILE_NAME);
-        let (lines, file) = crate::releases::open_lines(&path)?;
+        let (lines, file) = crate::books::open_lines(&path)?;
         let mut latest: HashMap<String, (i32, u32)> = HashMap::new();
-        let mut kept = 0usize;
-        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            kept += 1;
+        for (i, line) in lines.iter().enumerate() {
             let c: Counted = serde_json::from_str(line).map_err(|_| QuotaFileError::Corrupt(i + 1))?;
             let slot = latest.entry(c.agency).or_insert((c.day, 0));
             if c.day > slot.0 {
@@ -126,25 +125,29 @@ impl QuotaBook {
                 slot.1 = slot.1.saturating_add(c.count);
             }
         }
-        let file = if kept > latest.len() {
+        let file = if lines.len() > latest.len() {
+            let before = file.head();
             drop(file);
             let mut agencies: Vec<(&String, &(i32, u32))> = latest.iter().collect();
             agencies.sort();
-            let tmp = dir.join(format!("{QUOTA_FILE_NAME}.tmp"));
-            let mut out = File::create(&tmp)?;
-            for (agency, (day, count)) in agencies {
-                out.write_all(&line_of(agency, *day, *count))?;
-            }
-            out.sync_all()?;
-            drop(out);
-            std::fs::rename(&tmp, &path)?;
-            File::open(dir)?.sync_all()?;
-            crate::releases::open_lines(&path)?.1
+            let compacted: Vec<String> = agencies
+                .into_iter()
+                .map(|(agency, (day, count))| {
+                    let line = line_of(agency, *day, *count);
+                    String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned()
+                })
+                .collect();
+            crate::books::rewrite(&path, &compacted, before, commit)?
         } else {
             file
         };
         let usage = latest.into_iter().map(|(agency, day)| (agency, Usage { recent: VecDeque::new(), day })).collect();
-        Ok(QuotaBook { usage: Mutex::new(usage), file: Some(Mutex::new(LineFile::new(file))) })
+        Ok(QuotaBook { usage: Mutex::new(usage), file: Some(Mutex::new(file)) })
+    }
+
+    /// The book's lines and chain head (see [`crate::books`]), when it is kept in a file.
+    pub fn head(&self) -> Option<BookHead> {
+        self.file.as_ref().map(|f| f.lock().unwrap_or_else(|p| p.into_inner()).head())
     }
 
     /// Counts one query of `agency` at `now` on UTC day `today`, or refuses it when a limit is reached
@@ -272,6 +275,7 @@ mod tests {
         assert!(book.take("b", q, t, 100).is_err());
         drop(book);
         // A crash tore the last write: the fragment is cut, the whole lines still count.
+        use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"agency":"b","day":100,"cou"#).unwrap();
         drop(f);

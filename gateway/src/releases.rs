@@ -11,8 +11,6 @@
 //! an append-only JSON-lines file in the ledger directory, `fdatasync`ed before the answer is given.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +21,7 @@ use shuzhu_policy::indicator::measure;
 use shuzhu_policy::period::Month;
 use shuzhu_policy::schema::{TYPE_CODES, division_of, instance_of};
 
+use crate::books::{BookHead, LineFile, open_lines};
 use crate::query::ParsedQuery;
 
 /// File name of the release ledger inside the gateway's ledger directory.
@@ -37,88 +36,9 @@ pub enum ReleaseError {
     /// A line of the file is not a released cell.
     #[error("release ledger line {0} is corrupt")]
     Corrupt(usize),
-}
-
-/// Opens an append-only JSON-lines file (creating it), returning its whole lines and the file ready for
-/// appending. Every record is written as one line ending in `\n` and synced before it is acknowledged, so
-/// an unterminated last line is a write torn by a crash, never acknowledged: it is cut off (and the cut
-/// synced) so that the next append starts on a line of its own instead of gluing onto the fragment.
-pub(crate) fn open_lines(path: &Path) -> Result<(Vec<String>, File), ReleaseError> {
-    let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if whole < bytes.len() {
-        tracing::warn!(path = %path.display(), bytes = bytes.len() - whole, "cutting a torn last line");
-        file.set_len(whole as u64)?;
-        file.sync_data()?;
-    }
-    let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count();
-        ReleaseError::Corrupt(line + 1)
-    })?;
-    let lines = text.lines().map(str::to_owned).collect();
-    Ok((lines, file))
-}
-
-/// What an append to a JSON-lines book needs of its storage: where the file ends now, and cutting it
-/// back there (durably). [`File`] is the storage; tests put a failing one in its place.
-pub(crate) trait LineStore: Write {
-    /// The current length in bytes.
-    fn end(&mut self) -> std::io::Result<u64>;
-    /// Makes the written bytes durable.
-    fn sync(&mut self) -> std::io::Result<()>;
-    /// Cuts the file back to `len` bytes and makes the cut durable.
-    fn cut(&mut self, len: u64) -> std::io::Result<()>;
-}
-
-impl LineStore for File {
-    fn end(&mut self) -> std::io::Result<u64> {
-        Ok(self.metadata()?.len())
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        self.sync_data()
-    }
-
-    fn cut(&mut self, len: u64) -> std::io::Result<()> {
-        self.set_len(len)?;
-        self.sync_data()
-    }
-}
-
-/// An append-only JSON-lines file (from [`open_lines`]) whose appends land whole or not at all. A
-/// failed write (a full disk may take part of a line) or sync is undone by cutting the file back to
-/// where it ended, so the next append does not glue onto a fragment (which a restart would read as a
-/// corrupt line). When even the cut fails the file's end is unknown: the book is marked failed and
-/// refuses every later append until the gateway restarts (and [`open_lines`] cuts the torn tail).
-pub(crate) struct LineFile<F = File> {
-    store: F,
-    failed: bool,
-}
-
-impl<F: LineStore> LineFile<F> {
-    /// Wraps storage whose content ends in a whole line (as [`open_lines`] leaves it).
-    pub(crate) fn new(store: F) -> Self {
-        LineFile { store, failed: false }
-    }
-
-    /// Appends `bytes` (whole lines) and syncs them, or leaves the file as it was and fails.
-    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.failed {
-            return Err(std::io::Error::other("an earlier failed append could not be undone; restart to recover"));
-        }
-        let end = self.store.end()?;
-        let written = self.store.write_all(bytes).and_then(|()| self.store.sync());
-        if let Err(e) = written {
-            if let Err(cut) = self.store.cut(end) {
-                tracing::error!(error = %cut, "a failed append could not be undone; refusing appends until restart");
-                self.failed = true;
-            }
-            return Err(e);
-        }
-        Ok(())
-    }
+    /// The book's file could not be read, checked or written (see [`crate::books`]).
+    #[error(transparent)]
+    Book(#[from] crate::books::BookError),
 }
 
 /// One released cell: the set of records it counts and how many contributed.
@@ -664,14 +584,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ReleaseBook {
-    fn with(across_agencies: bool, file: Option<File>, scopes: HashMap<String, Scope>) -> Self {
+    fn with(across_agencies: bool, file: Option<LineFile>, scopes: HashMap<String, Scope>) -> Self {
         let scopes = scopes.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
         ReleaseBook {
-            inner: Arc::new(BookInner {
-                across_agencies,
-                file: file.map(|f| Mutex::new(LineFile::new(f))),
-                scopes: Mutex::new(scopes),
-            }),
+            inner: Arc::new(BookInner { across_agencies, file: file.map(Mutex::new), scopes: Mutex::new(scopes) }),
         }
     }
 
@@ -742,6 +658,11 @@ impl ReleaseBook {
             released.push(c);
         }
         Ok(None)
+    }
+
+    /// The book's lines and chain head (see [`crate::books`]), when it is kept in a file.
+    pub fn head(&self) -> Option<BookHead> {
+        self.inner.file.as_ref().map(|f| lock(f).head())
     }
 
     /// How many cells a scope holds (for tests and diagnostics).
@@ -1302,105 +1223,5 @@ mod line_file_tests {
         assert_eq!(label_months(Dimension::Quarter, "2024-Q5"), None);
         assert_eq!(label_months(Dimension::Month, "2024-13"), None);
         assert!(label_months(Dimension::Quarter, "2024-Q4").is_some());
-    }
-
-    /// Storage with room for `room` bytes: a write past it takes what fits and then fails, as a full
-    /// disk does. Syncs and cuts fail on demand.
-    struct Flaky {
-        data: Vec<u8>,
-        room: usize,
-        fail_sync: bool,
-        fail_cut: bool,
-    }
-
-    impl Flaky {
-        fn new(room: usize) -> Self {
-            Flaky { data: Vec::new(), room, fail_sync: false, fail_cut: false }
-        }
-    }
-
-    impl Write for Flaky {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(self.room.saturating_sub(self.data.len()));
-            if n == 0 && !buf.is_empty() {
-                return Err(std::io::Error::other("no space left on device"));
-            }
-            self.data.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl LineStore for Flaky {
-        fn end(&mut self) -> std::io::Result<u64> {
-            Ok(self.data.len() as u64)
-        }
-
-        fn sync(&mut self) -> std::io::Result<()> {
-            if self.fail_sync { Err(std::io::Error::other("sync failed")) } else { Ok(()) }
-        }
-
-        fn cut(&mut self, len: u64) -> std::io::Result<()> {
-            if self.fail_cut {
-                return Err(std::io::Error::other("cut failed"));
-            }
-            self.data.truncate(len as usize);
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_write_that_runs_out_of_space_leaves_no_fragment_for_the_next_line_to_glue_onto() {
-        let mut f = LineFile::new(Flaky::new(40));
-        f.append(b"{\"a\":1}\n").unwrap();
-        // Part of this line fits, then the disk is full.
-        assert!(f.append(b"{\"agency\":\"a\",\"dataset\":\"cases\",\"milli\":1}\n").is_err());
-        assert_eq!(f.store.data, b"{\"a\":1}\n", "the partial line is cut away");
-        // Space is freed: the next append is a line of its own.
-        f.store.room = 1000;
-        f.append(b"{\"a\":2}\n").unwrap();
-        assert_eq!(f.store.data, b"{\"a\":1}\n{\"a\":2}\n");
-    }
-
-    #[test]
-    fn a_failed_sync_is_undone_too() {
-        let mut f = LineFile::new(Flaky::new(1000));
-        f.append(b"one\n").unwrap();
-        f.store.fail_sync = true;
-        assert!(f.append(b"two\n").is_err());
-        assert_eq!(f.store.data, b"one\n", "a line never synced is never acknowledged, so it is cut");
-        f.store.fail_sync = false;
-        f.append(b"three\n").unwrap();
-        assert_eq!(f.store.data, b"one\nthree\n");
-    }
-
-    #[test]
-    fn when_the_cut_fails_too_the_file_refuses_every_later_append() {
-        let mut f = LineFile::new(Flaky::new(6));
-        f.append(b"one\n").unwrap();
-        f.store.fail_cut = true;
-        assert!(f.append(b"two\n").is_err());
-        assert_eq!(f.store.data, b"one\ntw", "the fragment stays: the cut failed");
-        // Even with room again and a working cut, nothing is glued onto the fragment.
-        f.store.room = 1000;
-        f.store.fail_cut = false;
-        assert!(f.append(b"three\n").is_err());
-        assert_eq!(f.store.data, b"one\ntw");
-    }
-
-    #[test]
-    fn a_real_file_appends_and_cuts_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.jsonl");
-        let (_, file) = open_lines(&path).unwrap();
-        let mut f = LineFile::new(file);
-        f.append(b"one\n").unwrap();
-        f.store.write_all(b"torn").unwrap();
-        f.store.cut(4).unwrap();
-        f.append(b"two\n").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n", "appends land at the cut end");
     }
 }

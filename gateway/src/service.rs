@@ -102,9 +102,17 @@ impl Services {
             let result = match state.ledger_space_problem() {
                 Some(problem) => Err(Err(problem)),
                 None => {
+                    // The books' lines this request added are committed by its own entry, before the
+                    // answer leaves (see `crate::books`).
+                    record.books = state.books_to_commit();
                     let append = Instant::now();
                     let r = state.ledger.append_record(&record).map_err(Ok);
                     state.metrics.seconds("shuzhu_gateway_ledger_append_seconds", &[], append.elapsed());
+                    if r.is_ok()
+                        && let Some(heads) = record.books.clone()
+                    {
+                        state.books_committed(heads);
+                    }
                     r
                 }
             };
@@ -580,6 +588,7 @@ pub async fn serve(
 
 /// The catalogue's indicators as `ListIndicators` shows them (the CLI shows a local catalogue the same way).
 pub fn indicator_infos() -> Vec<pb::IndicatorInfo> {
+    let catalogue = shuzhu_policy::catalogue::Catalogue::current();
     indicators()
         .into_iter()
         .map(|i| pb::IndicatorInfo {
@@ -589,6 +598,7 @@ pub fn indicator_infos() -> Vec<pb::IndicatorInfo> {
             dimensions: i.dimensions.iter().map(|d| d.as_str().into()).collect(),
             kind: i.kind.as_str().into(),
             datasets: i.datasets().iter().map(|d| d.to_string()).collect(),
+            grade: catalogue.grade_of(i.id, &[]).map(|g| format!("{g:?}")).unwrap_or_default(),
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shuzhu_net::Role;
 use shuzhu_policy::FederationPolicy;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::auth::{Authenticator, TrustedIssuer};
 use crate::config::{GatewayConfig, NodeEntry};
@@ -41,6 +41,10 @@ pub enum StartError {
     /// The quota file could not be opened (the gateway fails closed).
     #[error(transparent)]
     Quotas(#[from] crate::quota::QuotaFileError),
+    /// A privacy book does not match what the audit ledger committed, or the commitment could not be
+    /// read or written (the gateway fails closed).
+    #[error(transparent)]
+    Books(#[from] crate::books::BookError),
     /// TLS material problem.
     #[error(transparent)]
     Tls(#[from] shuzhu_net::NetError),
@@ -84,6 +88,8 @@ pub struct NodeHandle {
     pub receipt_key_id: Option<String>,
     /// Round trip of each call to the node (`shuzhu_gateway_node_round_trip_seconds{node}`).
     pub round_trip: metrics::Histogram,
+    /// Why the last handshake with the node was refused by `deny_serials`, if it was.
+    pub refusals: crate::connector::Refusals,
 }
 
 /// The loaded policy and its version.
@@ -141,6 +147,8 @@ pub struct GatewayState {
     pub shutdown_grace: Duration,
     /// The gateway's certificate (its expiry is a metric).
     pub cert_path: std::path::PathBuf,
+    /// The privacy books' heads as last committed in the audit ledger (see [`crate::books`]).
+    books_committed: std::sync::Mutex<crate::books::BookHeads>,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -165,6 +173,34 @@ pub fn parse_policy(path: &std::path::Path, text: &str) -> Result<LoadedPolicy, 
 fn receipt_key_id(public_key_hex: &str) -> Option<String> {
     let bytes = hex::decode(public_key_hex.trim()).ok().filter(|b| b.len() == 32)?;
     Some(hex::encode(&ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()[..8]))
+}
+
+/// The heads of the books kept in files.
+fn book_heads(
+    releases: &crate::releases::ReleaseBook,
+    budget: &crate::budget::BudgetBook,
+    quotas: &crate::quota::QuotaBook,
+) -> crate::books::BookHeads {
+    let mut heads = crate::books::BookHeads::new();
+    heads.extend(releases.head().map(|h| (crate::releases::RELEASES_FILE_NAME.to_string(), h)));
+    heads.extend(budget.head().map(|h| (crate::budget::BUDGET_FILE_NAME.to_string(), h)));
+    heads.extend(quotas.head().map(|h| (crate::quota::QUOTA_FILE_NAME.to_string(), h)));
+    heads
+}
+
+/// Appends an entry (`action`) committing the books' `heads` to the ledger, durably.
+fn commit_books(
+    ledger: &AuditChain,
+    gateway: &str,
+    policy_version: &str,
+    action: &str,
+    heads: crate::books::BookHeads,
+) -> Result<u64, crate::ledger::LedgerError> {
+    let mut record = crate::audit::AuditRecord::new(gateway, &crate::service::request_id(), action, policy_version);
+    record.decision = "allow".into();
+    record.reason = "privacy books checked at start and committed".into();
+    record.books = Some(heads);
+    ledger.append_record(&record)
 }
 
 /// Court → region for every node serving exactly one court and one region.
@@ -213,9 +249,32 @@ impl GatewayState {
             .collect::<Result<Vec<_>, StartError>>()?;
         let auth = Authenticator::new(issuers, config.auth.clone())?;
         let ledger = Arc::new(AuditChain::open_with(&config.ledger_dir, &config.ledger)?);
+        // The privacy books must begin with what the audit ledger last committed of them; a book
+        // rewritten at start (the quota compaction) is committed before it replaces the old one.
+        let committed = crate::books::last_commitment(&ledger)?;
+        if let Some((seq, heads)) = &committed {
+            crate::books::check_committed(&config.ledger_dir, *seq, heads)?;
+        }
         let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
         let budget = Arc::new(crate::budget::BudgetBook::open(&config.ledger_dir)?);
-        let quotas = Arc::new(crate::quota::QuotaBook::open(&config.ledger_dir)?);
+        let commit_compaction = |quota: &crate::books::BookHead| {
+            let mut heads = crate::books::BookHeads::new();
+            heads.extend(releases.head().map(|h| (crate::releases::RELEASES_FILE_NAME.to_string(), h)));
+            heads.extend(budget.head().map(|h| (crate::budget::BUDGET_FILE_NAME.to_string(), h)));
+            heads.insert(crate::quota::QUOTA_FILE_NAME.to_string(), quota.clone());
+            commit_books(&ledger, &config.gateway_id, &policy.version, "books.compact", heads)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let quotas = Arc::new(crate::quota::QuotaBook::open_committing(&config.ledger_dir, &commit_compaction)?);
+        let heads = book_heads(&releases, &budget, &quotas);
+        let unchanged = match &committed {
+            Some((_, c)) => *c == heads,
+            None => heads.values().all(|h| h.lines == 0),
+        };
+        if !unchanged {
+            commit_books(&ledger, &config.gateway_id, &policy.version, "books.open", heads.clone())?;
+        }
         let cell_key_secret = match &config.cell_key_secret {
             None => None,
             Some(path) => Some(
@@ -225,26 +284,41 @@ impl GatewayState {
                     .ok_or_else(|| StartError::CellKeySecret(path.display().to_string()))?,
             ),
         };
-        let ca = Certificate::from_pem(shuzhu_net::load_pem(&config.tls.ca)?);
-        let identity =
-            Identity::from_pem(shuzhu_net::load_pem(&config.tls.cert)?, shuzhu_net::load_pem(&config.tls.key)?);
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in shuzhu_net::load_certs(&config.tls.ca)? {
+            roots.add(ca).map_err(|e| StartError::Read {
+                path: config.tls.ca.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
+        let identity = (shuzhu_net::load_certs(&config.tls.cert)?, shuzhu_net::load_key(&config.tls.key)?);
+        let deny: Arc<std::collections::BTreeSet<String>> =
+            Arc::new(config.deny_serials.iter().filter_map(|s| shuzhu_net::normalise_serial(s)).collect());
         let node_timeout = Duration::from_millis(config.node_timeout_ms);
         let metrics = shuzhu_net::admin::Metrics::new();
         let mut nodes = Vec::new();
         for entry in &config.nodes {
             let err = |message: String| StartError::Node { node: entry.id.clone(), message };
-            let tls = ClientTlsConfig::new()
-                .ca_certificate(ca.clone())
-                .identity(identity.clone())
-                .domain_name(shuzhu_net::party_dns_name(Role::Node, &entry.id));
-            let channel = Endpoint::from_shared(entry.address.clone())
+            let refusals = crate::connector::Refusals::default();
+            // The gateway's own connector (webpki, then the deny list); TLS is its, so tonic sees http.
+            let connector = crate::connector::NodeConnector::new(
+                roots.clone(),
+                (identity.0.clone(), identity.1.clone_key()),
+                &shuzhu_net::party_dns_name(Role::Node, &entry.id),
+                Arc::clone(&deny),
+                refusals.clone(),
+            )
+            .map_err(err)?;
+            let address = match entry.address.strip_prefix("https://") {
+                Some(rest) => format!("http://{rest}"),
+                None => entry.address.clone(),
+            };
+            let channel = Endpoint::from_shared(address)
                 .map_err(|e| err(format!("address: {e}")))?
-                .tls_config(tls)
-                .map_err(|e| err(format!("tls: {e}")))?
                 .connect_timeout(node_timeout.min(Duration::from_secs(3)))
                 .timeout(node_timeout)
                 .tcp_nodelay(true)
-                .connect_lazy();
+                .connect_with_connector_lazy(connector);
             let receipt_key = entry
                 .receipt_key_file
                 .as_deref()
@@ -256,7 +330,7 @@ impl GatewayState {
                 None => None,
             };
             let round_trip = metrics.histogram("shuzhu_gateway_node_round_trip_seconds", &[("node", &entry.id)]);
-            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id, round_trip });
+            nodes.push(NodeHandle { entry: entry.clone(), channel, receipt_key, receipt_key_id, round_trip, refusals });
         }
         let court_region = court_regions(&nodes);
         Ok(GatewayState {
@@ -282,7 +356,25 @@ impl GatewayState {
             node_probe_every: Duration::from_secs(config.node_probe_secs),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             cert_path: config.tls.cert.clone(),
+            books_committed: std::sync::Mutex::new(heads),
         })
+    }
+
+    /// The privacy books' lines and chain heads now.
+    pub fn book_heads(&self) -> crate::books::BookHeads {
+        book_heads(&self.releases, &self.budget, &self.quotas)
+    }
+
+    /// The books' heads when they changed since they were last committed (for the next audit entry).
+    pub(crate) fn books_to_commit(&self) -> Option<crate::books::BookHeads> {
+        let now = self.book_heads();
+        let committed = self.books_committed.lock().unwrap_or_else(|p| p.into_inner());
+        (*committed != now).then_some(now)
+    }
+
+    /// Notes that an audit entry carrying `heads` was appended.
+    pub(crate) fn books_committed(&self, heads: crate::books::BookHeads) {
+        *self.books_committed.lock().unwrap_or_else(|p| p.into_inner()) = heads;
     }
 
     /// Re-reads and checks the policy file; when it passes, it decides every query that starts from

@@ -161,6 +161,79 @@ pub fn certificate_serial(cert: &CertificateDer<'_>) -> Option<String> {
     Some(serial[start..].iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A certificate serial as deny lists compare it: lowercase hex without leading zero bytes (as
+/// [`certificate_serial`] gives it), whatever the case, colons or `0x` prefix of `text`; `None` when
+/// `text` is not hex.
+pub fn normalise_serial(text: &str) -> Option<String> {
+    let t = text.trim().trim_start_matches("0x").replace(':', "").to_ascii_lowercase();
+    if t.is_empty() || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let t = if t.len() % 2 == 1 { format!("0{t}") } else { t };
+    let mut s = t.as_str();
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
+    Some(s.to_owned())
+}
+
+/// A client-certificate verifier that refuses listed serials after the WebPKI check.
+#[derive(Debug)]
+struct DenyClientSerials {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    deny: std::collections::BTreeSet<String>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for DenyClientSerials {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(serial) = certificate_serial(end_entity).filter(|s| self.deny.contains(s)) {
+            tracing::warn!(%serial, "a client presented a certificate on deny_serials; refused");
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, NetError> {
     std::fs::read(path).map_err(|source| NetError::Read { path: path.display().to_string(), source })
 }
@@ -202,13 +275,27 @@ pub fn install_crypto_provider() {
 
 /// A TLS 1.3 server configuration that demands a client certificate issued by the CA in `ca`.
 pub fn mutual_tls_server(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, NetError> {
+    mutual_tls_server_denying(ca, cert, key, &[])
+}
+
+/// [`mutual_tls_server`], refusing client certificates whose serial is in `deny_serials` (hex, see
+/// [`normalise_serial`]; values that are not hex are ignored: configurations check them first).
+pub fn mutual_tls_server_denying(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    deny_serials: &[String],
+) -> Result<Arc<ServerConfig>, NetError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
         roots.add(c)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| NetError::Verifier(e.to_string()))?;
+    let deny: std::collections::BTreeSet<String> = deny_serials.iter().filter_map(|s| normalise_serial(s)).collect();
+    let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+        if deny.is_empty() { webpki } else { Arc::new(DenyClientSerials { inner: webpki, deny }) };
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -256,6 +343,10 @@ pub struct ServerLimits {
     /// Most requests in progress over all connections; beyond it a request is refused at once
     /// (UNAVAILABLE) rather than queued.
     pub max_concurrent_requests: usize,
+    /// On the HTTPS JSON API (HTTP/1.1), a request's line and headers must all arrive within this many
+    /// milliseconds of its first byte, or the connection is closed (a client trickling its headers
+    /// byte by byte — slowloris — never holds a connection longer).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ServerLimits {
@@ -271,6 +362,7 @@ impl Default for ServerLimits {
             max_connections_per_peer: 64,
             max_requests_per_connection: 64,
             max_concurrent_requests: 256,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -289,6 +381,7 @@ impl ServerLimits {
             ("max_connections_per_peer", self.max_connections_per_peer as u64),
             ("max_requests_per_connection", self.max_requests_per_connection as u64),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("[server] {key} must be positive"));
@@ -531,5 +624,14 @@ mod tests {
         assert!(!certificate_names(der, Role::Node, "gw-1"));
         assert_eq!(certificate_party_names(der), vec![party_dns_name(Role::Gateway, "gw-1")]);
         assert!(certificate_serial(der).is_some_and(|s| !s.is_empty() && !s.starts_with("00")));
+    }
+
+    #[test]
+    fn serials_compare_as_lowercase_hex_without_leading_zero_bytes() {
+        assert_eq!(normalise_serial("00:4A:5b").as_deref(), Some("4a5b"));
+        assert_eq!(normalise_serial("0x0abc").as_deref(), Some("0abc"));
+        assert_eq!(normalise_serial("00").as_deref(), Some("00"));
+        assert_eq!(normalise_serial("xyz"), None);
+        assert_eq!(normalise_serial(""), None);
     }
 }

@@ -137,6 +137,10 @@ pub struct NodeConfig {
     /// Without it the node still journals every release but signs no receipts.
     #[serde(default)]
     pub journal_key_file: Option<PathBuf>,
+    /// Serial numbers (hex) of gateway certificates that are revoked: a gateway presenting one is
+    /// refused at the handshake.
+    #[serde(default)]
+    pub deny_serials: Vec<String>,
     /// TLS material.
     pub tls: TlsFiles,
     /// Local policy.
@@ -217,6 +221,9 @@ impl ConfigFile for NodeConfig {
         }
         if self.shutdown_grace_secs > 3600 {
             return Err(format!("shutdown_grace_secs {} is above 3600", self.shutdown_grace_secs));
+        }
+        if let Some(bad) = self.deny_serials.iter().find(|s| shuzhu_net::normalise_serial(s).is_none()) {
+            return Err(format!("deny_serials: {bad:?} is not a certificate serial in hex, like \"4a5a26…\""));
         }
         // Secrets others may read are refused: the node does not start.
         let secrets = [Some(&self.pseudonym_key_file), self.journal_key_file.as_ref(), Some(&self.tls.key)];

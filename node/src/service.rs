@@ -543,7 +543,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
     shuzhu_net::check_own_certificate(&config.tls.cert, Role::Node, &config.node_id)?;
-    let tls = shuzhu_net::mutual_tls_server(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let tls =
+        shuzhu_net::mutual_tls_server_denying(&config.tls.ca, &config.tls.cert, &config.tls.key, &config.deny_serials)?;
     let incoming = shuzhu_net::tls_incoming(listener, tls, Duration::from_secs(10));
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<NodeServer<NodeService>>().await;

@@ -145,6 +145,10 @@ test("the demo's console link logs in through the fragment and clears it from th
   const rows = await page.locator("#catalogue tbody tr").count();
   assert.ok(rows >= 10, `catalogue has ${rows} rows`);
   assert.match(await page.locator('#catalogue tr[data-indicator="closure_rate"]').textContent(), /结案率/);
+  // The grade column fills from /v1/indicators' `grade` (the sixth cell of each row).
+  const grades = await page.locator("#catalogue tbody tr td:nth-child(6)").allTextContents();
+  assert.equal(grades.length, rows);
+  assert.ok(grades.every((g) => /^L[1-4]$/.test(g.trim())), `grades: ${grades.join(" ")}`);
   await page.context().close();
 });
 

@@ -86,6 +86,11 @@ pub fn router(services: Services) -> Router {
 
 /// Serves the API on `listener` over TLS 1.3 with `tls` (the gateway's certificate; ALPN `http/1.1`)
 /// until `shutdown` resolves, then lets requests in flight finish.
+///
+/// Each connection is served by hyper's HTTP/1.1 server directly rather than through `axum::serve`,
+/// which sets no timer: here every request's line and headers must arrive within
+/// `[server] header_read_timeout_ms` of its first byte, or the connection is closed (slowloris). The
+/// other limits (handshake, first request, idle, connection caps) are the TLS layer's.
 pub async fn serve(
     services: Services,
     tls: Arc<rustls::ServerConfig>,
@@ -95,53 +100,63 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let mut config = (*tls).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let incoming = shuzhu_net::tls_incoming_limited(listener, Arc::new(config), &services.state().limits);
+    let limits = services.state().limits.clone();
+    let mut incoming = shuzhu_net::tls_incoming_limited(listener, Arc::new(config), &limits);
+    let header_timeout = std::time::Duration::from_millis(limits.header_read_timeout_ms);
+    let app = router(services);
     tracing::info!(addr = %local, "https json api serving");
-    axum::serve(TlsListener { incoming, local }, router(services).into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// TLS connections that completed their handshake (handshakes run concurrently, each bounded in time,
-/// in [`shuzhu_net::tls_incoming`], so a slow client never holds up the others).
-struct TlsListener {
-    incoming: tokio_stream::wrappers::ReceiverStream<Result<shuzhu_net::LimitedStream, std::io::Error>>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = shuzhu_net::LimitedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.incoming.next().await {
-                Some(Ok(tls)) => {
-                    let peer =
-                        tls.get_ref().get_ref().0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    return (tls, peer);
-                }
+    // Connections watch `closing` to shut down gracefully; the server waits for all of them.
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            next = incoming.next() => match next {
+                Some(Ok(stream)) => stream,
                 Some(Err(_)) => continue,
-                // The accept loop ended: no connection will come again; shutdown ends the server.
-                None => std::future::pending::<()>().await,
+                // The accept loop ended: no connection will come again; wait for shutdown.
+                None => {
+                    shutdown.as_mut().await;
+                    break;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let peer = stream.get_ref().get_ref().0.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let app = app.clone();
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(Peer(peer)));
+                // The router is always ready (axum documents `poll_ready` as always `Ready`).
+                tower_call(app.clone(), request.map(Body::new))
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
             }
-        }
+            let _ = conn.await;
+        });
     }
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
+/// Calls the router with one request.
+async fn tower_call(mut app: Router, request: Request) -> Result<Response, std::convert::Infallible> {
+    use tower::Service;
+    app.call(request).await
 }
 
 /// The client's address, as the connection info of every request.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
 
 /// A refusal of the request's form (parameters, body, content type) is made before any service runs;
 /// a caller whose token does not authenticate gets the one generic 401 instead, as from the services,
@@ -169,7 +184,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
     let path: String = request.uri().path().chars().take(200).collect();
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    // The console's pages carry their own, stricter policy (`console::CSP`): keep it.
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

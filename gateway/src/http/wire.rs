@@ -188,6 +188,7 @@ pub(crate) fn indicator_json(i: &pb::IndicatorInfo) -> Value {
         "dimensions": i.dimensions,
         "kind": i.kind,
         "datasets": i.datasets,
+        "grade": i.grade,
     })
 }
 
