@@ -11,6 +11,7 @@ mod books;
 mod cli;
 mod coverage;
 mod cross;
+mod deploy;
 mod deviation;
 mod http;
 mod import;
