@@ -198,3 +198,50 @@ fn a_partial_answer_says_so_in_csv_and_table_and_exits_3_unless_allowed() {
     assert!(help.contains("Exit codes") && help.contains("--allow-partial"), "{help}");
     rt.block_on(running.shutdown());
 }
+
+#[test]
+fn token_issue_refuses_an_unknown_role_and_a_lifetime_the_gateway_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, _, err) = shuzhu(&["token", "keygen", "--out", d]);
+    assert_eq!(code, 0, "{err}");
+    let key = format!("{d}/issuer.key");
+    let issue = |role: &str, ttl: &str, extra: &[&str]| {
+        let mut args = vec![
+            "token",
+            "issue",
+            "--key",
+            &key,
+            "--issuer",
+            "https://idp.test",
+            "--audience",
+            "gw",
+            "--sub",
+            "a-1",
+            "--agency",
+            "xm-sfj",
+            "--role",
+            role,
+            "--ttl",
+            ttl,
+        ];
+        args.extend_from_slice(extra);
+        shuzhu(&args)
+    };
+    let (code, out, err) = issue("requester", "3600", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim().split('.').count(), 3, "a JWT: {out}");
+    // A role the gateway does not know would give a token that authorises nothing.
+    let (code, out, err) = issue("requestor", "3600", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("requestor") && err.contains("requester, auditor, admin"), "{err}");
+    // Above the gateway's default maximum lifetime (12 h) the gateway refuses the token at once.
+    let (code, out, err) = issue("requester", "86400", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("86400") && err.contains("43200"), "{err}");
+    // With the gateway's own config, its [auth] max_lifetime_secs is the limit.
+    let gw = format!("{d}/gateway.toml");
+    std::fs::write(&gw, "[auth]\nmax_lifetime_secs = 90000\n").unwrap();
+    let (code, _, err) = issue("requester", "86400", &["--max-lifetime-from", &gw]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use shuzhu_gateway::auth::{JwtAlgorithm, SigningKey, TokenClaims, issue_token};
+use shuzhu_gateway::auth::{AuthPolicy, JwtAlgorithm, Role, SigningKey, TokenClaims, issue_token};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
@@ -42,9 +42,12 @@ pub(crate) enum Command {
         /// Roles (repeatable): requester, auditor, admin.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
-        /// Lifetime in seconds.
+        /// Lifetime in seconds (at most the gateway's `[auth] max_lifetime_secs`, 43200 by default).
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// The gateway's config file, to read its `[auth] max_lifetime_secs` (otherwise the default).
+        #[arg(long, value_name = "GATEWAY_TOML")]
+        max_lifetime_from: Option<PathBuf>,
         /// Write the token here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -66,7 +69,33 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             std::fs::write(out.join("issuer.pub.pem"), public_pem)?;
             println!("{} {}", out.join("issuer.key").display(), out.join("issuer.pub.pem").display());
         }
-        Command::Issue { key, issuer, audience, sub, agency, roles, ttl, out } => {
+        Command::Issue { key, issuer, audience, sub, agency, roles, ttl, max_lifetime_from, out } => {
+            // A token the gateway would refuse, or that authorises nothing, is refused here.
+            let known: Vec<&str> = [Role::Requester, Role::Auditor, Role::Admin].iter().map(|r| r.as_str()).collect();
+            if let Some(bad) = roles.iter().find(|r| Role::from_claim(r).is_none()) {
+                anyhow::bail!("role {bad:?} is not one the gateway knows ({})", known.join(", "));
+            }
+            let max = match &max_lifetime_from {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    let doc: toml::Value =
+                        toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+                    match doc.get("auth").and_then(|a| a.get("max_lifetime_secs")) {
+                        Some(v) => v.as_integer().and_then(|n| u64::try_from(n).ok()).with_context(|| {
+                            format!("{}: [auth] max_lifetime_secs is not a number of seconds", path.display())
+                        })?,
+                        None => AuthPolicy::default().max_lifetime_secs,
+                    }
+                }
+                None => AuthPolicy::default().max_lifetime_secs,
+            };
+            if ttl > max {
+                anyhow::bail!(
+                    "--ttl {ttl} is above the gateway's maximum token lifetime of {max} s, so it would refuse the token \
+                     (give --max-lifetime-from GATEWAY_TOML if its [auth] max_lifetime_secs is another)"
+                );
+            }
             let pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
             let key = SigningKey::from_pkcs8_pem(&pem)?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
