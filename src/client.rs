@@ -32,10 +32,35 @@ pub fn authorized<T>(msg: T, token: &str) -> Result<tonic::Request<T>> {
     Ok(req)
 }
 
-/// Reads a token file.
+/// Reads a token file, warning on standard error when the token has expired (the gateway will refuse
+/// it; nothing of the token is printed).
 pub fn read_token(path: &Path) -> Result<String> {
     let t = std::fs::read_to_string(path).with_context(|| format!("reading token file {}", path.display()))?;
-    Ok(t.trim().to_string())
+    let token = t.trim().to_string();
+    if let Some(exp) = token_expiry(&token) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if exp <= now {
+            let ago = now - exp;
+            let when = time::OffsetDateTime::from_unix_timestamp(exp as i64)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_default();
+            eprintln!(
+                "warning: the token in {} expired {} ago ({when}); the gateway will refuse it: get a new one",
+                path.display(),
+                if ago < 120 { format!("{ago} s") } else { format!("{} min", ago / 60) }
+            );
+        }
+    }
+    Ok(token)
+}
+
+/// The `exp` claim of a JWT, read without checking its signature (only to warn).
+fn token_expiry(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("exp")?.as_u64()
 }
 
 /// Runs a query.

@@ -245,3 +245,58 @@ fn token_issue_refuses_an_unknown_role_and_a_lifetime_the_gateway_would_refuse()
     let (code, _, err) = issue("requester", "86400", &["--max-lifetime-from", &gw]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn query_warns_that_its_token_has_expired() {
+    let f = fx();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(shuzhu(&["token", "keygen", "--out", d]).0, 0);
+    let key = format!("{d}/issuer.key");
+    let tok = format!("{d}/old.jwt");
+    let args = [
+        "token",
+        "issue",
+        "--key",
+        &key,
+        "--issuer",
+        "https://idp.test",
+        "--audience",
+        "gw",
+        "--sub",
+        "a-1",
+        "--agency",
+        "xm-sfj",
+        "--role",
+        "requester",
+        "--ttl",
+        "0",
+        "--out",
+        &tok,
+    ];
+    assert_eq!(shuzhu(&args).0, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let gw = f.running.gateway_url.clone();
+    let ca = f.prepared.pki.ca_cert.display().to_string();
+    let (code, _, err) = shuzhu(&[
+        "query",
+        "--gateway",
+        &gw,
+        "--ca",
+        &ca,
+        "--token-file",
+        &tok,
+        "--indicator",
+        "filed",
+        "--from",
+        "2024-01",
+        "--to",
+        "2024-12",
+        "--purpose",
+        "诉源治理",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("expired") && err.contains("old.jwt"), "{err}");
+    let token = std::fs::read_to_string(&tok).unwrap();
+    assert!(!err.contains(token.trim()), "the token itself is never printed");
+}
