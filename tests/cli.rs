@@ -300,3 +300,51 @@ fn query_warns_that_its_token_has_expired() {
     let token = std::fs::read_to_string(&tok).unwrap();
     assert!(!err.contains(token.trim()), "the token itself is never printed");
 }
+
+#[test]
+fn a_region_filter_takes_names_as_well_as_codes() {
+    let f = fx();
+    let gw = f.running.gateway_url.clone();
+    let ca = f.prepared.pki.ca_cert.display().to_string();
+    let tok = f.prepared.tokens["requester"].display().to_string();
+    let ask = |region: &str| {
+        let filter = format!("region={region}");
+        shuzhu(&[
+            "query",
+            "--gateway",
+            &gw,
+            "--ca",
+            &ca,
+            "--token-file",
+            &tok,
+            "--indicator",
+            "closure_rate",
+            "--group-by",
+            "year",
+            "--filter",
+            &filter,
+            "--from",
+            "2023-01",
+            "--to",
+            "2024-12",
+            "--purpose",
+            "诉源治理",
+            "--format",
+            "json",
+        ])
+    };
+    let rows = |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap()["rows"].clone();
+    let (code, by_code, err) = ask("350203");
+    assert_eq!(code, 0, "{err}");
+    for name in ["思明区", "厦门市思明区", "厦门思明区"] {
+        let (code, by_name, err) = ask(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert_eq!(rows(&by_name), rows(&by_code), "{name} is 350203");
+    }
+    let (code, _, err) = ask("鼓楼区");
+    assert_ne!(code, 0);
+    assert!(err.contains("350102") && err.contains("names several places"), "{err}");
+    let (code, _, err) = ask("不存在区");
+    assert_ne!(code, 0);
+    assert!(err.contains("不存在区"), "{err}");
+}

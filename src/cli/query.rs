@@ -78,10 +78,12 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let mut filters = Vec::new();
     for f in &a.filters {
         let Some((dim, values)) = f.split_once('=') else { bail!("--filter {f:?} must look like dim=value") };
-        filters.push(pb::DimensionFilter {
-            dimension: dim.trim().into(),
-            values: values.split('|').map(|v| v.trim().to_string()).collect(),
-        });
+        let dim = dim.trim();
+        let mut vals: Vec<String> = values.split('|').map(|v| v.trim().to_string()).collect();
+        if dim == "region" {
+            vals = vals.iter().map(|v| region_code(v)).collect::<Result<_>>()?;
+        }
+        filters.push(pb::DimensionFilter { dimension: dim.into(), values: vals });
     }
     let req = pb::QueryRequest {
         indicator: a.indicator.clone(),
@@ -117,4 +119,36 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A region given by its code (as is) or by its name: a district or county (`思明区`, or with its
+/// city, `厦门市思明区`), a city (`厦门市`) or a province (`福建省`), from the names the catalogue of
+/// counties knows (GB/T 2260). A name several places share is refused with their codes.
+fn region_code(value: &str) -> Result<String> {
+    if value.chars().all(|c| c.is_ascii_digit()) {
+        return Ok(value.to_string());
+    }
+    let mut found: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for (code, province, city, county) in shuzhu_policy::pii::counties::COUNTIES {
+        let short_city = city.trim_end_matches('市');
+        if [county.to_string(), format!("{city}{county}"), format!("{short_city}{county}")].iter().any(|n| n == value) {
+            found.insert(code.to_string(), format!("{city}{county}"));
+        }
+        if value == *city || value == short_city {
+            found.insert(format!("{}00", &code[..4]), city.to_string());
+        }
+        if value == *province {
+            found.insert(format!("{}0000", &code[..2]), province.to_string());
+        }
+    }
+    match found.len() {
+        1 => Ok(found.into_keys().next().unwrap_or_default()),
+        0 => bail!(
+            "--filter region={value:?}: neither a 6-digit region code nor a district, city or province name known here"
+        ),
+        _ => bail!(
+            "--filter region={value:?} names several places: {} (give the code or the name with its city)",
+            found.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
