@@ -159,14 +159,85 @@ pub fn answer_table(r: &pb::QueryResponse, group_by: &[String], kind: &str) -> S
     out
 }
 
-/// Renders an answer as CSV. A partial answer has a last column `coverage` (`partial` on every row)
-/// and ends with a comment line `# partial answer: …` naming the missing nodes; a complete answer
-/// has neither, so its shape is unchanged.
+/// Column headers of CSV answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Headers {
+    /// `region,year,value,status,…`
+    En,
+    /// `地区,年度,指标值,状态,…`, with statuses in words.
+    Zh,
+}
+
+fn zh_header(name: &str) -> String {
+    match name {
+        "region" => "地区代码",
+        "region_name" => "地区",
+        "court" => "法院",
+        "year" => "年度",
+        "quarter" => "季度",
+        "month" => "月份",
+        "division" => "审判领域",
+        "instance" => "审级",
+        "type_code" => "案件类型",
+        "cause" => "案由",
+        "dispute_type" => "纠纷类型",
+        "value" => "指标值",
+        "status" => "状态",
+        "numerator" => "分子",
+        "denominator" => "分母",
+        "level" => "预警等级",
+        "coverage" => "覆盖",
+        other => other,
+    }
+    .to_string()
+}
+
+fn zh_status(status: &str, threshold: u32) -> String {
+    match status {
+        "ok" => "正常".into(),
+        "suppressed" => format!("已抑制（涉及少于 {threshold} 件，或可据此推算出少于 {threshold} 件）"),
+        "partial" => "不完整（有节点未答复）".into(),
+        "no_baseline" => "无基期".into(),
+        other => other.into(),
+    }
+}
+
+/// The name of a region code the catalogue of counties knows (a district, a city `xxxx00` or a
+/// province `xx0000`), or empty.
+pub fn region_name(code: &str) -> String {
+    for (c, province, city, county) in shuzhu_policy::pii::counties::COUNTIES {
+        if *c == code {
+            return format!("{city}{county}");
+        }
+        if code.len() == 6 && code.ends_with("0000") && c.starts_with(&code[..2]) {
+            return province.to_string();
+        }
+        if code.len() == 6 && code.ends_with("00") && c.starts_with(&code[..4]) {
+            return city.to_string();
+        }
+    }
+    String::new()
+}
+
+/// Renders an answer as CSV with English headers (see [`answer_csv_for`]).
 pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
+    answer_csv_for(r, group_by, Headers::En)
+}
+
+/// Renders an answer as CSV. Grouped by region, a `region_name` column follows the codes. A partial
+/// answer has a last column `coverage` (`partial` on every row); every answer ends with a comment
+/// line on coverage: `# partial answer: …` naming the missing nodes, or `# nodes answered n/n`.
+pub fn answer_csv_for(r: &pb::QueryResponse, group_by: &[String], headers: Headers) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let levels = has_levels(r);
     let partial = partial_line(r);
-    let mut header: Vec<String> = group_by.to_vec();
+    let mut header: Vec<String> = Vec::new();
+    for d in group_by {
+        header.push(d.clone());
+        if d == "region" {
+            header.push("region_name".into());
+        }
+    }
     header.extend(["value".into(), "status".into(), "numerator".into(), "denominator".into()]);
     if levels {
         header.push("level".into());
@@ -174,11 +245,27 @@ pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
     if partial.is_some() {
         header.push("coverage".into());
     }
+    if headers == Headers::Zh {
+        header = header.iter().map(|h| zh_header(h)).collect();
+    }
     let _ = w.write_record(&header);
     for row in &r.rows {
-        let mut cells: Vec<String> = group_by.iter().map(|d| row.group.get(d).cloned().unwrap_or_default()).collect();
+        let mut cells: Vec<String> = Vec::new();
+        for d in group_by {
+            let v = row.group.get(d).cloned().unwrap_or_default();
+            if d == "region" {
+                let name = region_name(&v);
+                cells.push(v);
+                cells.push(name);
+            } else {
+                cells.push(v);
+            }
+        }
         cells.push(row.value.map(|v| v.to_string()).unwrap_or_default());
-        cells.push(row.status.clone());
+        cells.push(match headers {
+            Headers::En => row.status.clone(),
+            Headers::Zh => zh_status(&row.status, r.threshold),
+        });
         cells.push(row.numerator.map(|n| n.to_string()).unwrap_or_default());
         cells.push(row.denominator.map(|n| n.to_string()).unwrap_or_default());
         if levels {
@@ -190,8 +277,12 @@ pub fn answer_csv(r: &pb::QueryResponse, group_by: &[String]) -> String {
         let _ = w.write_record(&cells);
     }
     let mut out = String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default();
-    if let Some(line) = partial {
-        out.push_str(&format!("# {}\n", line.replace(['\n', '\r'], " ")));
+    match partial {
+        Some(line) => out.push_str(&format!("# {}\n", line.replace(['\n', '\r'], " "))),
+        None => {
+            let cov = r.coverage.clone().unwrap_or_default();
+            out.push_str(&format!("# nodes answered {}/{}\n", cov.answered, cov.asked));
+        }
     }
     out
 }

@@ -69,8 +69,16 @@ fn query_prints_json_table_and_csv_and_fails_with_one_line() {
     args.extend(["--format", "csv"]);
     let (code, out, _) = shuzhu(&args);
     assert_eq!(code, 0);
-    assert!(out.starts_with("region,year,value,status,numerator,denominator\n"), "{out}");
-    assert_eq!(out.lines().count(), 7);
+    // For Excel: UTF-8 with its byte-order mark, region names beside the codes, coverage at the end.
+    assert!(out.starts_with("\u{feff}region,region_name,year,value,status,numerator,denominator\n"), "{out}");
+    assert_eq!(out.lines().count(), 8, "header, 6 rows, coverage: {out}");
+    assert!(out.lines().nth(1).unwrap().contains(",厦门市"), "a district's name: {out}");
+    assert_eq!(out.lines().last().unwrap(), "# nodes answered 3/3", "{out}");
+    args.extend(["--headers", "zh", "--no-bom"]);
+    let (code, out, _) = shuzhu(&args);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("地区代码,地区,年度,指标值,状态,分子,分母\n"), "{out}");
+    assert!(out.contains(",正常,"), "statuses in words: {out}");
 
     let (code, out, _) = shuzhu(&base);
     assert_eq!(code, 0);

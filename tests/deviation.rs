@@ -332,7 +332,7 @@ fn the_cli_shows_the_level() {
         assert!(line.ends_with(zh), "{region} should be {zh}: {line}");
     }
     let csv = run(&["--format", "csv"]);
-    assert!(csv.starts_with("region,value,status,numerator,denominator,level\n"), "{csv}");
+    assert!(csv.starts_with("\u{feff}region,region_name,value,status,numerator,denominator,level\n"), "{csv}");
     let json: serde_json::Value = serde_json::from_str(&run(&["--format", "json"])).unwrap();
     for row in json["rows"].as_array().unwrap() {
         let region = row["group"]["region"].as_str().unwrap();

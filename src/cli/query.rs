@@ -63,6 +63,12 @@ pub(crate) struct Args {
     /// Exit 0 even when the answer is partial (a node was missing); the output still says so.
     #[arg(long)]
     allow_partial: bool,
+    /// CSV for Excel: column headers in English (`en`, the default) or Chinese (`zh`).
+    #[arg(long, value_enum, default_value = "en")]
+    headers: output::Headers,
+    /// CSV without the UTF-8 byte-order mark (Excel needs the mark to read UTF-8; scripts may not want it).
+    #[arg(long)]
+    no_bom: bool,
 }
 
 /// Exit code of a partial answer (unless `--allow-partial`).
@@ -103,7 +109,10 @@ pub(crate) fn run(a: Args) -> Result<ExitCode> {
     let group_by: Vec<String> = a.group_by.iter().map(|d| d.split(':').next().unwrap_or(d).to_string()).collect();
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&output::answer_json(&resp))?),
-        Format::Csv => print!("{}", output::answer_csv(&resp, &group_by)),
+        Format::Csv => {
+            let csv = output::answer_csv_for(&resp, &group_by, a.headers);
+            print!("{}{csv}", if a.no_bom { "" } else { "\u{feff}" })
+        }
         Format::Table => {
             let name = shuzhu_policy::indicator::indicator(&resp.indicator).map_or("", |i| i.name);
             println!("{} {} {}..{}", resp.indicator, name, from, to);

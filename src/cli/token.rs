@@ -77,8 +77,7 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             }
             let max = match &max_lifetime_from {
                 Some(path) => {
-                    let text =
-                        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
                     let doc: toml::Value =
                         toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
                     match doc.get("auth").and_then(|a| a.get("max_lifetime_secs")) {
