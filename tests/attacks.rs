@@ -726,9 +726,7 @@ fn a_court_versus_its_region() {
 /// A ratio's numerator and denominator as shown (both `None` when refused or suppressed).
 fn parts(s: &Seen) -> (Option<i64>, Option<i64>) {
     match s {
-        Seen::Rows(r) if r.len() == 1 && r[0].status == "ok" => {
-            (r[0].numerator.map(|v| v as i64), r[0].denominator.map(|v| v as i64))
-        }
+        Seen::Rows(r) if r.len() == 1 && r[0].status == "ok" => (r[0].numerator, r[0].denominator),
         _ => (None, None),
     }
 }
