@@ -31,6 +31,11 @@ struct Case {
     filed: u32,
     closed: Option<u32>,
     on_time: bool,
+    /// Day numbers of `filed_on` and `closed_on` (stock counts depend on days).
+    filed_day: i32,
+    closed_day: Option<i32>,
+    closure: String,
+    appealed: bool,
 }
 
 fn fx() -> &'static Fx {
@@ -62,11 +67,25 @@ fn fx() -> &'static Fx {
                     filed: ym(&rec[col("filed_on")]),
                     closed: closed.as_deref().map(ym),
                     on_time: closed.as_deref().is_some_and(|c| c <= &rec[col("deadline_on")]),
+                    filed_day: day(&rec[col("filed_on")]),
+                    closed_day: closed.as_deref().map(day),
+                    closure: rec[col("closure_method")].into(),
+                    appealed: &rec[col("appealed")] == "true",
                 });
             }
         }
         Fx { rt, prepared, running, cases }
     })
+}
+
+fn day(text: &str) -> i32 {
+    shuzhu_policy::period::parse_day(text).unwrap()
+}
+
+/// The last day of month `yyyymm`.
+fn month_end(yyyymm: u32) -> i32 {
+    let next = if yyyymm % 100 == 12 { (yyyymm / 100 + 1) * 100 + 1 } else { yyyymm + 1 };
+    shuzhu_policy::period::days_from_civil((next / 100) as i32, next % 100, 1) - 1
 }
 
 fn token(name: &str) -> String {
@@ -702,4 +721,100 @@ fn a_court_versus_its_region() {
         &q("filed", y * 100 + m, y * 100 + m + 1).filter("cause", &tc).filter("court", std::slice::from_ref(&court)),
     );
     assert_safe_difference(total(&a), total(&b), "region minus its court");
+}
+
+/// A ratio's numerator and denominator as shown (both `None` when refused or suppressed).
+fn parts(s: &Seen) -> (Option<i64>, Option<i64>) {
+    match s {
+        Seen::Rows(r) if r.len() == 1 && r[0].status == "ok" => (r[0].numerator, r[0].denominator),
+        _ => (None, None),
+    }
+}
+
+fn closed_in(pred: impl Fn(&Case) -> bool, from: u32, to: u32) -> i64 {
+    fx().cases.iter().filter(|c| c.closed.is_some_and(|m| m >= from && m <= to) && pred(c)).count() as i64
+}
+
+/// Issue 11, finding 1: differencing across measures. `judgment_rate` filtered by a region and
+/// instance 一审 shows first-instance judgments (民初, 刑初, 行初) as its numerator; `appeal_rate`
+/// filtered by the region and 民初|刑初 shows the 民初 and 刑初 judgments as its denominator: their
+/// difference is the region's 行初 judgments, a count under k.
+#[test]
+fn differencing_across_measures_judgment_rate_versus_appeal_rate() {
+    let regions = values(|c| c.region.clone());
+    let first = |x: &Case| ["民初", "刑初", "行初"].contains(&x.type_code.as_str());
+    let judged = |x: &Case| first(x) && x.closure == "判决";
+    let (region, y) = regions
+        .iter()
+        .flat_map(|r| YEARS.map(|y| (r.clone(), y)))
+        .find(|(r, y)| {
+            let (from, to) = (y * 100 + 1, y * 100 + 12);
+            let inr = |x: &Case| &x.region == r;
+            let num = closed_in(|x| inr(x) && judged(x), from, to);
+            let den = closed_in(|x| inr(x) && first(x), from, to);
+            let admin = closed_in(|x| inr(x) && judged(x) && x.type_code == "行初", from, to);
+            let two = closed_in(|x| inr(x) && judged(x) && x.type_code != "行初", from, to);
+            let appealed = fx()
+                .cases
+                .iter()
+                .filter(|x| x.closed.is_some_and(|m| m >= from && m <= to))
+                .filter(|x| inr(x) && judged(x) && x.type_code != "行初" && x.appealed)
+                .count() as i64;
+            num >= K && den - num >= K && two - appealed >= K && appealed >= K && small(admin)
+        })
+        .expect("a region and year with few 行初 judgments");
+    let reg = [region];
+    let (from, to) = (y * 100 + 1, y * 100 + 12);
+    let a = ask(&q("judgment_rate", from, to).filter("region", &reg).filter("instance", &["一审".to_string()]));
+    let b =
+        ask(&q("appeal_rate", from, to).filter("region", &reg).filter("type_code", &["民初".into(), "刑初".into()]));
+    let ((an, _), (_, bd)) = (parts(&a), parts(&b));
+    assert_safe_difference(an, bd, "judgments of 一审 minus judgments of 民初|刑初");
+}
+
+/// Issue 11, finding 2: a court's cell and its region's cell are the same records when the court is
+/// the only one serving the region. `long_pending_ratio` for the region with a type-code filter of
+/// every type but two, against the court unfiltered: the difference is the open cases of those two
+/// types, under k.
+#[test]
+fn a_court_cell_equals_its_region_cell_long_pending_ratio() {
+    let types = values(|c| c.type_code.clone());
+    let open_at = |x: &Case, end: i32| x.filed_day <= end && x.closed_day.is_none_or(|c| c > end);
+    let old = |x: &Case, end: i32| open_at(x, end) && end - x.filed_day > 365;
+    let found = values(|c| c.court.clone())
+        .into_iter()
+        .flat_map(|c| YEARS.into_iter().flat_map(months).map(move |m| (c.clone(), m)).collect::<Vec<_>>())
+        .find_map(|(court, m)| {
+            let end = month_end(m);
+            let here: Vec<&Case> = fx().cases.iter().filter(|x| x.court == court && open_at(x, end)).collect();
+            let n_old = here.iter().filter(|x| old(x, end)).count() as i64;
+            if n_old < K || here.len() as i64 - n_old < K {
+                return None;
+            }
+            // Two types whose open cases (of every age) are few but not none, leaving a shown rate.
+            let count = |t: &str| here.iter().filter(|x| x.type_code == t).count() as i64;
+            let count_old = |t: &str| here.iter().filter(|x| x.type_code == t && old(x, end)).count() as i64;
+            for (i, t1) in types.iter().enumerate() {
+                for t2 in &types[i + 1..] {
+                    let gone = count(t1) + count(t2);
+                    let gone_old = count_old(t1) + count_old(t2);
+                    let rest = here.len() as i64 - gone;
+                    let rest_old = n_old - gone_old;
+                    if small(gone) && rest_old >= K && rest - rest_old >= K {
+                        return Some((court.clone(), m, t1.clone(), t2.clone()));
+                    }
+                }
+            }
+            None
+        });
+    let (court, m, t1, t2) = found.expect("a court and month with two rare open case types");
+    let region = fx().cases.iter().find(|x| x.court == court).map(|x| x.region.clone()).unwrap();
+    let rest: Vec<String> = types.iter().filter(|t| **t != t1 && **t != t2).cloned().collect();
+    let a = ask_as(
+        "manager",
+        &q("long_pending_ratio", m, m).filter("region", std::slice::from_ref(&region)).filter("type_code", &rest),
+    );
+    let b = ask_as("manager", &q("long_pending_ratio", m, m).filter("court", std::slice::from_ref(&court)));
+    let ((_, ad), (_, bd)) = (parts(&a), parts(&b));
+    assert_safe_difference(ad, bd, "court minus its region without two types");
 }

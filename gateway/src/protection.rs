@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::indicator::{self, Accumulate, Condition, IndicatorKind};
 use shuzhu_policy::protect::{self, Protection};
-use shuzhu_policy::schema::TYPE_CODES;
+use shuzhu_policy::schema::{TYPE_CODES, division_of, instance_of};
 
 use crate::query::ParsedQuery;
-use crate::releases::{CellSet, label_months};
+use crate::releases::label_months;
 use crate::state::NodeHandle;
 
 /// The value a shown count of true value `truth` is shown as, given its `protected` value (rounded,
@@ -120,10 +120,10 @@ impl<'a> CellRecords<'a> {
     }
 
     /// The record set of `measure` in the cell `key`, made canonical.
-    fn record_set(&self, measure: &str, key: &[String]) -> Option<CellSet> {
+    fn record_set(&self, measure: &str, key: &[String]) -> Option<KeyedSet> {
         let q = self.q;
         let (measure, types) = plain_measure(measure);
-        let mut c = CellSet::new(measure, q.period.from().index(), q.period.to().index(), 0);
+        let mut c = KeyedSet::new(measure, q.period.from().index(), q.period.to().index());
         if let Some(types) = types {
             c.restrict(Dimension::TypeCode, &types);
         }
@@ -156,7 +156,7 @@ impl<'a> CellRecords<'a> {
     /// Rewrites restrictions that do not restrict: values no record can have are dropped, a dimension
     /// allowing every value it can take is no restriction, and courts implied by the districts (every
     /// court serving those districts, each the only court of its district) are no restriction either.
-    fn canonical(&self, c: &mut CellSet) {
+    fn canonical(&self, c: &mut KeyedSet) {
         let domain = |name: &str| -> Option<&BTreeSet<String>> {
             match name {
                 "type_code" => Some(&self.type_codes),
@@ -182,6 +182,53 @@ impl<'a> CellRecords<'a> {
             }
         }
         c.dims.retain(|name, values| domain(name).is_none_or(|d| values.len() < d.len()));
+    }
+}
+
+/// The records a count stands for, as the cell key hashes them: a measure, a month range and, per
+/// record dimension, the sorted values allowed (absent = every value). These bytes key the perturbation
+/// of every `cell_key` answer, so they stay as they were when the release ledger used the same shape.
+struct KeyedSet {
+    measure: String,
+    from: i32,
+    to: i32,
+    dims: BTreeMap<String, Vec<String>>,
+}
+
+impl KeyedSet {
+    fn new(measure: &str, from: i32, to: i32) -> Self {
+        KeyedSet { measure: measure.into(), from, to, dims: BTreeMap::new() }
+    }
+
+    /// Restricts a dimension to `values` (intersecting with any earlier restriction). Division and
+    /// instance are rewritten as case types.
+    fn restrict(&mut self, dim: Dimension, values: &[String]) {
+        let types = |pick: fn(&str) -> Option<&'static str>| -> Vec<String> {
+            TYPE_CODES
+                .iter()
+                .filter(|t| pick(t).is_some_and(|d| values.iter().any(|v| v == d)))
+                .map(|t| t.to_string())
+                .collect()
+        };
+        let (name, mut vals): (&str, Vec<String>) = match dim {
+            Dimension::Division => ("type_code", types(division_of)),
+            Dimension::Instance => ("type_code", types(instance_of)),
+            other => (other.as_str(), values.to_vec()),
+        };
+        vals.sort();
+        vals.dedup();
+        let slot = self.dims.entry(name.to_string()).or_insert_with(|| vals.clone());
+        slot.retain(|v| vals.contains(v));
+    }
+
+    /// Restricts courts, and with them the regions those courts' cases lie in, where `court_region`
+    /// knows every court asked.
+    fn restrict_courts(&mut self, values: &[String], court_region: &BTreeMap<String, String>) {
+        self.restrict(Dimension::Court, values);
+        let regions: Option<Vec<String>> = values.iter().map(|c| court_region.get(c).cloned()).collect();
+        if let Some(regions) = regions {
+            self.restrict(Dimension::Region, &regions);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shuzhu_policy::dimension::Dimension;
+use shuzhu_policy::disclosure::audit::Refusal;
 use shuzhu_policy::disclosure::{self, Cell, Partial, Status as CellStatus};
 use shuzhu_policy::grant::{AccessRequest, Decision};
 use shuzhu_policy::indicator::{self, Indicator, IndicatorKind};
@@ -300,55 +301,6 @@ fn fold_deviation(
                 .collect();
             out.entry(cell).or_insert_with(|| vec![Partial::default(); years as usize + 1])[y as usize].merge(*p);
         }
-    }
-    out
-}
-
-/// Moves a time label (`2024`, `2024-Q2`, `2024-05`) `years` years earlier.
-fn shift_label(label: &str, years: u32) -> String {
-    match (label.get(..4).and_then(|y| y.parse::<i32>().ok()), label.get(4..)) {
-        (Some(year), Some(rest)) => format!("{:04}{rest}", year - years as i32),
-        _ => label.to_string(),
-    }
-}
-
-/// The cells a deviation answer releases, for the release ledger: each shown cell's count in P and
-/// each baseline year's count, as cells of the measure over P and over P moved back that many years
-/// (with the margins each implies), so that later queries over those periods are checked against them.
-fn deviation_release(
-    q: &ParsedQuery,
-    answer: &[(&Vec<String>, &Vec<Partial>, bool)],
-    margins: bool,
-    court_region: &BTreeMap<String, String>,
-) -> Vec<crate::releases::CellSet> {
-    let IndicatorKind::Deviation { baseline_years, .. } = q.indicator.kind else { return Vec::new() };
-    let measures = q.indicator.measures();
-    let mut out = Vec::new();
-    for y in 0..=baseline_years {
-        let shift = |m: Month| Month::from_index(m.index() - 12 * y as i32);
-        let Ok(period) = Period::new(shift(q.period.from()), shift(q.period.to())) else { continue };
-        let shifted = ParsedQuery {
-            indicator: q.indicator,
-            group_by: q.group_by.clone(),
-            period,
-            filters: q.filters.clone(),
-            purpose: q.purpose.clone(),
-            region_level: q.region_level,
-            region_members: q.region_members.clone(),
-        };
-        let owned: Vec<(Vec<String>, Vec<Partial>, bool)> = answer
-            .iter()
-            .map(|(key, partials, ok)| {
-                let key = q
-                    .group_by
-                    .iter()
-                    .zip(key.iter())
-                    .map(|(d, v)| if d.is_time() { shift_label(v, y) } else { v.clone() });
-                (key.collect(), vec![partials.get(y as usize).copied().unwrap_or_default()], *ok)
-            })
-            .collect();
-        let view: Vec<(&Vec<String>, &Vec<Partial>, bool)> = owned.iter().map(|(k, p, ok)| (k, p, *ok)).collect();
-        out.extend(crate::releases::cells_of_answer(&shifted, &measures, &view, margins, court_region));
     }
     out
 }
@@ -655,16 +607,20 @@ pub async fn execute(
             }
         }
     }
-    // Differencing defence: the shown cells and the margins they imply, against earlier releases.
-    let answer: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
+    // Differencing defence: every number the answer shows, as equations over record sets, audited
+    // exactly against everything released before in the scope.
+    let answer: Vec<crate::releases::AnswerCell<'_>> =
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
-    // With a node missing, absent groups are unknown rather than zero: no margin can be derived.
+    // With a node missing, absent groups are unknown rather than zero: no empty remainder is released.
+    let topology = state.releases.topology();
     let release = if deviation {
-        deviation_release(&q, &answer, missing.is_empty(), &state.court_region)
+        crate::releases::releases_of_deviation(&q, &answer, missing.is_empty(), topology)
     } else {
-        crate::releases::cells_of_answer(&q, &measures, &answer, missing.is_empty(), &state.court_region)
+        crate::releases::releases_of_answer(&q, &measures, &answer, missing.is_empty(), topology)
     };
-    // The check takes a lock and may fdatasync the ledger file: keep it off the async worker threads.
+    // The audit is exact linear algebra over the scope's releases and the record may fdatasync the
+    // ledger file: both on a blocking thread, never on the async workers. The scope's lock is taken
+    // there, for the audit and the record only (the fan-out above ran without it).
     let book = state.releases.clone();
     let agency = principal.agency.clone();
     let checked = tokio::task::spawn_blocking(move || book.check_and_record(&agency, release, threshold))
@@ -675,17 +631,10 @@ pub async fn execute(
     }
     match checked {
         Ok(None) => {}
-        Ok(Some(risk)) => {
+        Ok(Some(refusal)) => {
             record.decision = "deny".into();
-            record.reason = format!("differencing: {}", risk.measure);
-            let message = format!(
-                "differencing: this query's cells differ from cells already released by 1..{} contributors \
-                 ({}), so together they would reveal a small group; ask for a coarser or identical grouping, \
-                 period or filter (policy {})",
-                threshold.max(disclosure::MIN_THRESHOLD) - 1,
-                risk.measure,
-                policy.version
-            );
+            record.reason = format!("differencing: {}", refusal.reason());
+            let message = differencing_message(&refusal, threshold, &policy.version);
             return Err(with_version(Status::permission_denied(message), &policy.version));
         }
         Err(e) => {
@@ -777,6 +726,29 @@ pub async fn execute(
         data_until: data_until.unwrap_or_default(),
         threshold,
     })
+}
+
+/// What a requester is told when the release audit refuses an answer: the rule, never a value (the
+/// refusal names the measure whose release completes a derivation, nothing of the data).
+fn differencing_message(refusal: &Refusal, threshold: u32, version: &str) -> String {
+    let k = threshold.max(disclosure::MIN_THRESHOLD);
+    match refusal {
+        Refusal::Small { measure } => format!(
+            "differencing: with numbers already released, this answer would let someone derive a count of 1..{} \
+             records ({measure}); nothing was answered: ask for a coarser or identical grouping, period or filter \
+             (policy {version})",
+            k - 1
+        ),
+        Refusal::Money { measure } => format!(
+            "differencing: with numbers already released, this answer would let someone derive a sum of money over \
+             records that were never shown as a protected cell ({measure}); nothing was answered: ask for a \
+             coarser or identical grouping, period or filter (policy {version})"
+        ),
+        Refusal::TooComplex => format!(
+            "differencing: this answer, with the numbers already released, is too complex to audit exactly, so \
+             nothing was answered; ask for fewer cells, a coarser grouping or a shorter period (policy {version})"
+        ),
+    }
 }
 
 /// A row's status and warning level. A shown deviation has the level of its numerator (the count in P)
@@ -1390,17 +1362,21 @@ mod tests {
         let key = vec!["350203".to_string(), "2024".to_string()];
         let partials = vec![p(40), p(30), p(20), p(10)];
         let answer = vec![(&key, &partials, true)];
-        let cells = deviation_release(&query, &answer, false, &BTreeMap::new());
-        let mut got: Vec<(i32, i32, u64)> = cells.iter().map(|c| (c.from, c.to, c.count)).collect();
+        let topology = shuzhu_policy::disclosure::recordset::Topology::default();
+        let rel = crate::releases::releases_of_deviation(&query, &answer, false, &topology);
+        let day = |y: i32| days_from_civil(y, 1, 1);
+        let mut got: Vec<(i32, i32, i64)> =
+            rel.iter().map(|r| (r.terms[0].1.first.lo, r.terms[0].1.first.hi, r.count)).collect();
         got.sort();
-        let year = |y: i32| Month::new(y, 1).unwrap().index();
-        let want: Vec<(i32, i32, u64)> =
-            [(2021, 10), (2022, 20), (2023, 30), (2024, 40)].iter().map(|&(y, n)| (year(y), year(y) + 11, n)).collect();
+        let want: Vec<(i32, i32, i64)> = [(2021, 10), (2022, 20), (2023, 30), (2024, 40)]
+            .iter()
+            .map(|&(y, n)| (day(y), day(y + 1) - 1, n))
+            .collect();
         assert_eq!(got, want);
-        assert!(cells.iter().all(|c| c.measure == "cases.filed" && c.dims["region"] == ["350203"]));
-        assert_eq!(shift_label("2024-Q3", 2), "2022-Q3");
-        assert_eq!(shift_label("2024-05", 3), "2021-05");
-        assert_eq!(shift_label("2024", 1), "2023");
+        assert!(rel.iter().all(|r| r.measure == "cases.filed" && r.terms.len() == 1));
+        assert!(rel.iter().flat_map(|r| &r.terms).all(|(_, s)| s.fields["region"] == ["350203"]));
+        // With every node answering, the empty remainder of P and of each baseline year too.
+        assert_eq!(crate::releases::releases_of_deviation(&query, &answer, true, &topology).len(), 4 + 4);
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub struct GatewayState {
     /// Nodes.
     pub nodes: Vec<NodeHandle>,
     /// The region of each court served by a node of one court and one region (built once with the
-    /// nodes: the release ledger nests court cells in region cells with it).
+    /// nodes: the cell key makes a court's records its region's with it).
     pub court_region: std::collections::BTreeMap<String, String>,
     /// Deadline of one node call.
     pub node_timeout: Duration,
@@ -121,7 +121,7 @@ pub struct GatewayState {
     pub policy_path: std::path::PathBuf,
     /// What each agency has used of its quotas.
     pub quotas: Arc<crate::quota::QuotaBook>,
-    /// Cells already released (differencing defence).
+    /// Numbers already released, and the exact audit of new ones against them (differencing defence).
     pub releases: crate::releases::ReleaseBook,
     /// Privacy budget spent per agency and dataset (`dp` grants).
     pub budget: Arc<crate::budget::BudgetBook>,
@@ -212,6 +212,15 @@ fn court_regions(nodes: &[NodeHandle]) -> std::collections::BTreeMap<String, Str
         .collect()
 }
 
+/// Where courts sit, from the courts and regions each node serving cases declares (its entry in the
+/// gateway's configuration; a node's answer grouped by a court or region it does not declare is
+/// refused): the release ledger relates court cells and region cells through it, in both directions.
+fn topology(nodes: &[crate::config::NodeEntry]) -> shuzhu_policy::disclosure::recordset::Topology {
+    shuzhu_policy::disclosure::recordset::Topology::from_nodes(
+        nodes.iter().filter(|n| n.datasets.iter().any(|d| d == "cases")).map(|n| (&n.courts[..], &n.regions[..])),
+    )
+}
+
 impl GatewayState {
     /// Why the ledger's disk cannot take another entry, when its free space is below the floor.
     pub fn ledger_space_problem(&self) -> Option<String> {
@@ -255,7 +264,11 @@ impl GatewayState {
         if let Some((seq, heads)) = &committed {
             crate::books::check_committed(&config.ledger_dir, *seq, heads)?;
         }
-        let releases = crate::releases::ReleaseBook::open(&config.ledger_dir, config.releases_across_agencies)?;
+        let releases = crate::releases::ReleaseBook::open_with(
+            &config.ledger_dir,
+            config.releases_across_agencies,
+            topology(&config.nodes),
+        )?;
         let budget = Arc::new(crate::budget::BudgetBook::open(&config.ledger_dir)?);
         let commit_compaction = |quota: &crate::books::BookHead| {
             let mut heads = crate::books::BookHeads::new();
