@@ -121,6 +121,10 @@ pub struct AuditRecord {
     /// them (version 3): the commitment checked at start (see [`crate::books`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub books: Option<crate::books::BookHeads>,
+    /// How the answer's new releases were found safe, when they were audited: `exact`, or `pairs`
+    /// when the shape was too large for the exact audit and only the pairwise check ran.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub disclosure_check: String,
     /// Set when this request's failure is only counted into a periodic summary, not appended alone.
     #[serde(skip)]
     pub counted_only: bool,
@@ -165,6 +169,7 @@ impl AuditRecord {
             jti: String::new(),
             failures: None,
             books: None,
+            disclosure_check: String::new(),
             counted_only: false,
         }
     }

@@ -86,6 +86,11 @@ pub struct GatewayConfig {
     /// colluding agencies cannot combine their answers (default on); off keeps one ledger per agency.
     #[serde(default = "default_true")]
     pub releases_across_agencies: bool,
+    /// What the differencing audit does with an answer too large for its exact check within its
+    /// limits: `"pairs"` (the default) checks it with the pairwise record-set check and answers when
+    /// that finds nothing (the audit entry says `disclosure_check = "pairs"`); `"refuse"` refuses it.
+    #[serde(default)]
+    pub releases_too_complex: TooComplex,
     /// File holding the secret key (hex) of the cell-key method; needed only by `cell_key` grants.
     /// Never logged.
     #[serde(default)]
@@ -350,4 +355,15 @@ public_key = "idp.pem"
         assert!(load("[ledger]\nretain_personal_info_days = 100\n").is_err());
         assert!(load("[ledger]\nretain_days = 400\n").is_err());
     }
+}
+
+/// See [`GatewayConfig::releases_too_complex`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TooComplex {
+    /// The pairwise record-set check, then answer.
+    #[default]
+    Pairs,
+    /// Refuse the answer.
+    Refuse,
 }

@@ -623,15 +623,21 @@ pub async fn execute(
     // there, for the audit and the record only (the fan-out above ran without it).
     let book = state.releases.clone();
     let agency = principal.agency.clone();
-    let checked = tokio::task::spawn_blocking(move || book.check_and_record(&agency, release, threshold))
+    let checked = tokio::task::spawn_blocking(move || book.audit_and_record(&agency, release, threshold))
         .await
         .unwrap_or_else(|e| Err(crate::releases::ReleaseError::Io(std::io::Error::other(e.to_string()))));
-    if !matches!(checked, Ok(None)) {
+    if !matches!(checked, Ok(Ok(_))) {
         refund(state, principal, q.indicator.dataset, charged, request_id).await;
     }
     match checked {
-        Ok(None) => {}
-        Ok(Some(refusal)) => {
+        Ok(Ok(how)) => {
+            record.disclosure_check = match how {
+                Some(shuzhu_policy::disclosure::audit::Checked::Exact) => "exact".into(),
+                Some(shuzhu_policy::disclosure::audit::Checked::Pairs) => "pairs".into(),
+                None => String::new(),
+            };
+        }
+        Ok(Err(refusal)) => {
             record.decision = "deny".into();
             record.reason = format!("differencing: {}", refusal.reason());
             let message = differencing_message(&refusal, threshold, &policy.version);

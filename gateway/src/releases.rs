@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use shuzhu_policy::dimension::Dimension;
 use shuzhu_policy::disclosure::Partial;
-use shuzhu_policy::disclosure::audit::{Ledger, Limits, Refusal};
+use shuzhu_policy::disclosure::audit::{Checked, Ledger, Limits, Refusal};
 use shuzhu_policy::disclosure::recordset::{RecordSet, Release, Topology, month_days};
 use shuzhu_policy::indicator::{Accumulate, IndicatorKind, Measure, measure};
 use shuzhu_policy::period::Month;
@@ -307,6 +307,9 @@ struct Line {
     cell: Option<serde_json::Value>,
 }
 
+/// Stack of the thread the audit runs on (address space; only the pages used are backed).
+const AUDIT_STACK_BYTES: usize = 512 << 20;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means an audit panicked; what it guards is only changed after the file
     // append succeeded, so it is whole.
@@ -317,6 +320,7 @@ impl ReleaseBook {
     fn with(
         across_agencies: bool,
         topology: Topology,
+        limits: Limits,
         file: Option<LineFile>,
         scopes: HashMap<String, Ledger>,
     ) -> Self {
@@ -325,7 +329,7 @@ impl ReleaseBook {
             inner: Arc::new(BookInner {
                 across_agencies,
                 topology,
-                limits: Limits::default(),
+                limits,
                 file: file.map(Mutex::new),
                 scopes: Mutex::new(scopes),
             }),
@@ -334,7 +338,7 @@ impl ReleaseBook {
 
     /// A book kept only in memory (tests, tools).
     pub fn in_memory(across_agencies: bool, topology: Topology) -> Self {
-        Self::with(across_agencies, topology, None, HashMap::new())
+        Self::with(across_agencies, topology, Limits::default(), None, HashMap::new())
     }
 
     /// Opens (or creates) the book in `dir` without a known topology (courts and regions unrelated).
@@ -345,6 +349,17 @@ impl ReleaseBook {
     /// Opens (or creates) the book in `dir`, reading every earlier release (lines of the greedy search's
     /// format too); record sets relate courts and regions through `topology`.
     pub fn open_with(dir: &Path, across_agencies: bool, topology: Topology) -> Result<Self, ReleaseError> {
+        Self::open_limited(dir, across_agencies, topology, Limits::default())
+    }
+
+    /// [`ReleaseBook::open_with`], auditing within `limits` (and, past them, as
+    /// [`Limits::pairs_when_too_complex`] says).
+    pub fn open_limited(
+        dir: &Path,
+        across_agencies: bool,
+        topology: Topology,
+        limits: Limits,
+    ) -> Result<Self, ReleaseError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(RELEASES_FILE_NAME);
         let scope = |agency: &str| if across_agencies { "*".to_string() } else { format!("agency:{agency}") };
@@ -364,7 +379,7 @@ impl ReleaseBook {
                 scopes.entry(scope(&l.agency)).or_default().push(r);
             }
         }
-        Ok(Self::with(across_agencies, topology, Some(file), scopes))
+        Ok(Self::with(across_agencies, topology, limits, Some(file), scopes))
     }
 
     /// The topology record sets are built on.
@@ -391,6 +406,17 @@ impl ReleaseBook {
     /// When every new release was already recorded in the scope (an identical repeat), nothing is
     /// audited or written: the answer shows nothing the scope has not seen.
     pub fn check_and_record(&self, agency: &str, new: Vec<Release>, k: u32) -> Result<Option<Refusal>, ReleaseError> {
+        Ok(self.audit_and_record(agency, new, k)?.err())
+    }
+
+    /// [`ReleaseBook::check_and_record`], saying how the new releases were found safe (`Ok(None)`:
+    /// nothing new, nothing audited).
+    pub fn audit_and_record(
+        &self,
+        agency: &str,
+        new: Vec<Release>,
+        k: u32,
+    ) -> Result<Result<Option<Checked>, Refusal>, ReleaseError> {
         let scope = self.scope(agency);
         let mut released = lock(&scope);
         let mut fresh: Vec<&Release> = Vec::new();
@@ -401,10 +427,21 @@ impl ReleaseBook {
             }
         }
         if fresh.is_empty() {
-            return Ok(None);
+            return Ok(Ok(None));
         }
         let started = std::time::Instant::now();
-        let verdict = released.audit(&new, k, &self.inner.topology, &self.inner.limits);
+        // The search for determined sets recurses once per pivot of a block: it runs on a thread of its
+        // own with a stack sized for the largest component the limits allow.
+        let held: &Ledger = &released;
+        let verdict = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("release-audit".into())
+                .stack_size(AUDIT_STACK_BYTES)
+                .spawn_scoped(scope, || held.audit_checked(&new, k, &self.inner.topology, &self.inner.limits))
+                .map_err(ReleaseError::Io)?
+                .join()
+                .map_err(|_| ReleaseError::Io(std::io::Error::other("the release audit panicked")))
+        })?;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::debug!(
             held = released.len(),
@@ -413,9 +450,10 @@ impl ReleaseBook {
             refused = verdict.is_err(),
             "release audit"
         );
-        if let Err(refusal) = verdict {
-            return Ok(Some(refusal));
-        }
+        let checked = match verdict {
+            Ok(c) => c,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         if let Some(file) = &self.inner.file {
             let mut buf = Vec::new();
             for r in &fresh {
@@ -430,7 +468,7 @@ impl ReleaseBook {
         for r in fresh {
             released.push(r);
         }
-        Ok(None)
+        Ok(Ok(Some(checked)))
     }
 
     /// The book's lines and chain head (see [`crate::books`]), when it is kept in a file.

@@ -264,10 +264,15 @@ impl GatewayState {
         if let Some((seq, heads)) = &committed {
             crate::books::check_committed(&config.ledger_dir, *seq, heads)?;
         }
-        let releases = crate::releases::ReleaseBook::open_with(
+        let limits = shuzhu_policy::disclosure::audit::Limits {
+            pairs_when_too_complex: config.releases_too_complex == crate::config::TooComplex::Pairs,
+            ..Default::default()
+        };
+        let releases = crate::releases::ReleaseBook::open_limited(
             &config.ledger_dir,
             config.releases_across_agencies,
             topology(&config.nodes),
+            limits,
         )?;
         let budget = Arc::new(crate::budget::BudgetBook::open(&config.ledger_dir)?);
         let commit_compaction = |quota: &crate::books::BookHead| {
