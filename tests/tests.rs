@@ -11,6 +11,7 @@ mod cli;
 mod coverage;
 mod cross;
 mod deviation;
+mod fuzz_replay;
 mod http;
 mod import;
 mod indicators;

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod failures;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod protection;

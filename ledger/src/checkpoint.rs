@@ -198,7 +198,11 @@ impl NoteSigner {
 
     /// Signs `cp`'s body as a signed note.
     pub fn sign(&self, cp: &Checkpoint) -> String {
-        let text = cp.body();
+        self.sign_text(&cp.body())
+    }
+
+    /// Signs `text` (which ends in a newline) as a signed note.
+    pub(crate) fn sign_text(&self, text: &str) -> String {
         let sig = self.key.sign(text.as_bytes());
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&self.id);
