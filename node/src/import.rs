@@ -153,7 +153,13 @@ pub fn import_reader(
     let started = Instant::now();
     let dataset: &'static Dataset =
         schema::dataset(opts.dataset).ok_or_else(|| ImportError::UnknownDataset(opts.dataset.into()))?;
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+    // Records end at `\n` only, and a `\r` before it is taken off the record's last field (`strip_cr`):
+    // the csv crate's own CRLF handling counts the line of each record after a `\r\n` one too few.
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(reader);
     let header_err = |what: String| ImportError::Header { path: name.into(), dataset: dataset.name.into(), what };
     let headers = csv.headers().map_err(|e| header_err(format!("unreadable header: {e}")))?.clone();
     let columns = map_columns(dataset, &headers).map_err(header_err)?;
@@ -197,7 +203,17 @@ pub fn import_reader(
                 Ok(false) => break,
                 Ok(true) => {
                     let line = record.position().map_or(line_hint, |p| p.line());
-                    Raw::Row(line, std::mem::replace(&mut record, csv::ByteRecord::with_capacity(1024, width)))
+                    strip_cr(&mut record);
+                    if record.len() == 1 && record[0].is_empty() {
+                        continue; // a blank line of a CRLF file (the reader skips those of LF files itself)
+                    }
+                    match refusal(&record, width, line) {
+                        Some(reason) => Raw::Bad(Quarantined { line, field: "row".into(), reason }),
+                        None => Raw::Row(
+                            line,
+                            std::mem::replace(&mut record, csv::ByteRecord::with_capacity(1024, width)),
+                        ),
+                    }
                 }
                 Err(e) => {
                     // A broken quote or a read error: the row is refused, reading goes on where possible.
@@ -242,6 +258,49 @@ pub fn import_reader(
     report.total_records = store.count(dataset.name)?;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Longest record accepted, in bytes of field content: a longer one is refused whole, naming its line.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Takes the `\r` of a CRLF line end off the record's last field (a `\r` is refused in any field, so
+/// none is data).
+fn strip_cr(record: &mut csv::ByteRecord) {
+    let n = record.len();
+    if let Some(last) = n.checked_sub(1).and_then(|i| record.get(i))
+        && let Some(kept) = last.strip_suffix(b"\r")
+    {
+        let kept = kept.to_vec();
+        record.truncate(n - 1);
+        record.push_field(&kept);
+    }
+}
+
+/// Why the reader refuses a record as a whole, before validation: one that spans several lines with the
+/// wrong number of fields (a quote left open swallows the lines after it; when nothing closes it, up to the
+/// end of the file, whose last line end then ends the record's content), or one longer than
+/// [`MAX_RECORD_BYTES`].
+fn refusal(record: &csv::ByteRecord, width: usize, line: u64) -> Option<String> {
+    let bytes = record.as_slice();
+    if record.len() != width {
+        // Line ends inside fields were inside quotes; the file's last line end, swallowed too, ends no line.
+        let inside = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        if inside > 0 {
+            let at_end = bytes.ends_with(b"\n");
+            let end = line + inside - u64::from(at_end);
+            return Some(if at_end {
+                format!(
+                    "a quote opened on line {line} is never closed: lines {line} to {end} were read as one record and refused"
+                )
+            } else {
+                format!(
+                    "lines {line} to {end} were read as one record of {} fields, expected {width}: a quote opened on line {line} may be unbalanced",
+                    record.len()
+                )
+            });
+        }
+    }
+    (bytes.len() > MAX_RECORD_BYTES).then(|| format!("is longer than {MAX_RECORD_BYTES} bytes"))
 }
 
 /// Validating workers.
@@ -530,6 +589,139 @@ mod tests {
         let mut keys = Vec::new();
         store.scan("cases", &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap())).unwrap();
         assert_eq!(keys, ["(2023)闽0213民初1号"]);
+    }
+
+    /// Imports `text` as `cases` into a fresh store: the report and the keys stored.
+    fn import_cases(text: &[u8]) -> (ImportReport, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let opts = ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: MinimiseOptions::default(),
+            progress: &mut |_| {},
+        };
+        let r = import_reader(&store, text, "test", opts).unwrap();
+        let mut keys = Vec::new();
+        store.scan("cases", &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap())).unwrap();
+        keys.sort();
+        (r, keys)
+    }
+
+    fn header() -> Vec<u8> {
+        let mut text = CASES.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",").into_bytes();
+        text.push(b'\n');
+        text
+    }
+
+    fn lines_of(r: &ImportReport) -> Vec<(u64, String, String)> {
+        r.quarantine.iter().map(|q| (q.line, q.field.clone(), q.reason.clone())).collect()
+    }
+
+    #[test]
+    fn crlf_files_report_the_same_line_numbers_as_lf_files() {
+        let mut lf = header();
+        for i in 1..=5 {
+            let l = if i == 2 || i == 4 {
+                String::from_utf8(line(i)).unwrap().replace("2023-01-05", "2023-02-30").into_bytes()
+            } else {
+                line(i)
+            };
+            lf.extend(l);
+        }
+        let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n").into_bytes();
+        let (a, _) = import_cases(&lf);
+        let (b, _) = import_cases(&crlf);
+        let at: Vec<u64> = a.quarantine.iter().map(|q| q.line).collect();
+        assert_eq!(at, [3, 5], "{:?}", lines_of(&a));
+        assert_eq!(lines_of(&b), lines_of(&a));
+        assert_eq!((b.imported, b.rejected_rows), (3, 2));
+    }
+
+    #[test]
+    fn an_unbalanced_quote_names_the_line_its_record_began_and_the_lines_it_swallowed() {
+        let mut text = header();
+        text.extend(line(1));
+        // Line 3 opens a quote in `cause` that nothing closes: the reader takes lines 3-5 as one record.
+        text.extend(String::from_utf8(line(2)).unwrap().replacen(",民间借贷纠纷,", ",\"民间借贷纠纷,", 1).into_bytes());
+        text.extend(line(3));
+        text.extend(line(4));
+        let crlf = String::from_utf8(text.clone()).unwrap().replace('\n', "\r\n").into_bytes();
+        for text in [text, crlf] {
+            let (r, keys) = import_cases(&text);
+            assert_eq!(
+                lines_of(&r),
+                [(3, "row".to_string(), "a quote opened on line 3 is never closed: lines 3 to 5 were read as one record and refused".to_string())]
+            );
+            assert_eq!(keys, ["(2023)闽0213民初1号"]);
+            assert_eq!((r.rows_read, r.imported, r.rejected_rows), (2, 1, 1));
+        }
+    }
+
+    #[test]
+    fn a_record_over_64_kib_is_refused_naming_its_line_and_nothing_else_is_lost() {
+        let mut text = header();
+        text.extend(line(1));
+        let huge = format!("原告{}", "甲".repeat(30_000));
+        // `summary` is the last column, empty in `line`: it becomes 90 000 bytes on one physical line.
+        let mut long = String::from_utf8(line(2)).unwrap();
+        long.truncate(long.len() - 1);
+        text.extend(format!("{long}{huge}\n").into_bytes());
+        let mut quoted = String::from_utf8(line(3)).unwrap();
+        quoted.truncate(quoted.len() - 1);
+        // A quoted `summary` of 70 000 bytes over many physical lines.
+        text.extend(format!("{quoted}\"{}\"\n", "a\n".repeat(35_000)).into_bytes());
+        text.extend(line(4));
+        let (r, keys) = import_cases(&text);
+        assert_eq!(
+            lines_of(&r),
+            [
+                (3, "row".to_string(), "is longer than 65536 bytes".to_string()),
+                (4, "row".to_string(), "is longer than 65536 bytes".to_string()),
+            ]
+        );
+        assert_eq!(keys, ["(2023)闽0213民初1号", "(2023)闽0213民初4号"]);
+        assert_eq!((r.rows_read, r.imported, r.rejected_rows), (4, 2, 2));
+    }
+
+    #[test]
+    fn case_numbers_must_have_the_shape_of_a_case_number() {
+        let mut text = header();
+        text.extend(line(1));
+        for (i, bad) in [(2, "闽0213民初2号"), (3, "(2023)民初3号"), (4, "(23)闽0213民初4号"), (5, "(2023)闽0213民初号"), (6, "张三的案子")] {
+            text.extend(String::from_utf8(line(i)).unwrap().replacen(&format!("(2023)闽0213民初{i}号"), bad, 1).into_bytes());
+        }
+        // Full-width forms are the same case number once normalised, and an origin case number is checked too.
+        text.extend(String::from_utf8(line(7)).unwrap().replacen("(2023)闽0213民初7号", "（２０２３）闽0213民初7号", 1).into_bytes());
+        let at = CASES.fields.iter().position(|f| f.name == "origin_case_no").unwrap();
+        let mut cells: Vec<String> = String::from_utf8(line(8)).unwrap().trim_end().split(',').map(String::from).collect();
+        cells[at] = "原审138号".into();
+        text.extend((cells.join(",") + "\n").into_bytes());
+        let (r, keys) = import_cases(&text);
+        let reason = "is not a case number like (2023)闽0213民初1234号";
+        let want: Vec<(u64, String, String)> = (3..=7)
+            .map(|l| (l, "case_no".to_string(), reason.to_string()))
+            .chain([(9, "origin_case_no".to_string(), reason.to_string())])
+            .collect();
+        assert_eq!(lines_of(&r), want);
+        assert_eq!(keys, ["(2023)闽0213民初1号", "(2023)闽0213民初7号"]);
+    }
+
+    #[test]
+    fn a_cause_holding_personal_information_is_refused() {
+        let mut text = header();
+        text.extend(line(1));
+        for (i, cause) in [(2, "原告张伟诉被告李娜民间借贷纠纷"), (3, "民间借贷纠纷13812345678"), (4, "110101199003074514")] {
+            text.extend(String::from_utf8(line(i)).unwrap().replacen("民间借贷纠纷", cause, 1).into_bytes());
+        }
+        text.extend(String::from_utf8(line(5)).unwrap().replacen("民间借贷纠纷", "机动车交通事故责任纠纷", 1).into_bytes());
+        let (r, keys) = import_cases(&text);
+        let reason = "holds personal information; a cause is a 案由 such as 民间借贷纠纷";
+        let want: Vec<(u64, String, String)> = (3..=5).map(|l| (l, "cause".to_string(), reason.to_string())).collect();
+        assert_eq!(lines_of(&r), want);
+        assert_eq!(keys.len(), 2);
     }
 
     #[test]
