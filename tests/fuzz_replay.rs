@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// A harness: arbitrary bytes in, a panic only when an invariant breaks.
+type Harness = fn(&[u8]);
+
 /// Every fuzz target and its harness (the target `fuzz/fuzz_targets/NAME.rs` calls the same function).
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Harness)] = &[
     ("csv_import", shuzhu_node::fuzzing::csv_import),
     ("node_config", shuzhu_node::fuzzing::node_config),
     ("policy_file", shuzhu_policy::fuzzing::policy_file),
@@ -277,19 +280,34 @@ receipt_key_file = "court.receipt.pub"
         max_single: value.min(value / contributors.max(1) as i64 + 1),
     };
     let answers: Vec<(u8, Vec<pb::GroupPartial>)> = vec![
-        (0, vec![pb::GroupPartial {
-            key: vec!["350213".into(), "2023-01".into()],
-            measures: vec![m("cases.filed", 40, 40)],
-        }]),
-        (1, vec![pb::GroupPartial {
-            key: vec!["闽0213".into(), "2023".into()],
-            measures: vec![m("cases.closed", 30, 30), m("cases.active", 42, 42)],
-        }]),
-        (3, vec![pb::GroupPartial {
-            key: vec!["民间借贷纠纷".into(), "2023-Q1".into()],
-            measures: vec![m("cases.trial_days", 1200, 20), m("cases.closed", 20, 20)],
-        }]),
-        (7, vec![pb::GroupPartial { key: vec![], measures: vec![m("cases.closed", 50, 50), m("cases.closed_judgment", 20, 20)] }]),
+        (
+            0,
+            vec![pb::GroupPartial {
+                key: vec!["350213".into(), "2023-01".into()],
+                measures: vec![m("cases.filed", 40, 40)],
+            }],
+        ),
+        (
+            1,
+            vec![pb::GroupPartial {
+                key: vec!["闽0213".into(), "2023".into()],
+                measures: vec![m("cases.closed", 30, 30), m("cases.active", 42, 42)],
+            }],
+        ),
+        (
+            3,
+            vec![pb::GroupPartial {
+                key: vec!["民间借贷纠纷".into(), "2023-Q1".into()],
+                measures: vec![m("cases.trial_days", 1200, 20), m("cases.closed", 20, 20)],
+            }],
+        ),
+        (
+            7,
+            vec![pb::GroupPartial {
+                key: vec![],
+                measures: vec![m("cases.closed", 50, 50), m("cases.closed_judgment", 20, 20)],
+            }],
+        ),
     ];
     for (which, groups) in answers {
         let a = pb::AggregateResponse {
@@ -312,7 +330,11 @@ receipt_key_file = "court.receipt.pub"
     let ledger = shuzhu_ledger::Ledger::open(dir.path(), shuzhu_ledger::LedgerOptions::new(signer)).unwrap();
     for i in 0..4u64 {
         ledger
-            .append(shuzhu_ledger::EntryFields::new(1_700_000_000_000 + i).with("agency", format!("a{i}")).with("decision", "allow"))
+            .append(
+                shuzhu_ledger::EntryFields::new(1_700_000_000_000 + i)
+                    .with("agency", format!("a{i}"))
+                    .with("decision", "allow"),
+            )
             .unwrap();
     }
     let (cp, note) = ledger.checkpoint().unwrap().unwrap();

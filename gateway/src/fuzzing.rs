@@ -78,7 +78,10 @@ pub fn jwt(data: &[u8]) {
         Ok(p) => {
             assert!(!p.subject.is_empty() && !p.agency.is_empty(), "a principal has a subject and an agency");
             assert!(!p.roles.is_empty(), "a principal has a role");
-            assert!(!(p.has_role(Role::Requester) && p.has_role(Role::Auditor)), "data and audit roles are never mixed");
+            assert!(
+                !(p.has_role(Role::Requester) && p.has_role(Role::Auditor)),
+                "data and audit roles are never mixed"
+            );
             assert!(FUZZ_NOW < p.expires_at.saturating_add(AuthPolicy::default().leeway_secs), "not expired");
             assert_eq!(p.issuer, FUZZ_ISSUER);
         }
@@ -129,9 +132,11 @@ pub fn query_request(data: &[u8]) {
     }
 }
 
-/// The questions the node-answer harness asks (indicator, group-by, filters): the first byte of the input
-/// chooses one.
-const ASKED: &[(&str, &[&str], &[(&str, &str)])] = &[
+/// A question: indicator, group-by, filters (dimension, value).
+type Question = (&'static str, &'static [&'static str], &'static [(&'static str, &'static str)]);
+
+/// The questions the node-answer harness asks: the first byte of the input chooses one.
+const ASKED: &[Question] = &[
     ("filed", &["region", "month"], &[]),
     ("closure_rate", &["court", "year"], &[("type_code", "民初")]),
     ("enforcement_recovery_rate", &["region:city"], &[]),

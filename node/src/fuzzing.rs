@@ -15,9 +15,12 @@ use crate::record::{MinimiseOptions, Record};
 use crate::store::{Store, StoreError, StoredForms};
 
 /// A store in memory: the harness runs the whole import pipeline without a disk.
+/// Records by dataset and key.
+type Rows = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 #[derive(Default)]
 struct MemStore {
-    rows: Mutex<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    rows: Mutex<Rows>,
     meta: Mutex<BTreeMap<String, String>>,
     forms: Mutex<BTreeMap<String, StoredForms>>,
 }
@@ -92,7 +95,10 @@ pub fn csv_import(data: &[u8]) {
     let schema = shuzhu_policy::schema::dataset(dataset).unwrap_or(&shuzhu_policy::schema::CASES);
     let store = MemStore::default();
     let key = PseudonymKey::from_bytes(&[7u8; 32]).unwrap_or_else(|_| unreachable!("32 bytes make a key"));
-    let minimise = MinimiseOptions { scrub_summary: data.len() % 2 == 0, address_to_county: data.len() % 3 != 0 };
+    let minimise = MinimiseOptions {
+        scrub_summary: data.len().is_multiple_of(2),
+        address_to_county: !data.len().is_multiple_of(3),
+    };
     let opts = ImportOptions { dataset, key: &key, keep_raw: &[], minimise, progress: &mut |_| {} };
     let report = match import_reader(&store, data, "fuzz.csv", opts) {
         Ok(r) => r,

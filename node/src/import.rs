@@ -50,6 +50,8 @@ pub struct ImportReport {
     pub total_records: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// The character encoding the file was read in (`UTF-8` or `GB18030`).
+    pub encoding: &'static str,
 }
 
 impl ImportReport {
@@ -130,11 +132,81 @@ fn forms_of(dataset: &Dataset, keep_raw: &[String], minimise: MinimiseOptions) -
     (forms, dropped)
 }
 
-/// Imports the CSV file at `path`.
+/// Why a row that is not UTF-8 was refused, with the likely fix.
+const NOT_UTF8: &str = "is not valid UTF-8 (if the file is GB18030 or GBK, import it with --encoding gb18030)";
+
+/// The character encoding of a CSV file to import (`node import --encoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputEncoding {
+    /// UTF-8 when the file starts with a UTF-8 byte-order mark or its first mebibyte is valid UTF-8,
+    /// otherwise GB18030.
+    Auto,
+    /// UTF-8, with or without a byte-order mark.
+    Utf8,
+    /// GB18030, which includes GBK and GB2312 (what Excel writes on a Chinese Windows).
+    Gb18030,
+}
+
+impl InputEncoding {
+    /// Parses `auto`, `utf-8` (`utf8`), `gb18030`, `gbk` or `gb2312` (any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "utf-8" | "utf8" => Some(Self::Utf8),
+            "gb18030" | "gbk" | "gb2312" | "cp936" => Some(Self::Gb18030),
+            _ => None,
+        }
+    }
+
+    /// What `Auto` takes a file starting with `head` to be.
+    fn detect(head: &[u8]) -> Self {
+        if head.starts_with(b"\xEF\xBB\xBF") {
+            return Self::Utf8;
+        }
+        match std::str::from_utf8(head) {
+            Ok(_) => Self::Utf8,
+            // A character cut at the end of the sample is still UTF-8.
+            Err(e) if e.error_len().is_none() => Self::Utf8,
+            Err(_) => Self::Gb18030,
+        }
+    }
+}
+
+/// Imports the CSV file at `path`, its encoding detected ([`InputEncoding::Auto`]).
 pub fn import_file(store: &dyn Store, path: &Path, opts: ImportOptions<'_>) -> Result<ImportReport, ImportError> {
-    let file =
-        std::fs::File::open(path).map_err(|source| ImportError::Read { path: path.display().to_string(), source })?;
-    import_reader(store, std::io::BufReader::with_capacity(1 << 20, file), &path.display().to_string(), opts)
+    import_file_with(store, path, InputEncoding::Auto, opts)
+}
+
+/// Imports the CSV file at `path` in `encoding`; GB18030 is decoded to UTF-8 as it streams in, and a row
+/// holding a byte sequence GB18030 does not have is refused. The report names the encoding read.
+pub fn import_file_with(
+    store: &dyn Store,
+    path: &Path,
+    encoding: InputEncoding,
+    opts: ImportOptions<'_>,
+) -> Result<ImportReport, ImportError> {
+    use std::io::BufRead as _;
+    let name = path.display().to_string();
+    let read_err = |source| ImportError::Read { path: name.clone(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let encoding = match encoding {
+        InputEncoding::Auto => InputEncoding::detect(reader.fill_buf().map_err(read_err)?),
+        chosen => chosen,
+    };
+    let mut report = match encoding {
+        InputEncoding::Gb18030 => {
+            let decoded =
+                encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::GB18030)).build(reader);
+            import_records(store, decoded, &name, opts, true)?
+        }
+        _ => import_records(store, reader, &name, opts, false)?,
+    };
+    report.encoding = match encoding {
+        InputEncoding::Gb18030 => "GB18030",
+        _ => "UTF-8",
+    };
+    Ok(report)
 }
 
 /// Imports CSV text from `reader`; `name` names it in errors.
@@ -149,6 +221,19 @@ pub fn import_reader(
     reader: impl Read,
     name: &str,
     opts: ImportOptions<'_>,
+) -> Result<ImportReport, ImportError> {
+    let mut report = import_records(store, reader, name, opts, false)?;
+    report.encoding = "UTF-8";
+    Ok(report)
+}
+
+/// [`import_reader`] over UTF-8 that a GB18030 decoder produced when `decoded`.
+fn import_records(
+    store: &dyn Store,
+    reader: impl Read,
+    name: &str,
+    opts: ImportOptions<'_>,
+    decoded: bool,
 ) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let dataset: &'static Dataset =
@@ -180,7 +265,7 @@ pub fn import_reader(
                 for chunk in rx {
                     let out = chunk
                         .into_iter()
-                        .map(|raw| process(dataset, columns, width, key, keep_raw, minimise, raw))
+                        .map(|raw| process(dataset, columns, width, key, keep_raw, minimise, decoded, raw))
                         .collect();
                     if otx.send(out).is_err() {
                         break;
@@ -209,10 +294,9 @@ pub fn import_reader(
                     }
                     match refusal(&record, width, line) {
                         Some(reason) => Raw::Bad(Quarantined { line, field: "row".into(), reason }),
-                        None => Raw::Row(
-                            line,
-                            std::mem::replace(&mut record, csv::ByteRecord::with_capacity(1024, width)),
-                        ),
+                        None => {
+                            Raw::Row(line, std::mem::replace(&mut record, csv::ByteRecord::with_capacity(1024, width)))
+                        }
                     }
                 }
                 Err(e) => {
@@ -325,6 +409,7 @@ enum Out {
 }
 
 /// Validates, minimises and encodes one row.
+#[allow(clippy::too_many_arguments)] // the import's fixed parameters, passed to each worker as they are
 fn process(
     dataset: &Dataset,
     columns: &[usize],
@@ -332,6 +417,7 @@ fn process(
     key: &PseudonymKey,
     keep_raw: &[String],
     minimise: MinimiseOptions,
+    decoded: bool,
     raw: Raw,
 ) -> Out {
     let (line, record) = match raw {
@@ -345,8 +431,11 @@ fn process(
     let mut cells: Vec<&str> = Vec::with_capacity(columns.len());
     for &c in columns {
         match std::str::from_utf8(&record[c]) {
+            // A GB18030 decoder replaces what is no GB18030 character by U+FFFD: such a row is refused,
+            // never stored altered.
+            Ok(cell) if decoded && cell.contains('\u{FFFD}') => return bad("row", "is not valid GB18030".into()),
             Ok(cell) => cells.push(cell),
-            Err(_) => return bad("row", "is not valid UTF-8".into()),
+            Err(_) => return bad("row", NOT_UTF8.into()),
         }
     }
     match validate(dataset, &cells) {
@@ -653,7 +742,12 @@ mod tests {
             let (r, keys) = import_cases(&text);
             assert_eq!(
                 lines_of(&r),
-                [(3, "row".to_string(), "a quote opened on line 3 is never closed: lines 3 to 5 were read as one record and refused".to_string())]
+                [(
+                    3,
+                    "row".to_string(),
+                    "a quote opened on line 3 is never closed: lines 3 to 5 were read as one record and refused"
+                        .to_string()
+                )]
             );
             assert_eq!(keys, ["(2023)闽0213民初1号"]);
             assert_eq!((r.rows_read, r.imported, r.rejected_rows), (2, 1, 1));
@@ -690,13 +784,27 @@ mod tests {
     fn case_numbers_must_have_the_shape_of_a_case_number() {
         let mut text = header();
         text.extend(line(1));
-        for (i, bad) in [(2, "闽0213民初2号"), (3, "(2023)民初3号"), (4, "(23)闽0213民初4号"), (5, "(2023)闽0213民初号"), (6, "张三的案子")] {
-            text.extend(String::from_utf8(line(i)).unwrap().replacen(&format!("(2023)闽0213民初{i}号"), bad, 1).into_bytes());
+        for (i, bad) in [
+            (2, "闽0213民初2号"),
+            (3, "(2023)民初3号"),
+            (4, "(23)闽0213民初4号"),
+            (5, "(2023)闽0213民初号"),
+            (6, "张三的案子"),
+        ] {
+            text.extend(
+                String::from_utf8(line(i)).unwrap().replacen(&format!("(2023)闽0213民初{i}号"), bad, 1).into_bytes(),
+            );
         }
         // Full-width forms are the same case number once normalised, and an origin case number is checked too.
-        text.extend(String::from_utf8(line(7)).unwrap().replacen("(2023)闽0213民初7号", "（２０２３）闽0213民初7号", 1).into_bytes());
+        text.extend(
+            String::from_utf8(line(7))
+                .unwrap()
+                .replacen("(2023)闽0213民初7号", "（２０２３）闽0213民初7号", 1)
+                .into_bytes(),
+        );
         let at = CASES.fields.iter().position(|f| f.name == "origin_case_no").unwrap();
-        let mut cells: Vec<String> = String::from_utf8(line(8)).unwrap().trim_end().split(',').map(String::from).collect();
+        let mut cells: Vec<String> =
+            String::from_utf8(line(8)).unwrap().trim_end().split(',').map(String::from).collect();
         cells[at] = "原审138号".into();
         text.extend((cells.join(",") + "\n").into_bytes());
         let (r, keys) = import_cases(&text);
@@ -713,15 +821,99 @@ mod tests {
     fn a_cause_holding_personal_information_is_refused() {
         let mut text = header();
         text.extend(line(1));
-        for (i, cause) in [(2, "原告张伟诉被告李娜民间借贷纠纷"), (3, "民间借贷纠纷13812345678"), (4, "110101199003074514")] {
+        for (i, cause) in
+            [(2, "原告张伟诉被告李娜民间借贷纠纷"), (3, "民间借贷纠纷13812345678"), (4, "110101199003074514")]
+        {
             text.extend(String::from_utf8(line(i)).unwrap().replacen("民间借贷纠纷", cause, 1).into_bytes());
         }
-        text.extend(String::from_utf8(line(5)).unwrap().replacen("民间借贷纠纷", "机动车交通事故责任纠纷", 1).into_bytes());
+        text.extend(
+            String::from_utf8(line(5)).unwrap().replacen("民间借贷纠纷", "机动车交通事故责任纠纷", 1).into_bytes(),
+        );
         let (r, keys) = import_cases(&text);
         let reason = "holds personal information; a cause is a 案由 such as 民间借贷纠纷";
         let want: Vec<(u64, String, String)> = (3..=5).map(|l| (l, "cause".to_string(), reason.to_string())).collect();
         assert_eq!(lines_of(&r), want);
         assert_eq!(keys.len(), 2);
+    }
+
+    /// Imports the file `bytes` as `cases` with `encoding`: the report and the keys stored.
+    fn import_file_as(bytes: &[u8], encoding: InputEncoding) -> (ImportReport, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cases.csv");
+        std::fs::write(&file, bytes).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
+        let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let opts = ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: MinimiseOptions::default(),
+            progress: &mut |_| {},
+        };
+        let r = import_file_with(&store, &file, encoding, opts).unwrap();
+        let mut keys = Vec::new();
+        store.scan("cases", &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap())).unwrap();
+        keys.sort();
+        (r, keys)
+    }
+
+    /// A cases file of rows 1..=4 whose row 3 (line 4) has an impossible date, CRLF line ends.
+    fn cases_text() -> String {
+        let mut text = String::from_utf8(header()).unwrap();
+        for i in 1..=4 {
+            let l = String::from_utf8(line(i)).unwrap();
+            text.push_str(&if i == 3 { l.replace("2023-01-05", "2023-02-30") } else { l });
+        }
+        text.replace('\n', "\r\n")
+    }
+
+    #[test]
+    fn gb18030_files_are_detected_and_read_as_excel_writes_them() {
+        let text = cases_text();
+        let (gb, _, unmappable) = encoding_rs::GB18030.encode(&text);
+        assert!(!unmappable);
+        // Real GB18030 bytes: 民 C3F1, 初 B3F5, 闽 C3F6.
+        assert!(gb.windows(6).any(|w| w == [0xC3, 0xF6, b'0', b'2', b'1', b'3']));
+        assert!(gb.windows(4).any(|w| w == [0xC3, 0xF1, 0xB3, 0xF5]));
+        for encoding in [InputEncoding::Auto, InputEncoding::Gb18030] {
+            let (r, keys) = import_file_as(&gb, encoding);
+            assert_eq!(r.encoding, "GB18030");
+            assert_eq!((r.rows_read, r.imported, r.rejected_rows), (4, 3, 1));
+            assert_eq!(r.quarantine[0].line, 4);
+            assert_eq!(keys, ["(2023)闽0213民初1号", "(2023)闽0213民初2号", "(2023)闽0213民初4号"]);
+        }
+    }
+
+    #[test]
+    fn utf8_with_or_without_a_bom_is_detected_and_a_wrong_choice_names_the_lines() {
+        let text = cases_text();
+        for bytes in [text.clone().into_bytes(), [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat()] {
+            let (r, keys) = import_file_as(&bytes, InputEncoding::Auto);
+            assert_eq!(r.encoding, "UTF-8");
+            assert_eq!((r.imported, r.rejected_rows, r.quarantine[0].line), (3, 1, 4));
+            assert_eq!(keys.len(), 3);
+        }
+        // GB18030 bytes read as UTF-8: every row with Chinese text is refused, naming its line and the fix.
+        let (gb, _, _) = encoding_rs::GB18030.encode(&text);
+        let (r, keys) = import_file_as(&gb, InputEncoding::Utf8);
+        let got: Vec<(u64, &str)> = r.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
+        let reason = "is not valid UTF-8 (if the file is GB18030 or GBK, import it with --encoding gb18030)";
+        assert_eq!(got, [(2, reason), (3, reason), (4, reason), (5, reason)]);
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn a_byte_sequence_gb18030_does_not_have_refuses_its_row_only() {
+        let text = cases_text();
+        let mut gb = encoding_rs::GB18030.encode(&text).0.into_owned();
+        // 0xFF is no GB18030 byte: put it into the first row's cause (line 2).
+        let at = gb.windows(4).position(|w| w == [0xC3, 0xF1, 0xBC, 0xE4]).unwrap();
+        gb.insert(at, 0xFF);
+        let (r, keys) = import_file_as(&gb, InputEncoding::Gb18030);
+        let got: Vec<(u64, &str, &str)> =
+            r.quarantine.iter().map(|q| (q.line, q.field.as_str(), q.reason.as_str())).collect();
+        assert_eq!(got[0], (2, "row", "is not valid GB18030"));
+        assert_eq!(keys, ["(2023)闽0213民初2号", "(2023)闽0213民初4号"]);
     }
 
     #[test]
@@ -762,7 +954,7 @@ mod tests {
         assert_eq!(r.total_records, n as u64 - 3);
         let got: Vec<(u64, &str, &str)> =
             r.quarantine.iter().map(|q| (q.line, q.field.as_str(), q.reason.as_str())).collect();
-        assert_eq!(got[0], (5002, "row", "is not valid UTF-8"));
+        assert_eq!(got[0], (5002, "row", NOT_UTF8));
         assert_eq!((got[1].0, got[1].1), (7002, "filed_on"));
         assert_eq!(got[2], (9002, "case_no", "duplicates the key of line 102"));
         assert_eq!(got.len(), 3);
