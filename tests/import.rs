@@ -273,6 +273,53 @@ fn the_import_line_says_what_minimise_dropped_and_the_store_records_the_forms_he
     assert_eq!(forms(), Some(StoredForms::LEGACY));
 }
 
+#[test]
+fn a_gb18030_file_from_excel_imports_detected_or_chosen_and_the_import_is_quiet_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let utf8 = dir.path().join("utf8.csv");
+    big_cases_csv(&utf8, 30);
+    // What Excel writes on a Chinese Windows: GB18030 bytes with CRLF line ends.
+    let text = std::fs::read_to_string(&utf8).unwrap().replace('\n', "\r\n");
+    let (gb, _, unmappable) = encoding_rs::GB18030.encode(&text);
+    assert!(!unmappable && gb.windows(2).any(|w| w == [0xC3, 0xF6]), "闽 is C3F6 in GB18030");
+    let file = dir.path().join("cases-gbk.csv");
+    std::fs::write(&file, &gb).unwrap();
+    let (_, node_cfg) = &fx().prepared.nodes[0];
+    let cfg = dir.path().join("node.toml");
+    let store_dir = dir.path().join("store");
+    let text: String = std::fs::read_to_string(node_cfg)
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once(" = ") {
+            Some(("store", _)) => format!("store = {:?}", store_dir.display().to_string()),
+            Some(("pseudonym_key_file", f)) => {
+                let f = node_cfg.parent().unwrap().join(f.trim_matches('"'));
+                format!("pseudonym_key_file = {:?}", f.display().to_string())
+            }
+            _ => l.into(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.display().to_string();
+    let file = file.display().to_string();
+    for encoding in [&[][..], &["--encoding", "gbk"][..]] {
+        let mut args = vec!["node", "import", "--config", &cfg, "--dataset", "cases"];
+        args.extend(encoding);
+        args.push(&file);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shuzhu")).args(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("cases: read 30 rows (GB18030), imported 30, refused 0"), "{stdout}");
+        // No progress bar and nothing else on stderr when it is not a terminal.
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
+    let (code, out) =
+        shuzhu_cli(&["node", "import", "--config", &cfg, "--dataset", "cases", "--encoding", "latin1", &file]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown encoding \"latin1\"; use auto, utf-8, gb18030 or gbk"), "{out}");
+}
+
 /// A small federation of its own under `dir` (courts of 80 cases, plus the justice and statistics
 /// nodes).
 fn small_federation(dir: &std::path::Path, courts: usize) -> shuzhu::federation::Prepared {

@@ -13,6 +13,7 @@ mod coverage;
 mod cross;
 mod deploy;
 mod deviation;
+mod fuzz_replay;
 mod http;
 mod import;
 mod indicators;

@@ -10,6 +10,8 @@ pub mod budget;
 pub mod config;
 pub mod connector;
 pub mod failures;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod ops;

@@ -194,9 +194,9 @@ pub fn parse(req: &pb::QueryRequest, record: &mut AuditRecord) -> Result<ParsedQ
 /// What the gateway asks each node for one query: group-by, period and, for a deviation, the time
 /// grain the answer is split by.
 #[derive(Debug)]
-struct NodePlan {
+pub(crate) struct NodePlan {
     /// Group-by dimensions of the node request.
-    dims: Vec<Dimension>,
+    pub(crate) dims: Vec<Dimension>,
     /// Period of the node request.
     period: Period,
     /// For a deviation: the time dimension (last of `dims`) whose labels are folded into P and its
@@ -210,7 +210,7 @@ struct NodePlan {
 /// when whole quarters, else month; never coarser than a time dimension asked), so that the gateway can
 /// add each grain unit to P or to the baseline year it falls in, exactly; one request per node keeps
 /// the nodes' journals and receipts to one entry per query.
-fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
+pub(crate) fn node_plan(q: &ParsedQuery) -> Result<NodePlan, String> {
     // A rate per population joins its two sides per district and year, whatever the cells: the gateway
     // rolls the joined figures up ([`join_population`]), so that no cell divides by a partial population.
     if matches!(q.indicator.kind, IndicatorKind::PerPopulation { .. }) {
@@ -1112,7 +1112,7 @@ fn first_month(data_from: &str) -> Option<i32> {
 /// Refuses a node answer whose shape does not match the question, whose numbers cannot be true, or
 /// that speaks for a court or region the node does not serve (a node must never be trusted to be
 /// well-formed or honest about its scope). The error is the reason coverage shows for the node.
-fn check_answer(
+pub(crate) fn check_answer(
     a: pb::AggregateResponse,
     node: &crate::config::NodeEntry,
     dims: &[Dimension],

@@ -16,6 +16,8 @@
 
 pub mod checkpoint;
 pub mod entry;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ledger;
 pub mod merkle;
 pub mod receipt;

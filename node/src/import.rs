@@ -50,6 +50,8 @@ pub struct ImportReport {
     pub total_records: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// The character encoding the file was read in (`UTF-8` or `GB18030`).
+    pub encoding: &'static str,
 }
 
 impl ImportReport {
@@ -130,11 +132,81 @@ fn forms_of(dataset: &Dataset, keep_raw: &[String], minimise: MinimiseOptions) -
     (forms, dropped)
 }
 
-/// Imports the CSV file at `path`.
+/// Why a row that is not UTF-8 was refused, with the likely fix.
+const NOT_UTF8: &str = "is not valid UTF-8 (if the file is GB18030 or GBK, import it with --encoding gb18030)";
+
+/// The character encoding of a CSV file to import (`node import --encoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputEncoding {
+    /// UTF-8 when the file starts with a UTF-8 byte-order mark or its first mebibyte is valid UTF-8,
+    /// otherwise GB18030.
+    Auto,
+    /// UTF-8, with or without a byte-order mark.
+    Utf8,
+    /// GB18030, which includes GBK and GB2312 (what Excel writes on a Chinese Windows).
+    Gb18030,
+}
+
+impl InputEncoding {
+    /// Parses `auto`, `utf-8` (`utf8`), `gb18030`, `gbk` or `gb2312` (any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "utf-8" | "utf8" => Some(Self::Utf8),
+            "gb18030" | "gbk" | "gb2312" | "cp936" => Some(Self::Gb18030),
+            _ => None,
+        }
+    }
+
+    /// What `Auto` takes a file starting with `head` to be.
+    fn detect(head: &[u8]) -> Self {
+        if head.starts_with(b"\xEF\xBB\xBF") {
+            return Self::Utf8;
+        }
+        match std::str::from_utf8(head) {
+            Ok(_) => Self::Utf8,
+            // A character cut at the end of the sample is still UTF-8.
+            Err(e) if e.error_len().is_none() => Self::Utf8,
+            Err(_) => Self::Gb18030,
+        }
+    }
+}
+
+/// Imports the CSV file at `path`, its encoding detected ([`InputEncoding::Auto`]).
 pub fn import_file(store: &dyn Store, path: &Path, opts: ImportOptions<'_>) -> Result<ImportReport, ImportError> {
-    let file =
-        std::fs::File::open(path).map_err(|source| ImportError::Read { path: path.display().to_string(), source })?;
-    import_reader(store, std::io::BufReader::with_capacity(1 << 20, file), &path.display().to_string(), opts)
+    import_file_with(store, path, InputEncoding::Auto, opts)
+}
+
+/// Imports the CSV file at `path` in `encoding`; GB18030 is decoded to UTF-8 as it streams in, and a row
+/// holding a byte sequence GB18030 does not have is refused. The report names the encoding read.
+pub fn import_file_with(
+    store: &dyn Store,
+    path: &Path,
+    encoding: InputEncoding,
+    opts: ImportOptions<'_>,
+) -> Result<ImportReport, ImportError> {
+    use std::io::BufRead as _;
+    let name = path.display().to_string();
+    let read_err = |source| ImportError::Read { path: name.clone(), source };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let encoding = match encoding {
+        InputEncoding::Auto => InputEncoding::detect(reader.fill_buf().map_err(read_err)?),
+        chosen => chosen,
+    };
+    let mut report = match encoding {
+        InputEncoding::Gb18030 => {
+            let decoded =
+                encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::GB18030)).build(reader);
+            import_records(store, decoded, &name, opts, true)?
+        }
+        _ => import_records(store, reader, &name, opts, false)?,
+    };
+    report.encoding = match encoding {
+        InputEncoding::Gb18030 => "GB18030",
+        _ => "UTF-8",
+    };
+    Ok(report)
 }
 
 /// Imports CSV text from `reader`; `name` names it in errors.
@@ -150,10 +222,29 @@ pub fn import_reader(
     name: &str,
     opts: ImportOptions<'_>,
 ) -> Result<ImportReport, ImportError> {
+    let mut report = import_records(store, reader, name, opts, false)?;
+    report.encoding = "UTF-8";
+    Ok(report)
+}
+
+/// [`import_reader`] over UTF-8 that a GB18030 decoder produced when `decoded`.
+fn import_records(
+    store: &dyn Store,
+    reader: impl Read,
+    name: &str,
+    opts: ImportOptions<'_>,
+    decoded: bool,
+) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let dataset: &'static Dataset =
         schema::dataset(opts.dataset).ok_or_else(|| ImportError::UnknownDataset(opts.dataset.into()))?;
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+    // Records end at `\n` only, and a `\r` before it is taken off the record's last field (`strip_cr`):
+    // the csv crate's own CRLF handling counts the line of each record after a `\r\n` one too few.
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(reader);
     let header_err = |what: String| ImportError::Header { path: name.into(), dataset: dataset.name.into(), what };
     let headers = csv.headers().map_err(|e| header_err(format!("unreadable header: {e}")))?.clone();
     let columns = map_columns(dataset, &headers).map_err(header_err)?;
@@ -174,7 +265,7 @@ pub fn import_reader(
                 for chunk in rx {
                     let out = chunk
                         .into_iter()
-                        .map(|raw| process(dataset, columns, width, key, keep_raw, minimise, raw))
+                        .map(|raw| process(dataset, columns, width, key, keep_raw, minimise, decoded, raw))
                         .collect();
                     if otx.send(out).is_err() {
                         break;
@@ -197,7 +288,16 @@ pub fn import_reader(
                 Ok(false) => break,
                 Ok(true) => {
                     let line = record.position().map_or(line_hint, |p| p.line());
-                    Raw::Row(line, std::mem::replace(&mut record, csv::ByteRecord::with_capacity(1024, width)))
+                    strip_cr(&mut record);
+                    if record.len() == 1 && record[0].is_empty() {
+                        continue; // a blank line of a CRLF file (the reader skips those of LF files itself)
+                    }
+                    match refusal(&record, width, line) {
+                        Some(reason) => Raw::Bad(Quarantined { line, field: "row".into(), reason }),
+                        None => {
+                            Raw::Row(line, std::mem::replace(&mut record, csv::ByteRecord::with_capacity(1024, width)))
+                        }
+                    }
                 }
                 Err(e) => {
                     // A broken quote or a read error: the row is refused, reading goes on where possible.
@@ -244,6 +344,49 @@ pub fn import_reader(
     Ok(report)
 }
 
+/// Longest record accepted, in bytes of field content: a longer one is refused whole, naming its line.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Takes the `\r` of a CRLF line end off the record's last field (a `\r` is refused in any field, so
+/// none is data).
+fn strip_cr(record: &mut csv::ByteRecord) {
+    let n = record.len();
+    if let Some(last) = n.checked_sub(1).and_then(|i| record.get(i))
+        && let Some(kept) = last.strip_suffix(b"\r")
+    {
+        let kept = kept.to_vec();
+        record.truncate(n - 1);
+        record.push_field(&kept);
+    }
+}
+
+/// Why the reader refuses a record as a whole, before validation: one that spans several lines with the
+/// wrong number of fields (a quote left open swallows the lines after it; when nothing closes it, up to the
+/// end of the file, whose last line end then ends the record's content), or one longer than
+/// [`MAX_RECORD_BYTES`].
+fn refusal(record: &csv::ByteRecord, width: usize, line: u64) -> Option<String> {
+    let bytes = record.as_slice();
+    if record.len() != width {
+        // Line ends inside fields were inside quotes; the file's last line end, swallowed too, ends no line.
+        let inside = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        if inside > 0 {
+            let at_end = bytes.ends_with(b"\n");
+            let end = line + inside - u64::from(at_end);
+            return Some(if at_end {
+                format!(
+                    "a quote opened on line {line} is never closed: lines {line} to {end} were read as one record and refused"
+                )
+            } else {
+                format!(
+                    "lines {line} to {end} were read as one record of {} fields, expected {width}: a quote opened on line {line} may be unbalanced",
+                    record.len()
+                )
+            });
+        }
+    }
+    (bytes.len() > MAX_RECORD_BYTES).then(|| format!("is longer than {MAX_RECORD_BYTES} bytes"))
+}
+
 /// Validating workers.
 const WORKERS: usize = 2;
 /// Rows per chunk handed to a worker.
@@ -266,6 +409,7 @@ enum Out {
 }
 
 /// Validates, minimises and encodes one row.
+#[allow(clippy::too_many_arguments)] // the import's fixed parameters, passed to each worker as they are
 fn process(
     dataset: &Dataset,
     columns: &[usize],
@@ -273,6 +417,7 @@ fn process(
     key: &PseudonymKey,
     keep_raw: &[String],
     minimise: MinimiseOptions,
+    decoded: bool,
     raw: Raw,
 ) -> Out {
     let (line, record) = match raw {
@@ -286,8 +431,11 @@ fn process(
     let mut cells: Vec<&str> = Vec::with_capacity(columns.len());
     for &c in columns {
         match std::str::from_utf8(&record[c]) {
+            // A GB18030 decoder replaces what is no GB18030 character by U+FFFD: such a row is refused,
+            // never stored altered.
+            Ok(cell) if decoded && cell.contains('\u{FFFD}') => return bad("row", "is not valid GB18030".into()),
             Ok(cell) => cells.push(cell),
-            Err(_) => return bad("row", "is not valid UTF-8".into()),
+            Err(_) => return bad("row", NOT_UTF8.into()),
         }
     }
     match validate(dataset, &cells) {
@@ -532,6 +680,242 @@ mod tests {
         assert_eq!(keys, ["(2023)闽0213民初1号"]);
     }
 
+    /// Imports `text` as `cases` into a fresh store: the report and the keys stored.
+    fn import_cases(text: &[u8]) -> (ImportReport, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let opts = ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: MinimiseOptions::default(),
+            progress: &mut |_| {},
+        };
+        let r = import_reader(&store, text, "test", opts).unwrap();
+        let mut keys = Vec::new();
+        store.scan("cases", &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap())).unwrap();
+        keys.sort();
+        (r, keys)
+    }
+
+    fn header() -> Vec<u8> {
+        let mut text = CASES.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(",").into_bytes();
+        text.push(b'\n');
+        text
+    }
+
+    fn lines_of(r: &ImportReport) -> Vec<(u64, String, String)> {
+        r.quarantine.iter().map(|q| (q.line, q.field.clone(), q.reason.clone())).collect()
+    }
+
+    #[test]
+    fn crlf_files_report_the_same_line_numbers_as_lf_files() {
+        let mut lf = header();
+        for i in 1..=5 {
+            let l = if i == 2 || i == 4 {
+                String::from_utf8(line(i)).unwrap().replace("2023-01-05", "2023-02-30").into_bytes()
+            } else {
+                line(i)
+            };
+            lf.extend(l);
+        }
+        let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n").into_bytes();
+        let (a, _) = import_cases(&lf);
+        let (b, _) = import_cases(&crlf);
+        let at: Vec<u64> = a.quarantine.iter().map(|q| q.line).collect();
+        assert_eq!(at, [3, 5], "{:?}", lines_of(&a));
+        assert_eq!(lines_of(&b), lines_of(&a));
+        assert_eq!((b.imported, b.rejected_rows), (3, 2));
+    }
+
+    #[test]
+    fn an_unbalanced_quote_names_the_line_its_record_began_and_the_lines_it_swallowed() {
+        let mut text = header();
+        text.extend(line(1));
+        // Line 3 opens a quote in `cause` that nothing closes: the reader takes lines 3-5 as one record.
+        text.extend(String::from_utf8(line(2)).unwrap().replacen(",民间借贷纠纷,", ",\"民间借贷纠纷,", 1).into_bytes());
+        text.extend(line(3));
+        text.extend(line(4));
+        let crlf = String::from_utf8(text.clone()).unwrap().replace('\n', "\r\n").into_bytes();
+        for text in [text, crlf] {
+            let (r, keys) = import_cases(&text);
+            assert_eq!(
+                lines_of(&r),
+                [(
+                    3,
+                    "row".to_string(),
+                    "a quote opened on line 3 is never closed: lines 3 to 5 were read as one record and refused"
+                        .to_string()
+                )]
+            );
+            assert_eq!(keys, ["(2023)闽0213民初1号"]);
+            assert_eq!((r.rows_read, r.imported, r.rejected_rows), (2, 1, 1));
+        }
+    }
+
+    #[test]
+    fn a_record_over_64_kib_is_refused_naming_its_line_and_nothing_else_is_lost() {
+        let mut text = header();
+        text.extend(line(1));
+        let huge = format!("原告{}", "甲".repeat(30_000));
+        // `summary` is the last column, empty in `line`: it becomes 90 000 bytes on one physical line.
+        let mut long = String::from_utf8(line(2)).unwrap();
+        long.truncate(long.len() - 1);
+        text.extend(format!("{long}{huge}\n").into_bytes());
+        let mut quoted = String::from_utf8(line(3)).unwrap();
+        quoted.truncate(quoted.len() - 1);
+        // A quoted `summary` of 70 000 bytes over many physical lines.
+        text.extend(format!("{quoted}\"{}\"\n", "a\n".repeat(35_000)).into_bytes());
+        text.extend(line(4));
+        let (r, keys) = import_cases(&text);
+        assert_eq!(
+            lines_of(&r),
+            [
+                (3, "row".to_string(), "is longer than 65536 bytes".to_string()),
+                (4, "row".to_string(), "is longer than 65536 bytes".to_string()),
+            ]
+        );
+        assert_eq!(keys, ["(2023)闽0213民初1号", "(2023)闽0213民初4号"]);
+        assert_eq!((r.rows_read, r.imported, r.rejected_rows), (4, 2, 2));
+    }
+
+    #[test]
+    fn case_numbers_must_have_the_shape_of_a_case_number() {
+        let mut text = header();
+        text.extend(line(1));
+        for (i, bad) in [
+            (2, "闽0213民初2号"),
+            (3, "(2023)民初3号"),
+            (4, "(23)闽0213民初4号"),
+            (5, "(2023)闽0213民初号"),
+            (6, "张三的案子"),
+        ] {
+            text.extend(
+                String::from_utf8(line(i)).unwrap().replacen(&format!("(2023)闽0213民初{i}号"), bad, 1).into_bytes(),
+            );
+        }
+        // Full-width forms are the same case number once normalised, and an origin case number is checked too.
+        text.extend(
+            String::from_utf8(line(7))
+                .unwrap()
+                .replacen("(2023)闽0213民初7号", "（２０２３）闽0213民初7号", 1)
+                .into_bytes(),
+        );
+        let at = CASES.fields.iter().position(|f| f.name == "origin_case_no").unwrap();
+        let mut cells: Vec<String> =
+            String::from_utf8(line(8)).unwrap().trim_end().split(',').map(String::from).collect();
+        cells[at] = "原审138号".into();
+        text.extend((cells.join(",") + "\n").into_bytes());
+        let (r, keys) = import_cases(&text);
+        let reason = "is not a case number like (2023)闽0213民初1234号";
+        let want: Vec<(u64, String, String)> = (3..=7)
+            .map(|l| (l, "case_no".to_string(), reason.to_string()))
+            .chain([(9, "origin_case_no".to_string(), reason.to_string())])
+            .collect();
+        assert_eq!(lines_of(&r), want);
+        assert_eq!(keys, ["(2023)闽0213民初1号", "(2023)闽0213民初7号"]);
+    }
+
+    #[test]
+    fn a_cause_holding_personal_information_is_refused() {
+        let mut text = header();
+        text.extend(line(1));
+        for (i, cause) in
+            [(2, "原告张伟诉被告李娜民间借贷纠纷"), (3, "民间借贷纠纷13812345678"), (4, "110101199003074514")]
+        {
+            text.extend(String::from_utf8(line(i)).unwrap().replacen("民间借贷纠纷", cause, 1).into_bytes());
+        }
+        text.extend(
+            String::from_utf8(line(5)).unwrap().replacen("民间借贷纠纷", "机动车交通事故责任纠纷", 1).into_bytes(),
+        );
+        let (r, keys) = import_cases(&text);
+        let reason = "holds personal information; a cause is a 案由 such as 民间借贷纠纷";
+        let want: Vec<(u64, String, String)> = (3..=5).map(|l| (l, "cause".to_string(), reason.to_string())).collect();
+        assert_eq!(lines_of(&r), want);
+        assert_eq!(keys.len(), 2);
+    }
+
+    /// Imports the file `bytes` as `cases` with `encoding`: the report and the keys stored.
+    fn import_file_as(bytes: &[u8], encoding: InputEncoding) -> (ImportReport, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cases.csv");
+        std::fs::write(&file, bytes).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
+        let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+        let opts = ImportOptions {
+            dataset: "cases",
+            key: &key,
+            keep_raw: &[],
+            minimise: MinimiseOptions::default(),
+            progress: &mut |_| {},
+        };
+        let r = import_file_with(&store, &file, encoding, opts).unwrap();
+        let mut keys = Vec::new();
+        store.scan("cases", &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap())).unwrap();
+        keys.sort();
+        (r, keys)
+    }
+
+    /// A cases file of rows 1..=4 whose row 3 (line 4) has an impossible date, CRLF line ends.
+    fn cases_text() -> String {
+        let mut text = String::from_utf8(header()).unwrap();
+        for i in 1..=4 {
+            let l = String::from_utf8(line(i)).unwrap();
+            text.push_str(&if i == 3 { l.replace("2023-01-05", "2023-02-30") } else { l });
+        }
+        text.replace('\n', "\r\n")
+    }
+
+    #[test]
+    fn gb18030_files_are_detected_and_read_as_excel_writes_them() {
+        let text = cases_text();
+        let (gb, _, unmappable) = encoding_rs::GB18030.encode(&text);
+        assert!(!unmappable);
+        // Real GB18030 bytes: 民 C3F1, 初 B3F5, 闽 C3F6.
+        assert!(gb.windows(6).any(|w| w == [0xC3, 0xF6, b'0', b'2', b'1', b'3']));
+        assert!(gb.windows(4).any(|w| w == [0xC3, 0xF1, 0xB3, 0xF5]));
+        for encoding in [InputEncoding::Auto, InputEncoding::Gb18030] {
+            let (r, keys) = import_file_as(&gb, encoding);
+            assert_eq!(r.encoding, "GB18030");
+            assert_eq!((r.rows_read, r.imported, r.rejected_rows), (4, 3, 1));
+            assert_eq!(r.quarantine[0].line, 4);
+            assert_eq!(keys, ["(2023)闽0213民初1号", "(2023)闽0213民初2号", "(2023)闽0213民初4号"]);
+        }
+    }
+
+    #[test]
+    fn utf8_with_or_without_a_bom_is_detected_and_a_wrong_choice_names_the_lines() {
+        let text = cases_text();
+        for bytes in [text.clone().into_bytes(), [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat()] {
+            let (r, keys) = import_file_as(&bytes, InputEncoding::Auto);
+            assert_eq!(r.encoding, "UTF-8");
+            assert_eq!((r.imported, r.rejected_rows, r.quarantine[0].line), (3, 1, 4));
+            assert_eq!(keys.len(), 3);
+        }
+        // GB18030 bytes read as UTF-8: every row with Chinese text is refused, naming its line and the fix.
+        let (gb, _, _) = encoding_rs::GB18030.encode(&text);
+        let (r, keys) = import_file_as(&gb, InputEncoding::Utf8);
+        let got: Vec<(u64, &str)> = r.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
+        let reason = "is not valid UTF-8 (if the file is GB18030 or GBK, import it with --encoding gb18030)";
+        assert_eq!(got, [(2, reason), (3, reason), (4, reason), (5, reason)]);
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn a_byte_sequence_gb18030_does_not_have_refuses_its_row_only() {
+        let text = cases_text();
+        let mut gb = encoding_rs::GB18030.encode(&text).0.into_owned();
+        // 0xFF is no GB18030 byte: put it into the first row's cause (line 2).
+        let at = gb.windows(4).position(|w| w == [0xC3, 0xF1, 0xBC, 0xE4]).unwrap();
+        gb.insert(at, 0xFF);
+        let (r, keys) = import_file_as(&gb, InputEncoding::Gb18030);
+        let got: Vec<(u64, &str, &str)> =
+            r.quarantine.iter().map(|q| (q.line, q.field.as_str(), q.reason.as_str())).collect();
+        assert_eq!(got[0], (2, "row", "is not valid GB18030"));
+        assert_eq!(keys, ["(2023)闽0213民初2号", "(2023)闽0213民初4号"]);
+    }
+
     #[test]
     fn many_chunks_keep_line_order_and_first_key_wins() {
         let n = 3 * CHUNK_ROWS + 17;
@@ -570,7 +954,7 @@ mod tests {
         assert_eq!(r.total_records, n as u64 - 3);
         let got: Vec<(u64, &str, &str)> =
             r.quarantine.iter().map(|q| (q.line, q.field.as_str(), q.reason.as_str())).collect();
-        assert_eq!(got[0], (5002, "row", "is not valid UTF-8"));
+        assert_eq!(got[0], (5002, "row", NOT_UTF8));
         assert_eq!((got[1].0, got[1].1), (7002, "filed_on"));
         assert_eq!(got[2], (9002, "case_no", "duplicates the key of line 102"));
         assert_eq!(got.len(), 3);

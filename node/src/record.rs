@@ -121,6 +121,57 @@ pub fn canonical_case_no(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The fields that hold a case number (案号): checked against [`is_case_number`].
+const CASE_NUMBER_FIELDS: &[&str] = &["case_no", "origin_case_no", "judicial_confirm_case_no"];
+
+/// Whether `no` (in its canonical form, [`canonical_case_no`]) has the shape of a case number:
+/// `(YYYY)`, the court's code and the case type (Han characters and digits, at least three characters
+/// together, beginning and ending with a Han character: `闽0213民初`, `最高法民终`, `闽0213执`), the case's
+/// sequence number (1 to 7 digits), `号`.
+pub fn is_case_number(no: &str) -> bool {
+    let Some(rest) = no.strip_prefix('(') else { return false };
+    let Some((year, rest)) = rest.split_once(')') else { return false };
+    let Some(body) = rest.strip_suffix('号') else { return false };
+    let year_ok = year.len() == 4 && year.parse::<u32>().is_ok_and(|y| (1949..=2099).contains(&y));
+    let head = body.trim_end_matches(|c: char| c.is_ascii_digit());
+    let seq = body.len() - head.len();
+    let han = shuzhu_policy::pii::names::is_han;
+    year_ok
+        && (1..=7).contains(&seq)
+        && head.chars().count() >= 3
+        && head.chars().next().is_some_and(han)
+        && head.chars().last().is_some_and(han)
+        && head.chars().all(|c| han(c) || c.is_ascii_digit())
+}
+
+/// The cause of action (案由), a public (L1) field.
+const CAUSE: &str = "cause";
+
+/// Whether a cause holds what the detectors of personal information find (a party's name, an ID
+/// number, a phone …) or a long number: a cause is a 案由 from the courts' list, never free text about
+/// the parties, and it is stored and served as given.
+///
+/// A docket has a few hundred distinct causes, so each worker thread keeps the verdicts it computed (up to
+/// 4 096 causes, then it starts again) and scans each cause once, not once per row.
+fn cause_holds_personal_information(raw: &str) -> bool {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static VERDICTS: RefCell<HashMap<String, bool>> = RefCell::new(HashMap::new());
+    }
+    VERDICTS.with_borrow_mut(|seen| {
+        if let Some(v) = seen.get(raw) {
+            return *v;
+        }
+        let v = !shuzhu_policy::pii::detect(raw).is_empty() || shuzhu_policy::mask::contains_identifier(raw);
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        seen.insert(raw.to_string(), v);
+        v
+    })
+}
+
 /// Validates one raw cell and converts it to its typed value (before minimisation).
 ///
 /// A text field that minimisation replaces (any storage but [`Storage::Raw`]) is not copied: its value is an
@@ -144,6 +195,12 @@ fn parse_cell(field: &Field, raw: &str) -> Result<Value, FieldProblem> {
             }
             if raw.trim() != raw {
                 return Err(problem(field, "has leading or trailing spaces"));
+            }
+            if CASE_NUMBER_FIELDS.contains(&field.name) && !is_case_number(&canonical_case_no(raw)) {
+                return Err(problem(field, "is not a case number like (2023)闽0213民初1234号"));
+            }
+            if field.name == CAUSE && cause_holds_personal_information(raw) {
+                return Err(problem(field, "holds personal information; a cause is a 案由 such as 民间借贷纠纷"));
             }
             Ok(Value::Text(match field.storage {
                 Storage::Raw if field.name == CASE_NO => canonical_case_no(raw).into_owned(),

@@ -26,6 +26,8 @@ pub mod check;
 pub mod deviation;
 pub mod dimension;
 pub mod disclosure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod indicator;
 pub mod mask;

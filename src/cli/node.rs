@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use shuzhu_node::config::NodeConfig;
-use shuzhu_node::import::{ImportOptions, import_file};
+use shuzhu_node::import::{ImportOptions, InputEncoding, import_file_with};
 use shuzhu_node::service::NodeState;
 use shuzhu_node::store::SledStore;
 
@@ -27,6 +27,10 @@ pub(crate) enum Command {
         /// Quarantine report (default: FILE.quarantine.csv).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// The file's character encoding: auto (UTF-8 with or without a byte-order mark when its start is
+        /// UTF-8, otherwise GB18030), utf-8, gb18030 or gbk (what Excel writes on a Chinese Windows).
+        #[arg(long, default_value = "auto", value_parser = parse_encoding)]
+        encoding: InputEncoding,
         /// The CSV file.
         file: PathBuf,
     },
@@ -70,19 +74,26 @@ pub(crate) enum Command {
 pub(crate) fn run(c: Command) -> Result<ExitCode> {
     match c {
         Command::Journal(j) => return super::journal::run(j),
-        Command::Import { config, dataset, report, file } => {
+        Command::Import { config, dataset, report, encoding, file } => {
             let config = NodeConfig::load(&config)?;
             let key = config.pseudonym_key()?;
             let store = SledStore::open(&config.store)?;
-            let tty = std::io::stderr().is_terminal();
-            let mut progress = |n: u64| {
-                if tty {
-                    eprint!("\rread {n} rows");
-                }
+            // A progress bar on a terminal only: piped or logged, stderr gets nothing but errors.
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new_spinner()
+            } else {
+                indicatif::ProgressBar::hidden()
             };
-            let r = import_file(
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed} read {human_pos} rows ({per_sec})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let mut progress = |n: u64| bar.set_position(n);
+            let r = import_file_with(
                 &store,
                 &file,
+                encoding,
                 ImportOptions {
                     dataset: &dataset,
                     key: &key,
@@ -90,14 +101,13 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
                     minimise: config.minimise,
                     progress: &mut progress,
                 },
-            )?;
-            if tty {
-                eprintln!();
-            }
+            );
+            bar.finish_and_clear();
+            let r = r?;
             let rate = r.rows_read as f64 / r.elapsed.as_secs_f64().max(1e-9);
             println!(
-                "{}: read {} rows, imported {}, refused {} ({:.0} rows/s); {} records stored, durable",
-                r.dataset, r.rows_read, r.imported, r.rejected_rows, rate, r.total_records
+                "{}: read {} rows ({}), imported {}, refused {} ({:.0} rows/s); {} records stored, durable",
+                r.dataset, r.rows_read, r.encoding, r.imported, r.rejected_rows, rate, r.total_records
             );
             if !r.minimise_dropped.is_empty() {
                 println!(
@@ -190,4 +200,9 @@ fn check_source(config: &std::path::Path) -> Result<ExitCode> {
         "personal (L4) columns and case or staff identifiers are never read; rows with an invalid ID number are not detected without them"
     );
     Ok(if excluded_any { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Parses `--encoding`.
+fn parse_encoding(name: &str) -> Result<InputEncoding, String> {
+    InputEncoding::parse(name).ok_or_else(|| format!("unknown encoding {name:?}; use auto, utf-8, gb18030 or gbk"))
 }

@@ -21,7 +21,7 @@
 pub mod console;
 pub mod problem;
 pub mod report;
-mod wire;
+pub(crate) mod wire;
 
 pub use wire::answer_json;
 

@@ -68,8 +68,8 @@ impl Default for Limits {
         Limits {
             max_cells: 1_000_000,
             max_rows: 4_000,
-            max_nodes: 4_000_000,
-            max_work: 40_000_000,
+            max_nodes: 2_000_000,
+            max_work: 20_000_000,
             pairs_when_too_complex: true,
         }
     }

@@ -1,0 +1,3 @@
+#![no_main]
+// The harness is shuzhu_policy::fuzzing::policy_file, which tests/fuzz_replay.rs also runs over this target's corpus.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shuzhu_policy::fuzzing::policy_file(data));
