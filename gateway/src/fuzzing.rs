@@ -221,7 +221,13 @@ pub fn node_answer(data: &[u8]) {
     }
     let shown: Vec<(&Vec<String>, &Vec<Partial>, bool)> =
         merged.iter().zip(&cells).map(|((k, p), c)| (k, p, c.status == CellStatus::Ok)).collect();
-    let _ = crate::releases::cells_of_answer(&q, &measures, &shown, true, &BTreeMap::new());
+    let _ = crate::releases::releases_of_answer(
+        &q,
+        &measures,
+        &shown,
+        true,
+        &shuzhu_policy::disclosure::recordset::Topology::default(),
+    );
 }
 
 /// The gateway configuration file (`gateway.toml`), parsed and checked as `gateway serve` loads it.
