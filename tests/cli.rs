@@ -210,32 +210,7 @@ fn a_partial_answer_says_so_in_csv_and_table_and_exits_3_unless_allowed() {
 #[test]
 fn token_issue_refuses_an_unknown_role_and_a_lifetime_the_gateway_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let (code, _, err) = shuzhu(&["token", "keygen", "--out", d]);
-    assert_eq!(code, 0, "{err}");
-    let key = format!("{d}/issuer.key");
-    let issue = |role: &str, ttl: &str, extra: &[&str]| {
-        let mut args = vec![
-            "token",
-            "issue",
-            "--key",
-            &key,
-            "--issuer",
-            "https://idp.test",
-            "--audience",
-            "gw",
-            "--sub",
-            "a-1",
-            "--agency",
-            "xm-sfj",
-            "--role",
-            role,
-            "--ttl",
-            ttl,
-        ];
-        args.extend_from_slice(extra);
-        shuzhu(&args)
-    };
+    let issue = |role: &str, ttl: &str, extra: &[&str]| issue_token(dir.path(), role, ttl, extra);
     let (code, out, err) = issue("requester", "3600", &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim().split('.').count(), 3, "a JWT: {out}");
@@ -248,7 +223,7 @@ fn token_issue_refuses_an_unknown_role_and_a_lifetime_the_gateway_would_refuse()
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("86400") && err.contains("43200"), "{err}");
     // With the gateway's own config, its [auth] max_lifetime_secs is the limit.
-    let gw = format!("{d}/gateway.toml");
+    let gw = format!("{}/gateway.toml", dir.path().display());
     std::fs::write(&gw, "[auth]\nmax_lifetime_secs = 90000\n").unwrap();
     let (code, _, err) = issue("requester", "86400", &["--max-lifetime-from", &gw]);
     assert_eq!(code, 0, "{err}");
@@ -258,31 +233,8 @@ fn token_issue_refuses_an_unknown_role_and_a_lifetime_the_gateway_would_refuse()
 fn query_warns_that_its_token_has_expired() {
     let f = fx();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    assert_eq!(shuzhu(&["token", "keygen", "--out", d]).0, 0);
-    let key = format!("{d}/issuer.key");
-    let tok = format!("{d}/old.jwt");
-    let args = [
-        "token",
-        "issue",
-        "--key",
-        &key,
-        "--issuer",
-        "https://idp.test",
-        "--audience",
-        "gw",
-        "--sub",
-        "a-1",
-        "--agency",
-        "xm-sfj",
-        "--role",
-        "requester",
-        "--ttl",
-        "0",
-        "--out",
-        &tok,
-    ];
-    assert_eq!(shuzhu(&args).0, 0);
+    let tok = format!("{}/old.jwt", dir.path().display());
+    assert_eq!(issue_token(dir.path(), "requester", "0", &["--out", &tok]).0, 0);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let gw = f.running.gateway_url.clone();
     let ca = f.prepared.pki.ca_cert.display().to_string();
@@ -355,4 +307,34 @@ fn a_region_filter_takes_names_as_well_as_codes() {
     let (code, _, err) = ask("不存在区");
     assert_ne!(code, 0);
     assert!(err.contains("不存在区"), "{err}");
+}
+
+/// `shuzhu token issue` with a development key made in `dir` (once), for agency xm-sfj.
+fn issue_token(dir: &std::path::Path, role: &str, ttl: &str, extra: &[&str]) -> (i32, String, String) {
+    let d = dir.to_str().unwrap();
+    let key = format!("{d}/issuer.key");
+    if !std::path::Path::new(&key).exists() {
+        let (code, _, err) = shuzhu(&["token", "keygen", "--out", d]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let mut args = vec![
+        "token",
+        "issue",
+        "--key",
+        &key,
+        "--issuer",
+        "https://idp.test",
+        "--audience",
+        "gw",
+        "--sub",
+        "a-1",
+        "--agency",
+        "xm-sfj",
+        "--role",
+        role,
+        "--ttl",
+        ttl,
+    ];
+    args.extend_from_slice(extra);
+    shuzhu(&args)
 }
