@@ -45,21 +45,10 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding http_listen {addr}"))?),
             None => None,
         };
-        let admin = shuzhu_net::admin::bind(config.admin_listen)
-            .await
-            .with_context(|| format!("binding admin_listen {}", config.admin_listen.map(|a| a.to_string()).unwrap_or_default()))?;
-        let mut stops = super::stop_signals(2);
-        let (stop_admin, stop) = (stops.pop(), stops.pop());
-        if let (Some(admin), Some(stop_admin)) = (admin, stop_admin) {
-            tracing::info!(addr = %admin.local_addr()?, "admin listener: /metrics and /healthz");
-            let st = Arc::clone(&state);
-            tokio::spawn(async move {
-                if let Err(error) = shuzhu_gateway::ops::serve_admin(st, admin, stop_admin).await {
-                    tracing::error!(%error, "admin listener stopped");
-                }
-            });
-        }
-        let stop = stop.ok_or_else(|| anyhow::anyhow!("no stop signal"))?;
+        let stop = super::admin_and_stop(config.admin_listen, |listener, stop| {
+            shuzhu_gateway::ops::serve_admin(Arc::clone(&state), listener, stop)
+        })
+        .await?;
         tracing::info!(gateway = %config.gateway_id, addr = %listener.local_addr()?, nodes = config.nodes.len(), ledger_entries = state.ledger.len(), "gateway serving");
         shuzhu_gateway::serve(state, tls, listener, http_listener, stop).await?;
         tracing::info!("gateway stopped");

@@ -177,6 +177,36 @@ fn stop_signals(n: usize) -> Vec<impl std::future::Future<Output = ()> + Send + 
         .collect()
 }
 
+/// A stop signal for a server.
+type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// Binds the admin listener when `addr` is set and serves it with `serve` (`/metrics`, `/healthz`) until
+/// the stop signal; returns the stop signal for the role's own server.
+async fn admin_and_stop<Fut>(
+    addr: Option<std::net::SocketAddr>,
+    serve: impl FnOnce(tokio::net::TcpListener, Stop) -> Fut,
+) -> anyhow::Result<Stop>
+where
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    use anyhow::Context as _;
+    let admin = shuzhu_net::admin::bind(addr)
+        .await
+        .with_context(|| format!("binding admin_listen {}", addr.map(|a| a.to_string()).unwrap_or_default()))?;
+    let mut stops: Vec<Stop> = stop_signals(2).into_iter().map(|s| Box::pin(s) as Stop).collect();
+    let (stop_admin, stop) = (stops.pop(), stops.pop());
+    if let (Some(admin), Some(stop_admin)) = (admin, stop_admin) {
+        tracing::info!(addr = %admin.local_addr()?, "admin listener: /metrics and /healthz");
+        let serving = serve(admin, stop_admin);
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::error!(%error, "admin listener stopped");
+            }
+        });
+    }
+    stop.ok_or_else(|| anyhow::anyhow!("no stop signal"))
+}
+
 /// Where the client finds the gateway: flags, or a demo directory's `demo.json`.
 #[derive(clap::Args, Debug, Clone)]
 struct Connection {

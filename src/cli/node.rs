@@ -135,21 +135,10 @@ pub(crate) fn run(c: Command) -> Result<ExitCode> {
             rt.block_on(async {
                 let state = Arc::new(tokio::task::block_in_place(|| NodeState::open(&config))?);
                 let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-                let admin = shuzhu_net::admin::bind(config.admin_listen).await.with_context(|| {
-                    format!("binding admin_listen {}", config.admin_listen.map(|a| a.to_string()).unwrap_or_default())
-                })?;
-                let mut stops = super::stop_signals(2);
-                let (stop_admin, stop) = (stops.pop(), stops.pop());
-                if let (Some(admin), Some(stop_admin)) = (admin, stop_admin) {
-                    tracing::info!(addr = %admin.local_addr()?, "admin listener: /metrics and /healthz");
-                    let st = Arc::clone(&state);
-                    tokio::spawn(async move {
-                        if let Err(error) = shuzhu_node::ops::serve_admin(st, admin, stop_admin).await {
-                            tracing::error!(%error, "admin listener stopped");
-                        }
-                    });
-                }
-                let stop = stop.ok_or_else(|| anyhow::anyhow!("no stop signal"))?;
+                let stop = super::admin_and_stop(config.admin_listen, |listener, stop| {
+                    shuzhu_node::ops::serve_admin(Arc::clone(&state), listener, stop)
+                })
+                .await?;
                 tracing::info!(node = %config.node_id, addr = %listener.local_addr()?, cases = state.cases(), "node serving over mutual TLS");
                 shuzhu_node::service::serve(&config, state, listener, stop).await?;
                 tracing::info!("node stopped");
